@@ -1,0 +1,36 @@
+//! The library's error type: every failure names what is wrong and where.
+
+/// Everything that can go wrong while loading, quantizing or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A model, tokenizer or config file is malformed or inconsistent.
+    #[error("{0}")]
+    Format(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The caller asked for something the model cannot do (bad ids, bad parameters, …).
+    #[error("{0}")]
+    Invalid(String),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result with the library's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+}

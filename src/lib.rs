@@ -1,0 +1,13 @@
+//! `storywriter`: BLOOM on candle, with a tokenizer, Hugging Face-exact sampling, a GGUF
+//! quantizer and candidate generation, compiled both natively and for wasm32.
+
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod gguf;
+pub mod loader;
+pub mod model;
+pub mod sampling;
+pub mod tokenizer;
+
+pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! Hugging Face `generate(do_sample=True)` sampling. (Being written: see helper.)
