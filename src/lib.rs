@@ -5,6 +5,7 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub mod init;
 pub mod loader;
 pub mod model;
 pub mod sampling;

@@ -1,1 +1,495 @@
-//! TODO
+//! BLOOM (BigScience, 2022) as in transformers' `modeling_bloom.py`, on candle.
+//!
+//! ```text
+//! ids ─ word_embeddings ─ word_embeddings_layernorm ─┬─ block × n_layer ─ ln_f ─ lm_head (tied) ─ logits
+//! block:  x ─ input_layernorm ─ attention(ALiBi) ─ +residual ─ post_attention_layernorm ─ MLP ─ +residual
+//! ```
+//!
+//! Weights are named as in llama.cpp's GGUF files (`token_embd`, `blk.N.attn_qkv`, …) and the
+//! fused QKV projection is stored as contiguous Q|K|V rows, the llama.cpp layout; the Hugging Face
+//! loader reorders its per-head interleaved rows into that layout. Linear layers are
+//! [`QMatMul`]s, so a layer is either a dense f32 matrix or a quantized one; the embedding table
+//! stays quantized in memory and rows are gathered from it.
+
+use std::sync::Arc;
+
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::LayerNorm;
+
+use crate::config::BloomConfig;
+use crate::error::{Error, Result};
+
+/// A tensor as a file stores it: dense (any float type, used as f32) or quantized.
+#[derive(Clone, Debug)]
+pub enum Weight {
+    /// A dense tensor.
+    Dense(Tensor),
+    /// A quantized (or f16/f32 GGUF) tensor.
+    Quantized(Arc<QTensor>),
+}
+
+impl Weight {
+    /// The tensor as dense f32.
+    pub fn to_dense(&self) -> Result<Tensor> {
+        Ok(match self {
+            Self::Dense(t) => t.to_dtype(DType::F32)?,
+            Self::Quantized(q) => q.dequantize(&q.device())?,
+        })
+    }
+
+    /// The tensor as a matrix that multiplies activations: quantized types stay quantized.
+    fn into_matmul(self) -> Result<QMatMul> {
+        Ok(match self {
+            Self::Dense(t) => QMatMul::Tensor(t.to_dtype(DType::F32)?),
+            Self::Quantized(q) => QMatMul::from_arc(q)?,
+        })
+    }
+}
+
+/// Where a model's tensors come from, by their llama.cpp GGUF names.
+pub trait WeightSource {
+    /// The tensor `name`, checked to have exactly `shape`; a clear error when missing or misshapen.
+    fn weight(&mut self, name: &str, shape: &[usize]) -> Result<Weight>;
+    /// Whether the optional tensor `name` is present.
+    fn contains(&self, name: &str) -> bool;
+}
+
+/// A linear layer `y = x Wᵀ + b`.
+#[derive(Debug, Clone)]
+struct Linear {
+    weight: QMatMul,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn load(src: &mut dyn WeightSource, name: &str, out_dim: usize, in_dim: usize) -> Result<Self> {
+        let weight = src
+            .weight(&format!("{name}.weight"), &[out_dim, in_dim])?
+            .into_matmul()?;
+        let bias = src
+            .weight(&format!("{name}.bias"), &[out_dim])?
+            .to_dense()?;
+        Ok(Self { weight, bias })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.weight.forward(x)?.broadcast_add(&self.bias)?)
+    }
+}
+
+fn layer_norm(src: &mut dyn WeightSource, name: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
+    let weight = src.weight(&format!("{name}.weight"), &[dim])?.to_dense()?;
+    let bias = src.weight(&format!("{name}.bias"), &[dim])?.to_dense()?;
+    Ok(LayerNorm::new(weight, bias, eps))
+}
+
+/// BLOOM's tanh approximation of GELU, with the constant of `modeling_bloom.bloom_gelu_forward`:
+/// `x · 0.5 · (1 + tanh(0.79788456 · x · (1 + 0.044715 · x²)))`.
+fn bloom_gelu(x: &Tensor) -> Result<Tensor> {
+    let inner = x
+        .sqr()?
+        .affine(0.044715, 1.0)?
+        .mul(x)?
+        .affine(0.797_884_56, 0.0)?;
+    Ok(inner.tanh()?.affine(0.5, 0.5)?.mul(x)?)
+}
+
+/// The ALiBi slope of every head, as `build_alibi_tensor` computes them (any head count: heads
+/// beyond the largest power of two take the odd powers of the next base).
+pub fn alibi_slopes(n_head: usize) -> Vec<f32> {
+    let closest_pow2 = 1usize << (usize::BITS - 1 - n_head.leading_zeros());
+    let base_for = |n: usize| 2f64.powf(-(2f64.powf(-((n as f64).log2() - 3.0)))) as f32;
+    let base = base_for(closest_pow2);
+    let mut slopes: Vec<f32> = (1..=closest_pow2 as i32).map(|p| base.powi(p)).collect();
+    if closest_pow2 != n_head {
+        let extra_base = base_for(2 * closest_pow2);
+        let remaining = (n_head - closest_pow2).min(closest_pow2);
+        slopes.extend((0..remaining as i32).map(|i| extra_base.powi(2 * i + 1)));
+    }
+    slopes
+}
+
+/// The keys and values of every layer for a batch of sequences of equal length.
+///
+/// Tensors are `(batch, n_head, capacity, head_dim)`; the first `len` positions are filled.
+/// A cache can be forked into several sequences (three candidates share their prompt's cache),
+/// truncated, and slid (dropping the oldest positions; ALiBi needs no re-encoding because its
+/// bias only depends on key distances).
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache for a model with `n_layer` blocks.
+    pub fn new(n_layer: usize) -> Self {
+        Self {
+            layers: vec![None; n_layer],
+            len: 0,
+        }
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of sequences in the batch (1 for an empty cache).
+    pub fn batch_size(&self) -> usize {
+        match self.layers.first() {
+            Some(Some((k, _))) => k.dim(0).unwrap_or(1),
+            _ => 1,
+        }
+    }
+
+    /// Appends keys and values `(batch, n_head, seq, head_dim)` to layer `layer` and returns
+    /// views of all cached keys and values including them.
+    fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let seq = k.dim(2)?;
+        let needed = self.len + seq;
+        let slot = &mut self.layers[layer];
+        let capacity = slot.as_ref().map_or(0, |(k, _)| k.dim(2).unwrap_or(0));
+        if needed > capacity {
+            let new_capacity = needed.max(2 * capacity).max(64);
+            let grow = |old: Option<&Tensor>, new: &Tensor| -> Result<Tensor> {
+                let (b, h, _, d) = new.dims4()?;
+                let buf = Tensor::zeros((b, h, new_capacity, d), new.dtype(), new.device())?;
+                if let Some(old) = old {
+                    buf.slice_set(&old.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+                }
+                Ok(buf)
+            };
+            let old = slot.take();
+            *slot = Some((
+                grow(old.as_ref().map(|o| &o.0), k)?,
+                grow(old.as_ref().map(|o| &o.1), v)?,
+            ));
+        }
+        let (k_buf, v_buf) = slot.as_ref().expect("allocated above");
+        k_buf.slice_set(&k.contiguous()?, 2, self.len)?;
+        v_buf.slice_set(&v.contiguous()?, 2, self.len)?;
+        Ok((k_buf.narrow(2, 0, needed)?, v_buf.narrow(2, 0, needed)?))
+    }
+
+    /// Applies `f` to the filled part of every layer's keys and values, making a compact cache.
+    fn map(&self, f: impl Fn(&Tensor) -> Result<Tensor>, len: usize) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|slot| match slot {
+                Some((k, v)) => {
+                    let k = f(&k.narrow(2, 0, self.len)?)?.contiguous()?;
+                    let v = f(&v.narrow(2, 0, self.len)?)?.contiguous()?;
+                    Ok(Some((k, v)))
+                }
+                None => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { layers, len })
+    }
+
+    /// `n` copies of this single-sequence cache, as one batch.
+    pub fn fork(&self, n: usize) -> Result<Self> {
+        if self.batch_size() != 1 {
+            return Err(Error::Invalid(format!(
+                "only a single-sequence cache can be forked, this one holds {}",
+                self.batch_size()
+            )));
+        }
+        self.map(|t| Ok(t.repeat((n, 1, 1, 1))?), self.len)
+    }
+
+    /// Keeps only the sequences at `indices` of the batch, in that order.
+    pub fn select(&self, indices: &[usize]) -> Result<Self> {
+        let batch = self.batch_size();
+        if let Some(bad) = indices.iter().find(|&&i| i >= batch) {
+            return Err(Error::Invalid(format!(
+                "sequence {bad} is not in a batch of {batch}"
+            )));
+        }
+        let ids: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
+        let device = self.device();
+        let ids = Tensor::new(ids.as_slice(), &device)?;
+        self.map(|t| Ok(t.index_select(&ids, 0)?), self.len)
+    }
+
+    /// Forgets every position from `len` on.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Drops the `n` oldest positions, keeping the rest.
+    pub fn slide(&self, n: usize) -> Result<Self> {
+        let n = n.min(self.len);
+        let kept = self.len - n;
+        self.map(|t| Ok(t.narrow(2, n, kept)?), kept)
+    }
+
+    fn device(&self) -> Device {
+        match self.layers.first() {
+            Some(Some((k, _))) => k.device().clone(),
+            _ => Device::Cpu,
+        }
+    }
+}
+
+/// Self-attention with ALiBi biases (`BloomAttention`).
+#[derive(Debug, Clone)]
+struct Attention {
+    query_key_value: Linear,
+    dense: Linear,
+    n_head: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    /// x: (b, s, hidden), bias: (1, n_head, s, past + s) → (b, s, hidden)
+    fn forward(
+        &self,
+        x: &Tensor,
+        bias: &Tensor,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Tensor> {
+        let (b, s, hidden) = x.dims3()?;
+        // Fused projection, rows laid out as Q|K|V: (b, s, 3·hidden).
+        let qkv = self.query_key_value.forward(x)?;
+        let split = |i: usize| -> Result<Tensor> {
+            // (b, s, hidden) → (b, n_head, s, head_dim)
+            Ok(qkv
+                .narrow(D::Minus1, i * hidden, hidden)?
+                .reshape((b, s, self.n_head, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        let (k, v) = cache.append(layer, &k, &v)?;
+        // scores = alibi + (q · kᵀ) / √head_dim : (b, n_head, s, past + s)
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.affine(scale, 0.0)?.matmul(&k.t()?)?).broadcast_add(bias)?;
+        // Softmax in f32, as BLOOM does whatever the weights' type.
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        // context: (b, n_head, s, head_dim) → (b, s, hidden)
+        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, hidden))?;
+        self.dense.forward(&context)
+    }
+}
+
+/// The feed-forward block (`BloomMLP`): dense_h_to_4h → GELU → dense_4h_to_h.
+#[derive(Debug, Clone)]
+struct Mlp {
+    up: Linear,
+    down: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.down.forward(&bloom_gelu(&self.up.forward(x)?)?)
+    }
+}
+
+/// One transformer block (`BloomBlock`).
+#[derive(Debug, Clone)]
+struct Block {
+    input_layernorm: LayerNorm,
+    attention: Attention,
+    post_attention_layernorm: LayerNorm,
+    mlp: Mlp,
+    residual_post_layernorm: bool,
+}
+
+impl Block {
+    fn forward(
+        &self,
+        x: &Tensor,
+        bias: &Tensor,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Tensor> {
+        let normed = self.input_layernorm.forward(x)?;
+        let residual = if self.residual_post_layernorm {
+            &normed
+        } else {
+            x
+        };
+        let attended = (self.attention.forward(&normed, bias, cache, layer)? + residual)?;
+        let normed = self.post_attention_layernorm.forward(&attended)?;
+        let residual = if self.residual_post_layernorm {
+            &normed
+        } else {
+            &attended
+        };
+        Ok((self.mlp.forward(&normed)? + residual)?)
+    }
+}
+
+/// A BLOOM causal language model (`BloomForCausalLM`).
+#[derive(Debug, Clone)]
+pub struct Bloom {
+    config: BloomConfig,
+    word_embeddings: QMatMul,
+    word_embeddings_layernorm: LayerNorm,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    lm_head: QMatMul,
+    alibi_slopes: Tensor,
+    device: Device,
+}
+
+impl Bloom {
+    /// Builds the model from `src`, checking every tensor's presence and shape against `config`.
+    pub fn load(config: &BloomConfig, src: &mut dyn WeightSource, device: &Device) -> Result<Self> {
+        let (h, v, eps) = (
+            config.hidden_size,
+            config.vocab_size,
+            config.layer_norm_epsilon,
+        );
+        let embedding = src.weight("token_embd.weight", &[v, h])?;
+        let word_embeddings = embedding.clone().into_matmul()?;
+        // The lm_head is tied to the embeddings unless the file carries its own `output`.
+        let lm_head = if src.contains("output.weight") {
+            src.weight("output.weight", &[v, h])?.into_matmul()?
+        } else {
+            word_embeddings.clone()
+        };
+        let blocks = (0..config.n_layer)
+            .map(|i| {
+                let p = format!("blk.{i}");
+                Ok(Block {
+                    input_layernorm: layer_norm(src, &format!("{p}.attn_norm"), h, eps)?,
+                    attention: Attention {
+                        query_key_value: Linear::load(src, &format!("{p}.attn_qkv"), 3 * h, h)?,
+                        dense: Linear::load(src, &format!("{p}.attn_output"), h, h)?,
+                        n_head: config.n_head,
+                        head_dim: config.head_dim(),
+                    },
+                    post_attention_layernorm: layer_norm(src, &format!("{p}.ffn_norm"), h, eps)?,
+                    mlp: Mlp {
+                        up: Linear::load(src, &format!("{p}.ffn_up"), 4 * h, h)?,
+                        down: Linear::load(src, &format!("{p}.ffn_down"), h, 4 * h)?,
+                    },
+                    residual_post_layernorm: config.apply_residual_connection_post_layernorm,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let slopes = alibi_slopes(config.n_head);
+        Ok(Self {
+            config: config.clone(),
+            word_embeddings,
+            word_embeddings_layernorm: layer_norm(src, "token_embd_norm", h, eps)?,
+            blocks,
+            ln_f: layer_norm(src, "output_norm", h, eps)?,
+            lm_head,
+            alibi_slopes: Tensor::from_vec(slopes, (1, config.n_head, 1, 1), device)?,
+            device: device.clone(),
+        })
+    }
+
+    /// The model's shape.
+    pub fn config(&self) -> &BloomConfig {
+        &self.config
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A fresh cache for one sequence.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.config.n_layer)
+    }
+
+    /// ALiBi biases plus the causal mask for `s` new queries after `past` cached positions:
+    /// (1, n_head, s, past + s), `slope · j` for key j, −∞ where key j lies after the query.
+    fn attention_bias(&self, past: usize, s: usize) -> Result<Tensor> {
+        let total = past + s;
+        let positions: Vec<f32> = (0..total).map(|j| j as f32).collect();
+        let positions = Tensor::from_vec(positions, (1, 1, 1, total), &self.device)?;
+        let alibi = self.alibi_slopes.broadcast_mul(&positions)?;
+        let mask: Vec<f32> = (0..s)
+            .flat_map(|i| {
+                (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (1, 1, s, total), &self.device)?;
+        Ok(alibi.broadcast_add(&mask)?)
+    }
+
+    /// Runs `ids` (b, s) after what `cache` holds and returns the logits (b, positions, vocab)
+    /// at the given positions of the new tokens only (e.g. `&[s - 1]` for the next token).
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        positions: &[usize],
+    ) -> Result<Tensor> {
+        let (b, s) = ids.dims2()?;
+        if s == 0 {
+            return Err(Error::Invalid("forward needs at least one token".into()));
+        }
+        if !cache.is_empty() && cache.batch_size() != b {
+            return Err(Error::Invalid(format!(
+                "batch of {b} sequences does not match the cache's {}",
+                cache.batch_size()
+            )));
+        }
+        if let Some(&p) = positions.iter().find(|&&p| p >= s) {
+            return Err(Error::Invalid(format!(
+                "logit position {p} is beyond the {s} new tokens"
+            )));
+        }
+        let vocab = self.config.vocab_size as u32;
+        let flat = ids.flatten_all()?.to_vec1::<u32>()?;
+        if let Some(&bad) = flat.iter().find(|&&id| id >= vocab) {
+            return Err(Error::Invalid(format!(
+                "token id {bad} is beyond the embedding table ({vocab} rows)"
+            )));
+        }
+        // (b, s) → (b, s, hidden)
+        let mut x = self.word_embeddings.embedding(ids)?;
+        x = self.word_embeddings_layernorm.forward(&x)?;
+        let bias = self.attention_bias(cache.len(), s)?;
+        for (layer, block) in self.blocks.iter().enumerate() {
+            x = block.forward(&x, &bias, cache, layer)?;
+        }
+        cache.len += s;
+        // Only the asked-for positions go through ln_f and the (large) lm_head.
+        let index = Tensor::new(
+            positions.iter().map(|&p| p as u32).collect::<Vec<_>>(),
+            &self.device,
+        )?;
+        let x = x.index_select(&index, 1)?;
+        let x = self.ln_f.forward(&x)?;
+        Ok(self.lm_head.forward(&x)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alibi_slopes_match_transformers() {
+        // The slopes transformers' build_alibi_tensor computes.
+        let eight = alibi_slopes(8);
+        let expected8 = [
+            0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 0.00390625,
+        ];
+        assert_eq!(eight, expected8);
+        // 6 heads: powers 1..4 of base 2^-2, then the odd powers 1 and 3 of base 2^-1.
+        assert_eq!(
+            alibi_slopes(6),
+            [0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125]
+        );
+        // 5 heads: powers of 2^-2, then one of 2^-1.
+        assert_eq!(alibi_slopes(5), [0.25, 0.0625, 0.015625, 0.00390625, 0.5]);
+    }
+}

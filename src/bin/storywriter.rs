@@ -1,0 +1,421 @@
+//! `storywriter`: the native command line on the same library as the web app.
+//! JSON goes to stdout, logs and progress to stderr.
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use std::io::Write;
+    use std::ops::ControlFlow;
+    use std::path::{Path, PathBuf};
+    use std::process::ExitCode;
+
+    use anyhow::{bail, Context, Result};
+    use candle_core::{Device, Tensor};
+    use clap::{Args, Parser, Subcommand};
+    use indicatif::{ProgressBar, ProgressStyle};
+    use serde_json::json;
+    use storywriter::generate::{generate, CandidateSpec};
+    use storywriter::loader::{native, LoadedModel};
+    use storywriter::sampling::{Sampler, SamplingParams};
+    use web_time::Instant;
+
+    #[derive(Parser)]
+    #[command(
+        name = "storywriter",
+        version,
+        about = "BLOOM story writer: generate, quantize, benchmark"
+    )]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Subcommand)]
+    enum Command {
+        /// Token ids of a text.
+        Tokenize {
+            /// A Hugging Face directory or a .gguf file.
+            #[arg(long)]
+            model: PathBuf,
+            /// The text to tokenize.
+            #[arg(long)]
+            text: String,
+        },
+        /// All vocabulary logits at the last prompt position.
+        Logits {
+            /// A Hugging Face directory or a .gguf file.
+            #[arg(long)]
+            model: PathBuf,
+            /// The prompt.
+            #[arg(long)]
+            prompt: String,
+        },
+        /// Candidate continuations of a prompt, decoded together as a batch.
+        Generate(GenerateArgs),
+        /// Write a GGUF file in llama.cpp's BLOOM layout at the given type.
+        Quantize {
+            /// A Hugging Face directory or a .gguf file.
+            #[arg(long)]
+            input: PathBuf,
+            /// Storage type: q4_0, q4_k, q6_k, q8_0, f16 or f32.
+            #[arg(long)]
+            dtype: String,
+            /// The .gguf file to write.
+            #[arg(long)]
+            output: PathBuf,
+        },
+        /// Write a Hugging Face directory with seeded random weights of a named shape.
+        InitRandom {
+            /// `bloom-560m` or `tiny`.
+            #[arg(long)]
+            config: String,
+            /// RNG seed.
+            #[arg(long, default_value_t = 0)]
+            seed: u64,
+            /// Directory to write.
+            #[arg(long)]
+            output: PathBuf,
+        },
+        /// Prefill and decode speed.
+        Bench {
+            /// A Hugging Face directory or a .gguf file.
+            #[arg(long)]
+            model: PathBuf,
+            /// Prompt length.
+            #[arg(long, default_value_t = 128)]
+            prompt_tokens: usize,
+            /// Tokens decoded per candidate.
+            #[arg(long, default_value_t = 64)]
+            new_tokens: usize,
+            /// Candidates decoded together as a batch.
+            #[arg(long, default_value_t = 1)]
+            candidates: usize,
+            /// Threads (default: one per physical core).
+            #[arg(long)]
+            threads: Option<usize>,
+            /// Print JSON.
+            #[arg(long)]
+            json: bool,
+        },
+    }
+
+    #[derive(Args)]
+    struct GenerateArgs {
+        /// A Hugging Face directory or a .gguf file.
+        #[arg(long)]
+        model: PathBuf,
+        /// The prompt.
+        #[arg(long)]
+        prompt: String,
+        /// Tokens to generate per candidate at most.
+        #[arg(long, default_value_t = 64)]
+        max_new_tokens: usize,
+        /// Take the most likely token at every step.
+        #[arg(long)]
+        greedy: bool,
+        /// Seed of the first candidate; candidate i uses seed + i.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Softmax temperature.
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f32,
+        /// Keep the k most likely tokens (0: off).
+        #[arg(long, default_value_t = 50)]
+        top_k: usize,
+        /// Nucleus mass (1: off).
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        /// Minimum probability relative to the top token (0: off).
+        #[arg(long, default_value_t = 0.0)]
+        min_p: f32,
+        /// Typical mass (1: off).
+        #[arg(long, default_value_t = 1.0)]
+        typical_p: f32,
+        /// Repetition penalty (1: off).
+        #[arg(long, default_value_t = 1.0)]
+        repetition_penalty: f32,
+        /// Stop a candidate at the end of a sentence.
+        #[arg(long)]
+        stop_at_sentence_end: bool,
+        /// Number of candidates.
+        #[arg(long, default_value_t = 1)]
+        candidates: usize,
+        /// Print JSON instead of streaming text.
+        #[arg(long)]
+        json: bool,
+    }
+
+    pub fn main() -> ExitCode {
+        let cli = Cli::parse();
+        if let Command::Bench {
+            threads: Some(n), ..
+        } = &cli.command
+        {
+            // Read by candle's thread pools when they are first used.
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        }
+        match run(cli.command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    fn load(path: &Path) -> Result<LoadedModel> {
+        native::load(path, &Device::Cpu)
+            .with_context(|| format!("cannot load model {}", path.display()))
+    }
+
+    fn print_json(value: serde_json::Value) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer(&mut out, &value)?;
+        writeln!(out)?;
+        Ok(())
+    }
+
+    fn run(command: Command) -> Result<()> {
+        match command {
+            Command::Tokenize { model, text } => {
+                let loaded = load(&model)?;
+                print_json(json!({ "ids": loaded.tokenizer.encode(&text)? }))
+            }
+            Command::Logits { model, prompt } => {
+                let loaded = load(&model)?;
+                let ids = loaded.tokenizer.encode(&prompt)?;
+                if ids.is_empty() {
+                    bail!("the prompt is empty");
+                }
+                let input = Tensor::new(ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
+                let mut cache = loaded.model.new_cache();
+                let logits = loaded.model.forward(&input, &mut cache, &[ids.len() - 1])?;
+                let logits: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+                print_json(json!({ "ids": ids, "logits": logits }))
+            }
+            Command::Generate(args) => run_generate(args),
+            Command::Quantize {
+                input,
+                dtype,
+                output,
+            } => quantize(&input, &dtype, &output),
+            Command::InitRandom {
+                config,
+                seed,
+                output,
+            } => init_random(&config, seed, &output),
+            Command::Bench {
+                model,
+                prompt_tokens,
+                new_tokens,
+                candidates,
+                threads,
+                json,
+            } => bench(&model, prompt_tokens, new_tokens, candidates, threads, json),
+        }
+    }
+
+    fn run_generate(args: GenerateArgs) -> Result<()> {
+        let loaded = load(&args.model)?;
+        let params = SamplingParams {
+            greedy: args.greedy,
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            min_p: args.min_p,
+            typical_p: args.typical_p,
+            repetition_penalty: args.repetition_penalty,
+            max_new_tokens: args.max_new_tokens,
+            stop_at_sentence_end: args.stop_at_sentence_end,
+        };
+        params.validate()?;
+        let specs: Vec<CandidateSpec> = (0..args.candidates as u64)
+            .map(|i| CandidateSpec {
+                params: params.clone(),
+                seed: args.seed + i,
+            })
+            .collect();
+        let ids = loaded.tokenizer.encode(&args.prompt)?;
+        let stream = !args.json && args.candidates == 1;
+        if stream {
+            print!("{}", args.prompt);
+        }
+        let generation = generate(&loaded.model, &loaded.tokenizer, &ids, &specs, |event| {
+            if stream {
+                print!("{}", event.text);
+                let _ = std::io::stdout().flush();
+            }
+            ControlFlow::Continue(())
+        })?;
+        if args.json {
+            return print_json(json!({
+                "model": loaded.identity,
+                "prompt_ids": ids,
+                "candidates": generation.candidates,
+                "stats": generation.stats,
+            }));
+        }
+        if stream {
+            println!();
+        } else {
+            for (i, candidate) in generation.candidates.iter().enumerate() {
+                println!(
+                    "--- candidate {} (seed {}) ---\n{}{}\n",
+                    i + 1,
+                    candidate.seed,
+                    args.prompt,
+                    candidate.text
+                );
+            }
+        }
+        let s = &generation.stats;
+        eprintln!(
+            "prefill {} tokens in {:.2}s, {} tokens in {} batched steps in {:.2}s",
+            s.prompt_tokens, s.prefill_s, s.generated_tokens, s.decode_steps, s.decode_s
+        );
+        Ok(())
+    }
+
+    fn quantize(input: &Path, dtype: &str, output: &Path) -> Result<()> {
+        let dtype = storywriter::gguf::parse_dtype(dtype)?;
+        let tmp = output.with_extension("gguf.partial");
+        let file = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut writer = std::io::BufWriter::new(file);
+        let bar = ProgressBar::new(0).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} tensors {elapsed} {msg}")
+                .expect("valid template"),
+        );
+        native::with_opened(input, &Device::Cpu, |opened| {
+            storywriter::gguf::write_gguf(&mut writer, opened, dtype, |p| {
+                bar.set_length(p.total as u64);
+                bar.set_position(p.done as u64);
+                bar.set_message(format!("{} → {:?}", p.name, p.dtype));
+                if p.fell_back {
+                    bar.println(format!(
+                        "{}: rows do not fit {dtype:?} blocks, stored as {:?}",
+                        p.name, p.dtype
+                    ));
+                }
+            })
+        })
+        .with_context(|| format!("cannot quantize {}", input.display()))?;
+        writer
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .sync_all()?;
+        std::fs::rename(&tmp, output)?;
+        bar.finish_and_clear();
+        let size = std::fs::metadata(output)?.len();
+        eprintln!("wrote {} ({:.1} MB)", output.display(), size as f64 / 1e6);
+        Ok(())
+    }
+
+    fn init_random(name: &str, seed: u64, output: &Path) -> Result<()> {
+        let Some(config) = storywriter::init::named_config(name) else {
+            bail!("unknown config `{name}`, expected bloom-560m or tiny");
+        };
+        std::fs::create_dir_all(output)?;
+        let tensors = storywriter::init::random_checkpoint(&config, seed)?;
+        candle_core::safetensors::save(&tensors, output.join("model.safetensors"))?;
+        std::fs::write(
+            output.join("config.json"),
+            storywriter::init::hf_config_json(&config),
+        )?;
+        let tokenizer = storywriter::tokenizer::Tokenizer::byte_level()?;
+        std::fs::write(output.join("tokenizer.json"), tokenizer.to_json()?)?;
+        eprintln!(
+            "wrote {} ({name}, seed {seed}, random weights)",
+            output.display()
+        );
+        Ok(())
+    }
+
+    /// Peak resident memory of this process in MB (Linux `VmHWM`).
+    fn peak_rss_mb() -> Option<f64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb / 1024.0)
+    }
+
+    fn bench(
+        path: &Path,
+        prompt_tokens: usize,
+        new_tokens: usize,
+        candidates: usize,
+        threads: Option<usize>,
+        as_json: bool,
+    ) -> Result<()> {
+        if prompt_tokens == 0 || candidates == 0 {
+            bail!("--prompt-tokens and --candidates must be at least 1");
+        }
+        let start = Instant::now();
+        let loaded = load(path)?;
+        let load_s = start.elapsed().as_secs_f64();
+        let model = &loaded.model;
+        // A fixed pseudo-random prompt over the tokenizer's ids.
+        let max_id = loaded.tokenizer.max_token_id().max(4);
+        let ids: Vec<u32> = (0..prompt_tokens as u32)
+            .map(|i| 4 + (i * 7919) % (max_id - 3))
+            .collect();
+        // Warm-up: first use of the thread pools and weight repacking.
+        let warm = Tensor::new(&ids[..ids.len().min(8)], &Device::Cpu)?.unsqueeze(0)?;
+        model.forward(&warm, &mut model.new_cache(), &[0])?;
+
+        let start = Instant::now();
+        let mut cache = model.new_cache();
+        let input = Tensor::new(ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
+        let logits = model.forward(&input, &mut cache, &[prompt_tokens - 1])?;
+        let prefill_s = start.elapsed().as_secs_f64();
+
+        // Greedy decode of every candidate, ignoring end-of-sequence so each step is measured.
+        let greedy = SamplingParams {
+            greedy: true,
+            ..SamplingParams::default()
+        };
+        let mut sampler = Sampler::new(greedy, 0)?;
+        let first = sampler.sample(&logits.flatten_all()?.to_vec1::<f32>()?, &ids)?;
+        let mut cache = cache.fork(candidates)?;
+        let mut last = vec![first; candidates];
+        let start = Instant::now();
+        for _ in 0..new_tokens {
+            let input = Tensor::new(last.as_slice(), &Device::Cpu)?.unsqueeze(1)?;
+            let rows: Vec<Vec<f32>> = model
+                .forward(&input, &mut cache, &[0])?
+                .squeeze(1)?
+                .to_vec2()?;
+            last = rows
+                .iter()
+                .map(|row| sampler.sample(row, &ids))
+                .collect::<storywriter::Result<_>>()?;
+        }
+        let decode_s = start.elapsed().as_secs_f64();
+        let report = json!({
+            "model": loaded.identity,
+            "threads": threads.unwrap_or_else(candle_core::utils::get_num_threads),
+            "prompt_tokens": prompt_tokens,
+            "new_tokens": new_tokens,
+            "candidates": candidates,
+            "load_s": load_s,
+            "prefill_tok_s": prompt_tokens as f64 / prefill_s,
+            "decode_tok_s": (new_tokens * candidates) as f64 / decode_s,
+            "decode_step_ms": 1e3 * decode_s / new_tokens.max(1) as f64,
+            "peak_rss_mb": peak_rss_mb(),
+        });
+        if as_json {
+            print_json(report)
+        } else {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+    }
+}
