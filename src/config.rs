@@ -103,7 +103,7 @@ impl BloomConfig {
                 )));
             }
         }
-        if self.hidden_size % self.n_head != 0 {
+        if !self.hidden_size.is_multiple_of(self.n_head) {
             return Err(Error::Format(format!(
                 "{origin}: hidden_size {} is not divisible by n_head {}",
                 self.hidden_size, self.n_head

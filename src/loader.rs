@@ -392,8 +392,11 @@ fn gguf_read_error(name: &str, len: usize, e: &candle_core::Error) -> Error {
 /// the file without overlapping another tensor's, before anything is allocated or read (a wrong
 /// type or shape in a header would otherwise read past the end or silently read garbage).
 fn check_gguf_tensors(content: &Content, file_len: u64, origin: &str) -> Result<()> {
-    let mut extents = Vec::with_capacity(content.tensor_infos.len());
-    for (name, info) in &content.tensor_infos {
+    // In file order, so that a truncated file names the first tensor it cuts.
+    let mut infos: Vec<_> = content.tensor_infos.iter().collect();
+    infos.sort_by_key(|(name, info)| (info.offset, name.as_str()));
+    let mut extents = Vec::with_capacity(infos.len());
+    for (name, info) in infos {
         let dtype = info.ggml_dtype;
         let dims = info.shape.dims();
         let bad = |what: String| {
@@ -412,7 +415,7 @@ fn check_gguf_tensors(content: &Content, file_len: u64, origin: &str) -> Result<
             .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
             .ok_or_else(|| bad("has absurd dimensions (their product overflows)".into()))?;
         let block = dtype.block_size() as u64;
-        if elems % block != 0 {
+        if !elems.is_multiple_of(block) {
             return Err(bad(format!(
                 "has {elems} values, not a whole number of {block}-value blocks"
             )));
@@ -540,13 +543,26 @@ pub enum TensorStore {
 }
 
 impl TensorStore {
-    fn get(&self, name: &str, device: &Device) -> Option<Tensor> {
-        match self {
-            Self::Loaded(map) => map.get(name).cloned(),
+    /// The tensor `name` on `device`, or why it cannot be read.
+    fn get(&self, name: &str, device: &Device) -> std::result::Result<Tensor, String> {
+        let tensor = match self {
+            Self::Loaded(map) => map
+                .get(name)
+                .cloned()
+                .ok_or_else(|| "no such tensor".to_string()),
             #[cfg(not(target_arch = "wasm32"))]
-            Self::Mapped(st) => st.get(name).ok().and_then(|_| st.load(name, device).ok()),
+            Self::Mapped(st) => st.load(name, device).map_err(|e| candle_message(&e)),
+        }?;
+        tensor.to_device(device).map_err(|e| candle_message(&e))
+    }
+
+    /// The shape of `name`, without reading its data.
+    fn dims(&self, name: &str) -> Option<Vec<usize>> {
+        match self {
+            Self::Loaded(map) => map.get(name).map(|t| t.dims().to_vec()),
+            #[cfg(not(target_arch = "wasm32"))]
+            Self::Mapped(st) => st.get(name).ok().map(|view| view.shape().to_vec()),
         }
-        .map(|t| t.to_device(device).unwrap_or(t))
     }
 
     fn contains(&self, name: &str) -> bool {
@@ -588,14 +604,21 @@ impl HfSource {
 impl WeightSource for HfSource {
     fn weight(&mut self, name: &str, shape: &[usize]) -> Result<Weight> {
         let hf = self.find(name).ok_or_else(|| {
+            let wanted = hf_name(name).unwrap_or_else(|| name.to_string());
             Error::Format(format!(
-                "{}: tensor `{}` (or `transformer.{0}`) is missing",
-                self.origin,
-                hf_name(name).unwrap_or_else(|| name.to_string())
+                "{}: tensor `transformer.{wanted}` (or `{wanted}`) is missing",
+                self.origin
             ))
         })?;
-        let tensor = self.store.get(&hf, &self.device).ok_or_else(|| {
-            Error::Format(format!("{}: tensor `{hf}` cannot be read", self.origin))
+        // Checked before reading, so a misshapen tensor is never loaded.
+        if let Some(dims) = self.store.dims(&hf) {
+            check_shape(&self.origin, &hf, &dims, shape)?;
+        }
+        let tensor = self.store.get(&hf, &self.device).map_err(|e| {
+            Error::Format(format!(
+                "{}: tensor `{hf}` cannot be read: {e}",
+                self.origin
+            ))
         })?;
         check_shape(&self.origin, &hf, tensor.dims(), shape)?;
         let tensor = tensor.to_dtype(DType::F32)?;
@@ -613,6 +636,48 @@ impl WeightSource for HfSource {
     }
 }
 
+/// When `config.json` does not parse, the first known field whose value has the wrong type,
+/// named (serde's message gives only a line and column).
+fn config_field_error(config_json: &str, origin: &str) -> Option<Error> {
+    const UNSIGNED: [&str; 10] = [
+        "vocab_size",
+        "hidden_size",
+        "n_embed",
+        "n_layer",
+        "num_hidden_layers",
+        "n_head",
+        "num_attention_heads",
+        "seq_length",
+        "bos_token_id",
+        "eos_token_id",
+    ];
+    let json: serde_json::Value = serde_json::from_str(config_json).ok()?;
+    let Some(fields) = json.as_object() else {
+        return Some(Error::Format(format!(
+            "{origin}: expected a JSON object, found {json}"
+        )));
+    };
+    fields.iter().find_map(|(key, value)| {
+        let present = !value.is_null();
+        let expected = match key.as_str() {
+            "bos_token_id" | "eos_token_id"
+                if value.as_u64().is_some_and(|v| v > u32::MAX as u64) =>
+            {
+                "an integer below 2^32"
+            }
+            k if UNSIGNED.contains(&k) && present && !value.is_u64() => "a non-negative integer",
+            "layer_norm_epsilon" if present && !value.is_number() => "a number",
+            "apply_residual_connection_post_layernorm" if present && !value.is_boolean() => {
+                "true or false"
+            }
+            _ => return None,
+        };
+        Some(Error::Format(format!(
+            "{origin}: field `{key}` is {value}, expected {expected}"
+        )))
+    })
+}
+
 /// Opens the contents of a Hugging Face checkpoint: `config.json`, `tokenizer.json` and its
 /// tensors; `hash` is the checkpoint's fingerprint.
 pub fn open_hf(
@@ -623,13 +688,15 @@ pub fn open_hf(
     hash: String,
     device: &Device,
 ) -> Result<OpenedModel<'static>> {
-    let config = BloomConfig::from_json(config_json, &format!("{name}/config.json"))?;
+    let origin = format!("{name}/config.json");
+    let config = BloomConfig::from_json(config_json, &origin)
+        .map_err(|e| config_field_error(config_json, &origin).unwrap_or(e))?;
     let tokenizer = Tokenizer::from_json(tokenizer_json, &format!("{name}/tokenizer.json"))?;
     check_tokenizer(&tokenizer, &config, name)?;
     let source = HfSource::new(store, &config, name, device);
     let quantization = source
         .find("blk.0.ffn_up.weight")
-        .and_then(|n| source.store.get(&n, device))
+        .and_then(|n| source.store.get(&n, device).ok())
         .map_or("unknown".into(), |t| {
             format!("{:?}", t.dtype()).to_lowercase()
         });
@@ -688,12 +755,31 @@ pub mod native {
         let mut files: Vec<PathBuf> = map
             .values()
             .map(|v| {
-                v.as_str().map(|f| dir.join(f)).ok_or_else(|| {
+                let file = v.as_str().ok_or_else(|| {
                     Error::Format(format!(
-                        "{}: weight_map values must be file names",
+                        "{}: weight_map values must be file names, found {v}",
                         index_path.display()
                     ))
-                })
+                })?;
+                let mut parts = Path::new(file).components();
+                let plain = matches!(
+                    (parts.next(), parts.next()),
+                    (Some(std::path::Component::Normal(_)), None)
+                );
+                if !plain {
+                    return Err(Error::Format(format!(
+                        "{}: shard `{file}` is not a file name in the model's directory",
+                        index_path.display()
+                    )));
+                }
+                let path = dir.join(file);
+                if !path.is_file() {
+                    return Err(Error::Format(format!(
+                        "{}: lists shard `{file}`, which does not exist",
+                        index_path.display()
+                    )));
+                }
+                Ok(path)
             })
             .collect::<Result<_>>()?;
         files.sort();
@@ -722,7 +808,11 @@ pub mod native {
             // SAFETY: as in `map`.
             let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }
                 .map_err(|e| {
-                    Error::Format(format!("{}: invalid safetensors: {e}", path.display()))
+                    Error::Format(format!(
+                        "{}: invalid safetensors (truncated or corrupt?): {}",
+                        path.display(),
+                        candle_message(&e)
+                    ))
                 })?;
             let config = String::from_utf8(config).map_err(|_| {
                 Error::Format(format!("{}/config.json is not UTF-8", path.display()))
@@ -737,7 +827,8 @@ pub mod native {
             )?)
         } else {
             let bytes = map(path)?;
-            if bytes.len() < 4 || &bytes[..4] != b"GGUF" {
+            // Shorter files are reported as truncated by `open_gguf`.
+            if bytes.len() >= 4 && &bytes[..4] != b"GGUF" {
                 return Err(Error::Format(format!(
                     "{}: not a GGUF file (wrong magic) and not a Hugging Face directory",
                     path.display()

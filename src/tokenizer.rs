@@ -61,9 +61,9 @@ impl Tokenizer {
                 .and_then(|items| items.iter().map(|v| v.to_string().cloned()).collect())
                 .map_err(|_| Error::Format(format!("{origin}: `{key}` is not a list of strings")))
         };
-        let model = get("tokenizer.ggml.model")?
-            .to_string()
-            .map_err(|e| tokenizer_error(origin, e))?;
+        let model = get("tokenizer.ggml.model")?.to_string().map_err(|_| {
+            Error::Format(format!("{origin}: `tokenizer.ggml.model` is not a string"))
+        })?;
         if model != "gpt2" {
             return Err(Error::Format(format!(
                 "{origin}: tokenizer.ggml.model is `{model}`, BLOOM needs a `gpt2` (byte-level BPE) vocabulary"
@@ -91,7 +91,7 @@ impl Tokenizer {
         };
         if types.len() != tokens.len() {
             return Err(Error::Format(format!(
-                "{origin}: {} token types for {} tokens",
+                "{origin}: `tokenizer.ggml.token_type` has {} entries for {} tokens",
                 types.len(),
                 tokens.len()
             )));
