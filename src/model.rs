@@ -11,9 +11,10 @@
 //! [`QMatMul`]s, so a layer is either a dense f32 matrix or a quantized one; the embedding table
 //! stays quantized in memory and rows are gathered from it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::LayerNorm;
 
@@ -38,13 +39,39 @@ impl Weight {
         })
     }
 
-    /// The tensor as a matrix that multiplies activations: quantized types stay quantized.
+    /// The tensor as a matrix that multiplies activations: quantized types stay quantized
+    /// (q4_0 is widened to q8_0 where that runs faster, see [`widen_q4_0`]).
     fn into_matmul(self) -> Result<QMatMul> {
         Ok(match self {
             Self::Dense(t) => QMatMul::Tensor(t.to_dtype(DType::F32)?),
+            Self::Quantized(q) if cfg!(target_arch = "x86_64") && q.dtype() == GgmlDType::Q4_0 => {
+                QMatMul::from_qtensor(widen_q4_0(&q)?)?
+            }
             Self::Quantized(q) => QMatMul::from_arc(q)?,
         })
     }
+}
+
+/// Re-encodes a q4_0 tensor as q8_0 without changing any value: each 4-bit quant `q` becomes
+/// the byte `q − 8` under the same f16 scale, so products and logits are those of q4_0.
+///
+/// On x86-64 candle multiplies q8_0 with repacked VNNI/AVX2 kernels but q4_0 with a plain
+/// dot-product loop; the wider matrix reads twice the bytes and still runs several times faster
+/// (numbers in BENCHMARKS.md). The embedding table keeps its q4_0 rows.
+fn widen_q4_0(q: &QTensor) -> Result<QTensor> {
+    const Q4_0_BLOCK: usize = 18; // f16 scale + 16 bytes of nibble pairs
+    const Q8_0_BLOCK: usize = 34; // f16 scale + 32 signed bytes
+    let data = q.data()?;
+    let mut wide = Vec::with_capacity(data.len() / Q4_0_BLOCK * Q8_0_BLOCK);
+    for block in data.chunks_exact(Q4_0_BLOCK) {
+        let (scale, nibbles) = block.split_at(2);
+        wide.extend_from_slice(scale);
+        // Value j sits in the low nibble of byte j, value j + 16 in its high nibble.
+        wide.extend(nibbles.iter().map(|b| ((b & 0x0F) as i8 - 8) as u8));
+        wide.extend(nibbles.iter().map(|b| ((b >> 4) as i8 - 8) as u8));
+    }
+    let storage = QStorage::from_data(Cow::Owned(wide), &q.device(), GgmlDType::Q8_0)?;
+    Ok(QTensor::new(storage, q.shape().clone())?)
 }
 
 /// Where a model's tensors come from, by their llama.cpp GGUF names.
@@ -475,6 +502,39 @@ impl Bloom {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn widened_q4_0_multiplies_like_q4_0() {
+        let device = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (8, 64), &device).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (3, 64), &device).unwrap();
+        let q4 = QTensor::quantize(&w, GgmlDType::Q4_0).unwrap();
+        let q8 = widen_q4_0(&q4).unwrap();
+        assert_eq!(q8.dtype(), GgmlDType::Q8_0);
+        let exact = |q: &QTensor| {
+            q.dequantize(&device)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_eq!(exact(&q4), exact(&q8), "same values after widening");
+        let y4 = QMatMul::from_arc(Arc::new(q4))
+            .unwrap()
+            .forward(&x)
+            .unwrap();
+        let y8 = QMatMul::from_qtensor(q8).unwrap().forward(&x).unwrap();
+        let diff = (y4 - y8)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-3, "products differ by {diff}");
+    }
 
     #[test]
     fn alibi_slopes_match_transformers() {
