@@ -424,6 +424,11 @@ impl Bloom {
         &self.config
     }
 
+    /// Caps the context: generation slides the cache to stay within `n` positions (at least 2).
+    pub fn set_context_length(&mut self, n: usize) {
+        self.config.context_length = n.max(2);
+    }
+
     /// The device the model runs on.
     pub fn device(&self) -> &Device {
         &self.device

@@ -487,7 +487,88 @@ fn legacy_f16_gguf_with_output_tensor_matches_transformers() {
     let name = "tiny-odd-llamacpp-f16.gguf";
     let model = load_gguf(&std::fs::read(fixture(name)).unwrap(), name, &Device::Cpu).unwrap();
     let path = fixture("tiny-odd-llamacpp-f16.reference.json");
-    let reference: Reference = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let reference: Reference =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let diff = check_against_reference(&model, &reference, 1e-4);
     eprintln!("{name}: max |Δlogit| = {diff:e}");
+}
+
+#[test]
+fn truncated_cache_recomputes_the_same_logits() {
+    let model = load("tiny-pow2");
+    let ids = model
+        .tokenizer
+        .encode("A story about a cat, a dog and a very old tree")
+        .unwrap();
+    let (head, tail) = ids.split_at(6);
+    let mut cache = model.model.new_cache();
+    let run = |cache: &mut storywriter::model::KvCache, part: &[u32]| -> Vec<f32> {
+        let input = Tensor::new(part, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let logits = model
+            .model
+            .forward(&input, cache, &[part.len() - 1])
+            .unwrap();
+        logits.flatten_all().unwrap().to_vec1().unwrap()
+    };
+    run(&mut cache, head);
+    let first = run(&mut cache, tail);
+    // Forget the tail and feed it again: the same logits as before.
+    cache.truncate(head.len());
+    let again = run(&mut cache, tail);
+    assert!(max_abs_diff(&first, &again) < 1e-5);
+    // And the same as the whole text in one pass.
+    assert!(max_abs_diff(&first, &last_logits(&model, &ids)) < 1e-4);
+}
+
+#[test]
+fn generation_slides_past_the_context_length() {
+    let mut model = load("tiny-pow2");
+    model.model.set_context_length(16);
+    let ids = model
+        .tokenizer
+        .encode("It was a dark night")
+        .unwrap();
+    assert!(ids.len() < 16);
+    let new = greedy(&model, &ids, 40);
+    assert_eq!(
+        new.len(),
+        40,
+        "generation went on past the 16-position context"
+    );
+    // A prompt longer than the context keeps only its last positions.
+    let long: Vec<u32> = ids.iter().cycle().take(50).copied().collect();
+    let from_long = greedy(&model, &long, 4);
+    let from_tail = greedy(&model, &long[long.len() - 16..], 4);
+    assert_eq!(
+        from_long, from_tail,
+        "a long prompt is cut to its last 16 tokens"
+    );
+}
+
+#[test]
+fn cache_slide_keeps_the_newest_positions() {
+    let model = load("tiny-pow2");
+    let ids = model
+        .tokenizer
+        .encode("one two three four five six seven eight nine ten")
+        .unwrap();
+    let mut cache = model.model.new_cache();
+    let input = Tensor::new(ids.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    model.model.forward(&input, &mut cache, &[0]).unwrap();
+    let slid = cache.slide(3).unwrap();
+    assert_eq!(slid.len(), ids.len() - 3);
+    let forked = slid.fork(3).unwrap();
+    assert_eq!((forked.len(), forked.batch_size()), (ids.len() - 3, 3));
+    let picked = forked.select(&[2, 0]).unwrap();
+    assert_eq!(picked.batch_size(), 2);
+    assert!(
+        forked.select(&[3]).is_err(),
+        "selecting a sequence that is not there is an error"
+    );
 }
