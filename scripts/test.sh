@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, native tests, and the wasm32 tests in headless
+# Chromium. CI runs it through .ci/run; run it by hand the same way: ./scripts/test.sh
+#
+# It installs what is missing first (idempotent; as root, or with passwordless sudo, for apt):
+#   * the wasm32-unknown-unknown target and the rustfmt/clippy components (rustup),
+#   * chromium + chromium-driver (Debian packages) when /usr/bin/chromedriver is absent,
+#   * wasm-bindgen-cli at exactly the `wasm-bindgen` version in Cargo.lock (cargo install).
+#
+# Test conventions
+#   * Native tests: plain `#[test]` in src/ (unit) and tests/*.rs (integration).
+#     An integration test file that cannot compile for wasm32 (files, threads, native-only
+#     crates such as memmap2/rayon/clap) starts with
+#         #![cfg(not(target_arch = "wasm32"))]
+#     so that `cargo clippy/test --target wasm32-unknown-unknown --tests` keeps compiling.
+#   * Browser tests: tests/wasm_*.rs, and only those, run in Chromium (selected below with
+#     `--test 'wasm_*'`). Each such file starts with
+#         #![cfg(target_arch = "wasm32")]
+#         wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+#     uses `#[wasm_bindgen_test]` instead of `#[test]`, and loads fixtures with
+#     `include_bytes!` (the browser has no file system); see tests/wasm_smoke.rs.
+#     Lib unit tests are not run on wasm: the runner only executes `#[wasm_bindgen_test]`
+#     functions, so a `#[test]` compiled for wasm would be linked and then silently skipped.
+#
+# Environment knobs: FAIL_FAST=1 stops at the first failing step (default: run every step and
+# report all failures); SKIP_WASM=1 skips the browser tests (local use only; CI never sets it);
+# WASM_BINDGEN_TEST_TIMEOUT (seconds for one wasm test binary, default 600 here).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd)"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+WASM_TARGET=wasm32-unknown-unknown
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+SUMMARY=()
+FAILED=()
+LOG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/storywriter-test.XXXXXX")"
+trap 'rm -rf "$LOG_DIR"' EXIT
+SCRIPT_START=$SECONDS
+
+log() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo -n "$@"
+    else
+        echo "error: '$*' needs root (or passwordless sudo)" >&2
+        return 1
+    fi
+}
+
+# run_step NAME CMD...: runs CMD with its output shown and also kept in $LOG_DIR/NAME.log (so
+# test counts can be summed at the end), times it, and records the outcome.
+run_step() {
+    local name="$1"
+    shift
+    log "$name: $*"
+    local start=$SECONDS status=0
+    "$@" 2>&1 | tee "$LOG_DIR/$name.log" || status=$?
+    local took=$((SECONDS - start))
+    if [[ $status -eq 0 ]]; then
+        SUMMARY+=("$(printf '  %-14s ok      %4ds' "$name" "$took")")
+    else
+        SUMMARY+=("$(printf '  %-14s FAILED  %4ds  (exit %d)' "$name" "$took" "$status")")
+        FAILED+=("$name")
+        if [[ "${FAIL_FAST:-0}" == 1 ]]; then
+            finish
+        fi
+    fi
+}
+
+skip_step() {
+    SUMMARY+=("$(printf '  %-14s skipped        (%s)' "$1" "$2")")
+    log "$1: skipped ($2)"
+}
+
+# Prints the summary and exits: non-zero when any step failed.
+finish() {
+    local passed=0 failed=0 ignored=0 line
+    # libtest and wasm-bindgen-test-runner both close with
+    # "test result: ok. N passed; M failed; K ignored; ..."
+    while IFS= read -r line; do
+        [[ $line =~ ([0-9]+)\ passed\;\ ([0-9]+)\ failed\;\ ([0-9]+)\ ignored ]] || continue
+        passed=$((passed + BASH_REMATCH[1]))
+        failed=$((failed + BASH_REMATCH[2]))
+        ignored=$((ignored + BASH_REMATCH[3]))
+    done < <(cat "$LOG_DIR"/native-tests.log "$LOG_DIR"/wasm-tests.log 2>/dev/null | grep 'test result:' || true)
+    echo
+    echo "================================ storywriter test summary ================================"
+    printf '%s\n' "${SUMMARY[@]}"
+    echo "  total time     $((SECONDS - SCRIPT_START))s"
+    if [[ ${#FAILED[@]} -gt 0 ]]; then
+        echo "  FAILED steps:  ${FAILED[*]}"
+    fi
+    echo "=========================================================================================="
+    echo "tests: $passed passed, $failed failed, $ignored skipped"
+    if [[ ${#FAILED[@]} -gt 0 ]]; then
+        exit 1
+    fi
+    exit 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# Setup: install whatever is missing. Failures here abort at once.
+# ---------------------------------------------------------------------------------------------
+setup_start=$SECONDS
+log "setup"
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found (install rustup first)" >&2
+    exit 1
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+    if ! rustup target list --installed | grep -qx "$WASM_TARGET"; then
+        rustup target add "$WASM_TARGET"
+    fi
+    cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+    cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+fi
+
+# Chromium and its driver come from Debian (browser downloads are not reachable here).
+if [[ ! -x /usr/bin/chromedriver ]] || ! command -v chromium >/dev/null 2>&1; then
+    echo "installing chromium + chromium-driver with apt-get"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y \
+        --no-install-recommends chromium chromium-driver
+fi
+
+# wasm-bindgen-cli must be the very version of the wasm-bindgen crate in Cargo.lock.
+WB_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)"
+if [[ -z "$WB_VERSION" ]]; then
+    echo "error: no wasm-bindgen package in Cargo.lock" >&2
+    exit 1
+fi
+have_wb="$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)"
+if [[ "$have_wb" != "$WB_VERSION" ]] || ! command -v wasm-bindgen-test-runner >/dev/null 2>&1; then
+    echo "installing wasm-bindgen-cli $WB_VERSION (found: ${have_wb:-none})"
+    # No --locked: one of the CLI's locked dependencies is no longer on the registry.
+    cargo install wasm-bindgen-cli --version "$WB_VERSION"
+fi
+
+echo "cargo:        $(cargo --version)"
+echo "wasm-bindgen: $(wasm-bindgen --version)"
+echo "chromium:     $(chromium --version 2>/dev/null | tail -n1)"
+echo "chromedriver: $(/usr/bin/chromedriver --version)"
+SUMMARY+=("$(printf '  %-14s ok      %4ds' setup $((SECONDS - setup_start)))")
+
+# How wasm-bindgen-test-runner (the wasm32 `runner` in .cargo/config.toml) drives Chromium.
+export CHROMEDRIVER=/usr/bin/chromedriver  # and not a geckodriver that may come first in PATH
+export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$ROOT/webdriver.json"  # extra Chromium flags
+export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-600}"  # whole binary; default 20s
+export WASM_BINDGEN_TEST_DRIVER_TIMEOUT="${WASM_BINDGEN_TEST_DRIVER_TIMEOUT:-60}"
+if [[ -n "${RUSTFLAGS:-}" ]]; then
+    echo "warning: RUSTFLAGS is set, so .cargo/config.toml's wasm32 rustflags (+simd128) are ignored" >&2
+fi
+if [[ "${CI:-}" == true ]]; then
+    export CARGO_INCREMENTAL=0  # fresh clone: incremental state is never reused
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Checks and tests
+# ---------------------------------------------------------------------------------------------
+run_step fmt cargo fmt --all --check
+run_step clippy cargo clippy --all-targets -- -D warnings
+run_step clippy-wasm cargo clippy --target "$WASM_TARGET" --lib --test 'wasm_*' -- -D warnings
+run_step native-tests cargo test
+
+if [[ "${SKIP_WASM:-0}" == 1 && "${CI:-}" != true ]]; then
+    skip_step wasm-tests "SKIP_WASM=1"
+else
+    run_step wasm-tests cargo test --target "$WASM_TARGET" --test 'wasm_*'
+fi
+
+# ---- Python dataset checks ------------------------------------------------------------------
+# Placeholder: `python3 tests/check_datasets.py` runs here once it exists, when the `datasets`
+# package is importable.
+if [[ -f tests/check_datasets.py ]] && python3 -c 'import datasets' >/dev/null 2>&1; then
+    run_step datasets python3 tests/check_datasets.py
+else
+    skip_step datasets "tests/check_datasets.py or python datasets missing"
+fi
+# ---- end of Python dataset checks -----------------------------------------------------------
+
+finish
