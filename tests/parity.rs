@@ -3,6 +3,8 @@
 //! GGUF files written the way llama.cpp's converter writes them, and our own quantizer's output.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use std::io::Cursor;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -10,37 +12,11 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor};
-use serde::Deserialize;
+use common::{Reference, Sampled, TokenizerCases};
 use storywriter::generate::{generate, CandidateSpec};
 use storywriter::gguf::write_gguf;
 use storywriter::loader::{load_gguf, native, LoadedModel};
 use storywriter::sampling::SamplingParams;
-
-#[derive(Deserialize)]
-struct Reference {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    prompt: String,
-    input_ids: Vec<u32>,
-    last_logits: Vec<f32>,
-    greedy_new_ids: Vec<u32>,
-}
-
-#[derive(Deserialize)]
-struct TokenizerCases {
-    cases: Vec<TokenizerCase>,
-}
-
-#[derive(Deserialize)]
-struct TokenizerCase {
-    text: String,
-    ids: Vec<u32>,
-    decoded: String,
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -424,20 +400,6 @@ fn streamed_text_is_the_candidate_text_and_stop_works() {
         .all(|c| c.finish_reason == storywriter::generate::FinishReason::Stopped));
 }
 
-#[derive(Deserialize)]
-struct Sampled {
-    prompt: String,
-    prompt_ids: Vec<u32>,
-    candidates: Vec<SampledCandidate>,
-}
-
-#[derive(Deserialize)]
-struct SampledCandidate {
-    params: SamplingParams,
-    seed: u64,
-    ids: Vec<u32>,
-}
-
 /// The seeded tokens recorded in tests/fixtures/sampled_tokens.json (by the CLI command named
 /// there) come out again; tests/wasm_model.rs checks the browser gets the same ones.
 #[test]
@@ -527,10 +489,7 @@ fn truncated_cache_recomputes_the_same_logits() {
 fn generation_slides_past_the_context_length() {
     let mut model = load("tiny-pow2");
     model.model.set_context_length(16);
-    let ids = model
-        .tokenizer
-        .encode("It was a dark night")
-        .unwrap();
+    let ids = model.tokenizer.encode("It was a dark night").unwrap();
     assert!(ids.len() < 16);
     let new = greedy(&model, &ids, 40);
     assert_eq!(

@@ -3,10 +3,12 @@
 #![cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
+mod common;
+
 use std::ops::ControlFlow;
 
 use candle_core::{Device, Tensor};
-use serde::Deserialize;
+use common::{Reference, Sampled, TokenizerCases};
 use storywriter::generate::{generate, CandidateSpec};
 use storywriter::loader::{load_gguf, open_hf, LoadedModel, TensorStore};
 use storywriter::sampling::SamplingParams;
@@ -30,44 +32,6 @@ const ODD_WEIGHTS: &[u8] = fixture!("tiny-odd/model.safetensors");
 const ODD_REFERENCE: &[u8] = fixture!("tiny-odd/reference.json");
 const TOKENIZER_CASES: &[u8] = fixture!("tokenizer_cases.json");
 const SAMPLED: &[u8] = fixture!("sampled_tokens.json");
-
-#[derive(Deserialize)]
-struct Reference {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    prompt: String,
-    input_ids: Vec<u32>,
-    last_logits: Vec<f32>,
-    greedy_new_ids: Vec<u32>,
-}
-
-#[derive(Deserialize)]
-struct TokenizerCases {
-    cases: Vec<TokenizerCase>,
-}
-
-#[derive(Deserialize)]
-struct TokenizerCase {
-    text: String,
-    ids: Vec<u32>,
-}
-
-#[derive(Deserialize)]
-struct Sampled {
-    prompt_ids: Vec<u32>,
-    candidates: Vec<SampledCandidate>,
-}
-
-#[derive(Deserialize)]
-struct SampledCandidate {
-    params: SamplingParams,
-    seed: u64,
-    ids: Vec<u32>,
-}
 
 fn check(model: &LoadedModel, reference: &[u8], label: &str) {
     let reference: Reference = serde_json::from_slice(reference).unwrap();

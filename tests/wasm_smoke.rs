@@ -112,7 +112,11 @@ fn f32_matmul_is_exact() {
     for i in 0..m {
         for j in 0..n {
             let want: f32 = (0..k).map(|l| x[i * k + l] * y[l * n + j]).sum();
-            assert!((got[i][j] - want).abs() < 1e-4, "[{i}][{j}] {} vs {want}", got[i][j]);
+            assert!(
+                (got[i][j] - want).abs() < 1e-4,
+                "[{i}][{j}] {} vs {want}",
+                got[i][j]
+            );
         }
     }
 }
@@ -126,10 +130,9 @@ fn quantized_matmul_matches_f32() {
     let x = Tensor::from_vec(wave(tokens * d_in, 2.0), (tokens, d_in), &dev).unwrap();
     let exact = x.matmul(&w.t().unwrap()).unwrap();
 
-    for (dtype, tol_vs_dequant, tol_vs_f32) in [
-        (GgmlDType::Q4_0, 0.02, 0.15),
-        (GgmlDType::Q8_0, 0.02, 0.03),
-    ] {
+    for (dtype, tol_vs_dequant, tol_vs_f32) in
+        [(GgmlDType::Q4_0, 0.02, 0.15), (GgmlDType::Q8_0, 0.02, 0.03)]
+    {
         let qw = QTensor::quantize(&w, dtype).unwrap();
         assert_eq!(qw.dtype(), dtype);
         let dequant = qw.dequantize(&dev).unwrap();
@@ -137,13 +140,19 @@ fn quantized_matmul_matches_f32() {
 
         // QMatMul quantizes the activations to q8_0 and runs the simd128 vec_dot kernels.
         let mm = QMatMul::from_qtensor(qw).unwrap();
-        assert!(matches!(mm, QMatMul::QTensor(_)), "{dtype:?} was dequantized");
+        assert!(
+            matches!(mm, QMatMul::QTensor(_)),
+            "{dtype:?} was dequantized"
+        );
         let got = mm.forward(&x).unwrap();
         assert_eq!(got.dims(), &[tokens, d_out]);
 
         let e1 = rel_err(&got, &via_dequant);
         let e2 = rel_err(&got, &exact);
-        assert!(e1 < tol_vs_dequant, "{dtype:?}: {e1} vs dequantized weights");
+        assert!(
+            e1 < tol_vs_dequant,
+            "{dtype:?}: {e1} vs dequantized weights"
+        );
         assert!(e2 < tol_vs_f32, "{dtype:?}: {e2} vs f32 weights");
         assert!(e2 > 0.0, "{dtype:?}: suspiciously exact");
     }
