@@ -41,7 +41,8 @@ LOG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/storywriter-test.XXXXXX")"
 trap 'rm -rf "$LOG_DIR"' EXIT
 SCRIPT_START=$SECONDS
 
-log() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+if [[ -t 1 ]]; then BOLD=$'\033[1m' PLAIN=$'\033[0m'; else BOLD='' PLAIN=''; fi
+log() { printf '\n%s==> %s%s\n' "$BOLD" "$*" "$PLAIN"; }
 
 as_root() {
     if [[ $(id -u) -eq 0 ]]; then
@@ -128,8 +129,7 @@ fi
 if [[ ! -x /usr/bin/chromedriver ]] || ! command -v chromium >/dev/null 2>&1; then
     echo "installing chromium + chromium-driver with apt-get"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y \
-        --no-install-recommends chromium chromium-driver
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y chromium chromium-driver
 fi
 
 # wasm-bindgen-cli must be the very version of the wasm-bindgen crate in Cargo.lock.

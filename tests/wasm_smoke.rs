@@ -65,8 +65,14 @@ fn runs_in_headless_chromium() {
 #[wasm_bindgen_test]
 fn built_with_simd128() {
     // Proves .cargo/config.toml's rustflags reached this build: candle's wasm kernels
-    // (quantized dot products) are only compiled in with this target feature.
-    assert!(cfg!(target_feature = "simd128"));
+    // (quantized dot products) are only compiled in with this target feature. Checked at
+    // compile time, so a build without it does not even link.
+    const {
+        assert!(
+            cfg!(target_feature = "simd128"),
+            "built without +simd128: is RUSTFLAGS overriding .cargo/config.toml?"
+        )
+    };
 }
 
 #[wasm_bindgen_test]
