@@ -45,7 +45,7 @@ pub enum FinishReason {
 pub struct Candidate {
     /// The new token ids (the end-of-sequence token included when it was produced).
     pub ids: Vec<u32>,
-    /// Their text.
+    /// Their text (without the end-of-sequence token).
     pub text: String,
     /// The model's log-probability of each new token (before any sampling warper).
     pub logprobs: Vec<f32>,
@@ -105,6 +105,12 @@ struct Running {
 impl Running {
     fn new_ids(&self) -> &[u32] {
         &self.context[self.prompt_len..]
+    }
+
+    /// The new ids that make up the text: all but a final end-of-sequence token.
+    fn text_ids(&self, eos: u32) -> &[u32] {
+        let ids = self.new_ids();
+        ids.strip_suffix(&[eos]).unwrap_or(ids)
     }
 }
 
@@ -170,7 +176,7 @@ pub fn generate(
             run.context.push(id);
             run.logprobs.push(log_prob(row, id));
             stats.generated_tokens += 1;
-            let text = tokenizer.decode(run.new_ids())?;
+            let text = tokenizer.decode(run.text_ids(eos))?;
             let complete = text.trim_end_matches('\u{FFFD}');
             let delta = complete.get(run.emitted..).unwrap_or("");
             run.emitted = run.emitted.max(complete.len());
@@ -230,7 +236,7 @@ pub fn generate(
         .zip(specs)
         .map(|(run, spec)| {
             Ok(Candidate {
-                text: tokenizer.decode(run.new_ids())?,
+                text: tokenizer.decode(run.text_ids(eos))?,
                 ids: run.new_ids().to_vec(),
                 logprobs: run.logprobs,
                 params: spec.params.clone(),

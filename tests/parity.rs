@@ -531,3 +531,50 @@ fn cache_slide_keeps_the_newest_positions() {
         "selecting a sequence that is not there is an error"
     );
 }
+
+#[test]
+fn end_of_sequence_stops_a_candidate_and_stays_out_of_its_text() {
+    // A copy of tiny-pow2 whose end-of-sequence id is the greedy path's third token.
+    let reference = reference("tiny-pow2");
+    let case = &reference.cases[0];
+    let eos = case.greedy_new_ids[2];
+    let dir = std::env::temp_dir().join(format!("storywriter-eos-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture("tiny-pow2").join(file), dir.join(file)).unwrap();
+    }
+    let config = std::fs::read_to_string(fixture("tiny-pow2/config.json")).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    config["eos_token_id"] = eos.into();
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let model = native::load(&dir, &Device::Cpu).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let params = SamplingParams {
+        greedy: true,
+        max_new_tokens: 24,
+        ..SamplingParams::default()
+    };
+    let out = generate(
+        &model.model,
+        &model.tokenizer,
+        &case.input_ids,
+        &[CandidateSpec { params, seed: 0 }],
+        |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
+    let candidate = &out.candidates[0];
+    assert_eq!(
+        candidate.finish_reason,
+        storywriter::generate::FinishReason::Eos
+    );
+    assert_eq!(
+        candidate.ids,
+        case.greedy_new_ids[..3],
+        "stops right after the end-of-sequence token"
+    );
+    assert_eq!(
+        candidate.text,
+        model.tokenizer.decode(&case.greedy_new_ids[..2]).unwrap()
+    );
+}
