@@ -413,25 +413,7 @@ fn seeded_sampling_is_reproducible() {
         model.tokenizer.encode(&sampled.prompt).unwrap(),
         sampled.prompt_ids
     );
-    let specs: Vec<CandidateSpec> = sampled
-        .candidates
-        .iter()
-        .map(|c| CandidateSpec {
-            params: c.params.clone(),
-            seed: c.seed,
-        })
-        .collect();
-    let out = generate(
-        &model.model,
-        &model.tokenizer,
-        &sampled.prompt_ids,
-        &specs,
-        |_| ControlFlow::Continue(()),
-    )
-    .unwrap();
-    for (got, expected) in out.candidates.iter().zip(&sampled.candidates) {
-        assert_eq!(got.ids, expected.ids, "seed {}", expected.seed);
-    }
+    sampled.check_reproduced_by(&model);
     let distinct: std::collections::HashSet<&Vec<u32>> =
         sampled.candidates.iter().map(|c| &c.ids).collect();
     assert_eq!(

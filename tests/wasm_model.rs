@@ -133,23 +133,5 @@ fn tokenizer_from_gguf_matches_transformers_in_the_browser() {
 fn seeded_sampling_gives_the_native_tokens() {
     let model = load_gguf(POW2_GGUF, "tiny-pow2-llamacpp-f32.gguf", &Device::Cpu).unwrap();
     let sampled: Sampled = serde_json::from_slice(SAMPLED).unwrap();
-    let specs: Vec<CandidateSpec> = sampled
-        .candidates
-        .iter()
-        .map(|c| CandidateSpec {
-            params: c.params.clone(),
-            seed: c.seed,
-        })
-        .collect();
-    let out = generate(
-        &model.model,
-        &model.tokenizer,
-        &sampled.prompt_ids,
-        &specs,
-        |_| ControlFlow::Continue(()),
-    )
-    .unwrap();
-    for (got, expected) in out.candidates.iter().zip(&sampled.candidates) {
-        assert_eq!(got.ids, expected.ids, "seed {}", expected.seed);
-    }
+    sampled.check_reproduced_by(&model);
 }

@@ -1,7 +1,11 @@
 //! The shapes of the JSON fixtures in tests/fixtures/, shared by the native and wasm tests.
 #![allow(dead_code)] // each test binary reads a different subset of the fields
 
+use std::ops::ControlFlow;
+
 use serde::Deserialize;
+use storywriter::generate::{generate, CandidateSpec};
+use storywriter::loader::LoadedModel;
 use storywriter::sampling::SamplingParams;
 
 /// `<model>/reference.json`: what transformers computed for each prompt.
@@ -48,4 +52,29 @@ pub struct SampledCandidate {
     pub params: SamplingParams,
     pub seed: u64,
     pub ids: Vec<u32>,
+}
+
+impl Sampled {
+    /// Generates the recorded candidates again with `model` and checks every token.
+    pub fn check_reproduced_by(&self, model: &LoadedModel) {
+        let specs: Vec<CandidateSpec> = self
+            .candidates
+            .iter()
+            .map(|c| CandidateSpec {
+                params: c.params.clone(),
+                seed: c.seed,
+            })
+            .collect();
+        let out = generate(
+            &model.model,
+            &model.tokenizer,
+            &self.prompt_ids,
+            &specs,
+            |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+        for (got, expected) in out.candidates.iter().zip(&self.candidates) {
+            assert_eq!(got.ids, expected.ids, "seed {}", expected.seed);
+        }
+    }
 }
