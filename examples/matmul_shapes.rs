@@ -11,6 +11,9 @@ fn main() -> candle_core::Result<()> {
         (GgmlDType::Q4K, 250_880, 1024),
         (GgmlDType::Q4_0, 4096, 1024),
         (GgmlDType::Q8_0, 4096, 1024),
+        (GgmlDType::Q8_0, 3072, 1024),
+        (GgmlDType::Q8_0, 1024, 1024),
+        (GgmlDType::Q8_0, 1024, 4096),
     ];
     for (dtype, n, k) in shapes {
         let weights = Tensor::randn(0f32, 0.02, (n, k), &device)?;

@@ -8,6 +8,8 @@ pub mod gguf;
 pub mod init;
 pub mod loader;
 pub mod model;
+pub mod params;
+pub mod records;
 pub mod sampling;
 pub mod tokenizer;
 

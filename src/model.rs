@@ -111,15 +111,11 @@ fn layer_norm(src: &mut dyn WeightSource, name: &str, dim: usize, eps: f64) -> R
     Ok(LayerNorm::new(weight, bias, eps))
 }
 
-/// BLOOM's tanh approximation of GELU, with the constant of `modeling_bloom.bloom_gelu_forward`:
-/// `x · 0.5 · (1 + tanh(0.79788456 · x · (1 + 0.044715 · x²)))`.
+/// BLOOM's tanh approximation of GELU, `x · 0.5 · (1 + tanh(0.79788456 · x · (1 + 0.044715 · x²)))`
+/// (`modeling_bloom.bloom_gelu_forward`). candle's `gelu` is this formula in one pass; its
+/// constant √(2/π) and BLOOM's 0.79788456 are the same f32 number.
 fn bloom_gelu(x: &Tensor) -> Result<Tensor> {
-    let inner = x
-        .sqr()?
-        .affine(0.044715, 1.0)?
-        .mul(x)?
-        .affine(0.797_884_56, 0.0)?;
-    Ok(inner.tanh()?.affine(0.5, 0.5)?.mul(x)?)
+    Ok(x.gelu()?)
 }
 
 /// The ALiBi slope of every head, as `build_alibi_tensor` computes them (any head count: heads
@@ -539,6 +535,23 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(diff < 1e-3, "products differ by {diff}");
+    }
+
+    #[test]
+    fn gelu_is_bloom_gelu() {
+        let values: Vec<f32> = (-40..=40).map(|i| i as f32 * 0.25).collect();
+        let x = Tensor::new(values.as_slice(), &Device::Cpu).unwrap();
+        let got: Vec<f32> = bloom_gelu(&x).unwrap().to_vec1().unwrap();
+        for (v, g) in values.iter().zip(got) {
+            // transformers' formula and constant, in f64.
+            let v = *v as f64;
+            let expected = v * 0.5 * (1.0 + (0.79788456 * v * (1.0 + 0.044715 * v * v)).tanh());
+            let error = (g as f64 - expected).abs();
+            assert!(
+                error <= 1e-6 * expected.abs().max(1.0),
+                "{v}: {g} vs {expected}"
+            );
+        }
     }
 
     #[test]

@@ -149,14 +149,20 @@ impl Tokenizer {
         Self::from_json(json.to_string().as_bytes(), origin)
     }
 
-    /// A merge-free byte-level tokenizer (`<unk>`, `<s>`, `</s>`, `<pad>`, then the 256 bytes)
-    /// for models with random weights, which have no trained vocabulary.
+    /// A small byte-level tokenizer for models with random weights, which have no trained
+    /// vocabulary: `<unk>`, `<s>`, `</s>`, `<pad>`, the 256 bytes, then [`DEMO_MERGES`]
+    /// (llama.cpp refuses a BPE vocabulary without merges).
     pub fn byte_level() -> Result<Self> {
         let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>", "<pad>"].map(String::from).to_vec();
         let mut types = vec![token_type::CONTROL; tokens.len()];
         tokens.extend(byte_level_alphabet());
+        let mut merges = Vec::with_capacity(DEMO_MERGES.len());
+        for (left, right) in DEMO_MERGES {
+            merges.push(format!("{left} {right}"));
+            tokens.push(format!("{left}{right}"));
+        }
         types.resize(tokens.len(), token_type::NORMAL);
-        Self::bloom_bpe(&tokens, &types, vec![], "byte-level tokenizer")
+        Self::bloom_bpe(&tokens, &types, merges, "byte-level tokenizer")
     }
 
     /// The tokenizer as `tokenizer.json` text.
@@ -224,6 +230,14 @@ impl Tokenizer {
                 )),
             })
             .collect::<Result<Vec<_>>>()?;
+        if merges.is_empty() {
+            // An empty GGUF array carries no element type a reader can trust (candle writes
+            // u32), and llama.cpp rejects a `gpt2` vocabulary whose merges are not strings.
+            return Err(tokenizer_error(
+                "tokenizer",
+                "the BPE model has no merges; llama.cpp cannot load such a vocabulary",
+            ));
+        }
         let id_of = |token: &str| self.inner.token_to_id(token);
         let mut metadata = vec![
             (
@@ -283,6 +297,17 @@ impl Tokenizer {
     }
 }
 
+/// The merges of [`Tokenizer::byte_level`], by rank: common English pieces, each made of two
+/// tokens that exist before it, whole words before inner pairs (`Ġ` is GPT-2's byte-level space).
+#[rustfmt::skip]
+const DEMO_MERGES: [(&str, &str); 32] = [
+    ("Ġ", "t"), ("Ġ", "a"), ("Ġ", "s"), ("Ġ", "w"), ("Ġ", "o"), ("Ġ", "i"), ("Ġ", "h"), ("Ġ", "b"),
+    ("Ġ", "c"), ("Ġt", "h"), ("Ġth", "e"), ("Ġa", "n"), ("Ġan", "d"), ("Ġt", "o"), ("Ġo", "f"),
+    ("Ġi", "n"), ("Ġi", "t"), ("Ġw", "a"), ("Ġwa", "s"), ("Ġh", "e"), ("Ġh", "i"), ("Ġhi", "s"),
+    ("Ġs", "h"), ("Ġsh", "e"), ("h", "e"), ("i", "n"), ("e", "r"), ("a", "n"), ("r", "e"),
+    ("o", "n"), ("e", "d"), ("in", "g"),
+];
+
 /// The 256 characters GPT-2's byte-level BPE uses for the bytes 0..=255, in byte order.
 fn byte_level_alphabet() -> Vec<String> {
     let printable =
@@ -299,4 +324,34 @@ fn byte_level_alphabet() -> Vec<String> {
             char::from_u32(c).expect("valid code point").to_string()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_tokenizer_merges_and_round_trips() {
+        let tokenizer = Tokenizer::byte_level().unwrap();
+        let ids = tokenizer.encode(" the cat and she was in it").unwrap();
+        assert_eq!(ids[0], tokenizer.token_id("Ġthe").unwrap(), "merges apply");
+        assert_eq!(
+            tokenizer.decode(&ids).unwrap(),
+            " the cat and she was in it"
+        );
+        assert_eq!(
+            tokenizer.max_token_id() as usize,
+            4 + 256 + DEMO_MERGES.len() - 1
+        );
+        let metadata = tokenizer.gguf_metadata(384).unwrap();
+        let merges = metadata
+            .iter()
+            .find(|(k, _)| k == "tokenizer.ggml.merges")
+            .unwrap();
+        let Value::Array(merges) = &merges.1 else {
+            panic!("merges are not an array")
+        };
+        assert_eq!(merges.len(), DEMO_MERGES.len());
+        assert!(merges.iter().all(|m| matches!(m, Value::String(_))));
+    }
 }

@@ -22,6 +22,7 @@ mod cli {
     use indicatif::{ProgressBar, ProgressStyle};
     use serde_json::json;
     use storywriter::generate::{generate, CandidateSpec};
+    use storywriter::gguf::TensorTypes;
     use storywriter::loader::{native, LoadedModel};
     use storywriter::sampling::{Sampler, SamplingParams};
     use web_time::Instant;
@@ -67,6 +68,10 @@ mod cli {
             /// Storage type: q4_0, q4_k, q6_k, q8_0, f16 or f32.
             #[arg(long)]
             dtype: String,
+            /// Type of the output projection, or `tied` to reuse the embedding rows (default: q4_k
+            /// for q4_0, tied otherwise; llama-quantize uses q6_k for q4 types).
+            #[arg(long)]
+            output_dtype: Option<String>,
             /// The .gguf file to write.
             #[arg(long)]
             output: PathBuf,
@@ -205,8 +210,9 @@ mod cli {
             Command::Quantize {
                 input,
                 dtype,
+                output_dtype,
                 output,
-            } => quantize(&input, &dtype, &output),
+            } => quantize(&input, &dtype, output_dtype.as_deref(), &output),
             Command::InitRandom {
                 config,
                 seed,
@@ -284,8 +290,19 @@ mod cli {
         Ok(())
     }
 
-    fn quantize(input: &Path, dtype: &str, output: &Path) -> Result<()> {
+    fn quantize(
+        input: &Path,
+        dtype: &str,
+        output_dtype: Option<&str>,
+        output: &Path,
+    ) -> Result<()> {
         let dtype = storywriter::gguf::parse_dtype(dtype)?;
+        let mut types = TensorTypes::default_for(dtype);
+        match output_dtype {
+            Some("tied") => types.output = None,
+            Some(name) => types.output = Some(storywriter::gguf::parse_dtype(name)?),
+            None => {}
+        }
         let tmp = output.with_extension("gguf.partial");
         let file = std::fs::File::create(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
@@ -295,7 +312,7 @@ mod cli {
                 .expect("valid template"),
         );
         native::with_opened(input, &Device::Cpu, |opened| {
-            storywriter::gguf::write_gguf(&mut writer, opened, dtype, |p| {
+            storywriter::gguf::write_gguf(&mut writer, opened, types, |p| {
                 bar.set_length(p.total as u64);
                 bar.set_position(p.done as u64);
                 bar.set_message(format!("{} → {:?}", p.name, p.dtype));

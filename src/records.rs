@@ -1,0 +1,62 @@
+//! Candidate records: one per generated candidate, enough to replay it exactly (model, input
+//! ids, parameters, seed) and to study which candidates writers prefer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::generate::FinishReason;
+use crate::loader::ModelIdentity;
+use crate::sampling::SamplingParams;
+
+/// The schema tag every record carries.
+pub const RECORD_SCHEMA: &str = "storywriter.record/1";
+
+/// One generated candidate and what became of it.
+///
+/// Integers stay below 2^53 (seeds included) so that JavaScript and Arrow read them exactly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CandidateRecord {
+    /// Always [`RECORD_SCHEMA`].
+    pub schema: String,
+    /// Unique id of this record (32 lowercase hex digits).
+    pub record_id: String,
+    /// The story it belongs to.
+    pub story_id: String,
+    /// Story step it was generated for (1 = continuing the opening prompt).
+    pub step: u32,
+    /// Its position among the step's candidates (1, 2, 3).
+    pub candidate: u32,
+    /// `record_id` of the candidate chosen at the previous step that this one continues; `None`
+    /// at step 1. Stories branch: several steps may share a parent.
+    pub parent_record_id: Option<String>,
+    /// The story text the candidate continues.
+    pub input_text: String,
+    /// Its token ids as fed to the model (after any context trimming).
+    pub input_ids: Vec<u32>,
+    /// Every sampling parameter.
+    pub params: SamplingParams,
+    /// The policy that produced them (`step-mean`, `step-sample`, `coupled-random`, `fixed`,
+    /// `manual`).
+    pub policy: String,
+    /// RNG seed (< 2^53).
+    pub seed: u64,
+    /// The generated text.
+    pub output_text: String,
+    /// The generated ids (the end-of-sequence id included when produced).
+    pub output_ids: Vec<u32>,
+    /// The model's log-probability of each generated id.
+    pub logprobs: Vec<f32>,
+    /// Why generation stopped.
+    pub finish_reason: FinishReason,
+    /// Whether the writer (or a picker) took this candidate.
+    pub chosen: bool,
+    /// Who chose it: `human` or a picker's name; `None` when not chosen.
+    pub chosen_by: Option<String>,
+    /// When the candidate was generated (RFC 3339, UTC, milliseconds).
+    pub created_at: String,
+    /// When it was chosen, if it was.
+    pub chosen_at: Option<String>,
+    /// The model that generated it.
+    pub model: ModelIdentity,
+    /// The app that generated it, e.g. `storywriter 0.1.0`.
+    pub app_version: String,
+}
