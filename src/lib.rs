@@ -11,6 +11,7 @@ pub mod model;
 pub mod params;
 pub mod records;
 pub mod sampling;
+pub mod story;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

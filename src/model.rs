@@ -240,7 +240,7 @@ impl KvCache {
         let ids: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
         let device = self.device();
         let ids = Tensor::new(ids.as_slice(), &device)?;
-        self.map(|t| Ok(t.index_select(&ids, 0)?), self.len)
+        self.map(|t| Ok(t.contiguous()?.index_select(&ids, 0)?), self.len)
     }
 
     /// Forgets every position from `len` on.

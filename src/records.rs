@@ -60,3 +60,27 @@ pub struct CandidateRecord {
     /// The app that generated it, e.g. `storywriter 0.1.0`.
     pub app_version: String,
 }
+
+/// A fresh random record or story id: 32 lowercase hex digits from the system's entropy source
+/// (the browser's `crypto.getRandomValues` on wasm32).
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the system entropy source is available");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh random seed below 2^53 (exact in JavaScript numbers and Arrow int64).
+pub fn new_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the system entropy source is available");
+    u64::from_le_bytes(bytes) >> 11
+}
+
+/// The current time as RFC 3339 UTC with milliseconds, e.g. `2026-11-29T07:20:56.123Z`
+/// (from the browser's clock on wasm32).
+pub fn timestamp_now() -> String {
+    let since_epoch = web_time::SystemTime::now()
+        .duration_since(web_time::UNIX_EPOCH)
+        .unwrap_or_default();
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + since_epoch).to_string()
+}

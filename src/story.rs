@@ -1,0 +1,289 @@
+//! A story written in steps, three candidates at a time, with every candidate kept.
+//!
+//! A [`Story`] holds the current text, the chosen candidates along the current path (one per
+//! step), the candidates of the round being decided, and every [`CandidateRecord`] ever generated
+//! for it. Records form a tree through `parent_record_id`: undoing a choice and picking another
+//! candidate starts a new branch and keeps the old one. The terminal writer (`storywriter
+//! write`) and the web app drive the same operations: [`write_round`], [`Story::choose`],
+//! [`Story::undo`], [`Story::edit`].
+
+use std::ops::ControlFlow;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::generate::{generate, CandidateSpec, Generation, TokenEvent};
+use crate::loader::{LoadedModel, ModelIdentity};
+use crate::records::{new_id, timestamp_now, CandidateRecord, RECORD_SCHEMA};
+use crate::sampling::SamplingParams;
+
+/// The app name and version written into every record.
+pub const APP_VERSION: &str = concat!("storywriter ", env!("CARGO_PKG_VERSION"));
+
+/// A story and all its candidates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Story {
+    /// Unique id (shared by its records).
+    pub id: String,
+    /// The current text: the opening prompt, the chosen continuations and any hand edits.
+    pub text: String,
+    /// Record ids of the chosen candidates on the current path, step by step.
+    pub path: Vec<String>,
+    /// Record ids of the candidates waiting for a choice at the next step.
+    pub pending: Vec<String>,
+    /// Every candidate generated for the story, in generation order.
+    pub records: Vec<CandidateRecord>,
+}
+
+/// A candidate to generate: its parameters, the policy that produced them, and its seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedCandidate {
+    /// Sampling parameters.
+    pub params: SamplingParams,
+    /// Name of the policy that produced them (`step-mean`, `manual`, …).
+    pub policy: String,
+    /// RNG seed (< 2^53).
+    pub seed: u64,
+}
+
+impl Story {
+    /// A new story opening with `prompt`.
+    pub fn new(prompt: &str) -> Self {
+        Self {
+            id: new_id(),
+            text: prompt.to_string(),
+            path: vec![],
+            pending: vec![],
+            records: vec![],
+        }
+    }
+
+    /// The step the next round of candidates is for (1 for the first continuation).
+    pub fn next_step(&self) -> u32 {
+        self.path.len() as u32 + 1
+    }
+
+    /// The record with this id.
+    pub fn record(&self, record_id: &str) -> Option<&CandidateRecord> {
+        self.records.iter().find(|r| r.record_id == record_id)
+    }
+
+    /// The candidates waiting for a choice, in order.
+    pub fn pending_records(&self) -> Vec<&CandidateRecord> {
+        self.pending
+            .iter()
+            .filter_map(|id| self.record(id))
+            .collect()
+    }
+
+    /// Records one round of generated candidates for the next step; they become the pending
+    /// candidates. Returns the new records.
+    pub fn add_round(
+        &mut self,
+        input_ids: &[u32],
+        planned: &[PlannedCandidate],
+        generation: &Generation,
+        model: &ModelIdentity,
+    ) -> Result<&[CandidateRecord]> {
+        if planned.len() != generation.candidates.len() {
+            return Err(Error::Invalid(format!(
+                "{} candidates planned but {} generated",
+                planned.len(),
+                generation.candidates.len()
+            )));
+        }
+        let created_at = timestamp_now();
+        let first = self.records.len();
+        let step = self.next_step();
+        for (index, (plan, candidate)) in planned.iter().zip(&generation.candidates).enumerate() {
+            self.records.push(CandidateRecord {
+                schema: RECORD_SCHEMA.to_string(),
+                record_id: new_id(),
+                story_id: self.id.clone(),
+                step,
+                candidate: index as u32 + 1,
+                parent_record_id: self.path.last().cloned(),
+                input_text: self.text.clone(),
+                input_ids: input_ids.to_vec(),
+                params: candidate.params.clone(),
+                policy: plan.policy.clone(),
+                seed: candidate.seed,
+                output_text: candidate.text.clone(),
+                output_ids: candidate.ids.clone(),
+                logprobs: candidate.logprobs.clone(),
+                finish_reason: candidate.finish_reason,
+                chosen: false,
+                chosen_by: None,
+                created_at: created_at.clone(),
+                chosen_at: None,
+                model: model.clone(),
+                app_version: APP_VERSION.to_string(),
+            });
+        }
+        self.pending = self.records[first..]
+            .iter()
+            .map(|r| r.record_id.clone())
+            .collect();
+        Ok(&self.records[first..])
+    }
+
+    /// Takes the pending candidate `record_id` (chosen by `by`: `human` or a picker's name): the
+    /// story grows by its text. Returns the updated record.
+    pub fn choose(&mut self, record_id: &str, by: &str) -> Result<&CandidateRecord> {
+        if !self.pending.iter().any(|id| id == record_id) {
+            return Err(Error::Invalid(format!(
+                "record {record_id} is not one of the candidates waiting for a choice"
+            )));
+        }
+        let record = self
+            .records
+            .iter_mut()
+            .find(|r| r.record_id == record_id)
+            .ok_or_else(|| Error::Invalid(format!("no record {record_id} in the story")))?;
+        record.chosen = true;
+        record.chosen_by = Some(by.to_string());
+        record.chosen_at = Some(timestamp_now());
+        self.text = format!("{}{}", record.input_text, record.output_text);
+        self.path.push(record.record_id.clone());
+        self.pending.clear();
+        Ok(record)
+    }
+
+    /// Goes back one step: the story returns to the text before the last choice, and every
+    /// candidate generated at that point (the one chosen before included) waits for a choice
+    /// again, so picking another one starts a branch and keeps the old one.
+    pub fn undo(&mut self) -> Result<()> {
+        let last = self
+            .path
+            .pop()
+            .ok_or_else(|| Error::Invalid("nothing to undo: no candidate chosen yet".into()))?;
+        let undone = self
+            .record(&last)
+            .ok_or_else(|| Error::Invalid(format!("no record {last} in the story")))?;
+        let (step, parent, text) = (
+            undone.step,
+            undone.parent_record_id.clone(),
+            undone.input_text.clone(),
+        );
+        self.pending = self
+            .records
+            .iter()
+            .filter(|r| r.step == step && r.parent_record_id == parent && r.input_text == text)
+            .map(|r| r.record_id.clone())
+            .collect();
+        self.text = text;
+        Ok(())
+    }
+
+    /// Replaces the story text by hand; the pending candidates no longer continue it and are
+    /// dropped from the choice (their records stay).
+    pub fn edit(&mut self, text: &str) {
+        self.text = text.to_string();
+        self.pending.clear();
+    }
+
+    /// Rebuilds the story `story_id` from its records (for example a terminal writer's log after
+    /// a crash); `None` when it has none. `records` may hold several versions of a record (first
+    /// unchosen, then chosen): the last version of each id wins. The current path ends at the
+    /// most recently chosen candidate; the last round generated after it, if any, is pending.
+    pub fn from_records(story_id: &str, records: &[CandidateRecord]) -> Option<Self> {
+        // The last version of each record, and where in `records` it was last seen (the order
+        // of events when two choices share a millisecond).
+        let mut latest: Vec<CandidateRecord> = vec![];
+        let mut seen_at: Vec<usize> = vec![];
+        for (at, record) in records.iter().enumerate() {
+            if record.story_id != story_id {
+                continue;
+            }
+            match latest.iter().position(|r| r.record_id == record.record_id) {
+                Some(i) => (latest[i], seen_at[i]) = (record.clone(), at),
+                None => {
+                    latest.push(record.clone());
+                    seen_at.push(at);
+                }
+            }
+        }
+        let opening = latest.iter().find(|r| r.step == 1)?.input_text.clone();
+        let mut story = Self {
+            id: story_id.to_string(),
+            text: opening,
+            path: vec![],
+            pending: vec![],
+            records: latest,
+        };
+        let leaf = story
+            .records
+            .iter()
+            .zip(&seen_at)
+            .filter(|(r, _)| r.chosen)
+            .max_by(|(a, a_at), (b, b_at)| (&a.chosen_at, a_at).cmp(&(&b.chosen_at, b_at)))
+            .map(|(r, _)| r.clone());
+        if let Some(leaf) = &leaf {
+            let mut cursor = Some(leaf.record_id.clone());
+            while let Some(id) = cursor {
+                cursor = story.record(&id).and_then(|r| r.parent_record_id.clone());
+                story.path.push(id);
+            }
+            story.path.reverse();
+            story.text = format!("{}{}", leaf.input_text, leaf.output_text);
+        }
+        let parent = leaf.map(|l| l.record_id);
+        let step = story.next_step();
+        if let Some(last) = story
+            .records
+            .iter()
+            .rev()
+            .find(|r| r.step == step && r.parent_record_id == parent)
+        {
+            let (created_at, text) = (last.created_at.clone(), last.input_text.clone());
+            story.pending = story
+                .records
+                .iter()
+                .filter(|r| r.parent_record_id == parent && r.created_at == created_at)
+                .map(|r| r.record_id.clone())
+                .collect();
+            story.text = text;
+        }
+        Some(story)
+    }
+}
+
+/// Generates one round of candidates continuing the story's text, streaming tokens to
+/// `on_token`, and records them as the pending candidates. The input is the text's last tokens
+/// that leave room for the longest candidate inside the model's context.
+pub fn write_round(
+    story: &mut Story,
+    model: &LoadedModel,
+    planned: &[PlannedCandidate],
+    on_token: impl FnMut(TokenEvent<'_>) -> ControlFlow<()>,
+) -> Result<Vec<CandidateRecord>> {
+    let mut ids = model.tokenizer.encode(&story.text)?;
+    if ids.is_empty() {
+        return Err(Error::Invalid(
+            "the story is empty: write an opening first".into(),
+        ));
+    }
+    let longest = planned
+        .iter()
+        .map(|p| p.params.max_new_tokens)
+        .max()
+        .unwrap_or(0);
+    let room = model
+        .model
+        .config()
+        .context_length
+        .saturating_sub(longest)
+        .max(1);
+    ids.drain(..ids.len().saturating_sub(room));
+    let specs: Vec<CandidateSpec> = planned
+        .iter()
+        .map(|p| CandidateSpec {
+            params: p.params.clone(),
+            seed: p.seed,
+        })
+        .collect();
+    let generation = generate(&model.model, &model.tokenizer, &ids, &specs, on_token)?;
+    Ok(story
+        .add_round(&ids, planned, &generation, &model.identity)?
+        .to_vec())
+}
