@@ -135,3 +135,34 @@ fn seeded_sampling_gives_the_native_tokens() {
     let sampled: Sampled = serde_json::from_slice(SAMPLED).unwrap();
     sampled.check_reproduced_by(&model);
 }
+
+/// A story round in the browser: ids, seeds and timestamps come from the browser's crypto and
+/// clock, and the records are complete.
+#[wasm_bindgen_test]
+fn a_story_round_is_recorded_in_the_browser() {
+    use storywriter::story::{write_round, PlannedCandidate, Story};
+    let model = load_gguf(POW2_GGUF, "tiny-pow2.gguf", &Device::Cpu).unwrap();
+    let mut story = Story::new("Once upon a time");
+    let planned: Vec<PlannedCandidate> = (0..3)
+        .map(|i| PlannedCandidate {
+            params: SamplingParams {
+                max_new_tokens: 4 + i,
+                ..SamplingParams::default()
+            },
+            policy: "fixed".into(),
+            seed: storywriter::records::new_seed(),
+        })
+        .collect();
+    let records = write_round(&mut story, &model, &planned, |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(records.len(), 3);
+    assert!(planned.iter().all(|p| p.seed < 1 << 53));
+    for record in &records {
+        assert_eq!(record.record_id.len(), 32);
+        // e.g. 2026-11-29T07:20:56.123Z
+        assert_eq!(record.created_at.len(), 24, "{}", record.created_at);
+        assert!(record.created_at.starts_with("20") && record.created_at.ends_with('Z'));
+    }
+    let chosen = story.choose(&records[1].record_id, "human").unwrap();
+    assert!(chosen.chosen_at.is_some());
+    assert_eq!(story.path.len(), 1);
+}
