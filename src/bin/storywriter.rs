@@ -109,6 +109,31 @@ mod cli {
             #[arg(long)]
             json: bool,
         },
+        /// Sampling parameters of each candidate of a story step, from a step table and policies.
+        Params(ParamsArgs),
+    }
+
+    #[derive(Args)]
+    struct ParamsArgs {
+        /// `bundled`, a table file or an http(s) URL serving one; falls back to the bundled
+        /// table with a warning unless --strict.
+        #[arg(long, default_value = "bundled")]
+        table: String,
+        /// Fail instead of falling back when the table cannot be read or is invalid.
+        #[arg(long)]
+        strict: bool,
+        /// Story step (1 = continuing the opening prompt).
+        #[arg(long, default_value_t = 1)]
+        step: u32,
+        /// One policy per candidate: step-mean, step-sample, coupled-random or fixed.
+        #[arg(long, default_value = "step-mean,step-sample,step-sample")]
+        policy: String,
+        /// Seed of the random policies.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Vocabulary size top_k is clamped to.
+        #[arg(long, default_value_t = storywriter::params::BUNDLED_VOCAB_SIZE)]
+        vocab_size: usize,
     }
 
     #[derive(Args)]
@@ -226,6 +251,7 @@ mod cli {
                 threads,
                 json,
             } => bench(&model, prompt_tokens, new_tokens, candidates, threads, json),
+            Command::Params(args) => run_params(&args),
         }
     }
 
@@ -287,6 +313,51 @@ mod cli {
             "prefill {} tokens in {:.2}s, {} tokens in {} batched steps in {:.2}s",
             s.prompt_tokens, s.prefill_s, s.generated_tokens, s.decode_steps, s.decode_s
         );
+        Ok(())
+    }
+
+    fn run_params(args: &ParamsArgs) -> Result<()> {
+        use storywriter::params::{
+            candidate_params, load_table, read_table, Policy, PolicyMix, TableWarning,
+        };
+        if args.step == 0 {
+            bail!("--step must be at least 1 (steps start at 1)");
+        }
+        let mix: PolicyMix = args.policy.parse()?;
+        let (table, warnings) = if args.strict {
+            read_table(&args.table, args.vocab_size)?
+        } else {
+            load_table(&args.table, args.vocab_size)
+        };
+        for warning in &warnings {
+            eprintln!("warning: {warning}");
+        }
+        /// One candidate's parameters and the policy that made them.
+        #[derive(serde::Serialize)]
+        struct Candidate {
+            policy: Policy,
+            params: SamplingParams,
+        }
+        /// What `storywriter params` prints (serialized directly so that f32 values print as
+        /// the shortest decimal that reads back to them).
+        #[derive(serde::Serialize)]
+        struct Report {
+            step: u32,
+            candidates: Vec<Candidate>,
+            warnings: Vec<TableWarning>,
+        }
+        let candidates = candidate_params(&table, &mix, args.step, args.seed)
+            .into_iter()
+            .map(|(params, policy)| Candidate { policy, params })
+            .collect();
+        let report = Report {
+            step: args.step,
+            candidates,
+            warnings,
+        };
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer(&mut out, &report)?;
+        writeln!(out)?;
         Ok(())
     }
 
