@@ -10,6 +10,9 @@ fn main() -> std::process::ExitCode {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
+mod write;
+
+#[cfg(not(target_arch = "wasm32"))]
 mod cli {
     use std::io::Write;
     use std::ops::ControlFlow;
@@ -111,6 +114,9 @@ mod cli {
         },
         /// Sampling parameters of each candidate of a story step, from a step table and policies.
         Params(ParamsArgs),
+        /// Write a story interactively, three candidates per step (pick 1/2/3, r regenerates,
+        /// u undoes), appending every candidate record to a JSONL log.
+        Write(crate::write::WriteArgs),
     }
 
     #[derive(Args)]
@@ -252,6 +258,10 @@ mod cli {
                 json,
             } => bench(&model, prompt_tokens, new_tokens, candidates, threads, json),
             Command::Params(args) => run_params(&args),
+            Command::Write(args) => {
+                let loaded = load(&args.model)?;
+                crate::write::run(args, &loaded)
+            }
         }
     }
 
