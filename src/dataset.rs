@@ -457,6 +457,11 @@ fn differing_fields(a: &CandidateRecord, b: &CandidateRecord) -> Vec<String> {
     }
 }
 
+/// One record as a JSON line (with its `\n`), as stored in a log or a store.
+pub fn record_json_line(record: &CandidateRecord) -> String {
+    json_line(record)
+}
+
 fn json_line(value: &impl Serialize) -> String {
     // Cannot fail: every map key is a string, and serde_json writes non-finite floats as null.
     let mut line = serde_json::to_string(value).expect("records serialize to JSON");
@@ -464,10 +469,58 @@ fn json_line(value: &impl Serialize) -> String {
     line
 }
 
-/// Records as JSON Lines: one object per line with every field present in every row (absent
-/// values as `null`) and always the same JSON type, so that Arrow infers a single schema.
+/// The fields of a JSON value that have a type Arrow can infer: non-null scalars and non-empty
+/// lists, as paths (`params.top_k`, `logprobs[]`).
+fn typed_paths(prefix: &str, value: &serde_json::Value, paths: &mut Vec<String>) {
+    use serde_json::Value;
+    match value {
+        Value::Null => {}
+        Value::Object(map) => {
+            for (key, value) in map {
+                typed_paths(&format!("{prefix}.{key}"), value, paths);
+            }
+        }
+        Value::Array(items) => {
+            let path = format!("{prefix}[]");
+            for item in items {
+                typed_paths(&path, item, paths);
+            }
+        }
+        _ => paths.push(prefix.to_string()),
+    }
+}
+
+/// JSON Lines, one row per item in order, except that the few rows that first give each field
+/// a type (a non-null value, a non-empty list) come first. `datasets` fixes a file's schema from
+/// its first block (10 MB), and a column that is all null or all empty lists there fails to
+/// cast once values appear further down.
+fn jsonl_typed_first<T: Serialize>(rows: &[T]) -> String {
+    let mut typed = BTreeSet::new();
+    let (mut leaders, mut others) = (Vec::new(), Vec::new());
+    for row in rows {
+        let mut paths = Vec::new();
+        if let Ok(value) = serde_json::to_value(row) {
+            typed_paths("", &value, &mut paths);
+        }
+        let mut gives_a_type = false;
+        for path in paths {
+            gives_a_type |= typed.insert(path);
+        }
+        if gives_a_type {
+            leaders.push(row);
+        } else {
+            others.push(row);
+        }
+    }
+    leaders.into_iter().chain(others).map(json_line).collect()
+}
+
+/// Records as JSON Lines for `datasets`: one object per line with every field present in every
+/// row (absent values as `null`) and always the same JSON type, so that Arrow infers a single
+/// schema. Rows keep their order except that those which first give a field a value come first
+/// (a few rows; see the module source for why).
 pub fn records_jsonl(records: &[CandidateRecord]) -> String {
-    records.iter().map(json_line).collect()
+    jsonl_typed_first(records)
 }
 
 /// One preference: a candidate the writer took over one they did not, for the same prompt.
@@ -600,9 +653,10 @@ pub fn preference_pairs(records: &[CandidateRecord]) -> Vec<PreferencePair> {
     pairs
 }
 
-/// Preference pairs as JSON Lines (every field in every row, as [`records_jsonl`]).
+/// Preference pairs as JSON Lines for `datasets` (every field in every row, and the rows that
+/// first give a field a value first, as [`records_jsonl`]).
 pub fn preferences_jsonl(pairs: &[PreferencePair]) -> String {
-    pairs.iter().map(json_line).collect()
+    jsonl_typed_first(pairs)
 }
 
 /// The three files of a dataset directory.
@@ -818,11 +872,16 @@ pub fn dataset_card(records: &[CandidateRecord], pairs: &[PreferencePair]) -> St
          license: unknown\nlanguage:\n- en\ntask_categories:\n- text-generation\n\
          tags:\n- storywriter\n- creative-writing\n- preference\n- dpo\n- reward-modeling\n\
          - bloom\nsize_categories:\n- {}\nconfigs:\n\
-         - config_name: records\n  data_files:\n  - split: train\n    path: {RECORDS_FILE}\n\
-         - config_name: preferences\n  data_files:\n  - split: train\n    path: {PREFERENCES_FILE}\n\
-         ---\n\n",
+         - config_name: records\n  data_files:\n  - split: train\n    path: {RECORDS_FILE}\n",
         size_category(records.len())
     ));
+    // `datasets` cannot load an empty JSON Lines file: list the pairs only when there are some.
+    if !pairs.is_empty() {
+        out.push_str(&format!(
+            "- config_name: preferences\n  data_files:\n  - split: train\n    path: {PREFERENCES_FILE}\n"
+        ));
+    }
+    out.push_str("---\n\n");
     out.push_str(
         "# Storywriter: story candidates and writer preferences\n\n\
          At every step of a story, storywriter generates three candidate continuations with \
@@ -834,9 +893,14 @@ pub fn dataset_card(records: &[CandidateRecord], pairs: &[PreferencePair]) -> St
     );
     out.push_str(&format!(
         "| `records` | `{RECORDS_FILE}` | {} | every candidate |\n\
-         | `preferences` | `{PREFERENCES_FILE}` | {} | (prompt, chosen, rejected) pairs for reward models and DPO |\n\n",
+         | `preferences` | `{PREFERENCES_FILE}` | {} | (prompt, chosen, rejected) pairs for reward models and DPO{} |\n\n",
         records.len(),
-        pairs.len()
+        pairs.len(),
+        if pairs.is_empty() {
+            " (none yet: no round has exactly one choice, so the config is not listed)"
+        } else {
+            ""
+        }
     ));
     out.push_str(
         "```python\nfrom datasets import load_dataset\n\

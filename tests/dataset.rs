@@ -17,8 +17,8 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use storywriter::dataset::{
     dataset_card, merge_records, parse_records, preference_pairs, preferences_jsonl, read_records,
-    record_lines, records_jsonl, DatasetFiles, LineContent, MergeOutcome, Merger, CARD_FILE,
-    PREFERENCES_FILE, RECORDS_FILE,
+    record_json_line, record_lines, records_jsonl, DatasetFiles, LineContent, MergeOutcome, Merger,
+    CARD_FILE, PREFERENCES_FILE, RECORDS_FILE,
 };
 use storywriter::generate::FinishReason;
 use storywriter::loader::ModelIdentity;
@@ -264,7 +264,8 @@ fn export_then_import_into_an_empty_store_keeps_every_record_once() {
     let (parsed, errors) = parse_records(&records_jsonl(&records), "records.jsonl");
     assert_eq!(errors, vec![]);
     let report = merge_records(Vec::new(), parsed);
-    assert_eq!(report.records, records);
+    assert_eq!(report.records.len(), RECORDS);
+    assert_eq!(by_id(&report.records), by_id(&records));
     assert_eq!(
         (report.added, report.duplicates, report.updated.len()),
         (RECORDS, 0, 0)
@@ -363,6 +364,45 @@ fn every_row_has_every_field_with_one_json_type() {
     }
 }
 
+#[test]
+fn rows_that_give_a_field_its_type_come_first() {
+    // datasets takes a file's schema from its first 10 MB: a column that is null (or a list that
+    // is empty) in every row there fails to cast further down. Here 200 unchosen step-1 records
+    // with empty outputs come before the only record with a parent, a choice and outputs.
+    let records = sample();
+    let mut rows = Vec::new();
+    for i in 0..200 {
+        let mut record = records[0].clone();
+        record.record_id = format!("{i:032x}");
+        record.output_ids.clear();
+        record.logprobs.clear();
+        rows.push(record);
+    }
+    let complete = records[3].clone();
+    assert!(complete.chosen && complete.parent_record_id.is_some());
+    rows.push(complete.clone());
+    let jsonl = records_jsonl(&rows);
+    let lines: Vec<&str> = jsonl.lines().collect();
+    assert_eq!(lines.len(), rows.len());
+    let first: CandidateRecord = serde_json::from_str(lines[0]).unwrap();
+    let second: CandidateRecord = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(
+        (first.record_id.as_str(), second.record_id),
+        (rows[0].record_id.as_str(), complete.record_id)
+    );
+    // The others keep their order.
+    let rest: Vec<String> = lines[2..]
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<CandidateRecord>(l)
+                .unwrap()
+                .record_id
+        })
+        .collect();
+    let expected: Vec<String> = rows[1..200].iter().map(|r| r.record_id.clone()).collect();
+    assert_eq!(rest, expected);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bad lines
 // ---------------------------------------------------------------------------------------------
@@ -380,9 +420,9 @@ fn edited(
 #[test]
 fn bad_lines_are_reported_with_their_numbers_and_good_lines_kept() {
     let records = sample();
-    let good: Vec<String> = records_jsonl(&records[..6])
-        .lines()
-        .map(String::from)
+    let good: Vec<String> = records[..6]
+        .iter()
+        .map(|r| record_json_line(r).trim_end().to_string())
         .collect();
     let r = &records[6];
     let lines = [
@@ -775,6 +815,18 @@ fn the_card_has_front_matter_fields_and_statistics() {
         "{row}"
     );
     assert!(body.contains("| eos |"));
+}
+
+#[test]
+fn the_card_lists_the_preferences_config_only_when_there_are_pairs() {
+    let unchosen: Vec<CandidateRecord> = sample().into_iter().filter(|r| !r.chosen).collect();
+    let files = DatasetFiles::build(&unchosen);
+    assert_eq!((files.pairs, files.preferences_jsonl.as_str()), (0, ""));
+    assert!(files.card.contains("- config_name: records\n"));
+    assert!(!files.card.contains("- config_name: preferences"));
+    assert!(files
+        .card
+        .contains("(none yet: no round has exactly one choice"));
 }
 
 #[test]

@@ -467,7 +467,7 @@ mod cli {
         use anyhow::{bail, Context, Result};
         use serde_json::json;
         use storywriter::dataset::{
-            record_lines, records_jsonl, DatasetFiles, LineContent, MergeOutcome, MergeReport,
+            record_json_line, record_lines, DatasetFiles, LineContent, MergeOutcome, MergeReport,
             Merger,
         };
 
@@ -617,16 +617,17 @@ mod cli {
                 let mut contents = Vec::new();
                 for line in &lines {
                     match line.record {
-                        Some(index) if updated.contains(&index) => contents.extend_from_slice(
-                            records_jsonl(std::slice::from_ref(&report.records[index])).as_bytes(),
-                        ),
+                        Some(index) if updated.contains(&index) => contents
+                            .extend_from_slice(record_json_line(&report.records[index]).as_bytes()),
                         _ => {
                             contents.extend_from_slice(&line.raw);
                             contents.push(b'\n');
                         }
                     }
                 }
-                contents.extend_from_slice(records_jsonl(&report.records[held..]).as_bytes());
+                for record in &report.records[held..] {
+                    contents.extend_from_slice(record_json_line(record).as_bytes());
+                }
                 write_atomically(store, &contents)?;
             }
             eprintln!(
