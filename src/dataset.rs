@@ -517,8 +517,9 @@ fn jsonl_typed_first<T: Serialize>(rows: &[T]) -> String {
 
 /// Records as JSON Lines for `datasets`: one object per line with every field present in every
 /// row (absent values as `null`) and always the same JSON type, so that Arrow infers a single
-/// schema. Rows keep their order except that those which first give a field a value come first
-/// (a few rows; see the module source for why).
+/// schema. Rows keep their order, except that the few rows that first give a field a value (a
+/// non-null value, a non-empty list) come first: `datasets` fixes a file's schema from its
+/// first 10 MB. For a store or a log, write [`record_json_line`]s instead.
 pub fn records_jsonl(records: &[CandidateRecord]) -> String {
     jsonl_typed_first(records)
 }

@@ -59,7 +59,7 @@ def read_jsonl(path):
 
 
 def expected_pairs(records):
-    """(chosen_record_id, rejected_record_id) in export order, computed as the card documents."""
+    """(chosen_record_id, rejected_record_id) of every pair, computed as the card documents."""
     rounds = defaultdict(list)
     seen = set()
     for r in records:
@@ -103,6 +103,8 @@ def export_fixture(out_dir):
 def check_records(ds, rows):
     check(ds.column_names == RECORD_COLUMNS, f"records columns: {ds.column_names}")
     check(ds.num_rows == len(rows), f"records: {ds.num_rows} rows, file has {len(rows)} lines")
+    ids = [row["record_id"] for row in rows]
+    check(len(set(ids)) == len(ids), "records.jsonl repeats a record_id")
     f = ds.features
     check(f["seed"].dtype == "int64", f"seed type {f['seed']}")
     check(f["chosen"].dtype == "bool", f"chosen type {f['chosen']}")
@@ -127,7 +129,9 @@ def check_preferences(ds, pair_rows, records):
     want = expected_pairs(records)
     check(ds.num_rows == len(pair_rows) == len(want),
           f"preferences: {ds.num_rows} rows, file {len(pair_rows)} lines, expected {len(want)}")
-    got = [(row["chosen_record_id"], row["rejected_record_id"]) for row in ds]
+    # Same pairs; the order may differ (rows that give a column its type come first).
+    got = sorted((row["chosen_record_id"], row["rejected_record_id"]) for row in ds)
+    want = sorted(want)
     check(got == want, f"preference pairs differ from the records:\n  got  {got}\n  want {want}")
     for key in ("prompt", "chosen", "rejected", "chosen_by"):
         check(ds.features[key].dtype == "string", f"{key} type {ds.features[key]}")
@@ -174,24 +178,31 @@ def main():
         load = datasets.load_dataset
         rec = load("json", data_files=str(records_path), split="train", cache_dir=cache)
         check_records(rec, records)
-        prefs = load("json", data_files=str(pairs_path), split="train", cache_dir=cache)
-        check_preferences(prefs, pair_rows, records)
-
         card = (out_dir / "README.md").read_text(encoding="utf-8")
         check(card.startswith("---\n"), "README.md has no YAML front matter")
-        by_config = {}
-        for config in ("records", "preferences"):
-            by_config[config] = load(str(out_dir), config, split="train", cache_dir=cache)
+        by_config = {"records": load(str(out_dir), "records", split="train", cache_dir=cache)}
         check(by_config["records"].num_rows == rec.num_rows, "records config row count")
         check(by_config["records"].column_names == RECORD_COLUMNS, "records config columns")
-        check(by_config["preferences"].num_rows == prefs.num_rows, "preferences config row count")
-        check(by_config["preferences"].column_names == PAIR_COLUMNS, "preferences config columns")
-        check(by_config["preferences"][0] == prefs[0], "preferences config first row")
+        print(f"records.jsonl: {rec.num_rows} rows, {len(rec.column_names)} columns; "
+              f"config `records`: {by_config['records'].num_rows} rows")
 
-        print(f"records.jsonl: {rec.num_rows} rows, {len(rec.column_names)} columns")
-        print(f"preferences.jsonl: {prefs.num_rows} rows, columns {prefs.column_names}")
-        print(f"card configs loaded: records {by_config['records'].num_rows} rows, "
-              f"preferences {by_config['preferences'].num_rows} rows")
+        if not pair_rows:
+            # datasets cannot load an empty file: the card must not list the config then.
+            check(not expected_pairs(records), "preferences.jsonl is empty but pairs were expected")
+            check("config_name: preferences" not in card, "card lists an empty preferences config")
+            print("preferences.jsonl: empty (no round with exactly one choice)")
+        else:
+            prefs = load("json", data_files=str(pairs_path), split="train", cache_dir=cache)
+            check_preferences(prefs, pair_rows, records)
+            by_config["preferences"] = load(str(out_dir), "preferences", split="train",
+                                            cache_dir=cache)
+            check(by_config["preferences"].num_rows == prefs.num_rows,
+                  "preferences config row count")
+            check(by_config["preferences"].column_names == PAIR_COLUMNS,
+                  "preferences config columns")
+            check(by_config["preferences"][0] == prefs[0], "preferences config first row")
+            print(f"preferences.jsonl: {prefs.num_rows} rows, columns {prefs.column_names}; "
+                  f"config `preferences`: {by_config['preferences'].num_rows} rows")
 
     if failures:
         print(f"FAILED: {len(failures)} check(s) failed")

@@ -11,17 +11,19 @@
 //! `STORYWRITER_UPDATE_FIXTURES=1 cargo test --test dataset`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use candle_core::Device;
 use serde_json::Value;
 use storywriter::dataset::{
     dataset_card, merge_records, parse_records, preference_pairs, preferences_jsonl, read_records,
     record_json_line, record_lines, records_jsonl, DatasetFiles, LineContent, MergeOutcome, Merger,
     CARD_FILE, PREFERENCES_FILE, RECORDS_FILE,
 };
-use storywriter::generate::FinishReason;
-use storywriter::loader::ModelIdentity;
+use storywriter::generate::{generate, CandidateSpec, FinishReason};
+use storywriter::loader::{native, ModelIdentity};
 use storywriter::records::{CandidateRecord, RECORD_SCHEMA};
 use storywriter::sampling::SamplingParams;
 
@@ -401,6 +403,80 @@ fn rows_that_give_a_field_its_type_come_first() {
         .collect();
     let expected: Vec<String> = rows[1..200].iter().map(|r| r.record_id.clone()).collect();
     assert_eq!(rest, expected);
+}
+
+/// Records of real candidates: two steps of a story generated with the tiny fixture model
+/// (random weights), candidate 2 chosen at step 1.
+fn generated_records() -> Vec<CandidateRecord> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-pow2");
+    let loaded = native::load(&dir, &Device::Cpu).unwrap();
+    let mut records = Vec::new();
+    let mut text = "Once upon a time 🏰 <b>".to_string();
+    let mut parent = None;
+    for step in 1..=2u32 {
+        let ids = loaded.tokenizer.encode(&text).unwrap();
+        let specs: Vec<CandidateSpec> = (0..3u64)
+            .map(|i| CandidateSpec {
+                params: SamplingParams {
+                    temperature: 0.6 + 0.4 * i as f32,
+                    max_new_tokens: 8,
+                    ..SamplingParams::default()
+                },
+                seed: 100 * u64::from(step) + i,
+            })
+            .collect();
+        let generation = generate(&loaded.model, &loaded.tokenizer, &ids, &specs, |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        for (candidate, c) in (1u32..).zip(generation.candidates) {
+            let chosen = step == 1 && candidate == 2;
+            records.push(CandidateRecord {
+                schema: RECORD_SCHEMA.into(),
+                record_id: format!("{:032x}", 0xfeed_0000 + 10 * step + candidate),
+                story_id: "generated".into(),
+                step,
+                candidate,
+                parent_record_id: parent.clone(),
+                input_text: text.clone(),
+                input_ids: ids.clone(),
+                params: c.params,
+                policy: "fixed".into(),
+                seed: c.seed,
+                output_text: c.text,
+                output_ids: c.ids,
+                logprobs: c.logprobs,
+                finish_reason: c.finish_reason,
+                chosen,
+                chosen_by: chosen.then(|| "human".into()),
+                created_at: "2026-11-29T10:00:00.000Z".into(),
+                chosen_at: chosen.then(|| "2026-11-29T10:00:05.000Z".into()),
+                model: loaded.identity.clone(),
+                app_version: "storywriter 0.1.0".into(),
+            });
+        }
+        let chosen = &records[records.len() - 2];
+        text.push_str(&chosen.output_text);
+        parent = Some(chosen.record_id.clone());
+    }
+    records
+}
+
+#[test]
+fn records_of_a_real_generation_pass_the_checks_and_round_trip() {
+    let records = generated_records();
+    let (parsed, errors) = parse_records(&records_jsonl(&records), "generated");
+    assert_eq!(errors, vec![], "real records must pass every check");
+    assert_eq!(by_id(&parsed), by_id(&records));
+    let pairs = preference_pairs(&records);
+    let distinct = records[..3]
+        .iter()
+        .filter(|r| !r.chosen && r.output_text != records[1].output_text)
+        .count();
+    assert_eq!(pairs.len(), distinct, "step 1 only: step 2 has no choice");
+    assert!(pairs
+        .iter()
+        .all(|p| p.step == 1 && p.chosen == records[1].output_text));
 }
 
 // ---------------------------------------------------------------------------------------------
