@@ -2,6 +2,7 @@
 //! quantizer and candidate generation, compiled both natively and for wasm32.
 
 pub mod config;
+pub mod dataset;
 pub mod error;
 pub mod generate;
 pub mod gguf;
