@@ -14,6 +14,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use storywriter::dataset::read_records;
 use storywriter::loader::LoadedModel;
 use storywriter::params::{candidate_params, load_table, PolicyMix, StepTable};
 use storywriter::records::{new_seed, CandidateRecord};
@@ -59,8 +60,15 @@ pub fn run(args: WriteArgs, model: &LoadedModel) -> Result<()> {
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
 
-    let logged = if args.new { vec![] } else { read_log(&args.log)? };
-    let mut story = match logged.last().and_then(|last| Story::from_records(&last.story_id, &logged)) {
+    let logged = if args.new {
+        vec![]
+    } else {
+        read_log(&args.log)?
+    };
+    let mut story = match logged
+        .last()
+        .and_then(|last| Story::from_records(&last.story_id, &logged))
+    {
         Some(story) => {
             eprintln!(
                 "resuming story {} from {} ({} records)",
@@ -174,12 +182,13 @@ fn generate_round(
 /// Prints the end of the story and the pending candidates with their parameters.
 fn show(story: &Story) {
     let text = terminal_safe(&story.text);
-    let tail_start = text
-        .char_indices()
-        .rev()
-        .nth(600)
-        .map_or(0, |(i, _)| i);
-    println!("\n── step {} ──\n{}{}", story.next_step(), if tail_start > 0 { "…" } else { "" }, &text[tail_start..]);
+    let tail_start = text.char_indices().rev().nth(600).map_or(0, |(i, _)| i);
+    println!(
+        "\n── step {} ──\n{}{}",
+        story.next_step(),
+        if tail_start > 0 { "…" } else { "" },
+        &text[tail_start..]
+    );
     for (i, record) in story.pending_records().iter().enumerate() {
         let p = &record.params;
         println!(
@@ -229,16 +238,9 @@ fn read_log(path: &Path) -> Result<Vec<CandidateRecord>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
         Err(e) => return Err(e).with_context(|| format!("cannot read the log {}", path.display())),
     };
-    let mut records = vec![];
-    for (number, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("cannot read the log {}", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<CandidateRecord>(&line) {
-            Ok(record) => records.push(record),
-            Err(e) => eprintln!("warning: {}:{}: skipped: {e}", path.display(), number + 1),
-        }
+    let (records, errors) = read_records(BufReader::new(file), &path.display().to_string())?;
+    for error in errors {
+        eprintln!("warning: skipped {error}");
     }
     Ok(records)
 }

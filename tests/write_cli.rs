@@ -1,0 +1,109 @@
+//! `storywriter write` driven through its stdin on the tiny fixture model: choices, regenerate,
+//! undo, own text, the append-only log, and resuming from it.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use storywriter::dataset::read_records;
+use storywriter::records::CandidateRecord;
+use storywriter::story::Story;
+
+fn write(log: &Path, extra: &[&str], keys: &str) -> String {
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-pow2");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_storywriter"))
+        .args(["write", "--model"])
+        .arg(&model)
+        .arg("--log")
+        .arg(log)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(keys.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn log_lines(log: &Path) -> Vec<CandidateRecord> {
+    let text = std::fs::read_to_string(log).unwrap();
+    let (records, errors) = read_records(text.as_bytes(), "log").unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    records
+}
+
+#[test]
+fn a_session_logs_every_candidate_and_resumes() {
+    let dir = std::env::temp_dir().join(format!("storywriter-write-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("story.jsonl");
+    let _ = std::fs::remove_file(&log);
+
+    // Pick 1; regenerate step 2 and pick 2; undo (both step-2 rounds wait again) and pick the
+    // third; add own text; an unknown key shows the help; quit.
+    let shown = write(
+        &log,
+        &["--prompt", "Once upon a time", "--seed", "3"],
+        "1\nr\n2\nu\n3\n+ Then <b>it</b> rained.\nx\nq\n",
+    );
+    assert!(shown.contains("1/2/3… pick"));
+    assert!(
+        shown.contains("[6] "),
+        "after undo six step-2 candidates wait"
+    );
+    let lines = log_lines(&log);
+    // Rounds: step 1, step 2, step 2 again, step 3 after each of the two step-2 picks, step 3
+    // after the own text (18 records), plus one chosen version per pick (3).
+    assert_eq!(lines.len(), 21);
+    let story = Story::from_records(&lines[0].story_id, &lines).unwrap();
+    assert_eq!(story.records.len(), 18);
+    assert_eq!(story.path.len(), 2);
+    assert!(story.text.starts_with("Once upon a time"));
+    assert!(
+        story.text.ends_with("Then <b>it</b> rained."),
+        "{}",
+        story.text
+    );
+    assert_eq!(story.pending.len(), 3);
+    assert!(story
+        .pending_records()
+        .iter()
+        .all(|r| r.step == 3 && r.input_text == story.text));
+    // The whole story is printed on quitting, model text with control characters escaped.
+    assert!(shown.trim_end().ends_with("Then <b>it</b> rained."));
+    assert!(
+        !shown.contains('\u{1b}'),
+        "no raw escape sequence reaches the terminal"
+    );
+
+    // Resuming: the pending round is offered again and a pick extends the same story.
+    let shown = write(&log, &[], "2\nq\n");
+    assert!(shown.contains("── step 3 ──"));
+    let lines = log_lines(&log);
+    let resumed = Story::from_records(&story.id, &lines).unwrap();
+    assert_eq!(resumed.path.len(), 3);
+    assert_eq!(resumed.path[..2], story.path[..]);
+    let picked = resumed.record(&resumed.path[2]).unwrap();
+    assert_eq!(picked.record_id, story.pending[1]);
+    assert_eq!(picked.chosen_by.as_deref(), Some("human"));
+    assert!(resumed.text.starts_with(&story.text));
+
+    // --new starts another story in the same log; the first one stays.
+    write(&log, &["--new", "--prompt", "A new tale"], "q\n");
+    let lines = log_lines(&log);
+    let last = lines.last().unwrap();
+    assert_ne!(last.story_id, story.id);
+    assert_eq!(last.input_text, "A new tale");
+    assert!(Story::from_records(&story.id, &lines).is_some());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
