@@ -7,12 +7,12 @@ pub enum Error {
     #[error("{0}")]
     Format(String),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file concerned.
         path: String,
         /// The underlying error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The caller asked for something the model cannot do (bad ids, bad parameters, …).
     #[error("{0}")]
@@ -30,7 +30,7 @@ impl Error {
     pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
         Self::Io {
             path: path.to_string(),
-            source,
+            cause: source,
         }
     }
 }

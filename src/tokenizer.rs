@@ -150,8 +150,8 @@ impl Tokenizer {
     }
 
     /// A small byte-level tokenizer for models with random weights, which have no trained
-    /// vocabulary: `<unk>`, `<s>`, `</s>`, `<pad>`, the 256 bytes, then [`DEMO_MERGES`]
-    /// (llama.cpp refuses a BPE vocabulary without merges).
+    /// vocabulary: `<unk>`, `<s>`, `</s>`, `<pad>`, the 256 bytes, then 32 merges of
+    /// common English pairs (llama.cpp refuses a BPE vocabulary without merges).
     pub fn byte_level() -> Result<Self> {
         let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>", "<pad>"].map(String::from).to_vec();
         let mut types = vec![token_type::CONTROL; tokens.len()];
