@@ -5,7 +5,8 @@
 # It installs what is missing first (idempotent; as root, or with passwordless sudo, for apt):
 #   * the wasm32-unknown-unknown target and the rustfmt/clippy components (rustup),
 #   * chromium + chromium-driver (Debian packages) when /usr/bin/chromedriver is absent,
-#   * wasm-bindgen-cli at exactly the `wasm-bindgen` version in Cargo.lock (cargo install).
+#   * wasm-bindgen-cli at exactly the `wasm-bindgen` version in Cargo.lock (cargo install),
+#   * the python package datasets (pip), for tests/check_datasets.py.
 #
 # Test conventions
 #   * Native tests: plain `#[test]` in src/ (unit) and tests/*.rs (integration).
@@ -145,6 +146,13 @@ if [[ "$have_wb" != "$WB_VERSION" ]] || ! command -v wasm-bindgen-test-runner >/
     cargo install wasm-bindgen-cli --version "$WB_VERSION"
 fi
 
+# Hugging Face `datasets`, for tests/check_datasets.py (PyPI is reachable; when the install
+# fails, that one check is reported as skipped instead of failing the suite).
+if ! python3 -c 'import datasets' >/dev/null 2>&1; then
+    echo "installing the python package datasets with pip"
+    python3 -m pip install --quiet datasets || echo "warning: pip install datasets failed" >&2
+fi
+
 echo "cargo:        $(cargo --version)"
 echo "wasm-bindgen: $(wasm-bindgen --version)"
 echo "chromium:     $(chromium --version 2>/dev/null | tail -n1)"
@@ -180,7 +188,7 @@ fi
 # ---- Python dataset checks ------------------------------------------------------------------
 # tests/check_datasets.py exports tests/fixtures/records_sample.jsonl with the CLI and loads the
 # result with Hugging Face `datasets` (both files and both configs of the dataset card). It needs
-# the Python package `datasets` (pip install datasets), which this script does not install.
+# the Python package `datasets`, which the setup above installs.
 if python3 -c 'import datasets' >/dev/null 2>&1; then
     run_step datasets python3 tests/check_datasets.py
 else
