@@ -11,15 +11,20 @@
 //! [`QMatMul`]s, so a layer is either a dense f32 matrix or a quantized one; the embedding table
 //! stays quantized in memory and rows are gathered from it.
 
+#[cfg(target_arch = "x86_64")]
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
+#[cfg(target_arch = "x86_64")]
+use candle_core::quantized::QStorage;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::LayerNorm;
 
 use crate::config::BloomConfig;
 use crate::error::{Error, Result};
+#[cfg(target_arch = "x86_64")]
+use crate::q4_0_x86::Q4_0Matrix;
 
 /// A tensor as a file stores it: dense (any float type, used as f32) or quantized.
 #[derive(Clone, Debug)]
@@ -40,24 +45,68 @@ impl Weight {
     }
 
     /// The tensor as a matrix that multiplies activations: quantized types stay quantized
-    /// (q4_0 is widened to q8_0 where that runs faster, see [`widen_q4_0`]).
-    fn into_matmul(self) -> Result<QMatMul> {
+    /// (q4_0 on x86-64 runs on this crate's kernels, see [`q4_0_matmul`]).
+    fn into_matmul(self) -> Result<Matmul> {
+        Ok(match self {
+            Self::Dense(t) => Matmul::Candle(QMatMul::Tensor(t.to_dtype(DType::F32)?)),
+            Self::Quantized(q) if q.dtype() == GgmlDType::Q4_0 => q4_0_matmul(q)?,
+            Self::Quantized(q) => Matmul::Candle(QMatMul::from_arc(q)?),
+        })
+    }
+
+    /// The tensor as an embedding table, rows gathered as stored (quantized types stay so).
+    fn into_table(self) -> Result<QMatMul> {
         Ok(match self {
             Self::Dense(t) => QMatMul::Tensor(t.to_dtype(DType::F32)?),
-            Self::Quantized(q) if cfg!(target_arch = "x86_64") && q.dtype() == GgmlDType::Q4_0 => {
-                QMatMul::from_qtensor(widen_q4_0(&q)?)?
-            }
             Self::Quantized(q) => QMatMul::from_arc(q)?,
         })
     }
 }
 
+/// A weight matrix `W (n × k)` that multiplies activations: `(…, k) → (…, n)`.
+#[derive(Debug, Clone)]
+enum Matmul {
+    /// candle's kernels, dense or quantized.
+    Candle(QMatMul),
+    /// q4_0 with this crate's x86-64 kernels.
+    #[cfg(target_arch = "x86_64")]
+    Q4_0(Arc<Q4_0Matrix>),
+}
+
+impl Matmul {
+    /// `x Wᵀ`
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Self::Candle(matmul) => matmul.forward(x)?,
+            #[cfg(target_arch = "x86_64")]
+            Self::Q4_0(matrix) => x.contiguous()?.apply_op1_no_bwd(matrix.as_ref())?,
+        })
+    }
+}
+
+/// A q4_0 matrix on x86-64: repacked for this crate's AVX2 / VNNI kernels, which read the
+/// 4-bit weights directly (`crate::q4_0_x86`). On CPUs without AVX2 it is widened to q8_0
+/// instead ([`widen_q4_0`]), which candle multiplies faster than q4_0.
+#[cfg(target_arch = "x86_64")]
+fn q4_0_matmul(q: Arc<QTensor>) -> Result<Matmul> {
+    Ok(match Q4_0Matrix::new(&q)? {
+        Some(matrix) => Matmul::Q4_0(Arc::new(matrix)),
+        None => Matmul::Candle(QMatMul::from_qtensor(widen_q4_0(&q)?)?),
+    })
+}
+
+/// A q4_0 matrix elsewhere (wasm32's simd128 kernels): candle's own.
+#[cfg(not(target_arch = "x86_64"))]
+fn q4_0_matmul(q: Arc<QTensor>) -> Result<Matmul> {
+    Ok(Matmul::Candle(QMatMul::from_arc(q)?))
+}
+
 /// Re-encodes a q4_0 tensor as q8_0 without changing any value: each 4-bit quant `q` becomes
 /// the byte `q − 8` under the same f16 scale, so products and logits are those of q4_0.
 ///
-/// On x86-64 candle multiplies q8_0 with repacked VNNI/AVX2 kernels but q4_0 with a plain
-/// dot-product loop; the wider matrix reads twice the bytes and still runs several times faster
-/// (numbers in BENCHMARKS.md). The embedding table keeps its q4_0 rows.
+/// On x86-64 without AVX2, candle's q8_0 dot product is faster than its q4_0 one even though
+/// the wider matrix reads twice the bytes.
+#[cfg(target_arch = "x86_64")]
 fn widen_q4_0(q: &QTensor) -> Result<QTensor> {
     const Q4_0_BLOCK: usize = 18; // f16 scale + 16 bytes of nibble pairs
     const Q8_0_BLOCK: usize = 34; // f16 scale + 32 signed bytes
@@ -85,7 +134,7 @@ pub trait WeightSource {
 /// A linear layer `y = x Wᵀ + b`.
 #[derive(Debug, Clone)]
 struct Linear {
-    weight: QMatMul,
+    weight: Matmul,
     bias: Tensor,
 }
 
@@ -361,7 +410,7 @@ pub struct Bloom {
     word_embeddings_layernorm: LayerNorm,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
-    lm_head: QMatMul,
+    lm_head: Matmul,
     alibi_slopes: Tensor,
     device: Device,
 }
@@ -375,13 +424,13 @@ impl Bloom {
             config.layer_norm_epsilon,
         );
         let embedding = src.weight("token_embd.weight", &[v, h])?;
-        let word_embeddings = embedding.clone().into_matmul()?;
         // The lm_head is tied to the embeddings unless the file carries its own `output`.
         let lm_head = if src.contains("output.weight") {
             src.weight("output.weight", &[v, h])?.into_matmul()?
         } else {
-            word_embeddings.clone()
+            embedding.clone().into_matmul()?
         };
+        let word_embeddings = embedding.into_table()?;
         let blocks = (0..config.n_layer)
             .map(|i| {
                 let p = format!("blk.{i}");
@@ -496,7 +545,7 @@ impl Bloom {
         )?;
         let x = x.index_select(&index, 1)?;
         let x = self.ln_f.forward(&x)?;
-        Ok(self.lm_head.forward(&x)?)
+        self.lm_head.forward(&x)
     }
 }
 
@@ -504,6 +553,7 @@ impl Bloom {
 mod tests {
     use super::*;
 
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn widened_q4_0_multiplies_like_q4_0() {
         let device = Device::Cpu;
