@@ -10,7 +10,7 @@ pub mod loader;
 pub mod model;
 pub mod params;
 #[cfg(target_arch = "x86_64")]
-mod q4_0_x86;
+pub mod q4_0_x86;
 pub mod records;
 pub mod sampling;
 pub mod tokenizer;
