@@ -44,14 +44,17 @@ impl Weight {
         })
     }
 
-    /// The tensor as a matrix that multiplies activations: quantized types stay quantized
-    /// (q4_0 on x86-64 runs on this crate's kernels, see [`q4_0_matmul`]).
-    fn into_matmul(self) -> Result<Matmul> {
-        Ok(match self {
-            Self::Dense(t) => Matmul::Candle(QMatMul::Tensor(t.to_dtype(DType::F32)?)),
-            Self::Quantized(q) if q.dtype() == GgmlDType::Q4_0 => q4_0_matmul(q)?,
-            Self::Quantized(q) => Matmul::Candle(QMatMul::from_arc(q)?),
-        })
+    /// The tensor as the weight of a linear layer `gelu?(x Wᵀ + b)`: quantized types stay
+    /// quantized (q4_0 on x86-64 runs on this crate's kernels, see [`q4_0_linear`]).
+    fn into_linear(self, bias: Option<Tensor>, gelu: bool) -> Result<Linear> {
+        let weight = match self {
+            Self::Dense(t) => QMatMul::Tensor(t.to_dtype(DType::F32)?),
+            Self::Quantized(q) if q.dtype() == GgmlDType::Q4_0 => {
+                return q4_0_linear(q, bias, gelu)
+            }
+            Self::Quantized(q) => QMatMul::from_arc(q)?,
+        };
+        Ok(Linear::Candle { weight, bias, gelu })
     }
 
     /// The tensor as an embedding table, rows gathered as stored (quantized types stay so).
@@ -63,42 +66,78 @@ impl Weight {
     }
 }
 
-/// A weight matrix `W (n × k)` that multiplies activations: `(…, k) → (…, n)`.
+/// A linear layer `y = x Wᵀ + b`, optionally followed by GELU; `b` is optional too (lm_head).
 #[derive(Debug, Clone)]
-enum Matmul {
-    /// candle's kernels, dense or quantized.
-    Candle(QMatMul),
-    /// q4_0 with this crate's x86-64 kernels.
+enum Linear {
+    /// candle's kernels, dense or quantized; bias and GELU as separate ops.
+    Candle {
+        weight: QMatMul,
+        bias: Option<Tensor>,
+        gelu: bool,
+    },
+    /// q4_0 with this crate's x86-64 kernels, bias and GELU fused into the product (the same
+    /// f32 operations as the separate ops, run by the matmul's worker threads).
     #[cfg(target_arch = "x86_64")]
     Q4_0(Arc<Q4_0Matrix>),
 }
 
-impl Matmul {
-    /// `x Wᵀ`
+impl Linear {
+    /// The layer `name` (`name.weight`: out_dim × in_dim, `name.bias`), GELU after it if `gelu`.
+    fn load(
+        src: &mut dyn WeightSource,
+        name: &str,
+        (out_dim, in_dim): (usize, usize),
+        gelu: bool,
+    ) -> Result<Self> {
+        let weight = src.weight(&format!("{name}.weight"), &[out_dim, in_dim])?;
+        let bias = src
+            .weight(&format!("{name}.bias"), &[out_dim])?
+            .to_dense()?;
+        weight.into_linear(Some(bias), gelu)
+    }
+
+    /// (…, in_dim) → (…, out_dim)
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(match self {
-            Self::Candle(matmul) => matmul.forward(x)?,
+        match self {
+            Self::Candle { weight, bias, gelu } => {
+                let mut y = weight.forward(x)?;
+                if let Some(bias) = bias {
+                    y = y.broadcast_add(bias)?;
+                }
+                if *gelu {
+                    y = bloom_gelu(&y)?;
+                }
+                Ok(y)
+            }
             #[cfg(target_arch = "x86_64")]
-            Self::Q4_0(matrix) => x.contiguous()?.apply_op1_no_bwd(matrix.as_ref())?,
-        })
+            Self::Q4_0(matrix) => Ok(x.contiguous()?.apply_op1_no_bwd(matrix.as_ref())?),
+        }
     }
 }
 
-/// A q4_0 matrix on x86-64: repacked for this crate's AVX2 / VNNI kernels, which read the
-/// 4-bit weights directly (`crate::q4_0_x86`). On CPUs without AVX2 it is widened to q8_0
-/// instead ([`widen_q4_0`]), which candle multiplies faster than q4_0.
+/// A q4_0 layer on x86-64: repacked for this crate's AVX2 / VNNI kernels, which read the
+/// 4-bit weights directly (`crate::q4_0_x86`). On CPUs without AVX2 the matrix is widened to
+/// q8_0 instead ([`widen_q4_0`]), which candle multiplies faster than q4_0.
 #[cfg(target_arch = "x86_64")]
-fn q4_0_matmul(q: Arc<QTensor>) -> Result<Matmul> {
-    Ok(match Q4_0Matrix::new(&q)? {
-        Some(matrix) => Matmul::Q4_0(Arc::new(matrix)),
-        None => Matmul::Candle(QMatMul::from_qtensor(widen_q4_0(&q)?)?),
-    })
+fn q4_0_linear(q: Arc<QTensor>, bias: Option<Tensor>, gelu: bool) -> Result<Linear> {
+    let Some(mut matrix) = Q4_0Matrix::new(&q)? else {
+        let weight = QMatMul::from_qtensor(widen_q4_0(&q)?)?;
+        return Ok(Linear::Candle { weight, bias, gelu });
+    };
+    if let Some(bias) = bias {
+        matrix = matrix.with_bias(bias.to_vec1()?)?;
+    }
+    if gelu {
+        matrix = matrix.with_gelu();
+    }
+    Ok(Linear::Q4_0(Arc::new(matrix)))
 }
 
-/// A q4_0 matrix elsewhere (wasm32's simd128 kernels): candle's own.
+/// A q4_0 layer elsewhere (wasm32's simd128 kernels): candle's own.
 #[cfg(not(target_arch = "x86_64"))]
-fn q4_0_matmul(q: Arc<QTensor>) -> Result<Matmul> {
-    Ok(Matmul::Candle(QMatMul::from_arc(q)?))
+fn q4_0_linear(q: Arc<QTensor>, bias: Option<Tensor>, gelu: bool) -> Result<Linear> {
+    let weight = QMatMul::from_arc(q)?;
+    Ok(Linear::Candle { weight, bias, gelu })
 }
 
 /// Re-encodes a q4_0 tensor as q8_0 without changing any value: each 4-bit quant `q` becomes
@@ -129,29 +168,6 @@ pub trait WeightSource {
     fn weight(&mut self, name: &str, shape: &[usize]) -> Result<Weight>;
     /// Whether the optional tensor `name` is present.
     fn contains(&self, name: &str) -> bool;
-}
-
-/// A linear layer `y = x Wᵀ + b`.
-#[derive(Debug, Clone)]
-struct Linear {
-    weight: Matmul,
-    bias: Tensor,
-}
-
-impl Linear {
-    fn load(src: &mut dyn WeightSource, name: &str, out_dim: usize, in_dim: usize) -> Result<Self> {
-        let weight = src
-            .weight(&format!("{name}.weight"), &[out_dim, in_dim])?
-            .into_matmul()?;
-        let bias = src
-            .weight(&format!("{name}.bias"), &[out_dim])?
-            .to_dense()?;
-        Ok(Self { weight, bias })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.weight.forward(x)?.broadcast_add(&self.bias)?)
-    }
 }
 
 fn layer_norm(src: &mut dyn WeightSource, name: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
@@ -354,7 +370,8 @@ impl Attention {
     }
 }
 
-/// The feed-forward block (`BloomMLP`): dense_h_to_4h → GELU → dense_4h_to_h.
+/// The feed-forward block (`BloomMLP`): dense_h_to_4h → GELU → dense_4h_to_h (`up` applies
+/// the GELU).
 #[derive(Debug, Clone)]
 struct Mlp {
     up: Linear,
@@ -363,7 +380,7 @@ struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.down.forward(&bloom_gelu(&self.up.forward(x)?)?)
+        self.down.forward(&self.up.forward(x)?)
     }
 }
 
@@ -410,7 +427,7 @@ pub struct Bloom {
     word_embeddings_layernorm: LayerNorm,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
-    lm_head: Matmul,
+    lm_head: Linear,
     alibi_slopes: Tensor,
     device: Device,
 }
@@ -426,9 +443,10 @@ impl Bloom {
         let embedding = src.weight("token_embd.weight", &[v, h])?;
         // The lm_head is tied to the embeddings unless the file carries its own `output`.
         let lm_head = if src.contains("output.weight") {
-            src.weight("output.weight", &[v, h])?.into_matmul()?
+            src.weight("output.weight", &[v, h])?
+                .into_linear(None, false)?
         } else {
-            embedding.clone().into_matmul()?
+            embedding.clone().into_linear(None, false)?
         };
         let word_embeddings = embedding.into_table()?;
         let blocks = (0..config.n_layer)
@@ -437,15 +455,20 @@ impl Bloom {
                 Ok(Block {
                     input_layernorm: layer_norm(src, &format!("{p}.attn_norm"), h, eps)?,
                     attention: Attention {
-                        query_key_value: Linear::load(src, &format!("{p}.attn_qkv"), 3 * h, h)?,
-                        dense: Linear::load(src, &format!("{p}.attn_output"), h, h)?,
+                        query_key_value: Linear::load(
+                            src,
+                            &format!("{p}.attn_qkv"),
+                            (3 * h, h),
+                            false,
+                        )?,
+                        dense: Linear::load(src, &format!("{p}.attn_output"), (h, h), false)?,
                         n_head: config.n_head,
                         head_dim: config.head_dim(),
                     },
                     post_attention_layernorm: layer_norm(src, &format!("{p}.ffn_norm"), h, eps)?,
                     mlp: Mlp {
-                        up: Linear::load(src, &format!("{p}.ffn_up"), 4 * h, h)?,
-                        down: Linear::load(src, &format!("{p}.ffn_down"), h, 4 * h)?,
+                        up: Linear::load(src, &format!("{p}.ffn_up"), (4 * h, h), true)?,
+                        down: Linear::load(src, &format!("{p}.ffn_down"), (h, 4 * h), false)?,
                     },
                     residual_post_layernorm: config.apply_residual_connection_post_layernorm,
                 })

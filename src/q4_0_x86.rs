@@ -118,13 +118,18 @@ impl Tile {
     }
 }
 
-/// A q4_0 weight matrix `W` (n × k), repacked for [`Q4_0Matrix::matmul`].
+/// A q4_0 weight matrix `W` (n × k), repacked for [`Q4_0Matrix::matmul`], with an optional
+/// bias `b` and GELU fused into the product: `y = gelu(x Wᵀ + b)`.
 pub struct Q4_0Matrix {
     n: usize,
     k: usize,
     isa: Isa,
     /// `[tile column (⌈n / 16⌉)][block (k / 32)]`; rows past `n` have zero scales.
     tiles: Vec<Tile>,
+    /// Added to every output row (n values).
+    bias: Option<Vec<f32>>,
+    /// Whether [`gelu`] follows the bias.
+    gelu: bool,
 }
 
 impl fmt::Debug for Q4_0Matrix {
@@ -133,6 +138,8 @@ impl fmt::Debug for Q4_0Matrix {
             .field("n", &self.n)
             .field("k", &self.k)
             .field("isa", &self.isa)
+            .field("bias", &self.bias.is_some())
+            .field("gelu", &self.gelu)
             .finish()
     }
 }
@@ -167,10 +174,38 @@ impl Q4_0Matrix {
                     }
                 }
             });
-        Ok(Self { n, k, isa, tiles })
+        Ok(Self {
+            n,
+            k,
+            isa,
+            tiles,
+            bias: None,
+            gelu: false,
+        })
     }
 
-    /// `y (m × n) = x (m × k) · Wᵀ`, both row-major; `x.len()` must be a multiple of `k`.
+    /// Adds `bias` (n values) to every product row.
+    pub fn with_bias(self, bias: Vec<f32>) -> Result<Self> {
+        if bias.len() != self.n {
+            return Err(Error::Invalid(format!(
+                "a bias of {} values for a matrix of {} rows",
+                bias.len(),
+                self.n
+            )));
+        }
+        Ok(Self {
+            bias: Some(bias),
+            ..self
+        })
+    }
+
+    /// Applies [`gelu`] to every output, after the bias.
+    pub fn with_gelu(self) -> Self {
+        Self { gelu: true, ..self }
+    }
+
+    /// `y (m × n) = gelu?(x (m × k) · Wᵀ + b)`, both row-major; `x.len()` must be a multiple
+    /// of `k`. The bias and GELU run in the worker threads, on each unit's outputs.
     pub fn matmul(&self, x: &[f32], y: &mut [f32]) {
         let (n, k) = (self.n, self.k);
         let m = x.len() / k;
@@ -192,6 +227,9 @@ impl Q4_0Matrix {
                 // SAFETY: the ISA was detected on this CPU; `row0 + rows <= m`.
                 unsafe { run_unit(self.isa, tiles, &act, row0, rows, &mut out) };
                 let width = (n - column * TILE_ROWS).min(TILE_ROWS);
+                for out_row in &mut out[..rows] {
+                    self.finish(column * TILE_ROWS, &mut out_row[..width]);
+                }
                 for (i, out_row) in out[..rows].iter().enumerate() {
                     let start = (row0 + i) * n + column * TILE_ROWS;
                     // SAFETY: `y` has m × n elements and outlives this call (the pool
@@ -208,6 +246,28 @@ impl Q4_0Matrix {
             }
         });
     }
+}
+
+impl Q4_0Matrix {
+    /// The bias and GELU for output columns `first..first + y.len()`: the same f32 operations,
+    /// in the same order, as candle's `broadcast_add` then `gelu`.
+    fn finish(&self, first: usize, y: &mut [f32]) {
+        if let Some(bias) = &self.bias {
+            for (y, b) in y.iter_mut().zip(&bias[first..]) {
+                *y += b;
+            }
+        }
+        if self.gelu {
+            y.iter_mut().for_each(|y| *y = gelu(*y));
+        }
+    }
+}
+
+/// candle's f32 `gelu` (BLOOM's tanh approximation), operation for operation:
+/// `0.5 · x · (1 + tanh(√(2/π) · x · (1 + 0.044715 · x²)))`.
+pub fn gelu(x: f32) -> f32 {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + f32::tanh(SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x)))
 }
 
 /// As a candle op: `(…, k)` f32 activations → `(…, n)`.
@@ -615,6 +675,46 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert_eq!(diff, 0.0);
+    }
+
+    #[test]
+    fn gelu_is_candles_bit_for_bit() {
+        let values: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.0025).collect();
+        let x = Tensor::new(values.as_slice(), &Device::Cpu).unwrap();
+        let candle: Vec<f32> = x.gelu().unwrap().to_vec1().unwrap();
+        for (v, want) in values.iter().zip(candle) {
+            assert_eq!(gelu(*v).to_bits(), want.to_bits(), "gelu({v})");
+        }
+    }
+
+    #[test]
+    fn bias_and_gelu_are_candles_after_the_product() {
+        let device = Device::Cpu;
+        let (m, k, n) = (3, 64, 37);
+        let w = Tensor::randn(0f32, 1.0, (n, k), &device).unwrap();
+        let x = Tensor::randn(0f32, 0.2, (m, k), &device).unwrap();
+        let bias = Tensor::randn(0f32, 1.0, n, &device).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q4_0).unwrap();
+        for isa in supported_isas() {
+            let plain = Q4_0Matrix::with_isa(&q, isa).unwrap();
+            let fused = Q4_0Matrix::with_isa(&q, isa)
+                .unwrap()
+                .with_bias(bias.to_vec1().unwrap())
+                .unwrap()
+                .with_gelu();
+            let product = x.apply_op1_no_bwd(&plain).unwrap();
+            let expected = product.broadcast_add(&bias).unwrap().gelu().unwrap();
+            let got = x.apply_op1_no_bwd(&fused).unwrap();
+            let (got, expected) = (
+                got.to_vec2::<f32>().unwrap(),
+                expected.to_vec2::<f32>().unwrap(),
+            );
+            assert_eq!(got, expected, "{isa:?}");
+        }
+        let short = Q4_0Matrix::with_isa(&q, Isa::Avx2)
+            .unwrap()
+            .with_bias(vec![0.0; 3]);
+        assert!(short.unwrap_err().to_string().contains("bias of 3"));
     }
 
     #[test]
