@@ -8,8 +8,9 @@
 //! Weights are named as in llama.cpp's GGUF files (`token_embd`, `blk.N.attn_qkv`, …) and the
 //! fused QKV projection is stored as contiguous Q|K|V rows, the llama.cpp layout; the Hugging Face
 //! loader reorders its per-head interleaved rows into that layout. Linear layers are
-//! [`QMatMul`]s, so a layer is either a dense f32 matrix or a quantized one; the embedding table
-//! stays quantized in memory and rows are gathered from it.
+//! [`QMatMul`]s, so a layer is either a dense f32 matrix or a quantized one, except q4_0 layers
+//! on x86-64, which run on the crate's own kernels (`q4_0_x86`); the embedding table stays
+//! quantized as stored and rows are gathered from it.
 
 #[cfg(target_arch = "x86_64")]
 use std::borrow::Cow;

@@ -366,7 +366,7 @@ fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
         let rounded: [__m256i; 4] = std::array::from_fn(|i| {
             let p = _mm256_mul_ps(v[i], inverse);
             let truncated = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(p);
-            // Exact (Sterbenz): p and its truncation share sign and binade.
+            // Exact: t = 0, or p and t share sign with |t| ≤ |p| < 2|t| (Sterbenz).
             let fraction = _mm256_sub_ps(p, truncated);
             let away = _mm256_and_ps(
                 _mm256_cmp_ps::<_CMP_GE_OQ>(abs(fraction), half),
