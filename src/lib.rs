@@ -10,6 +10,8 @@ pub mod init;
 pub mod loader;
 pub mod model;
 pub mod params;
+#[cfg(target_arch = "x86_64")]
+pub mod q4_0_x86;
 pub mod records;
 pub mod sampling;
 pub mod story;

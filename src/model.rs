@@ -8,18 +8,24 @@
 //! Weights are named as in llama.cpp's GGUF files (`token_embd`, `blk.N.attn_qkv`, …) and the
 //! fused QKV projection is stored as contiguous Q|K|V rows, the llama.cpp layout; the Hugging Face
 //! loader reorders its per-head interleaved rows into that layout. Linear layers are
-//! [`QMatMul`]s, so a layer is either a dense f32 matrix or a quantized one; the embedding table
-//! stays quantized in memory and rows are gathered from it.
+//! [`QMatMul`]s, so a layer is either a dense f32 matrix or a quantized one, except q4_0 layers
+//! on x86-64, which run on the crate's own kernels (`q4_0_x86`); the embedding table stays
+//! quantized as stored and rows are gathered from it.
 
+#[cfg(target_arch = "x86_64")]
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
+#[cfg(target_arch = "x86_64")]
+use candle_core::quantized::QStorage;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::LayerNorm;
 
 use crate::config::BloomConfig;
 use crate::error::{Error, Result};
+#[cfg(target_arch = "x86_64")]
+use crate::q4_0_x86::Q4_0Matrix;
 
 /// A tensor as a file stores it: dense (any float type, used as f32) or quantized.
 #[derive(Clone, Debug)]
@@ -39,25 +45,108 @@ impl Weight {
         })
     }
 
-    /// The tensor as a matrix that multiplies activations: quantized types stay quantized
-    /// (q4_0 is widened to q8_0 where that runs faster, see [`widen_q4_0`]).
-    fn into_matmul(self) -> Result<QMatMul> {
+    /// The tensor as the weight of a linear layer `gelu?(x Wᵀ + b)`: quantized types stay
+    /// quantized (q4_0 on x86-64 runs on this crate's kernels, see [`q4_0_linear`]).
+    fn into_linear(self, bias: Option<Tensor>, gelu: bool) -> Result<Linear> {
+        let weight = match self {
+            Self::Dense(t) => QMatMul::Tensor(t.to_dtype(DType::F32)?),
+            Self::Quantized(q) if q.dtype() == GgmlDType::Q4_0 => {
+                return q4_0_linear(q, bias, gelu)
+            }
+            Self::Quantized(q) => QMatMul::from_arc(q)?,
+        };
+        Ok(Linear::Candle { weight, bias, gelu })
+    }
+
+    /// The tensor as an embedding table, rows gathered as stored (quantized types stay so).
+    fn into_table(self) -> Result<QMatMul> {
         Ok(match self {
             Self::Dense(t) => QMatMul::Tensor(t.to_dtype(DType::F32)?),
-            Self::Quantized(q) if cfg!(target_arch = "x86_64") && q.dtype() == GgmlDType::Q4_0 => {
-                QMatMul::from_qtensor(widen_q4_0(&q)?)?
-            }
             Self::Quantized(q) => QMatMul::from_arc(q)?,
         })
     }
 }
 
+/// A linear layer `y = x Wᵀ + b`, optionally followed by GELU; `b` is optional too (lm_head).
+#[derive(Debug, Clone)]
+enum Linear {
+    /// candle's kernels, dense or quantized; bias and GELU as separate ops.
+    Candle {
+        weight: QMatMul,
+        bias: Option<Tensor>,
+        gelu: bool,
+    },
+    /// q4_0 with this crate's x86-64 kernels, bias and GELU fused into the product (the same
+    /// f32 operations as the separate ops, run by the matmul's worker threads).
+    #[cfg(target_arch = "x86_64")]
+    Q4_0(Arc<Q4_0Matrix>),
+}
+
+impl Linear {
+    /// The layer `name` (`name.weight`: out_dim × in_dim, `name.bias`), GELU after it if `gelu`.
+    fn load(
+        src: &mut dyn WeightSource,
+        name: &str,
+        (out_dim, in_dim): (usize, usize),
+        gelu: bool,
+    ) -> Result<Self> {
+        let weight = src.weight(&format!("{name}.weight"), &[out_dim, in_dim])?;
+        let bias = src
+            .weight(&format!("{name}.bias"), &[out_dim])?
+            .to_dense()?;
+        weight.into_linear(Some(bias), gelu)
+    }
+
+    /// (…, in_dim) → (…, out_dim)
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Candle { weight, bias, gelu } => {
+                let mut y = weight.forward(x)?;
+                if let Some(bias) = bias {
+                    y = y.broadcast_add(bias)?;
+                }
+                if *gelu {
+                    y = bloom_gelu(&y)?;
+                }
+                Ok(y)
+            }
+            #[cfg(target_arch = "x86_64")]
+            Self::Q4_0(matrix) => Ok(x.contiguous()?.apply_op1_no_bwd(matrix.as_ref())?),
+        }
+    }
+}
+
+/// A q4_0 layer on x86-64: repacked for this crate's AVX2 / VNNI kernels, which read the
+/// 4-bit weights directly (`crate::q4_0_x86`). On CPUs without AVX2 the matrix is widened to
+/// q8_0 instead ([`widen_q4_0`]), which candle multiplies faster than q4_0.
+#[cfg(target_arch = "x86_64")]
+fn q4_0_linear(q: Arc<QTensor>, bias: Option<Tensor>, gelu: bool) -> Result<Linear> {
+    let Some(mut matrix) = Q4_0Matrix::new(&q)? else {
+        let weight = QMatMul::from_qtensor(widen_q4_0(&q)?)?;
+        return Ok(Linear::Candle { weight, bias, gelu });
+    };
+    if let Some(bias) = bias {
+        matrix = matrix.with_bias(bias.to_vec1()?)?;
+    }
+    if gelu {
+        matrix = matrix.with_gelu();
+    }
+    Ok(Linear::Q4_0(Arc::new(matrix)))
+}
+
+/// A q4_0 layer elsewhere (wasm32's simd128 kernels): candle's own.
+#[cfg(not(target_arch = "x86_64"))]
+fn q4_0_linear(q: Arc<QTensor>, bias: Option<Tensor>, gelu: bool) -> Result<Linear> {
+    let weight = QMatMul::from_arc(q)?;
+    Ok(Linear::Candle { weight, bias, gelu })
+}
+
 /// Re-encodes a q4_0 tensor as q8_0 without changing any value: each 4-bit quant `q` becomes
 /// the byte `q − 8` under the same f16 scale, so products and logits are those of q4_0.
 ///
-/// On x86-64 candle multiplies q8_0 with repacked VNNI/AVX2 kernels but q4_0 with a plain
-/// dot-product loop; the wider matrix reads twice the bytes and still runs several times faster
-/// (numbers in BENCHMARKS.md). The embedding table keeps its q4_0 rows.
+/// On x86-64 without AVX2, candle's q8_0 dot product is faster than its q4_0 one even though
+/// the wider matrix reads twice the bytes.
+#[cfg(target_arch = "x86_64")]
 fn widen_q4_0(q: &QTensor) -> Result<QTensor> {
     const Q4_0_BLOCK: usize = 18; // f16 scale + 16 bytes of nibble pairs
     const Q8_0_BLOCK: usize = 34; // f16 scale + 32 signed bytes
@@ -80,29 +169,6 @@ pub trait WeightSource {
     fn weight(&mut self, name: &str, shape: &[usize]) -> Result<Weight>;
     /// Whether the optional tensor `name` is present.
     fn contains(&self, name: &str) -> bool;
-}
-
-/// A linear layer `y = x Wᵀ + b`.
-#[derive(Debug, Clone)]
-struct Linear {
-    weight: QMatMul,
-    bias: Tensor,
-}
-
-impl Linear {
-    fn load(src: &mut dyn WeightSource, name: &str, out_dim: usize, in_dim: usize) -> Result<Self> {
-        let weight = src
-            .weight(&format!("{name}.weight"), &[out_dim, in_dim])?
-            .into_matmul()?;
-        let bias = src
-            .weight(&format!("{name}.bias"), &[out_dim])?
-            .to_dense()?;
-        Ok(Self { weight, bias })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.weight.forward(x)?.broadcast_add(&self.bias)?)
-    }
 }
 
 fn layer_norm(src: &mut dyn WeightSource, name: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
@@ -305,7 +371,8 @@ impl Attention {
     }
 }
 
-/// The feed-forward block (`BloomMLP`): dense_h_to_4h → GELU → dense_4h_to_h.
+/// The feed-forward block (`BloomMLP`): dense_h_to_4h → GELU → dense_4h_to_h (`up` applies
+/// the GELU).
 #[derive(Debug, Clone)]
 struct Mlp {
     up: Linear,
@@ -314,7 +381,7 @@ struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.down.forward(&bloom_gelu(&self.up.forward(x)?)?)
+        self.down.forward(&self.up.forward(x)?)
     }
 }
 
@@ -361,7 +428,7 @@ pub struct Bloom {
     word_embeddings_layernorm: LayerNorm,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
-    lm_head: QMatMul,
+    lm_head: Linear,
     alibi_slopes: Tensor,
     device: Device,
 }
@@ -375,28 +442,34 @@ impl Bloom {
             config.layer_norm_epsilon,
         );
         let embedding = src.weight("token_embd.weight", &[v, h])?;
-        let word_embeddings = embedding.clone().into_matmul()?;
         // The lm_head is tied to the embeddings unless the file carries its own `output`.
         let lm_head = if src.contains("output.weight") {
-            src.weight("output.weight", &[v, h])?.into_matmul()?
+            src.weight("output.weight", &[v, h])?
+                .into_linear(None, false)?
         } else {
-            word_embeddings.clone()
+            embedding.clone().into_linear(None, false)?
         };
+        let word_embeddings = embedding.into_table()?;
         let blocks = (0..config.n_layer)
             .map(|i| {
                 let p = format!("blk.{i}");
                 Ok(Block {
                     input_layernorm: layer_norm(src, &format!("{p}.attn_norm"), h, eps)?,
                     attention: Attention {
-                        query_key_value: Linear::load(src, &format!("{p}.attn_qkv"), 3 * h, h)?,
-                        dense: Linear::load(src, &format!("{p}.attn_output"), h, h)?,
+                        query_key_value: Linear::load(
+                            src,
+                            &format!("{p}.attn_qkv"),
+                            (3 * h, h),
+                            false,
+                        )?,
+                        dense: Linear::load(src, &format!("{p}.attn_output"), (h, h), false)?,
                         n_head: config.n_head,
                         head_dim: config.head_dim(),
                     },
                     post_attention_layernorm: layer_norm(src, &format!("{p}.ffn_norm"), h, eps)?,
                     mlp: Mlp {
-                        up: Linear::load(src, &format!("{p}.ffn_up"), 4 * h, h)?,
-                        down: Linear::load(src, &format!("{p}.ffn_down"), h, 4 * h)?,
+                        up: Linear::load(src, &format!("{p}.ffn_up"), (4 * h, h), true)?,
+                        down: Linear::load(src, &format!("{p}.ffn_down"), (h, 4 * h), false)?,
                     },
                     residual_post_layernorm: config.apply_residual_connection_post_layernorm,
                 })
@@ -496,7 +569,7 @@ impl Bloom {
         )?;
         let x = x.index_select(&index, 1)?;
         let x = self.ln_f.forward(&x)?;
-        Ok(self.lm_head.forward(&x)?)
+        self.lm_head.forward(&x)
     }
 }
 
@@ -504,6 +577,7 @@ impl Bloom {
 mod tests {
     use super::*;
 
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn widened_q4_0_multiplies_like_q4_0() {
         let device = Device::Cpu;
