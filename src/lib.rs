@@ -12,6 +12,7 @@ pub mod model;
 pub mod params;
 pub mod records;
 pub mod sampling;
+pub mod stats;
 pub mod story;
 pub mod tokenizer;
 
