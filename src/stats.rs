@@ -1,5 +1,6 @@
-//! Rebuilding the per-step parameter table ([`StepTable`]) from selection logs: one record at a
-//! time, in memory that does not grow with the number of records.
+//! Rebuilding the per-step parameter table ([`StepTable`]) from selection logs, one record at a
+//! time: nothing of a record is kept but a 64-bit hash of its id and of its story's id (see
+//! *Memory*).
 //!
 //! # Input
 //! [`SelectionRecord::from_json`] reads what the table needs — story id, step, chosen flag and
@@ -21,6 +22,9 @@
 //!   with an error naming the field, and so does a missing story id, step or chosen flag (the
 //!   record id is optional).
 //!
+//! [`ReadFields`] parses a record keeping only the fields read, which is faster than a whole
+//! [`Value`] for big records such as ours.
+//!
 //! # Repeated copies
 //! A record may appear more than once: `storywriter write` appends each candidate when it is
 //! generated and again, chosen, when it is picked, and logs may overlap. Records with the same
@@ -33,8 +37,8 @@
 //! `source.stories`. The `global` row (step 0) covers every chosen record; a row per step
 //! `1..=max_steps` ([`DEFAULT_MAX_STEPS`]) that has at least one chosen record. Steps with no
 //! chosen record get no row ([`StepTable::row`] interpolates or extrapolates them from their
-//! neighbours); chosen records at steps above
-//! `max_steps` count only in the global row (see [`StatsBuilder::untabulated`]).
+//! neighbours); chosen records at steps above `max_steps` count only in the global row (see
+//! [`StatsBuilder::untabulated`]).
 //!
 //! - `mean`, `std` (population): Welford's online algorithm, exact up to rounding.
 //! - `p10`, `p50`, `p90`: the value at 0-based rank ⌊q·(n−1)⌋ of the sorted values (lower
@@ -64,6 +68,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use sketches_ddsketch::{Config, DDSketch};
 
@@ -269,6 +274,90 @@ fn required<T>(
 
 fn field_error(name: &str, problem: String) -> Error {
     Error::Invalid(format!("`{name}`: {problem}"))
+}
+
+/// Whether [`SelectionRecord::from_json`] reads a top-level field of this name.
+fn is_read(name: &str) -> bool {
+    [
+        RECORD_ID_SPELLINGS,
+        STORY_SPELLINGS,
+        STEP_SPELLINGS,
+        CHOSEN_SPELLINGS,
+        PARAMS_CONTAINERS,
+    ]
+    .into_iter()
+    .chain(PARAM_SPELLINGS)
+    .any(|spellings| spellings.contains(&name))
+}
+
+/// Deserializes a JSON value for [`SelectionRecord::from_json`] without building what it does
+/// not read: of an object, only the fields it looks at are kept (others are skipped without
+/// being built, which reads our records about twice as fast); any other value is kept whole, so
+/// that the normaliser can say what it is.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadFields;
+
+impl<'de> DeserializeSeed<'de> for ReadFields {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ReadFields {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Value, A::Error> {
+        let mut kept = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if is_read(&key) {
+                kept.insert(key, map.next_value()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(Value::Object(kept))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
 }
 
 /// A JSON value as text for a message, cut at 60 characters.
@@ -761,6 +850,39 @@ mod tests {
         for (value, expected) in cases {
             let message = SelectionRecord::from_json(&value).unwrap_err().to_string();
             assert!(message.contains(expected), "{value}: {message}");
+        }
+    }
+
+    #[test]
+    fn read_fields_keeps_what_the_normaliser_reads() {
+        let text = r#"{"record_id": "r", "story": {"$oid": "s"}, "step": 1, "chosen": false,
+            "input_ids": [1, 2, 3], "output_text": "x", "parameters": {"temp": 0.5, "x": 1},
+            "temp": 0.7, "created": {"$date": "2025-01-01T00:00:00Z"}}"#;
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let kept = ReadFields.deserialize(&mut deserializer).unwrap();
+        let full: Value = serde_json::from_str(text).unwrap();
+        let keys: Vec<&String> = kept.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["chosen", "parameters", "record_id", "step", "story", "temp"]
+        );
+        assert_eq!(kept["parameters"], full["parameters"]);
+        assert_eq!(
+            SelectionRecord::from_json(&kept).unwrap(),
+            SelectionRecord::from_json(&full).unwrap()
+        );
+        for other in [
+            "[1, {\"a\": 2}]",
+            "17",
+            "-3",
+            "0.5",
+            "\"s\"",
+            "null",
+            "true",
+        ] {
+            let mut deserializer = serde_json::Deserializer::from_str(other);
+            let value = ReadFields.deserialize(&mut deserializer).unwrap();
+            assert_eq!(value, serde_json::from_str::<Value>(other).unwrap());
         }
     }
 

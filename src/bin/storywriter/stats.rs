@@ -11,7 +11,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::Value;
-use storywriter::stats::{StatsBuilder, StatsOptions, DEFAULT_MAX_STEPS, DEFAULT_PRIOR_STRENGTH};
+use storywriter::stats::{
+    ReadFields, StatsBuilder, StatsOptions, DEFAULT_MAX_STEPS, DEFAULT_PRIOR_STRENGTH,
+};
 use web_time::Instant;
 
 /// Bad records shown on stderr; the rest are only counted.
@@ -202,7 +204,11 @@ fn read_lines(
             continue;
         }
         let place = || format!("{} line {number}", path.display());
-        match serde_json::from_slice::<Value>(&line) {
+        let mut deserializer = serde_json::Deserializer::from_slice(&line);
+        let parsed_line = ReadFields
+            .deserialize(&mut deserializer)
+            .and_then(|value| deserializer.end().map(|()| value));
+        match parsed_line {
             Ok(value) => {
                 parsed += 1;
                 run.accept(&value, place);
@@ -267,7 +273,7 @@ impl<'de> Visitor<'de> for ElementFeeder<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(value) = seq.next_element::<Value>()? {
+        while let Some(value) = seq.next_element_seed(ReadFields)? {
             let index = *self.elements;
             *self.elements += 1;
             self.run.accept(&value, || {
