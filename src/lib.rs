@@ -14,6 +14,7 @@ pub mod params;
 pub mod q4_0_x86;
 pub mod records;
 pub mod sampling;
+pub mod stats;
 pub mod story;
 pub mod tokenizer;
 

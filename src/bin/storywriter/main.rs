@@ -10,6 +10,8 @@ fn main() -> std::process::ExitCode {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
+mod stats;
+#[cfg(not(target_arch = "wasm32"))]
 mod write;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -117,6 +119,8 @@ mod cli {
         /// Write a story interactively, three candidates per step (pick 1/2/3, r regenerates,
         /// u undoes), appending every candidate record to a JSONL log.
         Write(crate::write::WriteArgs),
+        /// Rebuild the per-step parameter table from selection logs (ours or mongoexport).
+        Stats(crate::stats::StatsArgs),
         /// Write a Hugging Face dataset directory (records.jsonl, preferences.jsonl, README.md)
         /// from candidate record logs; bad lines are reported and skipped.
         Export {
@@ -281,6 +285,7 @@ mod cli {
                 let loaded = load(&args.model)?;
                 crate::write::run(args, &loaded)
             }
+            Command::Stats(args) => crate::stats::run(args),
             Command::Export { logs, output_dir } => records_io::export(&logs, &output_dir),
             Command::Import { logs, into } => records_io::import(&logs, &into),
         }
