@@ -1,6 +1,8 @@
 //! The step table (`storywriter.step-params/1`): validation, clamping, the rows beyond the table,
 //! the parameter policies' distributions, loading from files and URLs, and `storywriter params`.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
@@ -674,28 +676,7 @@ fn seeds_reproduce_and_vary() {
 
 #[test]
 fn recorded_draws_are_reproduced() {
-    // Pins the random stream (ChaCha20 stream `step << 32 | candidate`, polar method): records
-    // replayed later, natively or in wasm32, must get the same parameters from the same seed.
-    let mix: PolicyMix = "step-sample,coupled-random".parse().unwrap();
-    let out = candidate_params(&StepTable::bundled(), &mix, 2, 7);
-    let got: Vec<Value> = out
-        .iter()
-        .map(|(p, _)| {
-            json!([
-                p.temperature.to_bits(),
-                p.top_k,
-                p.top_p.to_bits(),
-                p.typical_p.to_bits(),
-                p.repetition_penalty.to_bits(),
-                p.max_new_tokens
-            ])
-        })
-        .collect();
-    let recorded = json!([
-        [1063566565, 54, 1064033992, 1064818890, 1066209776, 33],
-        [1063322078, 46, 1064224100, 1064803203, 1066666618, 31]
-    ]);
-    assert_eq!(json!(got), recorded, "{out:?}");
+    common::check_pinned_param_draws();
 }
 
 #[test]

@@ -166,3 +166,9 @@ fn a_story_round_is_recorded_in_the_browser() {
     assert!(chosen.chosen_at.is_some());
     assert_eq!(story.path.len(), 1);
 }
+
+/// The parameter policies draw the same bits in the browser as natively.
+#[wasm_bindgen_test]
+fn parameter_draws_match_the_native_ones() {
+    common::check_pinned_param_draws();
+}

@@ -78,3 +78,30 @@ impl Sampled {
         }
     }
 }
+
+/// Checks the parameter draws pinned bit for bit (ChaCha20 stream `step << 32 | candidate`,
+/// polar method): a record replayed later, natively or in wasm32, gets the same parameters from
+/// the same seed.
+pub fn check_pinned_param_draws() {
+    use storywriter::params::{candidate_params, PolicyMix, StepTable};
+    let mix: PolicyMix = "step-sample,coupled-random".parse().unwrap();
+    let out = candidate_params(&StepTable::bundled(), &mix, 2, 7);
+    let got: Vec<[u64; 6]> = out
+        .iter()
+        .map(|(p, _)| {
+            [
+                p.temperature.to_bits().into(),
+                p.top_k as u64,
+                p.top_p.to_bits().into(),
+                p.typical_p.to_bits().into(),
+                p.repetition_penalty.to_bits().into(),
+                p.max_new_tokens as u64,
+            ]
+        })
+        .collect();
+    let recorded = [
+        [1063566565, 54, 1064033992, 1064818890, 1066209776, 33],
+        [1063322078, 46, 1064224100, 1064803203, 1066666618, 31],
+    ];
+    assert_eq!(got, recorded, "{out:?}");
+}
