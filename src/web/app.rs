@@ -339,6 +339,8 @@ fn render_cached(app: &Shared, models: &[CachedModel]) {
 
 fn handle_event(app: &Shared, event: Event) {
     match event {
+        // Consumed by the worker client.
+        Event::Started => {}
         Event::Progress {
             phase,
             bytes,

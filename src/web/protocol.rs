@@ -105,6 +105,9 @@ pub struct CachedModel {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Event {
+    /// The worker is running and takes requests (messages sent before are lost, so the page
+    /// holds them until this arrives).
+    Started,
     /// Loading progress.
     Progress {
         /// What is being done.
@@ -215,6 +218,7 @@ mod tests {
 
     #[test]
     fn events_round_trip() {
+        round_trip(Event::Started);
         round_trip(Event::Progress {
             phase: Phase::Download,
             bytes: 10,

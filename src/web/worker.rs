@@ -54,6 +54,7 @@ pub fn run() {
     });
     scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
+    post(&Event::Started);
 }
 
 async fn handle(request: Request, attachment: JsValue, model: &RefCell<Option<LoadedModel>>) {

@@ -1,6 +1,9 @@
 //! The page's side of the model worker: starts `worker_loader.js` (made by trunk from
 //! `src/bin/worker.rs`), sends [`Request`]s and hands [`Event`]s to a callback.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{MessageEvent, Worker};
@@ -13,6 +16,8 @@ const WORKER_SCRIPT: &str = "./worker_loader.js";
 /// A running model worker.
 pub struct WorkerClient {
     worker: Worker,
+    /// Messages waiting for the worker to start (`None` once it has).
+    queued: Rc<RefCell<Option<Vec<JsValue>>>>,
     // Kept alive as long as the worker.
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_error: Closure<dyn FnMut(web_sys::Event)>,
@@ -22,13 +27,23 @@ impl WorkerClient {
     /// Starts a worker whose events go to `on_event`.
     pub fn start(on_event: impl Fn(Event) + Clone + 'static) -> Result<Self, JsValue> {
         let worker = Worker::new(WORKER_SCRIPT)?;
+        let queued: Rc<RefCell<Option<Vec<JsValue>>>> = Rc::new(RefCell::new(Some(vec![])));
         let handler = on_event.clone();
+        let (started, target) = (queued.clone(), worker.clone());
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             let text = event.data().as_string().unwrap_or_default();
-            handler(from_json(&text).unwrap_or_else(|e| Event::Error {
-                failed: Failed::Generate,
-                message: e.to_string(),
-            }));
+            match from_json(&text) {
+                Ok(Event::Started) => {
+                    for message in started.take().unwrap_or_default() {
+                        post(&target, &message);
+                    }
+                }
+                Ok(event) => handler(event),
+                Err(e) => handler(Event::Error {
+                    failed: Failed::Generate,
+                    message: e.to_string(),
+                }),
+            }
         });
         let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
             let message = event
@@ -44,6 +59,7 @@ impl WorkerClient {
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         Ok(Self {
             worker,
+            queued,
             _on_message: on_message,
             _on_error: on_error,
         })
@@ -51,14 +67,22 @@ impl WorkerClient {
 
     /// Sends a request, with `attachment` (a `File`, or `undefined`) beside it.
     pub fn send(&self, request: &Request, attachment: &JsValue) {
-        let message = js_sys::Array::of2(&JsValue::from_str(&to_json(request)), attachment);
-        if let Err(e) = self.worker.post_message(&message) {
-            web_sys::console::error_1(&e);
+        let message: JsValue =
+            js_sys::Array::of2(&JsValue::from_str(&to_json(request)), attachment).into();
+        match self.queued.borrow_mut().as_mut() {
+            Some(queue) => queue.push(message),
+            None => post(&self.worker, &message),
         }
     }
 
     /// Stops the worker at once (whatever it is doing).
     pub fn terminate(&self) {
         self.worker.terminate();
+    }
+}
+
+fn post(worker: &Worker, message: &JsValue) {
+    if let Err(e) = worker.post_message(message) {
+        web_sys::console::error_1(&e);
     }
 }
