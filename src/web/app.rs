@@ -629,7 +629,27 @@ fn choose(app: &Shared, candidate: usize) {
         }
     };
     change_story(app, move |story| {
-        story.choose(&record_id, "human").map(|_| ())
+        story.choose(&record_id, "human")?;
+        // Back on a branch walked before: its latest round of candidates waits again.
+        let continues = |r: &CandidateRecord| {
+            r.parent_record_id.as_deref() == Some(record_id.as_str()) && r.input_text == story.text
+        };
+        if let Some(latest) = story
+            .records
+            .iter()
+            .filter(|r| continues(r))
+            .map(|r| r.created_at.clone())
+            .max()
+        {
+            let pending = story
+                .records
+                .iter()
+                .filter(|r| continues(r) && r.created_at == latest)
+                .map(|r| r.record_id.clone())
+                .collect();
+            story.pending = pending;
+        }
+        Ok(())
     });
 }
 
@@ -803,7 +823,8 @@ fn render_branches(app: &Shared) {
         return;
     };
     let story = &current.story;
-    for record_id in &story.path {
+    let depth = story.path.len();
+    for (index, record_id) in story.path.iter().enumerate() {
         let Some(record) = story.record(record_id) else {
             continue;
         };
@@ -829,7 +850,19 @@ fn render_branches(app: &Shared) {
         if branches > 0 {
             line += &format!(", {branches} other branch(es) kept");
         }
-        append(&list, &text_el("li", "", &line));
+        let item = text_el("li", "", &format!("{line} "));
+        // Going back keeps this step's candidates (and every later record) for a new choice.
+        let back = text_el("button", "secondary", "Choose again here");
+        let _ = back.set_attribute("data-testid", &format!("back-to-step-{}", record.step));
+        let handle = app.clone();
+        let steps_back = depth - index;
+        on::<web_sys::Event>(&back, "click", move |_| {
+            change_story(&handle, move |story| {
+                (0..steps_back).try_for_each(|_| story.undo())
+            })
+        });
+        append(&item, &back);
+        append(&list, &item);
     }
 }
 
