@@ -61,12 +61,11 @@ pub fn render(container: &Element, table: &StepTable, param: &str, chosen: &[&Ca
     let lows = rows.iter().map(|(_, s)| s.mean - s.std);
     let highs = rows.iter().map(|(_, s)| s.mean + s.std);
     let values = points.iter().map(|(_, v)| *v);
-    let low = lows
-        .chain(values.clone())
-        .fold(f64::INFINITY, f64::min)
-        .min(0.0);
+    let low = lows.chain(values.clone()).fold(f64::INFINITY, f64::min);
     let high = highs.chain(values).fold(f64::NEG_INFINITY, f64::max);
-    let high = if high > low { high } else { low + 1.0 };
+    // A little room above and below; a flat series gets a unit range.
+    let pad = if high > low { (high - low) * 0.1 } else { 0.5 };
+    let (low, high) = (low - pad, high + pad);
     let x = |step: u32| {
         MARGIN + (f64::from(step) - 1.0) / f64::from(steps - 1) * (WIDTH - MARGIN - 8.0)
     };
