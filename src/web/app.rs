@@ -249,10 +249,11 @@ fn show_progress(app: &Shared, phase: Phase, bytes: u64, total: Option<u64>) {
         Phase::Read => "Reading",
         Phase::Store => "Caching",
         Phase::Build => "Building the model",
+        Phase::Quantize => "Downloading and quantizing",
     };
     let mut text = verb.to_string();
     match total {
-        Some(total) if total > 0 && phase != Phase::Build && phase != Phase::Store => {
+        Some(total) if total > 0 && !matches!(phase, Phase::Build | Phase::Store) => {
             let fraction = bytes as f64 / total as f64;
             progress.set_value(fraction);
             text += &format!(
@@ -270,7 +271,7 @@ fn show_progress(app: &Shared, phase: Phase, bytes: u64, total: Option<u64>) {
         }
     }
     let seconds = (now_ms() - started_ms) / 1000.0;
-    if phase == Phase::Download && seconds > 0.0 {
+    if matches!(phase, Phase::Download | Phase::Quantize) && seconds > 0.0 {
         text += &format!(" · {}/s", human_bytes((bytes as f64 / seconds) as u64));
     }
     set_text(&by_testid("model-progress-text"), &text);
@@ -577,11 +578,7 @@ fn stop(app: &Shared) {
     notice("Stopped; nothing was recorded for that round.");
     start_worker(app);
     if let Some((source, attachment)) = source {
-        let name = match &source {
-            ModelSource::Url { name, .. }
-            | ModelSource::Cached { name }
-            | ModelSource::File { name } => name.clone(),
-        };
+        let name = source.cache_name();
         load_model(app, source, attachment, &name);
     }
     render_cards(app);
@@ -1433,6 +1430,19 @@ fn wire(app: &Shared) {
                 demo: false,
                 bytes: None,
             };
+            load_model(&handle, source, JsValue::UNDEFINED, &name);
+        }
+    });
+    on_click("hub-load", {
+        let handle = app.clone();
+        move || {
+            let dtype: HtmlSelectElement = by_testid("hub-dtype").unchecked_into();
+            let source = ModelSource::Hub {
+                base_url: input("hub-base").value().trim().to_string(),
+                repo: input("hub-repo").value().trim().to_string(),
+                dtype: dtype.value(),
+            };
+            let name = source.cache_name();
             load_model(&handle, source, JsValue::UNDEFINED, &name);
         }
     });

@@ -35,6 +35,30 @@ pub enum ModelSource {
         /// The file's name.
         name: String,
     },
+    /// A BLOOM repository on the Hugging Face hub (safetensors + tokenizer.json), quantized in
+    /// the worker and cached as `{repo name}-{dtype}.gguf`.
+    Hub {
+        /// The hub's address, `https://huggingface.co` (or a local stand-in).
+        base_url: String,
+        /// The repository, e.g. `bigscience/bloom-560m`.
+        repo: String,
+        /// `q4_0` or `q8_0`.
+        dtype: String,
+    },
+}
+
+impl ModelSource {
+    /// The name the model is (or will be) cached under.
+    pub fn cache_name(&self) -> String {
+        match self {
+            ModelSource::Url { name, .. }
+            | ModelSource::Cached { name }
+            | ModelSource::File { name } => name.clone(),
+            ModelSource::Hub { repo, dtype, .. } => {
+                format!("{}-{dtype}.gguf", repo.rsplit('/').next().unwrap_or(repo))
+            }
+        }
+    }
 }
 
 /// A request from the page to the worker.
@@ -78,6 +102,8 @@ pub enum Phase {
     Store,
     /// Building the model from the file.
     Build,
+    /// Downloading and quantizing hub weights, tensor by tensor.
+    Quantize,
 }
 
 /// What a failure interrupted.
@@ -212,6 +238,13 @@ mod tests {
                 seed: (1 << 53) - 1,
             }],
         });
+        round_trip(Request::LoadModel {
+            source: ModelSource::Hub {
+                base_url: "http://127.0.0.1:1".into(),
+                repo: "bigscience/bloom-560m".into(),
+                dtype: "q4_0".into(),
+            },
+        });
         round_trip(Request::ListCached);
         round_trip(Request::DeleteCached { name: "x".into() });
     }
@@ -266,6 +299,23 @@ mod tests {
             failed: Failed::Load,
             message: "bad".into(),
         });
+    }
+
+    #[test]
+    fn cache_names() {
+        let hub = ModelSource::Hub {
+            base_url: "https://huggingface.co".into(),
+            repo: "bigscience/bloom-560m".into(),
+            dtype: "q8_0".into(),
+        };
+        assert_eq!(hub.cache_name(), "bloom-560m-q8_0.gguf");
+        assert_eq!(
+            ModelSource::Cached {
+                name: "a.gguf".into()
+            }
+            .cache_name(),
+            "a.gguf"
+        );
     }
 
     #[test]

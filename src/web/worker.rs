@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
+use candle_core::quantized::GgmlDType;
 use candle_core::Device;
 use js_sys::{Array, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -17,8 +18,8 @@ use crate::generate::{generate, CandidateSpec};
 use crate::loader::{load_gguf, LoadedModel};
 use crate::story::round_input_ids;
 use crate::web::dom::js_error;
-use crate::web::opfs;
 use crate::web::protocol::{from_json, to_json, Event, Failed, ModelSource, Phase, Request};
+use crate::web::{hub, opfs};
 
 /// Progress reports are sent at most this often (milliseconds).
 const PROGRESS_INTERVAL_MS: f64 = 100.0;
@@ -156,6 +157,26 @@ async fn load(source: ModelSource, attachment: JsValue) -> Result<(LoadedModel, 
                 (name, demo, data, false)
             }
         },
+        ModelSource::Hub {
+            base_url,
+            repo,
+            dtype,
+        } => {
+            let name = ModelSource::Hub {
+                base_url: base_url.clone(),
+                repo: repo.clone(),
+                dtype: dtype.clone(),
+            }
+            .cache_name();
+            match cached_copy(&name, None).await {
+                Some(file) => (name, false, read_file(&file).await?, true),
+                None => {
+                    let data = from_hub(&base_url, &repo, &dtype).await?;
+                    store(&name, &data).await;
+                    (name, false, data, false)
+                }
+            }
+        }
         ModelSource::Cached { name } => {
             let file = opfs::file(&name)
                 .await
@@ -197,6 +218,34 @@ fn ready_event(loaded: &LoadedModel, name: &str, demo: bool, from_cache: bool) -
         from_cache,
         vocab_size: loaded.model.config().vocab_size,
     }
+}
+
+/// Quantizes a hub repository to `dtype` (`q4_0` or `q8_0`), reporting progress.
+async fn from_hub(base_url: &str, repo: &str, dtype: &str) -> Result<Vec<u8>, String> {
+    let dtype = match dtype {
+        "q4_0" => GgmlDType::Q4_0,
+        "q8_0" => GgmlDType::Q8_0,
+        other => {
+            return Err(format!(
+                "the hub loader quantizes to q4_0 or q8_0, not {other}"
+            ))
+        }
+    };
+    let mut last_report = f64::NEG_INFINITY;
+    let mut report = |bytes: u64, total: u64| {
+        let now = js_sys::Date::now();
+        if now - last_report >= PROGRESS_INTERVAL_MS || bytes == total {
+            last_report = now;
+            post(&Event::Progress {
+                phase: Phase::Quantize,
+                bytes,
+                total: Some(total),
+            });
+        }
+    };
+    hub::quantize_from_hub(base_url, repo, dtype, &mut report)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The cached file `name` when it is there and (if `bytes` is known) of that size.
