@@ -17,5 +17,6 @@ pub mod sampling;
 pub mod stats;
 pub mod story;
 pub mod tokenizer;
+pub mod web;
 
 pub use error::{Error, Result};

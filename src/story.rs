@@ -257,24 +257,12 @@ pub fn write_round(
     planned: &[PlannedCandidate],
     on_token: impl FnMut(TokenEvent<'_>) -> ControlFlow<()>,
 ) -> Result<Vec<CandidateRecord>> {
-    let mut ids = model.tokenizer.encode(&story.text)?;
-    if ids.is_empty() {
-        return Err(Error::Invalid(
-            "the story is empty: write an opening first".into(),
-        ));
-    }
     let longest = planned
         .iter()
         .map(|p| p.params.max_new_tokens)
         .max()
         .unwrap_or(0);
-    let room = model
-        .model
-        .config()
-        .context_length
-        .saturating_sub(longest)
-        .max(1);
-    ids.drain(..ids.len().saturating_sub(room));
+    let ids = round_input_ids(model, &story.text, longest)?;
     let specs: Vec<CandidateSpec> = planned
         .iter()
         .map(|p| CandidateSpec {
@@ -286,4 +274,23 @@ pub fn write_round(
     Ok(story
         .add_round(&ids, planned, &generation, &model.identity)?
         .to_vec())
+}
+
+/// The token ids a round continuing `text` feeds the model: the text's last tokens that leave
+/// room for `longest` new tokens inside the model's context. Fails on an empty text.
+pub fn round_input_ids(model: &LoadedModel, text: &str, longest: usize) -> Result<Vec<u32>> {
+    let mut ids = model.tokenizer.encode(text)?;
+    if ids.is_empty() {
+        return Err(Error::Invalid(
+            "the story is empty: write an opening first".into(),
+        ));
+    }
+    let room = model
+        .model
+        .config()
+        .context_length
+        .saturating_sub(longest)
+        .max(1);
+    ids.drain(..ids.len().saturating_sub(room));
+    Ok(ids)
 }

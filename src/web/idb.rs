@@ -1,0 +1,187 @@
+//! The page's IndexedDB store: every story (as JSON, with all its candidate records) and every
+//! candidate record on its own (for export and for tables learned from the writer's choices).
+//!
+//! Database `storywriter`, version 1, object stores `stories` (key: story id) and `records`
+//! (key: record id), both holding JSON text. [`Db::save_story`] writes a story and its records
+//! in one transaction and resolves only once the transaction has committed.
+
+use js_sys::{Array, Promise};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{IdbDatabase, IdbRequest, IdbTransaction, IdbTransactionMode};
+
+use crate::records::CandidateRecord;
+use crate::story::Story;
+
+const DB_NAME: &str = "storywriter";
+const STORIES: &str = "stories";
+const RECORDS: &str = "records";
+
+/// A story as stored: its title, when it last changed, and the story itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredStory {
+    /// The title the writer gave it (the opening's first words by default).
+    pub title: String,
+    /// When it last changed (RFC 3339).
+    pub updated_at: String,
+    /// The story, records included.
+    pub story: Story,
+}
+
+/// The open database.
+#[derive(Clone)]
+pub struct Db {
+    db: IdbDatabase,
+}
+
+/// A promise settled by a request's `success` (with its result) or `error`.
+fn request_promise(request: &IdbRequest) -> Promise {
+    let request = request.clone();
+    Promise::new(&mut |resolve, reject| {
+        let done = request.clone();
+        let on_success = Closure::once_into_js(move |_: web_sys::Event| {
+            let _ = resolve.call1(&JsValue::NULL, &done.result().unwrap_or(JsValue::UNDEFINED));
+        });
+        let failed = request.clone();
+        let on_error = Closure::once_into_js(move |_: web_sys::Event| {
+            let message = failed
+                .error()
+                .ok()
+                .flatten()
+                .map(|e| e.message())
+                .unwrap_or_else(|| "IndexedDB request failed".into());
+            let _ = reject.call1(&JsValue::NULL, &JsValue::from_str(&message));
+        });
+        request.set_onsuccess(Some(on_success.unchecked_ref()));
+        request.set_onerror(Some(on_error.unchecked_ref()));
+    })
+}
+
+/// A promise settled when a transaction commits (`complete`) or fails.
+fn transaction_promise(transaction: &IdbTransaction) -> Promise {
+    let transaction = transaction.clone();
+    Promise::new(&mut |resolve, reject| {
+        let on_complete = Closure::once_into_js(move |_: web_sys::Event| {
+            let _ = resolve.call0(&JsValue::NULL);
+        });
+        let failed = transaction.clone();
+        let on_error = Closure::once_into_js(move |_: web_sys::Event| {
+            let message = failed
+                .error()
+                .map(|e| e.message())
+                .unwrap_or_else(|| "IndexedDB transaction failed".into());
+            let _ = reject.call1(&JsValue::NULL, &JsValue::from_str(&message));
+        });
+        transaction.set_oncomplete(Some(on_complete.unchecked_ref()));
+        transaction.set_onerror(Some(on_error.clone().unchecked_ref()));
+        transaction.set_onabort(Some(on_error.unchecked_ref()));
+    })
+}
+
+fn texts(value: JsValue) -> Vec<String> {
+    Array::from(&value)
+        .iter()
+        .filter_map(|v| v.as_string())
+        .collect()
+}
+
+impl Db {
+    /// Opens (and on first use creates) the database.
+    pub async fn open() -> Result<Db, JsValue> {
+        let factory = crate::web::dom::window()
+            .indexed_db()?
+            .ok_or_else(|| JsValue::from_str("this browser offers no IndexedDB"))?;
+        let request = factory.open_with_u32(DB_NAME, 1)?;
+        let upgrade = Closure::<dyn FnMut(web_sys::IdbVersionChangeEvent)>::new(
+            move |event: web_sys::IdbVersionChangeEvent| {
+                let request: web_sys::IdbOpenDbRequest = event
+                    .target()
+                    .expect("an upgrade event has a target")
+                    .unchecked_into();
+                let db: IdbDatabase = request
+                    .result()
+                    .expect("an upgrading request has a database")
+                    .unchecked_into();
+                for store in [STORIES, RECORDS] {
+                    if !db.object_store_names().contains(store) {
+                        db.create_object_store(store)
+                            .expect("creating an object store during an upgrade works");
+                    }
+                }
+            },
+        );
+        request.set_onupgradeneeded(Some(upgrade.as_ref().unchecked_ref()));
+        let db = JsFuture::from(request_promise(&request)).await?;
+        drop(upgrade);
+        Ok(Db {
+            db: db.unchecked_into(),
+        })
+    }
+
+    fn transaction(&self, mode: IdbTransactionMode) -> Result<IdbTransaction, JsValue> {
+        let stores = Array::of2(&STORIES.into(), &RECORDS.into());
+        self.db
+            .transaction_with_str_sequence_and_mode(&stores, mode)
+    }
+
+    /// Writes the story and all its records; resolves once the transaction has committed.
+    pub async fn save_story(&self, stored: &StoredStory) -> Result<(), JsValue> {
+        let transaction = self.transaction(IdbTransactionMode::Readwrite)?;
+        let done = transaction_promise(&transaction);
+        let stories = transaction.object_store(STORIES)?;
+        let json = serde_json::to_string(stored).map_err(|e| JsValue::from_str(&e.to_string()))?;
+        stories.put_with_key(&json.into(), &stored.story.id.as_str().into())?;
+        let records = transaction.object_store(RECORDS)?;
+        for record in &stored.story.records {
+            let json =
+                serde_json::to_string(record).map_err(|e| JsValue::from_str(&e.to_string()))?;
+            records.put_with_key(&json.into(), &record.record_id.as_str().into())?;
+        }
+        JsFuture::from(done).await?;
+        Ok(())
+    }
+
+    /// Every stored story; entries that do not parse are skipped and named in the errors.
+    pub async fn stories(&self) -> Result<(Vec<StoredStory>, Vec<String>), JsValue> {
+        let transaction = self.transaction(IdbTransactionMode::Readonly)?;
+        let request = transaction.object_store(STORIES)?.get_all()?;
+        let values = texts(JsFuture::from(request_promise(&request)).await?);
+        let mut stories = vec![];
+        let mut errors = vec![];
+        for (index, text) in values.iter().enumerate() {
+            match serde_json::from_str::<StoredStory>(text) {
+                Ok(story) => stories.push(story),
+                Err(e) => errors.push(format!("stored story {}: {e}", index + 1)),
+            }
+        }
+        stories.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        Ok((stories, errors))
+    }
+
+    /// Every stored candidate record (of every story).
+    pub async fn records(&self) -> Result<(Vec<CandidateRecord>, Vec<String>), JsValue> {
+        let transaction = self.transaction(IdbTransactionMode::Readonly)?;
+        let request = transaction.object_store(RECORDS)?.get_all()?;
+        let values = texts(JsFuture::from(request_promise(&request)).await?);
+        let (records, errors) =
+            crate::dataset::parse_records(&values.join("\n"), "IndexedDB records");
+        Ok((records, errors.iter().map(ToString::to_string).collect()))
+    }
+
+    /// Deletes a story and its records.
+    pub async fn delete_story(&self, story: &Story) -> Result<(), JsValue> {
+        let transaction = self.transaction(IdbTransactionMode::Readwrite)?;
+        let done = transaction_promise(&transaction);
+        transaction
+            .object_store(STORIES)?
+            .delete(&story.id.as_str().into())?;
+        let records = transaction.object_store(RECORDS)?;
+        for record in &story.records {
+            records.delete(&record.record_id.as_str().into())?;
+        }
+        JsFuture::from(done).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,327 @@
+//! Messages between the page and the model worker.
+//!
+//! Both directions travel as JSON text (`serde_json`), so the same types are checked natively
+//! in unit tests. A request may carry one JavaScript value beside its JSON (the `File` of a
+//! [`ModelSource::File`]); see `web::worker_client`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::generate::{CandidateSpec, Generation};
+use crate::loader::ModelIdentity;
+
+/// Where the worker gets a model from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ModelSource {
+    /// A GGUF file at a URL (relative URLs are resolved against the page). A cached copy under
+    /// `name` with `bytes` bytes (when known) is used instead of downloading it again.
+    Url {
+        /// Where to fetch it.
+        url: String,
+        /// The name it is cached under in the Origin Private File System.
+        name: String,
+        /// Whether it is a demo model with random weights.
+        demo: bool,
+        /// Its size, when the page knows it (from `models/index.json`).
+        bytes: Option<u64>,
+    },
+    /// A GGUF file already in the Origin Private File System cache.
+    Cached {
+        /// Its name in the cache.
+        name: String,
+    },
+    /// A local file the writer picked or dropped; the `File` travels beside the request.
+    File {
+        /// The file's name.
+        name: String,
+    },
+    /// A BLOOM repository on the Hugging Face hub (safetensors + tokenizer.json), quantized in
+    /// the worker and cached as `{repo name}-{dtype}.gguf`.
+    Hub {
+        /// The hub's address, `https://huggingface.co` (or a local stand-in).
+        base_url: String,
+        /// The repository, e.g. `bigscience/bloom-560m`.
+        repo: String,
+        /// `q4_0` or `q8_0`.
+        dtype: String,
+    },
+}
+
+impl ModelSource {
+    /// The name the model is (or will be) cached under.
+    pub fn cache_name(&self) -> String {
+        match self {
+            ModelSource::Url { name, .. }
+            | ModelSource::Cached { name }
+            | ModelSource::File { name } => name.clone(),
+            ModelSource::Hub { repo, dtype, .. } => {
+                format!("{}-{dtype}.gguf", repo.rsplit('/').next().unwrap_or(repo))
+            }
+        }
+    }
+}
+
+/// A request from the page to the worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Request {
+    /// Load a model (replacing any loaded one), reporting [`Event::Progress`] then
+    /// [`Event::Ready`] or [`Event::Error`].
+    LoadModel {
+        /// Where from.
+        source: ModelSource,
+    },
+    /// Generate one round of candidates continuing `text`, streaming [`Event::Token`]s, then
+    /// [`Event::RoundDone`].
+    Generate {
+        /// The page's number for this round (echoed in the events).
+        round: u64,
+        /// The story text to continue.
+        text: String,
+        /// One spec per candidate.
+        candidates: Vec<CandidateSpec>,
+    },
+    /// List the cached models ([`Event::Cached`]).
+    ListCached,
+    /// Delete a cached model, then list the rest ([`Event::Cached`]).
+    DeleteCached {
+        /// Its name in the cache.
+        name: String,
+    },
+}
+
+/// What a [`Event::Progress`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Downloading the model file.
+    Download,
+    /// Reading it from the cache or a local file.
+    Read,
+    /// Writing it to the cache.
+    Store,
+    /// Building the model from the file.
+    Build,
+    /// Downloading and quantizing hub weights, tensor by tensor.
+    Quantize,
+}
+
+/// What a failure interrupted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Failed {
+    /// Loading a model.
+    Load,
+    /// Generating a round.
+    Generate,
+    /// Listing or deleting cached models.
+    Cache,
+}
+
+/// A cached model file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CachedModel {
+    /// Its name in the cache.
+    pub name: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// A message from the worker to the page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    /// The worker is running and takes requests (messages sent before are lost, so the page
+    /// holds them until this arrives).
+    Started,
+    /// Loading progress.
+    Progress {
+        /// What is being done.
+        phase: Phase,
+        /// Bytes done so far.
+        bytes: u64,
+        /// Total bytes, when known.
+        total: Option<u64>,
+    },
+    /// A model is loaded and ready to generate.
+    Ready {
+        /// The model's identity (recorded with every candidate).
+        identity: ModelIdentity,
+        /// The file (or cache) name it came from.
+        name: String,
+        /// Whether it is a demo model with random weights.
+        demo: bool,
+        /// Whether it came from the cache.
+        from_cache: bool,
+        /// Its vocabulary size (the parameter table clamps top_k to it).
+        vocab_size: usize,
+    },
+    /// A token of a candidate, as it is generated.
+    Token {
+        /// The round it belongs to.
+        round: u64,
+        /// The candidate's index (0-based).
+        candidate: usize,
+        /// Text completed by the token (may be empty).
+        text: String,
+    },
+    /// A round is complete.
+    RoundDone {
+        /// The round.
+        round: u64,
+        /// The ids fed to the model (the story's last tokens).
+        input_ids: Vec<u32>,
+        /// The candidates and timings.
+        generation: Generation,
+    },
+    /// The cached models.
+    Cached {
+        /// Name and size of each.
+        models: Vec<CachedModel>,
+    },
+    /// Something failed; `message` is the library's (or the browser's) error.
+    Error {
+        /// What failed.
+        failed: Failed,
+        /// The error message.
+        message: String,
+    },
+}
+
+/// Serializes a message for `postMessage`.
+pub fn to_json<T: Serialize>(message: &T) -> String {
+    serde_json::to_string(message).expect("protocol messages always serialize")
+}
+
+/// Parses a message received through `postMessage`; the error says what was wrong.
+pub fn from_json<T: for<'de> Deserialize<'de>>(text: &str) -> crate::Result<T> {
+    serde_json::from_str(text)
+        .map_err(|e| crate::Error::Format(format!("worker message: {e}: {text:.200}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::{Candidate, FinishReason, GenerationStats};
+    use crate::sampling::SamplingParams;
+
+    fn round_trip<T>(message: T)
+    where
+        T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+    {
+        let text = to_json(&message);
+        let back: T = from_json(&text).unwrap();
+        assert_eq!(back, message, "{text}");
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        round_trip(Request::LoadModel {
+            source: ModelSource::Url {
+                url: "models/demo.gguf".into(),
+                name: "demo.gguf".into(),
+                demo: true,
+                bytes: Some(123),
+            },
+        });
+        round_trip(Request::LoadModel {
+            source: ModelSource::Cached { name: "a".into() },
+        });
+        round_trip(Request::LoadModel {
+            source: ModelSource::File { name: "b".into() },
+        });
+        round_trip(Request::Generate {
+            round: 7,
+            text: "Once <b>upon</b>".into(),
+            candidates: vec![CandidateSpec {
+                params: SamplingParams::default(),
+                seed: (1 << 53) - 1,
+            }],
+        });
+        round_trip(Request::LoadModel {
+            source: ModelSource::Hub {
+                base_url: "http://127.0.0.1:1".into(),
+                repo: "bigscience/bloom-560m".into(),
+                dtype: "q4_0".into(),
+            },
+        });
+        round_trip(Request::ListCached);
+        round_trip(Request::DeleteCached { name: "x".into() });
+    }
+
+    #[test]
+    fn events_round_trip() {
+        round_trip(Event::Started);
+        round_trip(Event::Progress {
+            phase: Phase::Download,
+            bytes: 10,
+            total: None,
+        });
+        round_trip(Event::Ready {
+            identity: ModelIdentity {
+                name: "m".into(),
+                format: "gguf".into(),
+                quantization: "q8_0".into(),
+                content_hash: "ab".into(),
+            },
+            name: "m.gguf".into(),
+            demo: false,
+            from_cache: true,
+            vocab_size: 250_880,
+        });
+        round_trip(Event::Token {
+            round: 1,
+            candidate: 2,
+            text: "é".into(),
+        });
+        round_trip(Event::RoundDone {
+            round: 1,
+            input_ids: vec![1, 2],
+            generation: Generation {
+                candidates: vec![Candidate {
+                    ids: vec![3],
+                    text: "x".into(),
+                    logprobs: vec![-0.5],
+                    params: SamplingParams::default(),
+                    seed: 4,
+                    finish_reason: FinishReason::Length,
+                }],
+                stats: GenerationStats::default(),
+            },
+        });
+        round_trip(Event::Cached {
+            models: vec![CachedModel {
+                name: "m".into(),
+                bytes: 5,
+            }],
+        });
+        round_trip(Event::Error {
+            failed: Failed::Load,
+            message: "bad".into(),
+        });
+    }
+
+    #[test]
+    fn cache_names() {
+        let hub = ModelSource::Hub {
+            base_url: "https://huggingface.co".into(),
+            repo: "bigscience/bloom-560m".into(),
+            dtype: "q8_0".into(),
+        };
+        assert_eq!(hub.cache_name(), "bloom-560m-q8_0.gguf");
+        assert_eq!(
+            ModelSource::Cached {
+                name: "a.gguf".into()
+            }
+            .cache_name(),
+            "a.gguf"
+        );
+    }
+
+    #[test]
+    fn tags_are_kebab_case() {
+        assert_eq!(to_json(&Request::ListCached), r#"{"type":"list-cached"}"#);
+        let bad = from_json::<Request>(r#"{"type":"launch"}"#).unwrap_err();
+        assert!(bad.to_string().contains("worker message"), "{bad}");
+    }
+}

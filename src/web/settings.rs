@@ -1,0 +1,202 @@
+//! The writer's settings: the policy of each candidate, the parameter table (bundled, fetched
+//! from a URL, or learned from the writer's own choices) and manual overrides; and the plan of
+//! a round's candidates from them.
+
+use crate::params::{candidate_params, Policy, PolicyMix, StepTable};
+use crate::records::{new_seed, CandidateRecord};
+use crate::sampling::SamplingParams;
+use crate::stats::{ParamValues, SelectionRecord, StatsBuilder, StatsOptions};
+use crate::story::PlannedCandidate;
+
+/// Where the parameter table came from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TableSource {
+    /// `www/params/steps.json`, bundled into the app.
+    Bundled,
+    /// Fetched from this URL.
+    Url(String),
+    /// Rebuilt from the writer's own records (`stats::StatsBuilder`), with this many choices.
+    Learned(u64),
+}
+
+impl TableSource {
+    /// A short label for the cards ("bundled table", …).
+    pub fn label(&self) -> String {
+        match self {
+            TableSource::Bundled => "bundled table".into(),
+            TableSource::Url(url) => format!("table from {url}"),
+            TableSource::Learned(n) => format!("table learned from my {n} choices"),
+        }
+    }
+}
+
+/// Values the writer fixed by hand for every candidate (`None`: from the policy).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Overrides {
+    /// Temperature.
+    pub temperature: Option<f32>,
+    /// Top-k.
+    pub top_k: Option<usize>,
+    /// Top-p.
+    pub top_p: Option<f32>,
+    /// Maximum new tokens.
+    pub max_new_tokens: Option<usize>,
+}
+
+impl Overrides {
+    /// Whether any value is set.
+    pub fn any(&self) -> bool {
+        *self != Overrides::default()
+    }
+
+    /// `params` with the overridden values.
+    fn apply(&self, mut params: SamplingParams) -> SamplingParams {
+        if let Some(v) = self.temperature {
+            params.temperature = v;
+        }
+        if let Some(v) = self.top_k {
+            params.top_k = v;
+        }
+        if let Some(v) = self.top_p {
+            params.top_p = v;
+        }
+        if let Some(v) = self.max_new_tokens {
+            params.max_new_tokens = v;
+        }
+        params
+    }
+}
+
+/// Everything that decides a round's parameters.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// One policy per candidate.
+    pub mix: PolicyMix,
+    /// The parameter table.
+    pub table: StepTable,
+    /// Where it came from.
+    pub source: TableSource,
+    /// Manual overrides.
+    pub overrides: Overrides,
+}
+
+impl Default for Settings {
+    /// The bundled table with step-mean, step-sample, step-sample.
+    fn default() -> Self {
+        Self {
+            mix: PolicyMix::default(),
+            table: StepTable::bundled(),
+            source: TableSource::Bundled,
+            overrides: Overrides::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Plans the candidates of `step`: parameters from the policies (then the overrides, which
+    /// make the policy `manual`), each with a fresh seed. Fails when an override is invalid.
+    pub fn plan(&self, step: u32) -> crate::Result<Vec<PlannedCandidate>> {
+        candidate_params(&self.table, &self.mix, step, new_seed())
+            .into_iter()
+            .map(|(params, policy)| {
+                let manual = self.overrides.any();
+                let params = self.overrides.apply(params);
+                params.validate()?;
+                Ok(PlannedCandidate {
+                    params,
+                    policy: if manual { "manual" } else { policy.name() }.to_string(),
+                    seed: new_seed(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Where a candidate's parameters came from, in words, for its card.
+pub fn policy_source(policy: &str, table: &str) -> String {
+    match policy.parse::<Policy>() {
+        Ok(Policy::StepMean) => format!("step-mean: the step's means ({table})"),
+        Ok(Policy::StepSample) => format!("step-sample: sampled from the step's spread ({table})"),
+        Ok(Policy::CoupledRandom) => {
+            format!("coupled-random: coupled random draw in p10–p90 ({table})")
+        }
+        Ok(Policy::Fixed) => "fixed: fixed parameters".into(),
+        Err(_) if policy == "manual" => "manual: overridden by hand".into(),
+        Err(_) => policy.to_string(),
+    }
+}
+
+/// A table rebuilt from the writer's own records (every story); fails when none was chosen.
+pub fn learned_table(records: &[CandidateRecord]) -> crate::Result<(StepTable, u64)> {
+    let mut builder = StatsBuilder::new(StatsOptions::default())?;
+    for record in records {
+        let p = &record.params;
+        builder.add(&SelectionRecord {
+            record_id: Some(record.record_id.clone()),
+            story_id: record.story_id.clone(),
+            step: record.step,
+            chosen: record.chosen,
+            params: ParamValues {
+                temperature: f64::from(p.temperature),
+                top_k: p.top_k as f64,
+                top_p: f64::from(p.top_p),
+                typical_p: f64::from(p.typical_p),
+                repetition_penalty: f64::from(p.repetition_penalty),
+                max_new_tokens: p.max_new_tokens as f64,
+            },
+        });
+    }
+    let chosen = builder.chosen();
+    Ok((
+        builder.finish("learned from my own choices in the web app")?,
+        chosen,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_gives_three_candidates_with_policies() {
+        let planned = Settings::default().plan(1).unwrap();
+        let policies: Vec<&str> = planned.iter().map(|p| p.policy.as_str()).collect();
+        assert_eq!(policies, ["step-mean", "step-sample", "step-sample"]);
+    }
+
+    #[test]
+    fn overrides_make_candidates_manual() {
+        let settings = Settings {
+            overrides: Overrides {
+                temperature: Some(0.5),
+                max_new_tokens: Some(7),
+                ..Overrides::default()
+            },
+            ..Settings::default()
+        };
+        for planned in settings.plan(2).unwrap() {
+            assert_eq!(planned.policy, "manual");
+            assert_eq!(planned.params.temperature, 0.5);
+            assert_eq!(planned.params.max_new_tokens, 7);
+        }
+        let bad = Settings {
+            overrides: Overrides {
+                top_p: Some(0.0),
+                ..Overrides::default()
+            },
+            ..Settings::default()
+        };
+        assert!(bad.plan(1).is_err());
+    }
+
+    #[test]
+    fn learned_table_needs_a_choice() {
+        assert!(learned_table(&[]).is_err());
+    }
+
+    #[test]
+    fn policy_sources_are_named() {
+        assert!(policy_source("step-sample", "bundled table").contains("sampled"));
+        assert!(policy_source("manual", "x").contains("by hand"));
+    }
+}

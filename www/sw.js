@@ -1,0 +1,45 @@
+// Service worker: keeps the app shell for offline use. Network first (so a new build is picked
+// up at once), the cached copy when the network fails. Model files are not cached here: the
+// app keeps them in the Origin Private File System.
+const CACHE = 'storywriter-shell-v1';
+const SHELL = [
+  './', 'index.html', 'boot.js', 'app.js', 'app_bg.wasm', 'worker.js', 'worker_bg.wasm',
+  'worker_loader.js', 'style.css', 'manifest.webmanifest', 'icon.svg', 'params/steps.json',
+  'models/index.json',
+];
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(
+    caches.open(CACHE)
+      .then((cache) => Promise.all(SHELL.map((url) => cache.add(url).catch(() => undefined))))
+      .then(() => self.skipWaiting()),
+  );
+});
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil(
+    caches.keys()
+      .then((keys) => Promise.all(keys.filter((k) => k !== CACHE).map((k) => caches.delete(k))))
+      .then(() => self.clients.claim()),
+  );
+});
+
+self.addEventListener('fetch', (event) => {
+  const request = event.request;
+  const url = new URL(request.url);
+  if (request.method !== 'GET' || url.origin !== self.location.origin) return;
+  // Model files are large and cached by the app itself; range requests pass through.
+  if (url.pathname.endsWith('.gguf') || request.headers.has('range')) return;
+  event.respondWith(
+    fetch(request)
+      .then((response) => {
+        if (response.ok) {
+          const copy = response.clone();
+          caches.open(CACHE).then((cache) => cache.put(request, copy));
+        }
+        return response;
+      })
+      .catch(() => caches.match(request, { ignoreSearch: true })
+        .then((cached) => cached || Response.error())),
+  );
+});
