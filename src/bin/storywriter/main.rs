@@ -10,6 +10,8 @@ fn main() -> std::process::ExitCode {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
+mod serve;
+#[cfg(not(target_arch = "wasm32"))]
 mod stats;
 #[cfg(not(target_arch = "wasm32"))]
 mod write;
@@ -140,6 +142,8 @@ mod cli {
             #[arg(long)]
             into: PathBuf,
         },
+        /// Serve the built web app and a model directory over HTTP on this machine.
+        Serve(crate::serve::ServeArgs),
     }
 
     #[derive(Args)]
@@ -288,6 +292,7 @@ mod cli {
             Command::Stats(args) => crate::stats::run(args),
             Command::Export { logs, output_dir } => records_io::export(&logs, &output_dir),
             Command::Import { logs, into } => records_io::import(&logs, &into),
+            Command::Serve(args) => crate::serve::run(args),
         }
     }
 
