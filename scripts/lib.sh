@@ -115,7 +115,7 @@ build_web_app() {
 
 # The release `storywriter` binary, built when missing or stale; prints its path.
 build_cli() {
-    cargo build --release --bin storywriter >&2
+    cargo build --release --bin storywriter >&2 || return 1
     echo "${CARGO_TARGET_DIR:-target}/release/storywriter"
 }
 

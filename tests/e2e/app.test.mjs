@@ -3,8 +3,9 @@
 // and passes E2E_URL (the app), E2E_MODELS (that directory: demo-tiny-q8_0.gguf listed in
 // index.json, corrupt.gguf not listed) and E2E_OUT (screenshots).
 //
-// The tests run in order and share one page (and so one IndexedDB): each step continues the
-// story of the one before, as a writer would.
+// The tests run in order and share one page (and so one IndexedDB): each step of the story
+// continues the one before, as a writer would, so once a step fails the later steps are skipped
+// (and a screenshot of the failure is kept). The other tests only need the model.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -20,8 +21,10 @@ if (!BASE || !MODELS) {
 mkdirSync(OUT, { recursive: true });
 
 // Loading and generating with the tiny model takes seconds; a cold wasm compile on a busy
-// machine can take longer.
+// machine can take longer. Each wait has this timeout; a whole test gets more, so that the
+// wait's own (descriptive) error is what fails it.
 const SLOW = 120_000;
+const TEST_TIMEOUT = 5 * SLOW;
 // The flags of the contract; playwright gives every launch a fresh profile directory.
 const CHROMIUM_FLAGS = [
   '--headless',
@@ -108,6 +111,27 @@ async function waitForCandidates() {
   );
 }
 
+let storyFailed = false;
+let failures = 0;
+
+/** A step of the shared story: skipped once an earlier step failed; a failure is screenshotted. */
+function storyStep(name, body) {
+  test(name, { timeout: TEST_TIMEOUT }, async (t) => {
+    if (storyFailed) {
+      t.skip('an earlier step of the story failed');
+      return;
+    }
+    try {
+      await body();
+    } catch (error) {
+      storyFailed = true;
+      failures += 1;
+      await page.screenshot({ path: join(OUT, `failed-${failures}.png`), fullPage: true }).catch(() => {});
+      throw error;
+    }
+  });
+}
+
 /** Presses a key with the focus on the page body, not in a text field. */
 async function pressKey(key) {
   await page.evaluate(() => document.activeElement?.blur());
@@ -120,6 +144,7 @@ before(async () => {
     args: CHROMIUM_FLAGS,
   });
   context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+  context.setDefaultTimeout(SLOW);
   page = await context.newPage();
   watch(page, problems);
 });
@@ -129,7 +154,7 @@ after(async () => {
   await browser?.close();
 });
 
-test('the page loads and the demo model from models/ becomes ready', { timeout: SLOW }, async () => {
+storyStep('the page loads and the demo model from models/ becomes ready', async () => {
   const response = await page.goto(BASE);
   assert.equal(response.status(), 200);
   await page.screenshot({ path: join(OUT, 'loading.png') });
@@ -140,7 +165,7 @@ test('the page loads and the demo model from models/ becomes ready', { timeout: 
 });
 
 let firstRound;
-test('Write gives three non-empty candidates', { timeout: SLOW }, async () => {
+storyStep('Write gives three non-empty candidates', async () => {
   await page.locator(byTestId('prompt')).fill(PROMPT);
   await page.locator(byTestId('write')).click();
   await waitForCandidates();
@@ -151,7 +176,7 @@ test('Write gives three non-empty candidates', { timeout: SLOW }, async () => {
 });
 
 let storyAfterPick;
-test('pressing 2 takes the second candidate and the story grows', { timeout: SLOW }, async () => {
+storyStep('pressing 2 takes the second candidate and the story grows', async () => {
   await pressKey('2');
   await page.waitForFunction(
     (prompt) => (document.querySelector('[data-testid="story"]')?.textContent ?? '').length > prompt.length,
@@ -166,7 +191,7 @@ test('pressing 2 takes the second candidate and the story grows', { timeout: SLO
   );
 });
 
-test('after a reload the story is intact', { timeout: SLOW }, async () => {
+storyStep('after a reload the story is intact', async () => {
   await page.reload();
   await waitForModel();
   await page.waitForFunction(
@@ -177,11 +202,9 @@ test('after a reload the story is intact', { timeout: SLOW }, async () => {
   assert.equal(await page.locator(byTestId('story')).textContent(), storyAfterPick);
 });
 
-test('r writes a round for the next step, and again r regenerates it', { timeout: SLOW }, async () => {
+storyStep('r writes a round for the next step, and again r regenerates it', async () => {
+  // After a pick no candidates are pending, so the cards are empty until the new round is done.
   await pressKey('r');
-  await page.waitForFunction(() => document.querySelector('[data-testid="stop"]')?.disabled === false, null, {
-    timeout: SLOW,
-  }).catch(() => {}); // the round may be over before the first poll
   await waitForCandidates();
   const secondRound = await candidateTexts();
   await pressKey('r');
@@ -198,11 +221,12 @@ test('r writes a round for the next step, and again r regenerates it', { timeout
   );
   await waitForCandidates();
   const thirdRound = await candidateTexts();
+  await page.screenshot({ path: join(OUT, 'candidates.png'), fullPage: true });
   assert.notDeepEqual(thirdRound, secondRound, 'regenerating gave the same three texts');
   assert.equal(await page.locator(byTestId('story')).textContent(), storyAfterPick);
 });
 
-test('pressing 3 and then u takes the choice back', { timeout: SLOW }, async () => {
+storyStep('pressing 3 and then u takes the choice back', async () => {
   await pressKey('3');
   await page.waitForFunction(
     (before) => (document.querySelector('[data-testid="story"]')?.textContent ?? '') !== before,
@@ -219,7 +243,7 @@ test('pressing 3 and then u takes the choice back', { timeout: SLOW }, async () 
   assert.ok((await candidateText(3)).trim().length > 0);
 });
 
-test('Export downloads records.jsonl: three candidates per round, the picks marked chosen', { timeout: SLOW }, async () => {
+storyStep('Export downloads records.jsonl: three candidates per round, the picks marked chosen', async () => {
   const downloads = new Map();
   const onDownload = (download) => downloads.set(download.suggestedFilename(), download);
   page.on('download', onDownload);
@@ -277,8 +301,9 @@ test('Export downloads records.jsonl: three candidates per round, the picks mark
   assert.equal(step1.output_text, firstRound[1]);
 });
 
-test('HTML in the prompt is shown as text', { timeout: SLOW }, async () => {
+test('HTML in the prompt is shown as text', { timeout: TEST_TIMEOUT }, async () => {
   const injected = '<img src=x onerror=window.__xss=1>';
+  await waitForModel();
   await page.locator(byTestId('new-story')).click();
   await page.locator(byTestId('prompt')).fill(injected);
   await page.locator(byTestId('write')).click();
@@ -295,7 +320,8 @@ test('HTML in the prompt is shown as text', { timeout: SLOW }, async () => {
   assert.equal(await page.evaluate(() => window.__xss), undefined);
 });
 
-test('the page stays responsive while the worker generates', { timeout: SLOW }, async () => {
+test('the page stays responsive while the worker generates', { timeout: TEST_TIMEOUT }, async () => {
+  await waitForModel();
   // A long round: 256 new tokens per candidate.
   await page.locator(byTestId('settings-toggle')).click();
   await page.locator(byTestId('override-max-new-tokens')).fill('256');
@@ -333,7 +359,8 @@ test('the page stays responsive while the worker generates', { timeout: SLOW }, 
   );
   await page.waitForTimeout(300);
   await page.locator(byTestId('stop')).click();
-  await waitForCandidates().catch(() => {});
+  // A stopped round records nothing: wait until the page is idle again.
+  await page.waitForFunction(() => document.querySelector('[data-testid="stop"]')?.disabled === true);
   const probe = await page.evaluate(() => {
     window.__probe.done = true;
     return window.__probe;
@@ -381,7 +408,7 @@ async function loadError(load) {
   }
 }
 
-test('a corrupt model file from a URL gives a clear error', { timeout: SLOW }, async () => {
+test('a corrupt model file from a URL gives a clear error', { timeout: TEST_TIMEOUT }, async () => {
   const message = await loadError(async (tab) => {
     await tab.locator(byTestId('model-url')).fill(new URL('models/corrupt.gguf', BASE).href);
     await tab.locator(byTestId('model-url-load')).click();
@@ -390,7 +417,7 @@ test('a corrupt model file from a URL gives a clear error', { timeout: SLOW }, a
   assert.match(message, /corrupt\.gguf|gguf|truncat|end of|too short|invalid/i);
 });
 
-test('a corrupt local model file gives a clear error', { timeout: SLOW }, async () => {
+test('a corrupt local model file gives a clear error', { timeout: TEST_TIMEOUT }, async () => {
   const message = await loadError(async (tab) => {
     await tab.locator(byTestId('model-file')).setInputFiles(join(MODELS, 'corrupt.gguf'));
   });
