@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, native tests, and the wasm32 tests in headless
-# Chromium. CI runs it through .ci/run; run it by hand the same way: ./scripts/test.sh
+# The whole test suite: formatting, lints, native tests, the wasm32 tests in headless
+# Chromium, and the web app's end-to-end tests (tests/e2e/run.sh). CI runs it through .ci/run;
+# run it by hand the same way: ./scripts/test.sh
 #
-# It installs what is missing first (idempotent; as root, or with passwordless sudo, for apt):
+# It installs what is missing first (idempotent; as root, or with passwordless sudo, for apt),
+# with the functions of scripts/lib.sh that scripts/serve.sh uses too:
 #   * the wasm32-unknown-unknown target and the rustfmt/clippy components (rustup),
 #   * chromium + chromium-driver (Debian packages) when /usr/bin/chromedriver is absent,
 #   * wasm-bindgen-cli at exactly the `wasm-bindgen` version in Cargo.lock (cargo install),
+#   * trunk (cargo install --locked trunk@0.21.14), to build the web app,
+#   * node + npm (Debian packages) when missing, and the e2e tests' node packages (npm ci),
 #   * the python package datasets (pip), for tests/check_datasets.py.
 #
 # Test conventions
@@ -24,14 +28,15 @@
 #     functions, so a `#[test]` compiled for wasm would be linked and then silently skipped.
 #
 # Environment knobs: FAIL_FAST=1 stops at the first failing step (default: run every step and
-# report all failures); SKIP_WASM=1 skips the browser tests (local use only; CI never sets it);
+# report all failures); SKIP_WASM=1 skips the browser tests, wasm and e2e (local use only; CI
+# never sets it);
 # WASM_BINDGEN_TEST_TIMEOUT (seconds for one wasm test binary, default 600 here).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
-export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
-WASM_TARGET=wasm32-unknown-unknown
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -44,17 +49,6 @@ SCRIPT_START=$SECONDS
 
 if [[ -t 1 ]]; then BOLD=$'\033[1m' PLAIN=$'\033[0m'; else BOLD='' PLAIN=''; fi
 log() { printf '\n%s==> %s%s\n' "$BOLD" "$*" "$PLAIN"; }
-
-as_root() {
-    if [[ $(id -u) -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo -n "$@"
-    else
-        echo "error: '$*' needs root (or passwordless sudo)" >&2
-        return 1
-    fi
-}
 
 # run_step NAME CMD...: runs CMD with its output shown and also kept in $LOG_DIR/NAME.log (so
 # test counts can be summed at the end), times it, and records the outcome.
@@ -92,6 +86,15 @@ finish() {
         failed=$((failed + BASH_REMATCH[2]))
         ignored=$((ignored + BASH_REMATCH[3]))
     done < <(cat "$LOG_DIR"/native-tests.log "$LOG_DIR"/wasm-tests.log 2>/dev/null | grep 'test result:' || true)
+    # node's test runner (e2e) closes with "ℹ pass N", "ℹ fail N", "ℹ skipped N" lines.
+    while IFS= read -r line; do
+        [[ $line =~ (pass|fail|skipped)\ ([0-9]+)$ ]] || continue
+        case "${BASH_REMATCH[1]}" in
+            pass) passed=$((passed + BASH_REMATCH[2])) ;;
+            fail) failed=$((failed + BASH_REMATCH[2])) ;;
+            skipped) ignored=$((ignored + BASH_REMATCH[2])) ;;
+        esac
+    done < <(grep -E '^[^ ]+ (pass|fail|skipped) [0-9]+$' "$LOG_DIR"/e2e.log 2>/dev/null || true)
     echo
     echo "================================ storywriter test summary ================================"
     printf '%s\n' "${SUMMARY[@]}"
@@ -113,38 +116,13 @@ finish() {
 setup_start=$SECONDS
 log "setup"
 
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "error: cargo not found (install rustup first)" >&2
-    exit 1
-fi
-
-if command -v rustup >/dev/null 2>&1; then
-    if ! rustup target list --installed | grep -qx "$WASM_TARGET"; then
-        rustup target add "$WASM_TARGET"
-    fi
-    cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
-    cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
-fi
-
-# Chromium and its driver come from Debian (browser downloads are not reachable here).
-if [[ ! -x /usr/bin/chromedriver ]] || ! command -v chromium >/dev/null 2>&1; then
-    echo "installing chromium + chromium-driver with apt-get"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y chromium chromium-driver
-fi
-
-# wasm-bindgen-cli must be the very version of the wasm-bindgen crate in Cargo.lock.
-WB_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)"
-if [[ -z "$WB_VERSION" ]]; then
-    echo "error: no wasm-bindgen package in Cargo.lock" >&2
-    exit 1
-fi
-have_wb="$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)"
-if [[ "$have_wb" != "$WB_VERSION" ]] || ! command -v wasm-bindgen-test-runner >/dev/null 2>&1; then
-    echo "installing wasm-bindgen-cli $WB_VERSION (found: ${have_wb:-none})"
-    # No --locked: one of the CLI's locked dependencies is no longer on the registry.
-    cargo install wasm-bindgen-cli --version "$WB_VERSION"
-fi
+ensure_cargo
+ensure_wasm_target
+ensure_lint_components
+ensure_chromium
+ensure_wasm_bindgen
+ensure_trunk
+ensure_node
 
 # Hugging Face `datasets`, for tests/check_datasets.py (PyPI is reachable; when the install
 # fails, that one check is reported as skipped instead of failing the suite).
@@ -157,6 +135,8 @@ echo "cargo:        $(cargo --version)"
 echo "wasm-bindgen: $(wasm-bindgen --version)"
 echo "chromium:     $(chromium --version 2>/dev/null | tail -n1)"
 echo "chromedriver: $(/usr/bin/chromedriver --version)"
+echo "trunk:        $(trunk --version)"
+echo "node:         $(node --version)"
 SUMMARY+=("$(printf '  %-14s ok      %4ds' setup $((SECONDS - setup_start)))")
 
 # How wasm-bindgen-test-runner (the wasm32 `runner` in .cargo/config.toml) drives Chromium.
@@ -183,6 +163,15 @@ if [[ "${SKIP_WASM:-0}" == 1 && "${CI:-}" != true ]]; then
     skip_step wasm-tests "SKIP_WASM=1"
 else
     run_step wasm-tests cargo test --target "$WASM_TARGET" --test 'wasm_*'
+fi
+
+# ---- The web app in headless Chromium --------------------------------------------------------
+# tests/e2e/run.sh builds the app (trunk) and the CLI, serves them with a tiny random model and
+# drives the page with playwright-core (tests/e2e/app.test.mjs); screenshot: target/e2e/app.png.
+if [[ "${SKIP_WASM:-0}" == 1 && "${CI:-}" != true ]]; then
+    skip_step e2e "SKIP_WASM=1"
+else
+    run_step e2e bash tests/e2e/run.sh
 fi
 
 # ---- Python dataset checks ------------------------------------------------------------------

@@ -12,6 +12,8 @@ fn main() -> std::process::ExitCode {
 #[cfg(not(target_arch = "wasm32"))]
 mod records_io;
 #[cfg(not(target_arch = "wasm32"))]
+mod serve;
+#[cfg(not(target_arch = "wasm32"))]
 mod stats;
 #[cfg(not(target_arch = "wasm32"))]
 mod write;
@@ -142,6 +144,8 @@ mod cli {
             #[arg(long)]
             into: PathBuf,
         },
+        /// Serve the built web app and a model directory over HTTP on this machine.
+        Serve(crate::serve::ServeArgs),
     }
 
     #[derive(Args)]
@@ -290,6 +294,7 @@ mod cli {
             Command::Stats(args) => crate::stats::run(args),
             Command::Export { logs, output_dir } => crate::records_io::export(&logs, &output_dir),
             Command::Import { logs, into } => crate::records_io::import(&logs, &into),
+            Command::Serve(args) => crate::serve::run(args),
         }
     }
 

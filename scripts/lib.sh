@@ -1,0 +1,168 @@
+# Shared set-up for scripts/test.sh, scripts/serve.sh and tests/e2e/run.sh; source it from the
+# repository root (`source scripts/lib.sh`). Every `ensure_*` installs what is missing and does
+# nothing when it is already there, so the scripts work on a fresh machine and stay fast after.
+
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+WASM_TARGET=wasm32-unknown-unknown
+# The trunk release the app's index.html and Trunk.toml are written for.
+TRUNK_VERSION=0.21.14
+
+# Runs a command as root: directly when we are root, else through passwordless sudo.
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo -n "$@"
+    else
+        echo "error: '$*' needs root (or passwordless sudo)" >&2
+        return 1
+    fi
+}
+
+ensure_cargo() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "error: cargo not found (install rustup first: https://rustup.rs)" >&2
+        return 1
+    fi
+}
+
+# The wasm32-unknown-unknown target (when rustup manages the toolchain).
+ensure_wasm_target() {
+    if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "$WASM_TARGET"; then
+        rustup target add "$WASM_TARGET"
+    fi
+}
+
+# rustfmt and clippy (when rustup manages the toolchain).
+ensure_lint_components() {
+    if command -v rustup >/dev/null 2>&1; then
+        cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+        cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+    fi
+}
+
+# Chromium and its driver, from Debian (browser downloads are not reachable here).
+ensure_chromium() {
+    if [[ ! -x /usr/bin/chromedriver ]] || ! command -v chromium >/dev/null 2>&1; then
+        echo "installing chromium + chromium-driver with apt-get"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y chromium chromium-driver
+    fi
+}
+
+# node and npm, for the end-to-end tests (Debian packages; node 20 or newer).
+ensure_node() {
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        echo "installing nodejs + npm with apt-get"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y nodejs npm
+    fi
+    local major
+    major="$(node -p 'process.versions.node.split(".")[0]')"
+    if ((major < 20)); then
+        echo "error: node $(node --version) is too old for playwright-core; install node 20 or newer" >&2
+        return 1
+    fi
+}
+
+# wasm-bindgen-cli at exactly the version of the `wasm-bindgen` crate in Cargo.lock (the CLI and
+# the crate must agree; trunk uses this one too).
+ensure_wasm_bindgen() {
+    local want have
+    want="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)"
+    if [[ -z "$want" ]]; then
+        echo "error: no wasm-bindgen package in Cargo.lock" >&2
+        return 1
+    fi
+    have="$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)"
+    if [[ "$have" != "$want" ]] || ! command -v wasm-bindgen-test-runner >/dev/null 2>&1; then
+        echo "installing wasm-bindgen-cli $want (found: ${have:-none})"
+        # No --locked: one of the CLI's locked dependencies is no longer on the registry.
+        cargo install wasm-bindgen-cli --version "$want"
+    fi
+}
+
+# trunk, the web app's build tool, at $TRUNK_VERSION (building it takes a few minutes once).
+ensure_trunk() {
+    local have
+    have="$(trunk --version 2>/dev/null | awk '{ print $2 }' || true)"
+    if [[ "$have" != "$TRUNK_VERSION" ]]; then
+        echo "installing trunk $TRUNK_VERSION (found: ${have:-none}); this takes a few minutes"
+        cargo install --locked "trunk@$TRUNK_VERSION"
+    fi
+}
+
+# Everything `trunk build` of the web app needs.
+ensure_web_toolchain() {
+    ensure_cargo
+    ensure_wasm_target
+    ensure_wasm_bindgen
+    ensure_trunk
+}
+
+# Builds the web app into dist/ (trunk build --release --offline); explains a missing index.html.
+build_web_app() {
+    if [[ ! -f index.html || ! -f Trunk.toml ]]; then
+        echo "error: index.html or Trunk.toml is missing in $(pwd): the web app is not in this checkout," >&2
+        echo "       so there is nothing for trunk to build" >&2
+        return 1
+    fi
+    if [[ -n "${RUSTFLAGS:-}" ]]; then
+        echo "warning: RUSTFLAGS is set, so .cargo/config.toml's wasm32 rustflags (+simd128) are ignored" >&2
+    fi
+    trunk build --release --offline
+}
+
+# The release `storywriter` binary, built when missing or stale; prints its path.
+build_cli() {
+    cargo build --release --bin storywriter >&2 || return 1
+    echo "${CARGO_TARGET_DIR:-target}/release/storywriter"
+}
+
+# make_random_model CLI CONFIG OUT.gguf: a model of the named shape (`tiny` or `bloom-560m`) with
+# seeded random weights, quantized to q8_0.
+make_random_model() {
+    local cli="$1" config="$2" out="$3" tmp
+    tmp="$(mktemp -d "${TMPDIR:-/tmp}/storywriter-model.XXXXXX")"
+    "$cli" init-random --config "$config" --seed 0 --output "$tmp/hf" &&
+        "$cli" quantize --input "$tmp/hf" --dtype q8_0 --output "$out.part" &&
+        mv "$out.part" "$out"
+    local status=$?
+    rm -rf "$tmp"
+    return $status
+}
+
+# write_model_index DIR: DIR/index.json listing every .gguf in DIR for the web app
+# ({"models":[{"file","label","demo","bytes"}]}), real models first (the page loads the first
+# one); files named demo-* or random-* are demos with random weights.
+write_model_index() {
+    local dir="$1" path name stem label demo first=1
+    local -a real=() demos=()
+    for path in "$dir"/*.gguf; do
+        [[ -f $path ]] || continue
+        name="${path##*/}"
+        if [[ $name == demo-* || $name == random-* ]]; then demos+=("$path"); else real+=("$path"); fi
+    done
+    {
+        printf '{"models":['
+        for path in ${real[@]+"${real[@]}"} ${demos[@]+"${demos[@]}"}; do
+            name="${path##*/}"
+            stem="${name%.gguf}"
+            if [[ $name == demo-* || $name == random-* ]]; then
+                demo=true label="Demo model (random weights, $stem)"
+            else
+                demo=false label="$stem"
+            fi
+            name="${name//\\/\\\\}" && name="${name//\"/\\\"}"
+            label="${label//\\/\\\\}" && label="${label//\"/\\\"}"
+            ((first)) || printf ','
+            first=0
+            printf '\n {"file":"%s","label":"%s","demo":%s,"bytes":%d}' \
+                "$name" "$label" "$demo" "$(stat -c %s "$path")"
+        done
+        printf '\n]}\n'
+    } >"$dir/index.json.part"
+    mv "$dir/index.json.part" "$dir/index.json"
+    echo "$dir/index.json:"
+    cat "$dir/index.json"
+}

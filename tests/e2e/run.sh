@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# End-to-end tests of the web app in headless Chromium (tests/e2e/app.test.mjs, node +
+# playwright-core). Installs what is missing (node packages with `npm ci`, trunk,
+# wasm-bindgen-cli, Chromium), builds the app (trunk) and the CLI, makes a test model directory
+# (a tiny random q8_0 model listed in index.json, plus a corrupt .gguf that is not listed),
+# serves both with `storywriter serve` on a free port, runs the tests and stops the server.
+#
+# Environment: E2E_DIST=DIR serves an already built app instead of building one (DIR must hold
+# index.html); E2E_OUT=DIR is where the screenshot and the server log go (default target/e2e).
+# Arguments are passed on to node (e.g. --test-name-pattern=export).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+OUT="${E2E_OUT:-target/e2e}"
+mkdir -p "$OUT"
+
+ensure_cargo
+ensure_chromium
+ensure_node
+if [[ ! -d tests/e2e/node_modules/playwright-core ]]; then
+    (cd tests/e2e && npm ci --no-audit --no-fund)
+fi
+
+if [[ -n "${E2E_DIST:-}" ]]; then
+    DIST="$E2E_DIST"
+else
+    ensure_web_toolchain
+    build_web_app
+    DIST=dist
+fi
+CLI="$(build_cli)"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/storywriter-e2e.XXXXXX")"
+SERVER_PID=
+cleanup() {
+    if [[ -n "$SERVER_PID" ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+MODELS="$WORK/models"
+mkdir -p "$MODELS"
+make_random_model "$CLI" tiny "$MODELS/demo-tiny-q8_0.gguf"
+write_model_index "$MODELS"
+# Written after the index, so that the page does not pick it by itself: the first 600 bytes of a
+# valid file (a cut-off download).
+head -c 600 "$MODELS/demo-tiny-q8_0.gguf" >"$MODELS/corrupt.gguf"
+
+"$CLI" serve --root "$DIST" --models "$MODELS" --addr 127.0.0.1:0 >"$WORK/serve.out" 2>"$OUT/serve.log" &
+SERVER_PID=$!
+for _ in $(seq 100); do
+    [[ -s "$WORK/serve.out" ]] && break
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        echo "error: storywriter serve exited; its log:" >&2
+        cat "$OUT/serve.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+URL="$(awk 'NR == 1 { print $2 }' "$WORK/serve.out")"
+if [[ "$URL" != http://* ]]; then
+    echo "error: storywriter serve did not print its address" >&2
+    exit 1
+fi
+echo "serving $DIST and $MODELS at $URL"
+
+E2E_URL="$URL" E2E_MODELS="$MODELS" E2E_OUT="$OUT" node --test-reporter=spec tests/e2e/app.test.mjs "$@"
