@@ -156,7 +156,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 run_step fmt cargo fmt --all --check
 run_step clippy cargo clippy --all-targets -- -D warnings
-run_step clippy-wasm cargo clippy --target "$WASM_TARGET" --lib --test 'wasm_*' -- -D warnings
+run_step clippy-wasm cargo clippy --target "$WASM_TARGET" --lib --bins --test 'wasm_*' -- -D warnings
 run_step native-tests cargo test
 
 if [[ "${SKIP_WASM:-0}" == 1 && "${CI:-}" != true ]]; then
