@@ -176,18 +176,24 @@ impl ParamValues {
     }
 }
 
+impl ParamValues {
+    /// The tabulated values of a candidate's sampling parameters.
+    pub fn from_params(p: &SamplingParams) -> Self {
+        Self {
+            temperature: f64::from(p.temperature),
+            top_k: p.top_k as f64,
+            top_p: f64::from(p.top_p),
+            typical_p: f64::from(p.typical_p),
+            repetition_penalty: f64::from(p.repetition_penalty),
+            max_new_tokens: p.max_new_tokens as f64,
+        }
+    }
+}
+
 impl Default for ParamValues {
     /// The [`SamplingParams::default`] values.
     fn default() -> Self {
-        let d = SamplingParams::default();
-        Self {
-            temperature: f64::from(d.temperature),
-            top_k: d.top_k as f64,
-            top_p: f64::from(d.top_p),
-            typical_p: f64::from(d.typical_p),
-            repetition_penalty: f64::from(d.repetition_penalty),
-            max_new_tokens: d.max_new_tokens as f64,
-        }
+        Self::from_params(&SamplingParams::default())
     }
 }
 

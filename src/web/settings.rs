@@ -130,20 +130,12 @@ pub fn policy_source(policy: &str, table: &str) -> String {
 pub fn learned_table(records: &[CandidateRecord]) -> crate::Result<(StepTable, u64)> {
     let mut builder = StatsBuilder::new(StatsOptions::default())?;
     for record in records {
-        let p = &record.params;
         builder.add(&SelectionRecord {
             record_id: Some(record.record_id.clone()),
             story_id: record.story_id.clone(),
             step: record.step,
             chosen: record.chosen,
-            params: ParamValues {
-                temperature: f64::from(p.temperature),
-                top_k: p.top_k as f64,
-                top_p: f64::from(p.top_p),
-                typical_p: f64::from(p.typical_p),
-                repetition_penalty: f64::from(p.repetition_penalty),
-                max_new_tokens: p.max_new_tokens as f64,
-            },
+            params: ParamValues::from_params(&record.params),
         });
     }
     let chosen = builder.chosen();
