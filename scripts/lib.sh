@@ -113,10 +113,13 @@ build_web_app() {
     trunk build --release --offline
 }
 
-# The release `storywriter` binary, built when missing or stale; prints its path.
+# build_cli [release|dev]: the `storywriter` binary of that cargo profile (default release),
+# built when missing or stale; prints its path.
 build_cli() {
-    cargo build --release --bin storywriter >&2 || return 1
-    echo "${CARGO_TARGET_DIR:-target}/release/storywriter"
+    local profile="${1:-release}" dir
+    if [[ $profile == dev ]]; then dir=debug; else dir="$profile"; fi
+    cargo build --profile "$profile" --bin storywriter >&2 || return 1
+    echo "${CARGO_TARGET_DIR:-target}/$dir/storywriter"
 }
 
 # make_random_model CLI CONFIG OUT.gguf: a model of the named shape (`tiny` or `bloom-560m`) with

@@ -70,6 +70,15 @@ run_step() {
     fi
 }
 
+# Free space where target/ lives and the size of target/ (a full disk fails a build with a bare
+# "could not compile" in the middle of a step).
+disk_report() {
+    local target="${CARGO_TARGET_DIR:-$ROOT/target}"
+    printf '%s free, target/ %s' \
+        "$(df -h --output=avail "$ROOT" | tail -n1 | tr -d ' ')" \
+        "$(du -sh "$target" 2>/dev/null | cut -f1 || echo 0)"
+}
+
 skip_step() {
     SUMMARY+=("$(printf '  %-14s skipped        (%s)' "$1" "$2")")
     log "$1: skipped ($2)"
@@ -99,6 +108,7 @@ finish() {
     echo "================================ storywriter test summary ================================"
     printf '%s\n' "${SUMMARY[@]}"
     echo "  total time     $((SECONDS - SCRIPT_START))s"
+    echo "  disk           $(disk_report)"
     if [[ ${#FAILED[@]} -gt 0 ]]; then
         echo "  FAILED steps:  ${FAILED[*]}"
     fi
@@ -137,6 +147,7 @@ echo "chromium:     $(chromium --version 2>/dev/null | tail -n1)"
 echo "chromedriver: $(/usr/bin/chromedriver --version)"
 echo "trunk:        $(trunk --version)"
 echo "node:         $(node --version)"
+echo "disk:         $(disk_report)"
 SUMMARY+=("$(printf '  %-14s ok      %4ds' setup $((SECONDS - setup_start)))")
 
 # How wasm-bindgen-test-runner (the wasm32 `runner` in .cargo/config.toml) drives Chromium.

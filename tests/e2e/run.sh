@@ -31,7 +31,9 @@ else
     build_web_app
     DIST=dist
 fi
-CLI="$(build_cli)"
+# The dev build: `cargo test` has built it already, and it only serves files and quantizes a
+# tiny model here (a release build would cost minutes and ~600 MB more of target/).
+CLI="$(build_cli dev)"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/storywriter-e2e.XXXXXX")"
 SERVER_PID=
