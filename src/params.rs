@@ -196,17 +196,24 @@ impl fmt::Display for TableWarning {
 
 /// The tabulated parameters, to loop over a row's summaries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Param {
+pub enum Param {
+    /// `temperature`.
     Temperature,
+    /// `top_k`.
     TopK,
+    /// `top_p`.
     TopP,
+    /// `typical_p`.
     TypicalP,
+    /// `repetition_penalty`.
     RepetitionPenalty,
+    /// `max_new_tokens`.
     MaxNewTokens,
 }
 
 impl Param {
-    const ALL: [Param; 6] = [
+    /// Every parameter, in the table's field order.
+    pub const ALL: [Param; 6] = [
         Param::Temperature,
         Param::TopK,
         Param::TopP,
@@ -215,7 +222,8 @@ impl Param {
         Param::MaxNewTokens,
     ];
 
-    fn name(self) -> &'static str {
+    /// Its field name in the table and in [`SamplingParams`].
+    pub fn name(self) -> &'static str {
         match self {
             Param::Temperature => "temperature",
             Param::TopK => "top_k",
@@ -237,7 +245,13 @@ impl Param {
         }
     }
 
-    fn of(self, row: &StepParams) -> &ParamSummary {
+    /// The parameter named `name` (a field name, e.g. `top_k`).
+    pub fn from_name(name: &str) -> Option<Param> {
+        Param::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Its summary in `row`.
+    pub fn of(self, row: &StepParams) -> &ParamSummary {
         match self {
             Param::Temperature => &row.temperature,
             Param::TopK => &row.top_k,
@@ -259,7 +273,8 @@ impl Param {
         }
     }
 
-    fn value_in(self, params: &SamplingParams) -> f64 {
+    /// Its value in `params`, as a number.
+    pub fn value_in(self, params: &SamplingParams) -> f64 {
         match self {
             Param::Temperature => params.temperature.into(),
             Param::TopK => params.top_k as f64,

@@ -7,6 +7,7 @@
 //! write`) and the web app drive the same operations: [`write_round`], [`Story::choose`],
 //! [`Story::undo`], [`Story::edit`].
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
@@ -191,13 +192,15 @@ impl Story {
         // of events when two choices share a millisecond).
         let mut latest: Vec<CandidateRecord> = vec![];
         let mut seen_at: Vec<usize> = vec![];
+        let mut index: HashMap<&str, usize> = HashMap::new();
         for (at, record) in records.iter().enumerate() {
             if record.story_id != story_id {
                 continue;
             }
-            match latest.iter().position(|r| r.record_id == record.record_id) {
-                Some(i) => (latest[i], seen_at[i]) = (record.clone(), at),
-                None => {
+            match index.entry(&record.record_id) {
+                Entry::Occupied(i) => (latest[*i.get()], seen_at[*i.get()]) = (record.clone(), at),
+                Entry::Vacant(slot) => {
+                    slot.insert(latest.len());
                     latest.push(record.clone());
                     seen_at.push(at);
                 }

@@ -16,7 +16,7 @@ use web_sys::{HtmlElement, HtmlSelectElement, KeyboardEvent};
 use crate::dataset::{parse_records, DatasetFiles, Merger};
 use crate::generate::{CandidateSpec, Generation};
 use crate::loader::ModelIdentity;
-use crate::params::{Policy, StepTable};
+use crate::params::{Param, Policy, StepTable};
 use crate::records::{timestamp_now, CandidateRecord};
 use crate::story::{PlannedCandidate, Story};
 use crate::web::chart;
@@ -888,7 +888,7 @@ fn render_chart(app: &Shared) {
     chart::render(
         &by_testid("chart"),
         &state.settings.table,
-        &param.value(),
+        Param::from_name(&param.value()).unwrap_or(Param::Temperature),
         &chosen,
     );
 }

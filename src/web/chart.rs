@@ -3,7 +3,7 @@
 
 use web_sys::Element;
 
-use crate::params::{ParamSummary, StepParams, StepTable};
+use crate::params::{Param, ParamSummary, StepTable};
 use crate::records::CandidateRecord;
 use crate::web::dom::{clear, document};
 
@@ -27,37 +27,17 @@ fn svg(tag: &str, class: &str, attributes: &[(&str, String)]) -> Element {
     element
 }
 
-fn summary<'a>(row: &'a StepParams, param: &str) -> &'a ParamSummary {
-    match param {
-        "top_k" => &row.top_k,
-        "top_p" => &row.top_p,
-        "typical_p" => &row.typical_p,
-        "repetition_penalty" => &row.repetition_penalty,
-        "max_new_tokens" => &row.max_new_tokens,
-        _ => &row.temperature,
-    }
-}
-
-fn value(record: &CandidateRecord, param: &str) -> f64 {
-    let p = &record.params;
-    match param {
-        "top_k" => p.top_k as f64,
-        "top_p" => p.top_p.into(),
-        "typical_p" => p.typical_p.into(),
-        "repetition_penalty" => p.repetition_penalty.into(),
-        "max_new_tokens" => p.max_new_tokens as f64,
-        _ => p.temperature.into(),
-    }
-}
-
-/// Draws `param` (a field name of the table, e.g. `temperature`) into `container`.
-pub fn render(container: &Element, table: &StepTable, param: &str, chosen: &[&CandidateRecord]) {
+/// Draws `param` into `container`.
+pub fn render(container: &Element, table: &StepTable, param: Param, chosen: &[&CandidateRecord]) {
     clear(container);
     let steps = (chosen.len() as u32).max(MIN_STEPS);
     let rows: Vec<(u32, ParamSummary)> = (1..=steps)
-        .map(|step| (step, summary(&table.row(step), param).clone()))
+        .map(|step| (step, param.of(&table.row(step)).clone()))
         .collect();
-    let points: Vec<(u32, f64)> = chosen.iter().map(|r| (r.step, value(r, param))).collect();
+    let points: Vec<(u32, f64)> = chosen
+        .iter()
+        .map(|r| (r.step, param.value_in(&r.params)))
+        .collect();
     let lows = rows.iter().map(|(_, s)| s.mean - s.std);
     let highs = rows.iter().map(|(_, s)| s.mean + s.std);
     let values = points.iter().map(|(_, v)| *v);
@@ -79,7 +59,10 @@ pub fn render(container: &Element, table: &StepTable, param: &str, chosen: &[&Ca
             ("role", "img".into()),
             (
                 "aria-label",
-                format!("{param} per step: table mean ± std and the chosen values"),
+                format!(
+                    "{} per step: table mean ± std and the chosen values",
+                    param.name()
+                ),
             ),
         ],
     );
