@@ -67,6 +67,7 @@ fn main() -> Result<()> {
                         ..SamplingParams::default()
                     },
                     policy: "step-sample".to_string(),
+                    param_table: Some("bundled".to_string()),
                     seed: rng.random_range(0..1u64 << 53),
                     output_text: " and the sea kept its own counsel".to_string(),
                     output_ids: (0..32).map(|_| rng.random_range(3..250_880)).collect(),

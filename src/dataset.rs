@@ -706,6 +706,7 @@ const RECORD_FIELDS: &[(&str, &str, &str)] = &[
     ("input_ids", "list of int", "Token ids fed to the model (after any context trimming)."),
     ("params", "struct", "Sampling parameters: `greedy`, `temperature`, `top_k` (0 = off), `top_p`, `min_p`, `typical_p`, `repetition_penalty`, `max_new_tokens`, `stop_at_sentence_end`, with Hugging Face `generate` semantics."),
     ("policy", "string", "How the parameters were picked (`step-mean`, `step-sample`, `coupled-random`, `fixed`, `manual`)."),
+    ("param_table", "string", "The per-step table the policy read (`bundled table`, a URL, `table learned from my N choices`, a file); null when it read none, or in records older than this field."),
     ("seed", "int", "RNG seed (< 2^53): model, input ids, parameters and seed reproduce the candidate."),
     ("output_text", "string", "The generated continuation."),
     ("output_ids", "list of int", "Generated token ids (the end-of-sequence id included when produced)."),

@@ -37,6 +37,10 @@ pub struct CandidateRecord {
     /// The policy that produced them (`step-mean`, `step-sample`, `coupled-random`, `fixed`,
     /// `manual`).
     pub policy: String,
+    /// The per-step table the policy read (`bundled table`, `table from URL`, a file, …);
+    /// `null` when it read none (`fixed`) and in records written before this field.
+    #[serde(default)]
+    pub param_table: Option<String>,
     /// RNG seed (< 2^53).
     pub seed: u64,
     /// The generated text.

@@ -43,6 +43,8 @@ pub struct PlannedCandidate {
     pub params: SamplingParams,
     /// Name of the policy that produced them (`step-mean`, `manual`, …).
     pub policy: String,
+    /// The per-step table the policy read, when it read one (recorded with the candidate).
+    pub param_table: Option<String>,
     /// RNG seed (< 2^53).
     pub seed: u64,
 }
@@ -108,6 +110,7 @@ impl Story {
                 input_ids: input_ids.to_vec(),
                 params: candidate.params.clone(),
                 policy: plan.policy.clone(),
+                param_table: plan.param_table.clone(),
                 seed: candidate.seed,
                 output_text: candidate.text.clone(),
                 output_ids: candidate.ids.clone(),

@@ -31,7 +31,8 @@ FIXTURE = ROOT / "tests" / "fixtures" / "records_sample.jsonl"
 
 RECORD_COLUMNS = [
     "schema", "record_id", "story_id", "step", "candidate", "parent_record_id", "input_text",
-    "input_ids", "params", "policy", "seed", "output_text", "output_ids", "logprobs",
+    "input_ids", "params", "policy", "param_table",
+    "seed", "output_text", "output_ids", "logprobs",
     "finish_reason", "chosen", "chosen_by", "created_at", "chosen_at", "model", "app_version",
 ]
 PAIR_COLUMNS = [

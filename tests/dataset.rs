@@ -102,6 +102,7 @@ impl Sample {
                 params,
                 policy: ["step-mean", "step-sample", "coupled-random"][candidate as usize - 1]
                     .into(),
+                param_table: Some("bundled table".into()),
                 seed: if n == 5 { (1 << 53) - 1 } else { 1000 * n + 7 },
                 output_text: output.into(),
                 output_ids,
@@ -245,6 +246,17 @@ fn by_id(records: &[CandidateRecord]) -> BTreeMap<&str, &CandidateRecord> {
 // ---------------------------------------------------------------------------------------------
 // Round trips
 // ---------------------------------------------------------------------------------------------
+
+#[test]
+fn records_from_before_param_table_still_parse() {
+    let record = &sample()[0];
+    let mut value = serde_json::to_value(record).unwrap();
+    value.as_object_mut().unwrap().remove("param_table");
+    let (parsed, errors) = parse_records(&value.to_string(), "old.jsonl");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(parsed[0].param_table, None);
+    assert_eq!(parsed[0].record_id, record.record_id);
+}
 
 #[test]
 fn sample_fixture_is_current() {
@@ -442,6 +454,7 @@ fn generated_records() -> Vec<CandidateRecord> {
                 input_ids: ids.clone(),
                 params: c.params,
                 policy: "fixed".into(),
+                param_table: None,
                 seed: c.seed,
                 output_text: c.text,
                 output_ids: c.ids,
@@ -502,16 +515,16 @@ fn bad_lines_are_reported_with_their_numbers_and_good_lines_kept() {
         .collect();
     let r = &records[6];
     let lines = [
-        good[0].clone(),                          // 1
-        String::new(),                            // 2: blank, fine
-        good[1][..good[1].len() / 2].to_string(), // 3: truncated
+        good[0].clone(),                                                       // 1
+        String::new(),                                                         // 2: blank, fine
+        good[1][..good[1].floor_char_boundary(good[1].len() / 2)].to_string(), // 3: truncated
         edited(r, |m| {
             m.insert("seed".into(), "forty-two".into());
         }), // 4: wrong type
-        good[2].clone(),                          // 5
+        good[2].clone(),                                                       // 5
         edited(r, |m| {
             m.remove("seed");
-        }), // 6: missing field
+        }),                // 6: missing field
         edited(r, |m| {
             m.insert("schema".into(), "storywriter.record/2".into());
         }), // 7: wrong schema
@@ -527,17 +540,17 @@ fn bad_lines_are_reported_with_their_numbers_and_good_lines_kept() {
         edited(r, |m| {
             m["params"]["temperature"] = "hot".into();
         }), // 11: nested wrong type
-        "   \t".into(),                           // 12: blank
-        good[3].clone() + "\r",                   // 13: CRLF, fine
-        "[1, 2, 3]".into(),                       // 14: not an object
-        format!("{} trailing", good[4]),          // 15: trailing text
+        "   \t".into(),                                                        // 12: blank
+        good[3].clone() + "\r",                                                // 13: CRLF, fine
+        "[1, 2, 3]".into(),                                                    // 14: not an object
+        format!("{} trailing", good[4]),                                       // 15: trailing text
         edited(r, |m| {
             m.insert("step".into(), (-1).into());
         }), // 16: negative step
         edited(r, |m| {
             m.insert("params".into(), serde_json::json!({ "top_p": 0.0 }));
         }), // 17: invalid parameter
-        good[5].clone(),                          // 18
+        good[5].clone(),                                                       // 18
     ];
     let mut text = lines.join("\n");
     // 19: a log-probability that overflows f32.

@@ -746,7 +746,7 @@ fn distinct_table() -> (StepTable, StepTable) {
 fn a_table_is_fetched_from_a_url() {
     let (table, parsed) = distinct_table();
     let url = serve_once("200 OK", table.to_json_pretty());
-    let (loaded, warnings) = load_table(&url, VOCAB);
+    let (loaded, warnings, _) = load_table(&url, VOCAB);
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(loaded, parsed);
 }
@@ -760,7 +760,7 @@ fn a_failing_url_falls_back_to_the_bundled_table() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}/steps.json");
-    let (loaded, warnings) = load_table(&url, VOCAB);
+    let (loaded, warnings, _) = load_table(&url, VOCAB);
     assert_eq!(loaded, StepTable::bundled());
     assert_eq!(warnings.len(), 1);
     assert_eq!(warnings[0].path, "");
@@ -769,7 +769,7 @@ fn a_failing_url_falls_back_to_the_bundled_table() {
     assert!(read_table(&url, VOCAB).is_err());
 
     let url = serve_once("404 Not Found", "no".into());
-    let (loaded, warnings) = load_table(&url, VOCAB);
+    let (loaded, warnings, _) = load_table(&url, VOCAB);
     assert_eq!(loaded, StepTable::bundled());
     assert!(warnings[0].message.contains("404"), "{}", warnings[0]);
 }
@@ -779,7 +779,7 @@ fn an_invalid_served_table_falls_back_with_the_reason() {
     let mut value = bundled_value();
     set(&mut value, "/steps/1/top_k/std", json!("wide"));
     let url = serve_once("200 OK", value.to_string());
-    let (loaded, warnings) = load_table(&url, VOCAB);
+    let (loaded, warnings, _) = load_table(&url, VOCAB);
     assert_eq!(loaded, StepTable::bundled());
     assert!(
         warnings[0]
@@ -798,9 +798,9 @@ fn tables_load_from_files() {
     let (table, parsed) = distinct_table();
     std::fs::write(&path, table.to_json_pretty()).unwrap();
     let spec = path.to_str().unwrap();
-    assert_eq!(load_table(spec, VOCAB), (parsed, vec![]));
+    assert_eq!(load_table(spec, VOCAB), (parsed, vec![], spec.to_string()));
     let missing = dir.join("missing.json");
-    let (loaded, warnings) = load_table(missing.to_str().unwrap(), VOCAB);
+    let (loaded, warnings, _) = load_table(missing.to_str().unwrap(), VOCAB);
     assert_eq!(loaded, StepTable::bundled());
     assert!(warnings[0].message.contains("missing.json"));
     std::fs::remove_dir_all(&dir).unwrap();

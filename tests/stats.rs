@@ -111,6 +111,7 @@ fn generate_records(seed: u64) -> Vec<Generated> {
                         ..SamplingParams::default()
                     },
                     policy: "step-sample".to_string(),
+                    param_table: Some("bundled table".to_string()),
                     seed: rng.random_range(0..1u64 << 53),
                     output_text: " there was".to_string(),
                     output_ids: vec![2782, 1620],

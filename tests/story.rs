@@ -29,6 +29,7 @@ fn plan(seed: u64) -> Vec<PlannedCandidate> {
                 ..SamplingParams::default()
             },
             policy: policy.to_string(),
+            param_table: Some("bundled table".into()),
             seed: seed + i as u64,
         })
         .collect()
@@ -78,6 +79,10 @@ fn a_round_records_every_candidate_and_replays_from_its_record() {
         assert_eq!(replay.candidates[0].text, record.output_text);
     }
     assert_eq!(story.records[2].policy, "manual");
+    assert_eq!(
+        story.records[0].param_table.as_deref(),
+        Some("bundled table")
+    );
 }
 
 #[test]

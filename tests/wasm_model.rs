@@ -150,6 +150,7 @@ fn a_story_round_is_recorded_in_the_browser() {
                 ..SamplingParams::default()
             },
             policy: "fixed".into(),
+            param_table: None,
             seed: storywriter::records::new_seed(),
         })
         .collect();

@@ -67,6 +67,9 @@ fn a_session_logs_every_candidate_and_resumes() {
     assert_eq!(lines.len(), 21);
     let story = Story::from_records(&lines[0].story_id, &lines).unwrap();
     assert_eq!(story.records.len(), 18);
+    assert!(lines
+        .iter()
+        .all(|r| r.param_table.as_deref() == Some("bundled")));
     assert_eq!(story.path.len(), 2);
     assert!(story.text.starts_with("Once upon a time"));
     assert!(

@@ -699,20 +699,17 @@ fn params_line(params: &crate::sampling::SamplingParams) -> String {
     )
 }
 
-fn fill_card(
-    card: &HtmlElement,
-    index: usize,
-    planned: &PlannedCandidate,
-    table: &str,
-    text: &str,
-    meta: &str,
-) {
+fn fill_card(card: &HtmlElement, index: usize, planned: &PlannedCandidate, text: &str, meta: &str) {
     clear(card);
     toggle_class(card, "empty", false);
     append(card, &text_el("div", "head", &format!("Candidate {index}")));
     append(
         card,
-        &text_el("div", "source", &policy_source(&planned.policy, table)),
+        &text_el(
+            "div",
+            "source",
+            &policy_source(&planned.policy, planned.param_table.as_deref()),
+        ),
     );
     append(
         card,
@@ -724,13 +721,12 @@ fn fill_card(
 
 fn render_cards(app: &Shared) {
     let state = app.borrow();
-    let table = state.settings.source.label();
     for index in 1..=3 {
         let card = card(index);
         toggle_class(&card, "chosen-before", false);
         if let Some(running) = &state.running {
             match running.planned.get(index - 1) {
-                Some(planned) => fill_card(&card, index, planned, &table, "", "waiting…"),
+                Some(planned) => fill_card(&card, index, planned, "", "waiting…"),
                 None => empty_card(&card),
             }
             continue;
@@ -745,6 +741,7 @@ fn render_cards(app: &Shared) {
                 let planned = PlannedCandidate {
                     params: record.params.clone(),
                     policy: record.policy.clone(),
+                    param_table: record.param_table.clone(),
                     seed: record.seed,
                 };
                 let speed = state
@@ -759,7 +756,6 @@ fn render_cards(app: &Shared) {
                     &card,
                     index,
                     &planned,
-                    &table,
                     &record.output_text,
                     &format!(
                         "{speed}{} tokens · {finish} · press {index}",

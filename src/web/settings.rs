@@ -105,6 +105,7 @@ impl Settings {
                 Ok(PlannedCandidate {
                     params,
                     policy: if manual { "manual" } else { policy.name() }.to_string(),
+                    param_table: policy.uses_table().then(|| self.source.label()),
                     seed: new_seed(),
                 })
             })
@@ -113,12 +114,13 @@ impl Settings {
 }
 
 /// Where a candidate's parameters came from, in words, for its card.
-pub fn policy_source(policy: &str, table: &str) -> String {
+pub fn policy_source(policy: &str, table: Option<&str>) -> String {
+    let table = table.map(|t| format!(" ({t})")).unwrap_or_default();
     match policy.parse::<Policy>() {
-        Ok(Policy::StepMean) => format!("step-mean: the step's means ({table})"),
-        Ok(Policy::StepSample) => format!("step-sample: sampled from the step's spread ({table})"),
+        Ok(Policy::StepMean) => format!("step-mean: the step's means{table}"),
+        Ok(Policy::StepSample) => format!("step-sample: sampled from the step's spread{table}"),
         Ok(Policy::CoupledRandom) => {
-            format!("coupled-random: coupled random draw in p10–p90 ({table})")
+            format!("coupled-random: coupled random draw in p10–p90{table}")
         }
         Ok(Policy::Fixed) => "fixed: fixed parameters".into(),
         Err(_) if policy == "manual" => "manual: overridden by hand".into(),
@@ -188,7 +190,9 @@ mod tests {
 
     #[test]
     fn policy_sources_are_named() {
-        assert!(policy_source("step-sample", "bundled table").contains("sampled"));
-        assert!(policy_source("manual", "x").contains("by hand"));
+        let sampled = policy_source("step-sample", Some("bundled table"));
+        assert!(sampled.contains("sampled") && sampled.ends_with("(bundled table)"));
+        assert!(policy_source("step-mean", None).ends_with("means"));
+        assert!(policy_source("manual", Some("x")).contains("by hand"));
     }
 }

@@ -370,7 +370,8 @@ mod cli {
         let (table, warnings) = if args.strict {
             read_table(&args.table, args.vocab_size)?
         } else {
-            load_table(&args.table, args.vocab_size)
+            let (table, warnings, _) = load_table(&args.table, args.vocab_size);
+            (table, warnings)
         };
         for warning in &warnings {
             eprintln!("warning: {warning}");

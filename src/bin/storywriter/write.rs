@@ -51,7 +51,7 @@ const HELP: &str = "1/2/3… pick · r regenerate · u undo · + TEXT add your o
 /// Runs the writer on stdin/stdout until `q` or the end of input.
 pub fn run(args: WriteArgs, model: &LoadedModel) -> Result<()> {
     let vocab = model.model.config().vocab_size;
-    let (table, warnings) = load_table(&args.table, vocab);
+    let (table, warnings, table_name) = load_table(&args.table, vocab);
     for warning in &warnings {
         eprintln!("warning: {}: {}", warning.path, warning.message);
     }
@@ -105,7 +105,7 @@ pub fn run(args: WriteArgs, model: &LoadedModel) -> Result<()> {
     loop {
         if story.pending.is_empty() {
             let round_seed: u64 = seeds.random::<u64>() >> 11;
-            let planned = plan(&table, &mix, story.next_step(), round_seed);
+            let planned = plan((&table, &table_name), &mix, story.next_step(), round_seed);
             let records = generate_round(&mut story, model, &planned)?;
             append(&mut log, &args.log, &records)?;
         }
@@ -150,13 +150,19 @@ pub fn run(args: WriteArgs, model: &LoadedModel) -> Result<()> {
 }
 
 /// The candidates' parameters and seeds for a step.
-fn plan(table: &StepTable, mix: &PolicyMix, step: u32, seed: u64) -> Vec<PlannedCandidate> {
+fn plan(
+    (table, table_name): (&StepTable, &str),
+    mix: &PolicyMix,
+    step: u32,
+    seed: u64,
+) -> Vec<PlannedCandidate> {
     candidate_params(table, mix, step, seed)
         .into_iter()
         .enumerate()
         .map(|(i, (params, policy))| PlannedCandidate {
             params,
             policy: policy.name().to_string(),
+            param_table: policy.uses_table().then(|| table_name.to_string()),
             seed: (seed + i as u64) & ((1 << 53) - 1),
         })
         .collect()
