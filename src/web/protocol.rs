@@ -319,6 +319,20 @@ mod tests {
     }
 
     #[test]
+    fn worker_loader_start_failure_parses() {
+        // www/worker_loader.js builds this message by hand when the worker's wasm cannot start.
+        let event: Event =
+            from_json(r#"{"type":"error","failed":"load","message":"no wasm"}"#).unwrap();
+        assert_eq!(
+            event,
+            Event::Error {
+                failed: Failed::Load,
+                message: "no wasm".into()
+            }
+        );
+    }
+
+    #[test]
     fn tags_are_kebab_case() {
         assert_eq!(to_json(&Request::ListCached), r#"{"type":"list-cached"}"#);
         let bad = from_json::<Request>(r#"{"type":"launch"}"#).unwrap_err();
