@@ -45,7 +45,7 @@ const OVERRIDE_FIELDS: [&str; 4] = [
 
 /// The settings panel's choices as kept across visits: the fields as the writer typed them, so
 /// that a reload restores the panel and the settings are read from it as before.
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct SavedSettings {
     /// The policy name of each candidate.
     policies: Vec<String>,
