@@ -153,9 +153,10 @@ impl Story {
         Ok(record)
     }
 
-    /// Goes back one step: the story returns to the text before the last choice, and every
-    /// candidate generated at that point (the one chosen before included) waits for a choice
-    /// again, so picking another one starts a branch and keeps the old one.
+    /// Goes back one step: the story returns to the text before the last choice, and the round
+    /// the undone choice came from (the one chosen before included) waits for a choice again,
+    /// so picking another one starts a branch and keeps the old one. Other rounds generated at
+    /// that point (regenerated ones) stay in the records.
     pub fn undo(&mut self) -> Result<()> {
         let last = self
             .path
@@ -164,15 +165,21 @@ impl Story {
         let undone = self
             .record(&last)
             .ok_or_else(|| Error::Invalid(format!("no record {last} in the story")))?;
-        let (step, parent, text) = (
+        let (step, parent, text, created_at) = (
             undone.step,
             undone.parent_record_id.clone(),
             undone.input_text.clone(),
+            undone.created_at.clone(),
         );
         self.pending = self
             .records
             .iter()
-            .filter(|r| r.step == step && r.parent_record_id == parent && r.input_text == text)
+            .filter(|r| {
+                r.step == step
+                    && r.parent_record_id == parent
+                    && r.input_text == text
+                    && r.created_at == created_at
+            })
             .map(|r| r.record_id.clone())
             .collect();
         self.text = text;

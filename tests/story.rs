@@ -152,6 +152,24 @@ fn choosing_undoing_and_branching_keep_every_path() {
 }
 
 #[test]
+fn undo_after_regenerating_offers_the_round_of_the_undone_choice() {
+    let model = tiny();
+    let mut story = Story::new("The lighthouse");
+    let first = round(&mut story, &model, 1);
+    // A round's records share their creation time (milliseconds): keep the rounds apart.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let regenerated = round(&mut story, &model, 2);
+    assert_eq!(story.pending, regenerated);
+    story.choose(&regenerated[2], "human").unwrap();
+    story.undo().unwrap();
+    // The round the choice came from waits again, not the first round generated at this step.
+    assert_eq!(story.pending, regenerated);
+    assert!(story.pending_records()[2].chosen);
+    story.choose(&regenerated[0], "human").unwrap();
+    assert_eq!(story.records.len(), first.len() + regenerated.len());
+}
+
+#[test]
 fn a_hand_edit_becomes_the_next_rounds_input() {
     let model = tiny();
     let mut story = Story::new("A ship");

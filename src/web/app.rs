@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
@@ -32,10 +32,39 @@ use crate::web::worker_client::WorkerClient;
 /// `localStorage` key of the story open when the page was left.
 const CURRENT_STORY_KEY: &str = "storywriter.current-story";
 
+/// `localStorage` key of the settings panel's choices ([`SavedSettings`]).
+const SETTINGS_KEY: &str = "storywriter.settings";
+
+/// The four manual override fields, by data-testid.
+const OVERRIDE_FIELDS: [&str; 4] = [
+    "override-temperature",
+    "override-top-k",
+    "override-top-p",
+    "override-max-new-tokens",
+];
+
+/// The settings panel's choices as kept across visits: the fields as the writer typed them, so
+/// that a reload restores the panel and the settings are read from it as before.
+#[derive(Serialize, Deserialize)]
+struct SavedSettings {
+    /// The policy name of each candidate.
+    policies: Vec<String>,
+    /// The table source applied last: `bundled`, `url` or `learned`.
+    table: String,
+    /// The table URL field.
+    table_url: String,
+    /// The override fields, in the order of [`OVERRIDE_FIELDS`].
+    overrides: Vec<String>,
+}
+
 /// What to tell the writer when a model does not load.
 const LOAD_ERROR_HINT: &str = "What to do: check that the file is a BLOOM model in GGUF format \
 (made by `storywriter quantize` or llama.cpp) and complete; download it again, or pick another \
 source under \"Models\".";
+
+/// The notice while stories cannot be saved.
+const UNSAVED: &str = "Not saved: this browser gives the page no storage here (IndexedDB), so the \
+story lives in this page only, until it is closed.";
 
 /// `models/index.json`, written by the serve command.
 #[derive(Deserialize)]
@@ -83,6 +112,8 @@ struct App {
     running: Option<Running>,
     /// Speed of the last finished round, shown on its cards.
     last_speed: Option<f64>,
+    /// The saved table source (URL or learned) is applied again once a model is ready.
+    restore_table: bool,
 }
 
 type Shared = Rc<RefCell<App>>;
@@ -102,6 +133,7 @@ pub fn run() {
         next_round: 1,
         running: None,
         last_speed: None,
+        restore_table: false,
     }));
     let embed = window()
         .location()
@@ -115,6 +147,7 @@ pub fn run() {
     }
     wire(&app);
     start_worker(&app);
+    restore_settings(&app);
     render_settings(&app);
     spawn_local(async move {
         open_db(&app).await;
@@ -381,6 +414,10 @@ fn handle_event(app: &Shared, event: Event) {
             send(app, &Request::ListCached, &JsValue::UNDEFINED);
             update_buttons(app);
             render_chart(app);
+            if std::mem::take(&mut app.borrow_mut().restore_table) {
+                let app = app.clone();
+                spawn_local(async move { apply_table(&app).await });
+            }
         }
         Event::Token {
             round,
@@ -607,8 +644,11 @@ fn change_story(app: &Shared, change: impl FnOnce(&mut Story) -> crate::Result<(
     let app = app.clone();
     spawn_local(async move {
         if save(&app, &stored).await {
+            let saved = app.borrow().db.is_some();
             app.borrow_mut().current = Some(stored);
-            notice("");
+            if saved {
+                notice("");
+            }
         }
         render_all(&app);
     });
@@ -651,11 +691,13 @@ fn choose(app: &Shared, candidate: usize) {
 }
 
 /// Saves a story (and its records); shows the error and returns false when that fails.
+/// Without IndexedDB (a browser that gives a cross-site iframe no storage, say) the story is
+/// kept in the page only, and the writer is told so.
 async fn save(app: &Shared, stored: &StoredStory) -> bool {
     let db = app.borrow().db.clone();
     let Some(db) = db else {
-        notice("Not saved: IndexedDB is not available in this browser.");
-        return false;
+        notice(UNSAVED);
+        return true;
     };
     match db.save_story(stored).await {
         Ok(()) => {
@@ -1261,10 +1303,71 @@ async fn apply_table(app: &Shared) {
             let mut state = app.borrow_mut();
             state.settings.table = table;
             state.settings.source = source;
+            drop(state);
+            save_settings(app);
         }
         Err(e) => set_text(&status, &format!("Table not changed: {e}")),
     }
     render_chart(app);
+}
+
+/// Keeps the settings panel's choices in `localStorage` for the next visit.
+fn save_settings(app: &Shared) {
+    let state = app.borrow();
+    let saved = SavedSettings {
+        policies: state
+            .settings
+            .mix
+            .policies
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect(),
+        table: match state.settings.source {
+            TableSource::Bundled => "bundled",
+            TableSource::Url(_) => "url",
+            TableSource::Learned(_) => "learned",
+        }
+        .into(),
+        table_url: match &state.settings.source {
+            TableSource::Url(url) => url.clone(),
+            _ => input("table-url").value(),
+        },
+        overrides: OVERRIDE_FIELDS.iter().map(|id| input(id).value()).collect(),
+    };
+    if let (Ok(Some(storage)), Ok(json)) = (window().local_storage(), serde_json::to_string(&saved))
+    {
+        let _ = storage.set_item(SETTINGS_KEY, &json);
+    }
+}
+
+/// Restores the settings saved by [`save_settings`]: policies and overrides at once, a URL or
+/// learned table once a model is ready (its vocabulary bounds the table).
+fn restore_settings(app: &Shared) {
+    let Some(saved) = window()
+        .local_storage()
+        .ok()
+        .flatten()
+        .and_then(|s| s.get_item(SETTINGS_KEY).ok().flatten())
+        .and_then(|json| serde_json::from_str::<SavedSettings>(&json).ok())
+    else {
+        return;
+    };
+    {
+        let mut state = app.borrow_mut();
+        for (slot, name) in state.settings.mix.policies.iter_mut().zip(&saved.policies) {
+            if let Ok(policy) = name.parse::<Policy>() {
+                *slot = policy;
+            }
+        }
+        state.restore_table = saved.table != "bundled";
+    }
+    let table: HtmlSelectElement = by_testid("table-source").unchecked_into();
+    table.set_value(&saved.table);
+    input("table-url").set_value(&saved.table_url);
+    for (id, value) in OVERRIDE_FIELDS.iter().zip(&saved.overrides) {
+        input(id).set_value(value);
+    }
+    read_overrides(app);
 }
 
 async fn fetch_table(url: &str, vocab_size: usize) -> Result<(StepTable, Vec<String>), String> {
@@ -1382,6 +1485,7 @@ fn wire(app: &Shared) {
                     by_testid(&format!("policy-{index}")).unchecked_into();
                 if let Ok(policy) = select.value().parse::<Policy>() {
                     handle.borrow_mut().settings.mix.policies[index - 1] = policy;
+                    save_settings(&handle);
                 }
             },
         );
@@ -1393,14 +1497,12 @@ fn wire(app: &Shared) {
             spawn_local(async move { apply_table(&handle).await });
         }
     });
-    for id in [
-        "override-temperature",
-        "override-top-k",
-        "override-top-p",
-        "override-max-new-tokens",
-    ] {
+    for id in OVERRIDE_FIELDS {
         let handle = app.clone();
-        on::<web_sys::Event>(&input(id), "input", move |_| read_overrides(&handle));
+        on::<web_sys::Event>(&input(id), "input", move |_| {
+            read_overrides(&handle);
+            save_settings(&handle);
+        });
     }
     let handle = app.clone();
     on::<web_sys::Event>(&by_testid("chart-param"), "change", move |_| {

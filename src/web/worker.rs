@@ -141,7 +141,8 @@ fn generate_round(
     Ok(())
 }
 
-/// Gets the model's bytes from `source` (caching downloads and local files), then builds it.
+/// Gets the model's bytes from `source`, builds it, and caches downloads and local files once
+/// they have built (so a corrupt or cut-off file is never kept).
 async fn load(source: ModelSource, attachment: JsValue) -> Result<(LoadedModel, Event), String> {
     let (name, demo, bytes, from_cache) = match source {
         ModelSource::Url {
@@ -151,11 +152,7 @@ async fn load(source: ModelSource, attachment: JsValue) -> Result<(LoadedModel, 
             bytes,
         } => match cached_copy(&name, bytes).await {
             Some(file) => (name, demo, read_file(&file).await?, true),
-            None => {
-                let data = download(&url).await?;
-                store(&name, &data).await;
-                (name, demo, data, false)
-            }
+            None => (name, demo, download(&url).await?, false),
         },
         ModelSource::Hub {
             base_url,
@@ -170,11 +167,12 @@ async fn load(source: ModelSource, attachment: JsValue) -> Result<(LoadedModel, 
             .cache_name();
             match cached_copy(&name, None).await {
                 Some(file) => (name, false, read_file(&file).await?, true),
-                None => {
-                    let data = from_hub(&base_url, &repo, &dtype).await?;
-                    store(&name, &data).await;
-                    (name, false, data, false)
-                }
+                None => (
+                    name,
+                    false,
+                    from_hub(&base_url, &repo, &dtype).await?,
+                    false,
+                ),
             }
         }
         ModelSource::Cached { name } => {
@@ -188,15 +186,13 @@ async fn load(source: ModelSource, attachment: JsValue) -> Result<(LoadedModel, 
             let file: web_sys::File = attachment
                 .dyn_into()
                 .map_err(|_| format!("{name}: no file came with the request"))?;
-            let data = read_file(&file).await?;
-            // Check the file before caching it, so a corrupt file is not kept.
-            let loaded = build(&name, &data)?;
-            store(&name, &data).await;
-            let ready = ready_event(&loaded, &name, false, false);
-            return Ok((loaded, ready));
+            (name, false, read_file(&file).await?, false)
         }
     };
     let loaded = build(&name, &bytes)?;
+    if !from_cache {
+        store(&name, &bytes).await;
+    }
     let ready = ready_event(&loaded, &name, demo, from_cache);
     Ok((loaded, ready))
 }

@@ -1,20 +1,26 @@
 // End-to-end tests of the web app in headless Chromium, through the stable data-testid
 // attributes. Run by tests/e2e/run.sh, which serves the built app and a test model directory
 // and passes E2E_URL (the app), E2E_MODELS (that directory: demo-tiny-q8_0.gguf listed in
-// index.json, corrupt.gguf not listed) and E2E_OUT (screenshots).
+// index.json, corrupt.gguf not listed), E2E_OUT (screenshots) and E2E_SERVE_LOG (the server's
+// request log).
 //
 // The tests run in order and share one page (and so one IndexedDB): each step of the story
-// continues the one before, as a writer would, so once a step fails the later steps are skipped
-// (and a screenshot of the failure is kept). The other tests only need the model.
+// continues the one before, as a writer would (write, pick, reload, regenerate, undo, export,
+// branches, settings, parameter tables, chart, story list, model cache), so once a step fails
+// the later steps are skipped (and a screenshot of the failure is kept). The other tests only
+// need the model; offline use and the embedded view get browser contexts of their own.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 const BASE = process.env.E2E_URL;
 const MODELS = process.env.E2E_MODELS;
 const OUT = process.env.E2E_OUT ?? 'target/e2e';
+// The server's log: one line per request, to check what the page fetched (and that it fetched
+// nothing while offline).
+const SERVE_LOG = process.env.E2E_SERVE_LOG ?? join(OUT, 'serve.log');
 if (!BASE || !MODELS) {
   throw new Error('E2E_URL and E2E_MODELS must be set: run tests/e2e/run.sh');
 }
@@ -65,16 +71,27 @@ async function text(id) {
 }
 
 /** The generated text of candidate card `index` (its `.text` part, or the whole card). */
-async function candidateText(index) {
-  return page.evaluate((id) => {
+async function candidateText(index, target = page) {
+  return target.evaluate((id) => {
     const card = document.querySelector(`[data-testid="${id}"]`);
     const part = card?.querySelector('.text') ?? card;
     return part?.textContent ?? '';
   }, `candidate-${index}`);
 }
 
-async function candidateTexts() {
-  return Promise.all([1, 2, 3].map(candidateText));
+async function candidateTexts(target = page) {
+  return Promise.all([1, 2, 3].map((i) => candidateText(i, target)));
+}
+
+/** The text of part `part` (`source`, `params`, `text`, `meta`) of each of the three cards. */
+async function cardParts(part, target = page) {
+  return target.evaluate(
+    (cls) =>
+      [1, 2, 3].map(
+        (i) => document.querySelector(`[data-testid="candidate-${i}"] .${cls}`)?.textContent ?? '',
+      ),
+    part,
+  );
 }
 
 /** Waits until model-status says the model is ready (and fails early on a load error). */
@@ -95,8 +112,8 @@ async function waitForModel(target = page) {
 }
 
 /** Waits until a round is over (Stop disabled, Write enabled) and the three cards hold text. */
-async function waitForCandidates() {
-  await page.waitForFunction(
+async function waitForCandidates(target = page) {
+  await target.waitForFunction(
     () => {
       const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
       const idle = $('stop')?.disabled !== false && $('write')?.disabled === false;
@@ -200,6 +217,8 @@ storyStep('after a reload the story is intact', async () => {
     { timeout: SLOW },
   );
   assert.equal(await page.locator(byTestId('story')).textContent(), storyAfterPick);
+  // The model came from the Origin Private File System this time.
+  assert.match(await text('model-status'), /from the cache/);
 });
 
 storyStep('r writes a round for the next step, and again r regenerates it', async () => {
@@ -226,6 +245,8 @@ storyStep('r writes a round for the next step, and again r regenerates it', asyn
   assert.equal(await page.locator(byTestId('story')).textContent(), storyAfterPick);
 });
 
+/** The story text along the branch that took candidate 3 at step 2. */
+let branchThree;
 storyStep('pressing 3 and then u takes the choice back', async () => {
   await pressKey('3');
   await page.waitForFunction(
@@ -233,6 +254,7 @@ storyStep('pressing 3 and then u takes the choice back', async () => {
     storyAfterPick,
     { timeout: SLOW },
   );
+  branchThree = await page.locator(byTestId('story')).textContent();
   await pressKey('u');
   await page.waitForFunction(
     (expected) => document.querySelector('[data-testid="story"]')?.textContent === expected,
@@ -299,6 +321,354 @@ storyStep('Export downloads records.jsonl: three candidates per round, the picks
   const step1 = records.find((r) => r.step === 1 && r.candidate === 2);
   assert.equal(step1.input_text, PROMPT);
   assert.equal(step1.output_text, firstRound[1]);
+});
+
+/** The story text of `target`. */
+async function storyText(target = page) {
+  return target.locator(byTestId('story')).textContent();
+}
+
+/** Waits until the story text is `expected`. */
+async function waitForStory(expected, target = page) {
+  await target.waitForFunction(
+    (want) => document.querySelector('[data-testid="story"]')?.textContent === want,
+    expected,
+    { timeout: SLOW },
+  );
+}
+
+/** Waits until the story text is no longer `before`. */
+async function waitForStoryChange(before, target = page) {
+  await target.waitForFunction(
+    (old) => (document.querySelector('[data-testid="story"]')?.textContent ?? old) !== old,
+    before,
+    { timeout: SLOW },
+  );
+}
+
+/** Whether each card is marked as chosen before (a branch walked earlier). */
+async function chosenBefore() {
+  return page.evaluate(() =>
+    [1, 2, 3].map((i) =>
+      document.querySelector(`[data-testid="candidate-${i}"]`).classList.contains('chosen-before'),
+    ),
+  );
+}
+
+/** Starts a round with `start` (default: the r key) and waits until its three cards are done. */
+async function newRound(start = () => pressKey('r')) {
+  // Every render of the cards replaces their children, so these markers go with the old round.
+  await page.evaluate(() => {
+    for (const card of document.querySelectorAll('.cards > article')) {
+      const marker = document.createElement('i');
+      marker.className = 'e2e-stale';
+      card.append(marker);
+    }
+  });
+  await start();
+  await page.waitForFunction(() => !document.querySelector('.cards .e2e-stale'), null, { timeout: SLOW });
+  await waitForCandidates();
+}
+
+async function openSettings(target = page) {
+  if (await target.locator(byTestId('settings')).isHidden()) {
+    await target.locator(byTestId('settings-toggle')).click();
+  }
+}
+
+async function closeSettings(target = page) {
+  if (await target.locator(byTestId('settings')).isVisible()) {
+    await target.locator(byTestId('settings-toggle')).click();
+  }
+}
+
+/** Waits until element `id`'s text matches `pattern`, and returns it. */
+async function waitForText(id, pattern, target = page) {
+  await target.waitForFunction(
+    ([testid, source, flags]) =>
+      new RegExp(source, flags).test(document.querySelector(`[data-testid="${testid}"]`)?.textContent ?? ''),
+    [id, pattern.source, pattern.flags],
+    { timeout: SLOW },
+  );
+  return target.locator(byTestId(id)).textContent();
+}
+
+/** Requests the server has logged so far ("ADDR METHOD PATH STATUS" lines of its log). */
+function serverRequests() {
+  return readFileSync(SERVE_LOG, 'utf8')
+    .split('\n')
+    .filter((line) => /^\S+ (GET|HEAD|POST|PUT|DELETE|OPTIONS) \S+ \d{3}/.test(line));
+}
+
+let branchOne;
+storyStep('picking another candidate after undo keeps both branches, and either can be walked again', async () => {
+  // After the undo the round the undone pick came from waits again, the pick marked.
+  assert.deepEqual(await chosenBefore(), [false, false, true]);
+  await pressKey('1');
+  await waitForStoryChange(storyAfterPick);
+  branchOne = await storyText();
+  assert.ok(branchOne.startsWith(storyAfterPick));
+  assert.notEqual(branchOne, branchThree);
+  const stepTwo = page.locator(`${byTestId('branches')} li`).nth(1);
+  assert.match(await stepTwo.innerText(), /^Step 2: candidate 1 of \d+ .*1 other branch/);
+
+  // "Choose again here" goes back to step 2; picking 3 walks the first branch again.
+  await page.locator(byTestId('back-to-step-2')).click();
+  await waitForStory(storyAfterPick);
+  assert.deepEqual(await chosenBefore(), [true, false, true]);
+  await pressKey('3');
+  await waitForStory(branchThree);
+  await page.locator(byTestId('back-to-step-2')).click();
+  await waitForStory(storyAfterPick);
+  await pressKey('1');
+  await waitForStory(branchOne);
+
+  // Both survive a reload.
+  await page.reload();
+  await waitForModel();
+  await waitForStory(branchOne);
+  assert.match(await stepTwo.innerText(), /1 other branch/);
+  await page.locator(byTestId('back-to-step-2')).click();
+  await waitForStory(storyAfterPick);
+  assert.deepEqual(await chosenBefore(), [true, false, true]);
+  await pressKey('3');
+  await waitForStory(branchThree);
+});
+
+storyStep('settings: policies and a manual override decide the next round, show on its cards, and survive a reload', async () => {
+  await openSettings();
+  await page.locator(byTestId('policy-1')).selectOption('fixed');
+  await page.locator(byTestId('policy-2')).selectOption('coupled-random');
+  await page.locator(byTestId('policy-3')).selectOption('step-mean');
+  await newRound();
+  let sources = await cardParts('source');
+  assert.match(sources[0], /^fixed: fixed parameters/);
+  assert.match(sources[1], /^coupled-random: .*\(bundled table\)/);
+  assert.match(sources[2], /^step-mean: .*\(bundled table\)/);
+  const fixedParams = (await cardParts('params'))[0];
+
+  // A manual override applies to every candidate, recorded as "manual".
+  await page.locator(byTestId('override-temperature')).fill('0.5');
+  await newRound();
+  for (const source of await cardParts('source')) assert.match(source, /^manual: overridden by hand/);
+  for (const params of await cardParts('params')) assert.match(params, /^temperature 0\.50 ·/);
+
+  await page.reload();
+  await waitForModel();
+  await waitForCandidates();
+  await openSettings();
+  assert.equal(await page.locator(byTestId('policy-1')).inputValue(), 'fixed');
+  assert.equal(await page.locator(byTestId('policy-2')).inputValue(), 'coupled-random');
+  assert.equal(await page.locator(byTestId('policy-3')).inputValue(), 'step-mean');
+  assert.equal(await page.locator(byTestId('override-temperature')).inputValue(), '0.5');
+  // Restored in effect, not just in the fields.
+  await newRound();
+  for (const params of await cardParts('params')) assert.match(params, /^temperature 0\.50 ·/);
+  await page.locator(byTestId('override-temperature')).fill('');
+  await newRound();
+  sources = await cardParts('source');
+  assert.match(sources[0], /^fixed: /);
+  assert.match(sources[1], /^coupled-random: /);
+  assert.match(sources[2], /^step-mean: /);
+  // The fixed policy gives the same parameters every round.
+  assert.equal((await cardParts('params'))[0], fixedParams);
+});
+
+storyStep('the parameter table: a bad URL is refused with a clear message, a good URL and my own choices are used', async () => {
+  await openSettings();
+  const useTable = async (source, url = '') => {
+    await page.locator(byTestId('table-source')).selectOption(source);
+    await page.locator(byTestId('table-url')).fill(url);
+    await page.evaluate(() => (document.querySelector('[data-testid="table-status"]').textContent = ''));
+    await page.locator(byTestId('table-apply')).click();
+    return waitForText('table-status', /\S/);
+  };
+  // A missing table: the server's answer, and the table stays the bundled one.
+  let status = await useTable('url', 'models/no-such-table.json');
+  console.log(`table-status (missing URL): ${status}`);
+  assert.match(status, /^Table not changed: models\/no-such-table\.json: the server answered 404/);
+  await newRound();
+  assert.match((await cardParts('source'))[2], /\(bundled table\)$/);
+  // A file that is not a table (the corrupt model): refused, naming the file.
+  status = await useTable('url', 'models/corrupt.gguf');
+  console.log(`table-status (not a table): ${status}`);
+  assert.match(status, /^Table not changed: .*corrupt\.gguf/);
+  // A table at a URL (the bundled file, fetched by URL).
+  status = await useTable('url', 'params/steps.json');
+  assert.match(status, /^Using the table from params\/steps\.json\./);
+  await newRound();
+  assert.match((await cardParts('source'))[2], /\(table from params\/steps\.json\)$/);
+  // Learned from the choices made so far (steps 1 and 2, on both branches).
+  status = await useTable('learned');
+  assert.match(status, /^Using the table learned from my [1-9]\d* choices\./);
+  // The table source is restored after a reload, once the model is ready.
+  await page.reload();
+  await waitForModel();
+  await waitForText('table-status', /^Using the table learned from my/);
+  await openSettings();
+  status = await useTable('bundled');
+  assert.match(status, /^Using the bundled table\./);
+  for (const [i, policy] of ['step-mean', 'step-sample', 'step-sample'].entries()) {
+    await page.locator(byTestId(`policy-${i + 1}`)).selectOption(policy);
+  }
+  await closeSettings();
+});
+
+storyStep('the chart draws the table per step and a point per chosen step of the story', async () => {
+  await openSettings();
+  const chart = () =>
+    page.evaluate(() => {
+      const svg = document.querySelector('[data-testid="chart"] svg');
+      if (!svg) return null;
+      return {
+        label: svg.getAttribute('aria-label'),
+        bands: svg.querySelectorAll('polygon.band').length,
+        means: (svg.querySelector('polyline.mean')?.getAttribute('points') ?? '').trim().split(/\s+/).length,
+        chosen: [...svg.querySelectorAll('circle.chosen')].map((c) => c.querySelector('title')?.textContent),
+      };
+    });
+  let drawn = await chart();
+  assert.ok(drawn, 'no svg in the chart');
+  assert.match(drawn.label, /^temperature per step/);
+  assert.equal(drawn.bands, 1);
+  assert.ok(drawn.means >= 10, `${drawn.means} points on the mean line`);
+  const steps = await page.locator(`${byTestId('branches')} li`).count();
+  assert.equal(steps, 2);
+  assert.deepEqual(
+    drawn.chosen.map((title) => title.replace(/:.*/, '')),
+    ['step 1', 'step 2'],
+  );
+  // Picking candidate 1 adds a point at step 3 with its temperature.
+  await newRound();
+  const params = (await cardParts('params'))[0];
+  await pressKey('1');
+  await page.waitForFunction(
+    (n) => document.querySelectorAll('[data-testid="chart"] circle.chosen').length === n,
+    steps + 1,
+    { timeout: SLOW },
+  );
+  drawn = await chart();
+  const [, step, value] = drawn.chosen.at(-1).match(/^step (\d+): ([\d.]+)$/);
+  assert.equal(Number(step), 3);
+  const temperature = Number(params.match(/temperature ([\d.]+)/)[1]);
+  assert.ok(Math.abs(Number(value) - temperature) < 0.006, `chart ${value}, card ${temperature}`);
+  // Another parameter.
+  await page.locator(byTestId('chart-param')).selectOption('top_k');
+  await page.waitForFunction(
+    () => /^top_k per step/.test(document.querySelector('[data-testid="chart"] svg')?.getAttribute('aria-label') ?? ''),
+    null,
+    { timeout: SLOW },
+  );
+  drawn = await chart();
+  assert.equal(drawn.chosen.length, 3);
+  assert.equal(Number(drawn.chosen.at(-1).match(/: ([\d.]+)$/)[1]), Number(params.match(/top-k (\d+)/)[1]));
+  await page.screenshot({ path: join(OUT, 'settings.png'), fullPage: true });
+  await page.locator(byTestId('chart-param')).selectOption('temperature');
+  await closeSettings();
+});
+
+storyStep('the story list: new, rename, open and delete stories', async () => {
+  const items = () => page.locator(`${byTestId('story-list')} li`);
+  const item = (title) => items().filter({ has: page.locator('button.open', { hasText: title }) });
+  const titles = () => page.locator(`${byTestId('story-list')} li button.open`).allTextContents();
+  const waitForTitles = (want) =>
+    page.waitForFunction(
+      (expected) =>
+        JSON.stringify(
+          [...document.querySelectorAll('[data-testid="story-list"] li button.open')].map((b) => b.textContent).sort(),
+        ) === JSON.stringify(expected),
+      [...want].sort(),
+      { timeout: SLOW },
+    );
+  const before = await titles();
+  assert.deepEqual(before, [PROMPT]);
+  const firstStory = await storyText();
+
+  await page.locator(byTestId('new-story')).click();
+  await waitForStory('');
+  assert.equal(await page.locator(byTestId('story-title')).inputValue(), '');
+  const opening = 'The second story begins';
+  await page.locator(byTestId('prompt')).fill(opening);
+  await newRound(() => page.locator(byTestId('write')).click());
+  await pressKey('2');
+  await waitForStoryChange(opening);
+  const secondStory = await storyText();
+  assert.ok(secondStory.startsWith(opening));
+  await waitForTitles([...before, opening]);
+
+  // Renaming: the title field, saved when it changes.
+  await page.locator(byTestId('story-title')).fill('The renamed story');
+  await page.locator(byTestId('story-title')).blur();
+  await waitForTitles([...before, 'The renamed story']);
+  assert.equal(await item('The renamed story').getAttribute('class'), 'current');
+
+  // Opening switches the story.
+  await item(PROMPT).locator('button.open').click();
+  await waitForStory(firstStory);
+  assert.equal(await page.locator(byTestId('story-title')).inputValue(), PROMPT);
+  await item('The renamed story').locator('button.open').click();
+  await waitForStory(secondStory);
+  await page.reload();
+  await waitForModel();
+  await waitForStory(secondStory);
+  assert.equal(await page.locator(byTestId('story-title')).inputValue(), 'The renamed story');
+  await waitForTitles([...before, 'The renamed story']);
+
+  // Deleting asks first; dismissing keeps the story.
+  page.once('dialog', (dialog) => dialog.dismiss());
+  await item('The renamed story').locator('button', { hasText: '×' }).click();
+  assert.deepEqual((await titles()).sort(), [...before, 'The renamed story'].sort());
+  page.once('dialog', (dialog) => dialog.accept());
+  await item('The renamed story').locator('button', { hasText: '×' }).click();
+  await waitForTitles(before);
+  await waitForStory('');
+  await item(PROMPT).locator('button.open').click();
+  await waitForStory(firstStory);
+  await page.reload();
+  await waitForModel();
+  await waitForStory(firstStory);
+  await waitForTitles(before);
+});
+
+storyStep('the model is cached in the Origin Private File System: listed with its size, deleted, downloaded again', async () => {
+  const name = 'demo-tiny-q8_0.gguf';
+  const size = statSync(join(MODELS, name)).size;
+  const opfs = () =>
+    page.evaluate(async () => {
+      const files = {};
+      for await (const [file, handle] of (await navigator.storage.getDirectory()).entries()) {
+        if (handle.kind === 'file') files[file] = (await handle.getFile()).size;
+      }
+      return files;
+    });
+  assert.deepEqual(await opfs(), { [name]: size });
+  assert.match(await text('model-status'), /from the cache/);
+  await page.locator(byTestId('model-sources')).evaluate((details) => (details.open = true));
+  const listed = await waitForText('cached-models', new RegExp(name.replace(/\./g, '\\.')));
+  // The size as the page writes it (kB with no decimals, MB with one).
+  const human = size >= 1e6 ? `${(size / 1e6).toFixed(1)} MB` : `${(size / 1e3).toFixed(0)} kB`;
+  assert.match(listed, new RegExp(`^${name.replace(/\./g, '\\.')} \\(${human}\\) LoadDelete$`));
+
+  await page.locator(byTestId(`delete-cached-${name}`)).click();
+  await waitForText('cached-models', /^No cached models yet\.$/);
+  assert.deepEqual(await opfs(), {});
+
+  // The next load downloads the file again (the server sees it) and caches it again.
+  const seen = serverRequests().length;
+  await page.reload();
+  await waitForModel();
+  assert.doesNotMatch(await text('model-status'), /from the cache/);
+  assert.ok(
+    serverRequests()
+      .slice(seen)
+      // 304: the browser's HTTP cache revalidated its copy with the server.
+      .some((line) => line.includes(` GET /models/${name} 200`) || line.includes(` GET /models/${name} 304`)),
+    'the model was not downloaded again',
+  );
+  assert.deepEqual(await opfs(), { [name]: size });
+  await page.locator(byTestId('model-sources')).evaluate((details) => (details.open = true));
+  await waitForText('cached-models', new RegExp(name.replace(/\./g, '\\.')));
+  await page.locator(byTestId('model-sources')).evaluate((details) => (details.open = false));
 });
 
 test('HTML in the prompt is shown as text', { timeout: TEST_TIMEOUT }, async () => {
@@ -375,11 +745,170 @@ test('the page stays responsive while the worker generates', { timeout: TEST_TIM
   await page.locator(byTestId('settings-toggle')).click();
 });
 
-test('no console errors, page errors or worker errors', () => {
-  assert.deepEqual(problems, []);
+/** A fresh browser context (its own storage, service worker and cache) and a watched page. */
+async function freshTab(options = {}) {
+  const isolated = await browser.newContext({ viewport: { width: 1280, height: 900 }, ...options });
+  isolated.setDefaultTimeout(SLOW);
+  const tab = await isolated.newPage();
+  const tabProblems = [];
+  watch(tab, tabProblems);
+  return { isolated, tab, tabProblems };
+}
+
+test('the web manifest is linked and valid, and Chromium finds the app installable', { timeout: TEST_TIMEOUT }, async () => {
+  await waitForModel();
+  const href = await page.locator('link[rel="manifest"]').getAttribute('href');
+  const url = new URL(href, page.url());
+  const response = await fetch(url);
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get('content-type'), /^application\/manifest\+json/);
+  const manifest = await response.json();
+  assert.equal(manifest.name, 'Storywriter');
+  assert.ok(manifest.short_name);
+  assert.equal(new URL(manifest.start_url, url).href, new URL('./', BASE).href);
+  assert.ok(['standalone', 'fullscreen', 'minimal-ui'].includes(manifest.display), manifest.display);
+  assert.ok(manifest.icons?.length > 0, 'no icons');
+  for (const icon of manifest.icons) {
+    const image = await fetch(new URL(icon.src, url));
+    assert.equal(image.status, 200, icon.src);
+    assert.equal(image.headers.get('content-type')?.split(';')[0], icon.type, icon.src);
+  }
+  // Chromium's own reading of the manifest and its installability checks.
+  const cdp = await context.newCDPSession(page);
+  try {
+    const { errors } = await cdp.send('Page.getAppManifest');
+    assert.deepEqual(errors, []);
+    const { installabilityErrors } = await cdp.send('Page.getInstallabilityErrors');
+    // Playwright's browser contexts are off the record, which alone rules out installing.
+    assert.deepEqual(
+      installabilityErrors.filter((error) => error.errorId !== 'in-incognito'),
+      [],
+    );
+  } finally {
+    await cdp.detach();
+  }
 });
 
-/** Opens the app in a second tab, loads `load(tab)` and returns the model-error text. */
+test('offline: after one visit the page, the cached model and a round of writing work without the network', { timeout: TEST_TIMEOUT }, async () => {
+  const { isolated, tab, tabProblems } = await freshTab();
+  // A request no cache holds: online the server answers 404, offline it fails.
+  const probe = () =>
+    tab.evaluate(
+      (url) => fetch(url).then((r) => `answered ${r.status}`, (e) => `failed: ${e.message}`),
+      `offline-probe-${Date.now()}.txt`,
+    );
+  try {
+    await tab.goto(BASE);
+    await waitForModel(tab);
+    // The service worker has cached the app shell (its install step) and controls the page.
+    await tab.waitForFunction(() => navigator.serviceWorker?.controller?.state === 'activated', null, {
+      timeout: SLOW,
+    });
+    assert.equal(await probe(), 'answered 404');
+
+    await isolated.setOffline(true);
+    const seen = serverRequests().length;
+    assert.match(await probe(), /^failed/);
+    const response = await tab.reload();
+    assert.ok(response?.ok(), `reload answered ${response?.status()}`);
+    await waitForModel(tab);
+    assert.match(await tab.locator(byTestId('model-status')).innerText(), /from the cache/);
+    await tab.locator(byTestId('prompt')).fill('Far from any network');
+    await tab.locator(byTestId('write')).click();
+    await waitForCandidates(tab);
+    const [first] = await candidateTexts(tab);
+    await tab.locator(byTestId('candidate-1')).click();
+    await waitForStory(`Far from any network${first}`, tab);
+    await tab.screenshot({ path: join(OUT, 'offline.png'), fullPage: true });
+    assert.match(await probe(), /^failed/);
+    // Nothing reached the server but the browser's own update checks of the service worker
+    // script, which it makes outside the emulated offline state of pages and workers.
+    assert.deepEqual(
+      serverRequests()
+        .slice(seen)
+        .filter((line) => !/ GET \/sw\.js \d+$/.test(line)),
+      [],
+      'the server was asked while offline',
+    );
+  } finally {
+    await isolated.close();
+  }
+  // The probes' failed loads are the point; anything else is a problem.
+  assert.deepEqual(
+    tabProblems.filter((line) => !line.includes('offline-probe-')),
+    [],
+  );
+});
+
+test('?embed=1 gives the compact view, and a round can be written in an iframe on another site', { timeout: TEST_TIMEOUT }, async () => {
+  // The full page shows what the compact view hides.
+  const parts = {
+    hidden: ['.stories', 'settings-toggle', 'model-sources', '.branches', 'export', '.keys'],
+    shown: ['prompt', 'write', 'stop', 'regenerate', 'undo', 'story', 'model-status', 'candidate-1', 'candidate-2', 'candidate-3'],
+  };
+  const visibility = (target) =>
+    target.evaluate((names) => {
+      const visible = (name) => {
+        const element = document.querySelector(name.startsWith('.') ? name : `[data-testid="${name}"]`);
+        return !!element && element.getClientRects().length > 0 && getComputedStyle(element).visibility !== 'hidden';
+      };
+      return Object.fromEntries(names.map((name) => [name, visible(name)]));
+    }, [...parts.hidden, ...parts.shown]);
+  const all = (value) => Object.fromEntries([...parts.hidden, ...parts.shown].map((name) => [name, value]));
+  assert.deepEqual(await visibility(page), all(true));
+
+  // The README's snippet on a page of another site: the same server under the name localhost
+  // (a site of its own; a public one may not frame a local address, Local Network Access).
+  const src = new URL('?embed=1', BASE);
+  const embedder = new URL('models/embedder.html', BASE);
+  embedder.hostname = embedder.hostname === 'localhost' ? '127.0.0.1' : 'localhost';
+  writeFileSync(
+    join(MODELS, 'embedder.html'),
+    `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Another site</title>
+<link rel="icon" href="data:,"></head><body><h1>A page embedding the app</h1>
+<iframe src="${src.href}" title="Storywriter" width="100%" height="720" style="max-width: 960px; border: 0"
+  loading="lazy" sandbox="allow-scripts allow-same-origin allow-downloads allow-forms"
+  allow="clipboard-write"></iframe></body></html>\n`,
+  );
+  const { isolated, tab, tabProblems } = await freshTab();
+  try {
+    await tab.goto(embedder.href);
+    const frame = await (await tab.waitForSelector('iframe')).contentFrame();
+    await waitForModel(frame);
+    assert.equal(await frame.evaluate(() => document.body.classList.contains('embed')), true);
+    const shown = await visibility(frame);
+    assert.deepEqual(shown, {
+      ...Object.fromEntries(parts.hidden.map((name) => [name, false])),
+      ...Object.fromEntries(parts.shown.map((name) => [name, true])),
+    });
+    await frame.locator(byTestId('prompt')).fill('Inside a frame');
+    await frame.locator(byTestId('write')).click();
+    await waitForCandidates(frame);
+    const [, second] = await candidateTexts(frame);
+    await frame.locator(byTestId('candidate-2')).click();
+    await waitForStory(`Inside a frame${second}`, frame);
+    // A browser that gives a cross-site frame no storage says the story is not saved.
+    const note = await frame.locator(byTestId('notice')).textContent();
+    if (note) console.log(`embedded notice: ${note}`);
+    await tab.screenshot({ path: join(OUT, 'embed.png'), fullPage: true });
+  } finally {
+    await isolated.close();
+  }
+  assert.deepEqual(tabProblems, []);
+});
+
+test('no console errors, page errors or worker errors', () => {
+  // The one failed load the tests cause on purpose: a parameter table URL that does not exist.
+  assert.deepEqual(
+    problems.filter((line) => !line.includes('no-such-table.json')),
+    [],
+  );
+});
+
+/**
+ * Opens the app in a second tab, loads `load(tab)` and returns the model-error text and the
+ * names of the files in the model cache (the Origin Private File System) after the failure.
+ */
 async function loadError(load) {
   const tab = await context.newPage();
   const tabProblems = [];
@@ -400,7 +929,12 @@ async function loadError(load) {
     );
     assert.doesNotMatch(await tab.locator(byTestId('model-status')).innerText(), /ready/);
     await tab.screenshot({ path: join(OUT, 'corrupt-model.png') });
-    return tab.locator(byTestId('model-error')).innerText();
+    const cached = await tab.evaluate(async () => {
+      const names = [];
+      for await (const name of (await navigator.storage.getDirectory()).keys()) names.push(name);
+      return names;
+    });
+    return { message: await tab.locator(byTestId('model-error')).innerText(), cached };
   } finally {
     // Errors are expected here (it is the point); they are shown, not asserted.
     if (tabProblems.length) console.log(`messages while loading a corrupt model:\n  ${tabProblems.join('\n  ')}`);
@@ -408,19 +942,21 @@ async function loadError(load) {
   }
 }
 
-test('a corrupt model file from a URL gives a clear error', { timeout: TEST_TIMEOUT }, async () => {
-  const message = await loadError(async (tab) => {
+test('a corrupt model file from a URL gives a clear error and is not cached', { timeout: TEST_TIMEOUT }, async () => {
+  const { message, cached } = await loadError(async (tab) => {
     await tab.locator(byTestId('model-url')).fill(new URL('models/corrupt.gguf', BASE).href);
     await tab.locator(byTestId('model-url-load')).click();
   });
   console.log(`model-error (URL): ${message}`);
   assert.match(message, /corrupt\.gguf|gguf|truncat|end of|too short|invalid/i);
+  assert.ok(!cached.includes('corrupt.gguf'), `cached: ${cached.join(', ')}`);
 });
 
-test('a corrupt local model file gives a clear error', { timeout: TEST_TIMEOUT }, async () => {
-  const message = await loadError(async (tab) => {
+test('a corrupt local model file gives a clear error and is not cached', { timeout: TEST_TIMEOUT }, async () => {
+  const { message, cached } = await loadError(async (tab) => {
     await tab.locator(byTestId('model-file')).setInputFiles(join(MODELS, 'corrupt.gguf'));
   });
   console.log(`model-error (file): ${message}`);
   assert.match(message, /corrupt\.gguf|gguf|truncat|end of|too short|invalid/i);
+  assert.ok(!cached.includes('corrupt.gguf'), `cached: ${cached.join(', ')}`);
 });

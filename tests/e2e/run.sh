@@ -72,4 +72,5 @@ if [[ "$URL" != http://* ]]; then
 fi
 echo "serving $DIST and $MODELS at $URL"
 
-E2E_URL="$URL" E2E_MODELS="$MODELS" E2E_OUT="$OUT" node --test-reporter=spec tests/e2e/app.test.mjs "$@"
+E2E_URL="$URL" E2E_MODELS="$MODELS" E2E_OUT="$OUT" E2E_SERVE_LOG="$OUT/serve.log" \
+    node --test-reporter=spec tests/e2e/app.test.mjs "$@"
