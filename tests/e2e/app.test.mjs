@@ -696,7 +696,9 @@ test('the page stays responsive while the worker generates', { timeout: TEST_TIM
   await page.locator(byTestId('settings-toggle')).click();
   await page.locator(byTestId('override-max-new-tokens')).fill('256');
   await page.locator(byTestId('settings-toggle')).click();
-  // Frames are counted from the page itself: a model computing on the UI thread would starve them.
+  // Frames are counted from the page itself, only while a round is running: a model computing
+  // on the UI thread would starve them (no frame until the round is over). No time limits here
+  // (timings belong in benchmarks); the times are printed for the log.
   await page.evaluate(() => {
     const probe = { frames: 0, longestGap: 0, last: 0 };
     window.__probe = probe;
@@ -717,17 +719,33 @@ test('the page stays responsive while the worker generates', { timeout: TEST_TIM
   await page.waitForFunction(() => document.querySelector('[data-testid="stop"]')?.disabled === false, null, {
     timeout: SLOW,
   });
-  // A click during generation is handled at once: the settings panel opens.
+  // A click during generation is handled while the round still runs: the settings panel opens
+  // and the round is still going when it has.
   const clickStarted = Date.now();
   await page.locator(byTestId('settings-toggle')).click();
-  await page.waitForFunction(() => !document.querySelector('[data-testid="settings"]')?.hidden, null, {
-    timeout: SLOW,
-  });
-  const clickMs = Date.now() - clickStarted;
-  const generatingAfterClick = await page.evaluate(
-    () => document.querySelector('[data-testid="stop"]')?.disabled === false,
+  const openedWhileGenerating = await page.waitForFunction(
+    () => {
+      if (document.querySelector('[data-testid="settings"]')?.hidden) return undefined;
+      return { generating: document.querySelector('[data-testid="stop"]')?.disabled === false };
+    },
+    null,
+    { timeout: SLOW, polling: 'raf' },
   );
-  await page.waitForTimeout(300);
+  const clickMs = Date.now() - clickStarted;
+  const { generating } = await openedWhileGenerating.jsonValue();
+  assert.ok(generating, 'the settings panel opened only after the round was over');
+  // Ten animation frames while the round runs (a blocked UI thread paints none until it ends).
+  const framesWhileGenerating = await page.waitForFunction(
+    () => {
+      const stop = document.querySelector('[data-testid="stop"]');
+      if (window.__probe.frames >= 10) return 'frames';
+      return stop?.disabled ? 'round over' : undefined;
+    },
+    null,
+    { timeout: SLOW },
+  );
+  const outcome = await framesWhileGenerating.jsonValue();
+  assert.equal(outcome, 'frames', 'the round ended before ten animation frames were painted');
   await page.locator(byTestId('stop')).click();
   // A stopped round records nothing: wait until the page is idle again.
   await page.waitForFunction(() => document.querySelector('[data-testid="stop"]')?.disabled === true);
@@ -738,10 +756,6 @@ test('the page stays responsive while the worker generates', { timeout: TEST_TIM
   console.log(
     `responsiveness: click handled in ${clickMs} ms; ${probe.frames} frames while generating, longest gap ${probe.longestGap.toFixed(0)} ms`,
   );
-  assert.ok(generatingAfterClick, 'the round ended before the click could be measured');
-  assert.ok(probe.frames >= 3, `only ${probe.frames} animation frames while generating`);
-  assert.ok(probe.longestGap < 500, `a frame took ${probe.longestGap} ms while generating`);
-  assert.ok(clickMs < 500, `the click took ${clickMs} ms to handle`);
   await page.locator(byTestId('settings-toggle')).click();
 });
 
