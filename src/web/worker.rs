@@ -168,14 +168,12 @@ async fn load(source: ModelSource, attachment: JsValue) -> Result<(LoadedModel, 
                 dtype: dtype.clone(),
             }
             .cache_name();
-            match cached_copy(&name, None).await {
-                Some(file) => (name, false, read_file(&file).await?, true),
-                None => {
-                    let data = from_hub(&base_url, &repo, &dtype).await?;
-                    store(&name, &data).await;
-                    (name, false, data, false)
-                }
-            }
+            // Quantized straight into the cache, then read back like any cached model.
+            let (file, from_cache) = match cached_copy(&name, None).await {
+                Some(file) => (file, true),
+                None => (from_hub(&base_url, &repo, &dtype, &name).await?, false),
+            };
+            (name, false, read_file(&file).await?, from_cache)
         }
         ModelSource::Cached { name } => {
             let file = opfs::file(&name)
@@ -220,8 +218,14 @@ fn ready_event(loaded: &LoadedModel, name: &str, demo: bool, from_cache: bool) -
     }
 }
 
-/// Quantizes a hub repository to `dtype` (`q4_0` or `q8_0`), reporting progress.
-async fn from_hub(base_url: &str, repo: &str, dtype: &str) -> Result<Vec<u8>, String> {
+/// Quantizes a hub repository to `dtype` (`q4_0` or `q8_0`) into the cache file `name`,
+/// reporting progress; returns the cached file.
+async fn from_hub(
+    base_url: &str,
+    repo: &str,
+    dtype: &str,
+    name: &str,
+) -> Result<web_sys::File, String> {
     let dtype = match dtype {
         "q4_0" => GgmlDType::Q4_0,
         "q8_0" => GgmlDType::Q8_0,
@@ -231,6 +235,13 @@ async fn from_hub(base_url: &str, repo: &str, dtype: &str) -> Result<Vec<u8>, St
             ))
         }
     };
+    let storage = |e: JsValue| {
+        format!(
+            "the hub loader writes the quantized model into the browser's storage (Origin Private File System), and could not: {}",
+            js_error(&e)
+        )
+    };
+    let file = opfs::PartialFile::create(name).await.map_err(storage)?;
     let mut last_report = f64::NEG_INFINITY;
     let mut report = |bytes: u64, total: u64| {
         let now = js_sys::Date::now();
@@ -243,9 +254,17 @@ async fn from_hub(base_url: &str, repo: &str, dtype: &str) -> Result<Vec<u8>, St
             });
         }
     };
-    hub::quantize_from_hub(base_url, repo, dtype, &mut report)
+    match hub::quantize_from_hub(base_url, repo, dtype, &file, &mut report).await {
+        Ok(()) => file.finish().await.map_err(storage)?,
+        Err(e) => {
+            file.discard().await;
+            return Err(e.to_string());
+        }
+    }
+    opfs::file(name)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(storage)?
+        .ok_or_else(|| format!("{name} vanished from the cache right after it was written"))
 }
 
 /// The cached file `name` when it is there and (if `bytes` is known) of that size.
