@@ -196,7 +196,6 @@ pub async fn quantize_from_hub(
         ))
     };
     file.set_len(plan.file_bytes).map_err(write_error)?;
-    file.write_at(0, &plan.header).map_err(write_error)?;
 
     let total: u64 = infos
         .iter()
@@ -249,5 +248,7 @@ pub async fn quantize_from_hub(
             progress(done, total);
         }
     }
+    // The header last: a file cut short (a closed tab) does not even start like a GGUF file.
+    file.write_at(0, &plan.header).map_err(write_error)?;
     Ok(())
 }

@@ -1,9 +1,9 @@
 // End-to-end tests of the Hugging Face hub loader in headless Chromium. Run by
 // tests/e2e/run.sh, which serves a stand-in for the hub inside the models directory
 // ({E2E_URL}models/hub/test/bloom-tiny/resolve/main/{config.json,tokenizer.json,model.safetensors},
-// a tiny random checkpoint) and passes E2E_HUB_REFERENCE: the q8_0 GGUF `storywriter quantize`
-// made natively of the same checkpoint. The page quantizes in its worker and must write the
-// very same bytes into its cache.
+// a tiny random checkpoint) and passes E2E_HUB_REFERENCES: a directory with the q8_0 and q4_0
+// files `storywriter quantize` made natively of the same checkpoint (bloom-tiny-q8_0.gguf, …).
+// The page quantizes in its worker and must write the very same bytes into its cache.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -12,11 +12,11 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 const BASE = process.env.E2E_URL;
-const REFERENCE = process.env.E2E_HUB_REFERENCE;
+const REFERENCES = process.env.E2E_HUB_REFERENCES;
 const MODELS = process.env.E2E_MODELS;
 const OUT = process.env.E2E_OUT ?? 'target/e2e';
-if (!BASE || !REFERENCE || !MODELS) {
-  throw new Error('E2E_URL, E2E_MODELS and E2E_HUB_REFERENCE must be set: run tests/e2e/run.sh');
+if (!BASE || !REFERENCES || !MODELS) {
+  throw new Error('E2E_URL, E2E_MODELS and E2E_HUB_REFERENCES must be set: run tests/e2e/run.sh');
 }
 mkdirSync(OUT, { recursive: true });
 
@@ -35,6 +35,22 @@ const CHROMIUM_FLAGS = [
 const HUB = new URL('models/hub', BASE).href;
 const REPO = 'test/bloom-tiny';
 const CACHE_NAME = 'bloom-tiny-q8_0.gguf';
+
+/** The cached file `name` of the page's origin: its size and SHA-256. */
+async function cachedDigest(target, name) {
+  return target.evaluate(async (name) => {
+    const root = await navigator.storage.getDirectory();
+    const file = await (await root.getFileHandle(name)).getFile();
+    const digest = await crypto.subtle.digest('SHA-256', await file.arrayBuffer());
+    return { bytes: file.size, sha256: [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('') };
+  }, name);
+}
+
+/** The size and SHA-256 of the file `storywriter quantize` made, named as the page caches it. */
+function referenceDigest(name) {
+  const reference = readFileSync(join(REFERENCES, name));
+  return { bytes: reference.length, sha256: createHash('sha256').update(reference).digest('hex') };
+}
 
 let browser;
 let context;
@@ -74,13 +90,13 @@ async function waitForModel(target, name = '') {
 }
 
 /** Opens the app in `target`, waits for the demo model, and starts the hub loader on `repo`. */
-async function startHubLoad(target, repo) {
+async function startHubLoad(target, repo, dtype = 'q8_0') {
   await target.goto(BASE);
   await waitForModel(target);
   await target.locator(byTestId('model-sources')).evaluate((details) => (details.open = true));
   await target.locator(byTestId('hub-base')).fill(HUB);
   await target.locator(byTestId('hub-repo')).fill(repo);
-  await target.locator(byTestId('hub-dtype')).selectOption('q8_0');
+  await target.locator(byTestId('hub-dtype')).selectOption(dtype);
   // Every text the progress line shows, kept from the first change on.
   await target.evaluate(() => {
     window.__progress = [];
@@ -141,17 +157,7 @@ test('the hub loader quantizes to the very file `storywriter quantize` writes', 
   const files = await cachedFiles(page);
   assert.ok(CACHE_NAME in files, `cache: ${JSON.stringify(files)}`);
   assert.ok(!Object.keys(files).some((name) => name.endsWith('.partial')), `cache: ${JSON.stringify(files)}`);
-  const cached = await page.evaluate(async (name) => {
-    const root = await navigator.storage.getDirectory();
-    const file = await (await root.getFileHandle(name)).getFile();
-    const digest = await crypto.subtle.digest('SHA-256', await file.arrayBuffer());
-    return { bytes: file.size, sha256: [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('') };
-  }, CACHE_NAME);
-  const reference = readFileSync(REFERENCE);
-  assert.deepEqual(cached, {
-    bytes: reference.length,
-    sha256: createHash('sha256').update(reference).digest('hex'),
-  });
+  assert.deepEqual(await cachedDigest(page, CACHE_NAME), referenceDigest(CACHE_NAME));
   hubLoaded = true;
 });
 
@@ -187,6 +193,19 @@ test('the hub model loads from the cache the next time', { timeout: TEST_TIMEOUT
     assert.deepEqual(hubRequests, []);
   } finally {
     await again.close();
+  }
+});
+
+test('at q4_0 too (with its separate q4_k output tensor) the file is the one of `storywriter quantize`', { timeout: TEST_TIMEOUT }, async () => {
+  const name = 'bloom-tiny-q4_0.gguf';
+  const tab = await context.newPage();
+  watch(tab, problems);
+  try {
+    await startHubLoad(tab, REPO, 'q4_0');
+    await waitForModel(tab, name);
+    assert.deepEqual(await cachedDigest(tab, name), referenceDigest(name));
+  } finally {
+    await tab.close();
   }
 });
 

@@ -22,7 +22,10 @@ async function wasmMemory(page) {
   return worker.evaluate(() => wasm_bindgen.initSync().memory.buffer.byteLength);
 }
 
-/** Loads `repo` at `dtype` through the hub loader; returns seconds and wasm memory. */
+/**
+ * Loads `repo` at `dtype` through the hub loader; returns seconds, the wasm memory at the end,
+ * and the last one sampled (every 200 ms, between two range requests) while quantizing.
+ */
 async function hubLoad(page, dtype) {
   await page.goto(BASE);
   await page.locator('[data-testid="model-sources"]').evaluate((d) => (d.open = true));
@@ -31,6 +34,17 @@ async function hubLoad(page, dtype) {
   await page.locator('[data-testid="hub-dtype"]').selectOption(dtype);
   const started = Date.now();
   await page.locator('[data-testid="hub-load"]').click();
+  let quantizingBytes = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      const phase = await page.locator('[data-testid="model-progress-text"]').innerText().catch(() => '');
+      if (phase.startsWith('Downloading and quantizing')) {
+        quantizingBytes = await wasmMemory(page).catch(() => quantizingBytes);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  })();
   await page.waitForFunction(
     () => {
       const error = document.querySelector('[data-testid="model-error"]');
@@ -41,8 +55,10 @@ async function hubLoad(page, dtype) {
     { timeout: HOUR, polling: 500 },
   );
   const seconds = (Date.now() - started) / 1000;
+  sampling = false;
+  await sampler;
   const status = await page.locator('[data-testid="model-status"]').innerText();
-  return { seconds, wasmBytes: await wasmMemory(page), status };
+  return { seconds, wasmBytes: await wasmMemory(page), quantizingBytes, status };
 }
 
 const browser = await chromium.launch({
@@ -72,6 +88,7 @@ try {
         gguf_mb: mb(fileBytes),
         quantize_s: Math.round(quantized.seconds),
         quantize_wasm_mb: mb(quantized.wasmBytes),
+        while_quantizing_wasm_mb: mb(quantized.quantizingBytes),
         cached_load_s: Math.round(cached.seconds),
         cached_wasm_mb: mb(cached.wasmBytes),
         status: cached.status,

@@ -55,13 +55,15 @@ write_model_index "$MODELS"
 # valid file (a cut-off download).
 head -c 600 "$MODELS/demo-tiny-q8_0.gguf" >"$MODELS/corrupt.gguf"
 # A stand-in for the Hugging Face hub ({base}/{repo}/resolve/main/{file}) holding a tiny
-# checkpoint, and the q8_0 file `storywriter quantize` makes of it: hub.test.mjs checks that the
-# page's hub loader writes the same bytes (through a symlink, so that the file's general.name is
-# the repository's name, as in the page).
+# checkpoint, and the q8_0 and q4_0 files `storywriter quantize` makes of it: hub.test.mjs checks
+# that the page's hub loader writes the same bytes (through a symlink, so that the file's
+# general.name is the repository's name, as in the page).
 HUB_DIR="$MODELS/hub/test/bloom-tiny/resolve/main"
 "$CLI" init-random --config tiny --seed 1 --output "$HUB_DIR"
 ln -s "$HUB_DIR" "$WORK/bloom-tiny"
-"$CLI" quantize --input "$WORK/bloom-tiny" --dtype q8_0 --output "$WORK/bloom-tiny-q8_0.gguf"
+for dtype in q8_0 q4_0; do
+    "$CLI" quantize --input "$WORK/bloom-tiny" --dtype $dtype --output "$WORK/bloom-tiny-$dtype.gguf"
+done
 
 "$CLI" serve --root "$DIST" --models "$MODELS" --addr 127.0.0.1:0 >"$WORK/serve.out" 2>"$OUT/serve.log" &
 SERVER_PID=$!
@@ -81,5 +83,5 @@ if [[ "$URL" != http://* ]]; then
 fi
 echo "serving $DIST and $MODELS at $URL"
 
-E2E_URL="$URL" E2E_MODELS="$MODELS" E2E_OUT="$OUT" E2E_HUB_REFERENCE="$WORK/bloom-tiny-q8_0.gguf" \
+E2E_URL="$URL" E2E_MODELS="$MODELS" E2E_OUT="$OUT" E2E_HUB_REFERENCES="$WORK" \
     node --test --test-concurrency=1 --test-reporter=spec tests/e2e/app.test.mjs tests/e2e/hub.test.mjs "$@"
