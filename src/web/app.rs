@@ -66,6 +66,11 @@ source under \"Models\".";
 const UNSAVED: &str = "Not saved: this browser gives the page no storage here (IndexedDB), so the \
 story lives in this page only, until it is closed.";
 
+/// What to tell the writer when the hub loader fails.
+const HUB_ERROR_HINT: &str = "What to do: check the hub address and the repository name (a BLOOM \
+repository with config.json, tokenizer.json and model.safetensors; the server must answer range \
+requests, and allow this page with CORS), try again, or pick another source under \"Models\".";
+
 /// `models/index.json`, written by the serve command.
 #[derive(Deserialize)]
 struct ModelIndex {
@@ -167,7 +172,10 @@ fn start_worker(app: &Shared) {
             worker.send(&Request::ListCached, &JsValue::UNDEFINED);
             app.borrow_mut().worker = Some(worker);
         }
-        Err(e) => show_load_error(&format!("the model worker did not start: {}", js_error(&e))),
+        Err(e) => show_load_error(
+            &format!("the model worker did not start: {}", js_error(&e)),
+            LOAD_ERROR_HINT,
+        ),
     }
 }
 
@@ -247,11 +255,11 @@ fn set_status(text: &str) {
     set_text(&by_testid("model-status"), text);
 }
 
-fn show_load_error(message: &str) {
+fn show_load_error(message: &str, hint: &str) {
     let error = by_testid("model-error");
     set_text(
         &error,
-        &format!("The model could not be loaded: {message}\n{LOAD_ERROR_HINT}"),
+        &format!("The model could not be loaded: {message}\n{hint}"),
     );
     show(&error, true);
     set_status("No model loaded (see the error below)");
@@ -451,8 +459,12 @@ fn handle_event(app: &Shared, event: Event) {
         Event::Cached { models } => render_cached(app, &models),
         Event::Error { failed, message } => match failed {
             Failed::Load => {
+                let hint = match app.borrow().source {
+                    Some((ModelSource::Hub { .. }, _)) => HUB_ERROR_HINT,
+                    _ => LOAD_ERROR_HINT,
+                };
                 app.borrow_mut().loading = None;
-                show_load_error(&message);
+                show_load_error(&message, hint);
                 update_buttons(app);
             }
             Failed::Generate => {

@@ -1,16 +1,16 @@
 //! The Hugging Face hub source (worker side): `config.json`, `tokenizer.json` and
-//! `model.safetensors` of a BLOOM repository, read with HTTP range requests one tensor at a
-//! time, quantized as each arrives (only one tensor is ever held dense), then written as a
-//! GGUF file (`gguf::write_gguf`) that the worker caches and loads like any other.
+//! `model.safetensors` of a BLOOM repository, read with HTTP range requests a piece at a time
+//! (a tensor, or a block of rows of a large one), quantized as each piece arrives and written
+//! straight into the GGUF file in the cache (`gguf::plan_gguf` lays the file out before any
+//! tensor is read), which the worker then loads like any other cached model. Memory stays
+//! bounded by a piece, whatever the model's size.
 //!
 //! Files are fetched from `{base}/{repo}/resolve/main/{file}`; the base is configurable so a
 //! local server can stand in for `https://huggingface.co` (it must answer range requests).
 
 use std::collections::HashMap;
-use std::io::Cursor;
-use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -18,10 +18,14 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::error::{Error, Result};
-use crate::gguf::{tensor_layout, write_gguf, TensorTypes};
-use crate::loader::{hf_name, open_hf, HfSource, TensorStore};
-use crate::model::{Weight, WeightSource};
+use crate::gguf::{plan_gguf, tensor_layout, PlannedTensor, TensorTypes};
+use crate::loader::{hf_name, open_hf, qkv_hf_to_contiguous, TensorStore};
 use crate::web::dom::js_error;
+use crate::web::opfs::PartialFile;
+
+/// Tensors are read in pieces of whole rows, at most this many values each (16 MB as f32):
+/// the embedding table of bloom-560m (257 M values) takes 62 range requests.
+const PIECE_VALUES: usize = 4 << 20;
 
 /// One tensor's entry in a safetensors header.
 #[derive(Deserialize)]
@@ -29,23 +33,6 @@ struct TensorInfo {
     dtype: String,
     shape: Vec<usize>,
     data_offsets: [u64; 2],
-}
-
-/// Weights prepared tensor by tensor (quantized, or dense for 1-D tensors), by llama.cpp name.
-struct Prepared(HashMap<String, Weight>);
-
-impl WeightSource for Prepared {
-    fn weight(&mut self, name: &str, _shape: &[usize]) -> Result<Weight> {
-        // Shapes were checked by `HfSource` when each tensor arrived.
-        self.0
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::Format(format!("hub checkpoint: tensor `{name}` is missing")))
-    }
-
-    fn contains(&self, name: &str) -> bool {
-        self.0.contains_key(name)
-    }
 }
 
 /// Progress of a hub download: bytes fetched so far of all the tensors' bytes.
@@ -73,6 +60,11 @@ async fn fetch(url: &str, range: Option<(u64, u64)>) -> Result<Vec<u8>> {
         .map_err(|e| fetch_error(url, &e))?
         .unchecked_into();
     let expected = if range.is_some() { 206 } else { 200 };
+    if response.status() == 404 {
+        return Err(Error::Format(format!(
+            "{url}: not found (404): check the repository name and the hub address"
+        )));
+    }
     if response.status() != expected {
         return Err(Error::Format(format!(
             "{url}: the server answered {} {} (expected {expected}{})",
@@ -88,7 +80,16 @@ async fn fetch(url: &str, range: Option<(u64, u64)>) -> Result<Vec<u8>> {
     let buffer = JsFuture::from(response.array_buffer().map_err(|e| fetch_error(url, &e))?)
         .await
         .map_err(|e| fetch_error(url, &e))?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+    if let Some((start, end)) = range {
+        if bytes.len() as u64 != end - start {
+            return Err(Error::Format(format!(
+                "{url}: asked for bytes {start}..{end}, the server sent {} bytes",
+                bytes.len()
+            )));
+        }
+    }
+    Ok(bytes)
 }
 
 fn dtype_of(name: &str, dtype: &str) -> Result<DType> {
@@ -102,14 +103,16 @@ fn dtype_of(name: &str, dtype: &str) -> Result<DType> {
     }
 }
 
-/// Downloads `repo` from the hub at `base`, quantizes it to `dtype` (q4_0 or q8_0) and
-/// returns the GGUF file's bytes. `progress(done, total)` follows the tensor bytes.
+/// Downloads `repo` from the hub at `base`, quantizes it to `dtype` (q4_0 or q8_0) and writes
+/// the GGUF file into `file` as the pieces arrive. `progress(done, total)` follows the tensor
+/// bytes.
 pub async fn quantize_from_hub(
     base: &str,
     repo: &str,
     dtype: GgmlDType,
+    file: &PartialFile,
     progress: Progress<'_>,
-) -> Result<Vec<u8>> {
+) -> Result<()> {
     let root = format!("{}/{repo}/resolve/main", base.trim_end_matches('/'));
     let config_json =
         String::from_utf8_lossy(&fetch(&format!("{root}/config.json"), None).await?).into_owned();
@@ -139,7 +142,7 @@ pub async fn quantize_from_hub(
         .map(|b| format!("{b:02x}"))
         .collect();
 
-    // Checks config and tokenizer (the tensors are read below, one at a time).
+    // Checks config and tokenizer (the tensors are read below, a piece at a time).
     let name = repo.rsplit('/').next().unwrap_or(repo);
     let mut opened = open_hf(
         &config_json,
@@ -152,7 +155,7 @@ pub async fn quantize_from_hub(
     let config = opened.config.clone();
     let layout = tensor_layout(&config);
     let mut infos = Vec::with_capacity(layout.len());
-    for (gguf_name, _) in &layout {
+    for (gguf_name, shape) in &layout {
         let hf = hf_name(gguf_name).unwrap_or_else(|| gguf_name.clone());
         let (key, value) = [format!("transformer.{hf}"), hf.clone()]
             .into_iter()
@@ -164,44 +167,88 @@ pub async fn quantize_from_hub(
             })?;
         let info: TensorInfo = serde_json::from_value(value)
             .map_err(|e| Error::Format(format!("{weights_url}: tensor `{key}`: {e}")))?;
-        infos.push((key, info));
+        if info.shape != *shape {
+            return Err(Error::Format(format!(
+                "{weights_url}: tensor `{key}` has shape {:?}, expected {shape:?}",
+                info.shape
+            )));
+        }
+        let element = dtype_of(&key, &info.dtype)?;
+        let expected = (shape.iter().product::<usize>() * element.size_in_bytes()) as u64;
+        let [start, end] = info.data_offsets;
+        if end.checked_sub(start) != Some(expected) {
+            return Err(Error::Format(format!(
+                "{weights_url}: tensor `{key}` spans bytes {start}..{end}, expected {expected} bytes"
+            )));
+        }
+        if gguf_name == "blk.0.ffn_up.weight" {
+            // As `open_hf` records it for a local checkpoint.
+            opened.identity.quantization = info.dtype.to_lowercase();
+        }
+        infos.push((key, element, info));
     }
+
+    let plan = plan_gguf(&opened, TensorTypes::default_for(dtype))?;
+    let write_error = |e: wasm_bindgen::JsValue| {
+        Error::Format(format!(
+            "could not write the model into the browser's storage: {}",
+            js_error(&e)
+        ))
+    };
+    file.set_len(plan.file_bytes).map_err(write_error)?;
+
     let total: u64 = infos
         .iter()
-        .map(|(_, i)| i.data_offsets[1].saturating_sub(i.data_offsets[0]))
+        .map(|(_, _, i)| i.data_offsets[1] - i.data_offsets[0])
         .sum();
     let mut done = 0;
-    let mut prepared = HashMap::with_capacity(layout.len());
-    let mut source_dtype = String::new();
-    for ((gguf_name, shape), (key, info)) in layout.iter().zip(infos) {
-        let [start, end] = info.data_offsets;
-        let bytes = fetch(&weights_url, Some((data_start + start, data_start + end))).await?;
-        let dtype_in = dtype_of(&key, &info.dtype)?;
-        source_dtype = info.dtype.to_lowercase();
-        let tensor = Tensor::from_raw_buffer(&bytes, dtype_in, &info.shape, &Device::Cpu)
-            .map_err(|e| Error::Format(format!("{weights_url}: tensor `{key}`: {e}")))?;
-        drop(bytes);
-        let mut one = HfSource::new(
-            TensorStore::Loaded(HashMap::from([(key.clone(), tensor)])),
-            &config,
-            &weights_url,
-            &Device::Cpu,
-        );
-        let dense = one.weight(gguf_name, shape)?;
-        let weight = if shape.len() == 1 {
-            dense
-        } else {
-            let quantized = QTensor::quantize(&dense.to_dense()?, dtype)
-                .map_err(|e| Error::Format(format!("cannot quantize `{key}`: {e}")))?;
-            Weight::Quantized(Arc::new(quantized))
+    for ((gguf_name, shape), (key, element, info)) in layout.iter().zip(&infos) {
+        // The file's tensors made from this one: itself, and a separate `output.weight`.
+        let targets: Vec<&PlannedTensor> = plan
+            .tensors
+            .iter()
+            .filter(|t| t.source == *gguf_name)
+            .collect();
+        let (rows, row_len) = match shape[..] {
+            [rows, row_len] => (rows, row_len),
+            _ => (1, shape.iter().product()),
         };
-        prepared.insert(gguf_name.clone(), weight);
-        done += end - start;
-        progress(done, total);
+        let row_bytes = row_len * element.size_in_bytes();
+        // QKV rows are reordered across the whole tensor, so it is read whole.
+        let qkv = gguf_name.contains(".attn_qkv.");
+        let piece_rows = if qkv {
+            rows
+        } else {
+            (PIECE_VALUES / row_len).clamp(1, rows)
+        };
+        for first in (0..rows).step_by(piece_rows) {
+            let n = piece_rows.min(rows - first);
+            let from = data_start + info.data_offsets[0] + (first * row_bytes) as u64;
+            let bytes = fetch(&weights_url, Some((from, from + (n * row_bytes) as u64))).await?;
+            let piece_shape = if shape.len() == 2 {
+                vec![n, row_len]
+            } else {
+                shape.clone()
+            };
+            let piece = Tensor::from_raw_buffer(&bytes, *element, &piece_shape, &Device::Cpu)
+                .and_then(|t| t.to_dtype(DType::F32))
+                .map_err(|e| Error::Format(format!("{weights_url}: tensor `{key}`: {e}")))?;
+            drop(bytes);
+            let piece = if qkv {
+                qkv_hf_to_contiguous(&piece, config.n_head)?
+            } else {
+                piece
+            };
+            for target in &targets {
+                let data = target.quantize(&piece)?;
+                file.write_at(target.offset + first as u64 * target.row_bytes(), &data)
+                    .map_err(write_error)?;
+            }
+            done += (n * row_bytes) as u64;
+            progress(done, total);
+        }
     }
-    opened.identity.quantization = source_dtype;
-    opened.source = Box::new(Prepared(prepared));
-    let mut out = Cursor::new(Vec::new());
-    write_gguf(&mut out, opened, TensorTypes::default_for(dtype), |_| {})?;
-    Ok(out.into_inner())
+    // The header last: a file cut short (a closed tab) does not even start like a GGUF file.
+    file.write_at(0, &plan.header).map_err(write_error)?;
+    Ok(())
 }

@@ -5,7 +5,10 @@ use js_sys::{Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{FileSystemDirectoryHandle, FileSystemFileHandle, FileSystemGetFileOptions};
+use web_sys::{
+    FileSystemDirectoryHandle, FileSystemFileHandle, FileSystemGetFileOptions,
+    FileSystemReadWriteOptions, FileSystemSyncAccessHandle,
+};
 
 use crate::web::protocol::CachedModel;
 
@@ -62,6 +65,92 @@ pub async fn store(name: &str, bytes: &[u8]) -> Result<(), JsValue> {
         let _ = JsFuture::from(directory.remove_entry(name)).await;
     }
     written
+}
+
+/// A cache file written in place, at any offset, through a `FileSystemSyncAccessHandle`
+/// (dedicated workers only): it is `{name}.partial` until [`PartialFile::finish`] renames it
+/// to `name`, so the cache never holds half a model under a model's name.
+pub struct PartialFile {
+    directory: FileSystemDirectoryHandle,
+    handle: FileSystemFileHandle,
+    access: FileSystemSyncAccessHandle,
+    name: String,
+}
+
+impl PartialFile {
+    /// Creates (or empties) `{name}.partial` for writing.
+    pub async fn create(name: &str) -> Result<Self, JsValue> {
+        let directory = root().await?;
+        let options = FileSystemGetFileOptions::new();
+        options.set_create(true);
+        let handle: FileSystemFileHandle = JsFuture::from(
+            directory.get_file_handle_with_options(&format!("{name}.partial"), &options),
+        )
+        .await?
+        .unchecked_into();
+        let access: FileSystemSyncAccessHandle = JsFuture::from(handle.create_sync_access_handle())
+            .await?
+            .unchecked_into();
+        access.truncate_with_f64(0.0)?;
+        Ok(Self {
+            directory,
+            handle,
+            access,
+            name: name.to_string(),
+        })
+    }
+
+    /// Sets the file's length (new bytes are zeros).
+    pub fn set_len(&self, bytes: u64) -> Result<(), JsValue> {
+        self.access.truncate_with_f64(bytes as f64)
+    }
+
+    /// Writes `bytes` at `offset`.
+    pub fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<(), JsValue> {
+        let mut written = 0;
+        while written < bytes.len() {
+            let options = FileSystemReadWriteOptions::new();
+            options.set_at((offset + written as u64) as f64);
+            let n = self
+                .access
+                .write_with_u8_array_and_options(&bytes[written..], &options)?;
+            if n <= 0.0 {
+                return Err(JsValue::from_str(
+                    "the file system wrote nothing (disk full?)",
+                ));
+            }
+            written += n as usize;
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes the file and gives it its name (replacing any file of that name).
+    pub async fn finish(self) -> Result<(), JsValue> {
+        self.access.flush()?;
+        self.access.close();
+        match JsFuture::from(self.directory.remove_entry(&self.name)).await {
+            Err(e) if !is_not_found(&e) => return Err(e),
+            _ => {}
+        }
+        // `FileSystemHandle.move` is not in web-sys's stable API yet.
+        let rename: js_sys::Function = js_sys::Reflect::get(&self.handle, &"move".into())?
+            .dyn_into()
+            .map_err(|_| {
+                JsValue::from_str("this browser cannot rename files (FileSystemHandle.move)")
+            })?;
+        let renamed: js_sys::Promise = rename
+            .call1(&self.handle, &JsValue::from_str(&self.name))?
+            .dyn_into()?;
+        JsFuture::from(renamed).await?;
+        Ok(())
+    }
+
+    /// Closes and deletes the file (after a failure).
+    pub async fn discard(self) {
+        self.access.close();
+        let name = format!("{}.partial", self.name);
+        let _ = JsFuture::from(self.directory.remove_entry(&name)).await;
+    }
 }
 
 /// The cached files with their sizes, by name.

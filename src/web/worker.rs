@@ -142,17 +142,19 @@ fn generate_round(
 }
 
 /// Gets the model's bytes from `source`, builds it, and caches downloads and local files once
-/// they have built (so a corrupt or cut-off file is never kept).
+/// they have built (so a corrupt or cut-off file is never kept; a hub model, quantized straight
+/// into the cache, is removed from it when it does not build).
 async fn load(source: ModelSource, attachment: JsValue) -> Result<(LoadedModel, Event), String> {
-    let (name, demo, bytes, from_cache) = match source {
+    // `in_cache`: the bytes are in the cache already (read from it, or quantized into it).
+    let (name, demo, bytes, from_cache, in_cache) = match source {
         ModelSource::Url {
             url,
             name,
             demo,
             bytes,
         } => match cached_copy(&name, bytes).await {
-            Some(file) => (name, demo, read_file(&file).await?, true),
-            None => (name, demo, download(&url).await?, false),
+            Some(file) => (name, demo, read_file(&file).await?, true, true),
+            None => (name, demo, download(&url).await?, false, false),
         },
         ModelSource::Hub {
             base_url,
@@ -165,32 +167,37 @@ async fn load(source: ModelSource, attachment: JsValue) -> Result<(LoadedModel, 
                 dtype: dtype.clone(),
             }
             .cache_name();
-            match cached_copy(&name, None).await {
-                Some(file) => (name, false, read_file(&file).await?, true),
-                None => (
-                    name,
-                    false,
-                    from_hub(&base_url, &repo, &dtype).await?,
-                    false,
-                ),
-            }
+            // Quantized straight into the cache, then read back like any cached model.
+            let (file, from_cache) = match cached_copy(&name, None).await {
+                Some(file) => (file, true),
+                None => (from_hub(&base_url, &repo, &dtype, &name).await?, false),
+            };
+            (name, false, read_file(&file).await?, from_cache, true)
         }
         ModelSource::Cached { name } => {
             let file = opfs::file(&name)
                 .await
                 .map_err(|e| format!("could not open the cached {name}: {}", js_error(&e)))?
                 .ok_or_else(|| format!("{name} is not in the cache any more"))?;
-            (name, false, read_file(&file).await?, true)
+            (name, false, read_file(&file).await?, true, true)
         }
         ModelSource::File { name } => {
             let file: web_sys::File = attachment
                 .dyn_into()
                 .map_err(|_| format!("{name}: no file came with the request"))?;
-            (name, false, read_file(&file).await?, false)
+            (name, false, read_file(&file).await?, false, false)
         }
     };
-    let loaded = build(&name, &bytes)?;
-    if !from_cache {
+    let loaded = match build(&name, &bytes) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            if in_cache && !from_cache {
+                let _ = opfs::delete(&name).await;
+            }
+            return Err(e);
+        }
+    };
+    if !in_cache {
         store(&name, &bytes).await;
     }
     let ready = ready_event(&loaded, &name, demo, from_cache);
@@ -216,8 +223,14 @@ fn ready_event(loaded: &LoadedModel, name: &str, demo: bool, from_cache: bool) -
     }
 }
 
-/// Quantizes a hub repository to `dtype` (`q4_0` or `q8_0`), reporting progress.
-async fn from_hub(base_url: &str, repo: &str, dtype: &str) -> Result<Vec<u8>, String> {
+/// Quantizes a hub repository to `dtype` (`q4_0` or `q8_0`) into the cache file `name`,
+/// reporting progress; returns the cached file.
+async fn from_hub(
+    base_url: &str,
+    repo: &str,
+    dtype: &str,
+    name: &str,
+) -> Result<web_sys::File, String> {
     let dtype = match dtype {
         "q4_0" => GgmlDType::Q4_0,
         "q8_0" => GgmlDType::Q8_0,
@@ -227,6 +240,13 @@ async fn from_hub(base_url: &str, repo: &str, dtype: &str) -> Result<Vec<u8>, St
             ))
         }
     };
+    let storage = |e: JsValue| {
+        format!(
+            "the hub loader writes the quantized model into the browser's storage (Origin Private File System), and could not: {}",
+            js_error(&e)
+        )
+    };
+    let file = opfs::PartialFile::create(name).await.map_err(storage)?;
     let mut last_report = f64::NEG_INFINITY;
     let mut report = |bytes: u64, total: u64| {
         let now = js_sys::Date::now();
@@ -239,9 +259,17 @@ async fn from_hub(base_url: &str, repo: &str, dtype: &str) -> Result<Vec<u8>, St
             });
         }
     };
-    hub::quantize_from_hub(base_url, repo, dtype, &mut report)
+    match hub::quantize_from_hub(base_url, repo, dtype, &file, &mut report).await {
+        Ok(()) => file.finish().await.map_err(storage)?,
+        Err(e) => {
+            file.discard().await;
+            return Err(e.to_string());
+        }
+    }
+    opfs::file(name)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(storage)?
+        .ok_or_else(|| format!("{name} vanished from the cache right after it was written"))
 }
 
 /// The cached file `name` when it is there and (if `bytes` is known) of that size.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end tests of the web app in headless Chromium (tests/e2e/app.test.mjs, node +
-# playwright-core). Installs what is missing (node packages with `npm ci`, trunk,
+# End-to-end tests of the web app in headless Chromium (tests/e2e/app.test.mjs and hub.test.mjs,
+# node + playwright-core). Installs what is missing (node packages with `npm ci`, trunk,
 # wasm-bindgen-cli, Chromium), builds the app (trunk) and the CLI, makes a test model directory
-# (a tiny random q8_0 model listed in index.json, plus a corrupt .gguf that is not listed),
+# (a tiny random q8_0 model listed in index.json, a corrupt .gguf that is not listed, and a hub
+# stand-in),
 # serves both with `storywriter serve` on a free port, runs the tests and stops the server.
 #
 # Environment: E2E_DIST=DIR serves an already built app instead of building one (DIR must hold
@@ -53,6 +54,16 @@ write_model_index "$MODELS"
 # Written after the index, so that the page does not pick it by itself: the first 600 bytes of a
 # valid file (a cut-off download).
 head -c 600 "$MODELS/demo-tiny-q8_0.gguf" >"$MODELS/corrupt.gguf"
+# A stand-in for the Hugging Face hub ({base}/{repo}/resolve/main/{file}) holding a tiny
+# checkpoint, and the q8_0 and q4_0 files `storywriter quantize` makes of it: hub.test.mjs checks
+# that the page's hub loader writes the same bytes (through a symlink, so that the file's
+# general.name is the repository's name, as in the page).
+HUB_DIR="$MODELS/hub/test/bloom-tiny/resolve/main"
+"$CLI" init-random --config tiny --seed 1 --output "$HUB_DIR"
+ln -s "$HUB_DIR" "$WORK/bloom-tiny"
+for dtype in q8_0 q4_0; do
+    "$CLI" quantize --input "$WORK/bloom-tiny" --dtype $dtype --output "$WORK/bloom-tiny-$dtype.gguf"
+done
 
 "$CLI" serve --root "$DIST" --models "$MODELS" --addr 127.0.0.1:0 >"$WORK/serve.out" 2>"$OUT/serve.log" &
 SERVER_PID=$!
@@ -73,4 +84,5 @@ fi
 echo "serving $DIST and $MODELS at $URL"
 
 E2E_URL="$URL" E2E_MODELS="$MODELS" E2E_OUT="$OUT" E2E_SERVE_LOG="$OUT/serve.log" \
-    node --test-reporter=spec tests/e2e/app.test.mjs "$@"
+    E2E_HUB_REFERENCES="$WORK" node --test --test-concurrency=1 --test-reporter=spec \
+    tests/e2e/app.test.mjs tests/e2e/hub.test.mjs "$@"
