@@ -6,18 +6,32 @@
 //! an ETag, so a reload always sees a rebuilt app and an unchanged file costs a 304. Paths that
 //! leave the two roots (`..`, also percent-encoded, or symlinks pointing outside) and
 //! directories other than the app root answer 404: there are no listings.
+//!
+//! Built on axum (hyper) with a two-worker tokio runtime; each connection is its own task, so
+//! a long model download does not hold up the page.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::future::IntoFuture;
+use std::io::SeekFrom;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{
+    ACCEPT_RANGES, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
+    IF_NONE_MATCH, IF_RANGE, RANGE, X_CONTENT_TYPE_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
 use clap::Args;
 use percent_encoding::percent_decode_str;
-use tiny_http::{Header, Method, Request, Response, ResponseBox, Server};
+use tokio::fs::File;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
 
 /// Options of `storywriter serve`.
 #[derive(Args)]
@@ -44,32 +58,65 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .map(|dir| canonical_dir(dir, "--models"))
             .transpose()?,
     });
-    let server = Arc::new(
-        Server::http(args.addr).map_err(|e| anyhow!("cannot listen on {}: {e}", args.addr))?,
-    );
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .context("the server is not listening on an IP address")?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "serving http://{addr}/")?;
-    stdout.flush()?;
-    drop(stdout);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(site, args.addr))
+}
+
+async fn serve(site: Arc<Site>, addr: SocketAddr) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let addr = listener.local_addr()?;
+    // stdout is line-buffered: the line is out before the first request is taken.
+    println!("serving http://{addr}/");
     eprintln!("app: {}", site.root.display());
     if let Some(models) = &site.models {
         eprintln!("models: {}", models.display());
     }
     eprintln!("press Ctrl-C to stop");
 
-    let stopper = Arc::clone(&server);
-    ctrlc::set_handler(move || stopper.unblock()).context("cannot install the Ctrl-C handler")?;
-    for request in server.incoming_requests() {
-        let site = Arc::clone(&site);
-        // One thread per request, so a long model download does not hold up the page.
-        std::thread::spawn(move || site.answer(request));
+    let app = Router::new()
+        .fallback(answer)
+        .with_state(site)
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tokio::select! {
+        served = axum::serve(listener, app).into_future() => served?,
+        stop = tokio::signal::ctrl_c() => stop.context("cannot wait for Ctrl-C")?,
     }
     eprintln!("stopped");
     Ok(())
+}
+
+/// Answers one request and logs it.
+async fn answer(
+    State(site): State<Arc<Site>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (response, note) = match *request.method() {
+        Method::GET | Method::HEAD => match site.resolve(request.uri().path()) {
+            Some(path) => file_response(request.headers(), &path).await,
+            None => (plain(StatusCode::NOT_FOUND, "not found"), String::new()),
+        },
+        _ => {
+            let refusal = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
+            (
+                ([(ALLOW, "GET, HEAD")], refusal).into_response(),
+                String::new(),
+            )
+        }
+    };
+    eprintln!(
+        "{remote} {} {} {}{note}",
+        request.method(),
+        request.uri(),
+        response.status().as_u16(),
+    );
+    response
 }
 
 fn canonical_dir(dir: &Path, option: &str) -> Result<PathBuf> {
@@ -89,34 +136,8 @@ struct Site {
 }
 
 impl Site {
-    /// Answers one request and logs it.
-    fn answer(&self, request: Request) {
-        let (response, note) = match request.method() {
-            Method::Get | Method::Head => match self.resolve(request.url()) {
-                Some(path) => file_response(&request, &path),
-                None => (plain(404, "not found"), String::new()),
-            },
-            _ => {
-                let mut response = plain(405, "only GET and HEAD");
-                response.add_header(header("Allow", "GET, HEAD"));
-                (response, String::new())
-            }
-        };
-        eprintln!(
-            "{} {} {} {}{note}",
-            request.remote_addr().map_or("-".into(), |a| a.to_string()),
-            request.method(),
-            request.url(),
-            response.status_code().0,
-        );
-        if let Err(e) = request.respond(response) {
-            eprintln!("error: cannot send the response: {e}");
-        }
-    }
-
     /// The file a request path names, or None when it is outside the roots or not a file.
-    fn resolve(&self, url: &str) -> Option<PathBuf> {
-        let path = url.split(['?', '#']).next()?;
+    fn resolve(&self, path: &str) -> Option<PathBuf> {
         let decoded = percent_decode_str(path).decode_utf8().ok()?;
         let rest = decoded.strip_prefix('/')?;
         let (base, relative, listable) = match (&self.models, rest.strip_prefix("models/")) {
@@ -198,16 +219,17 @@ fn parse_range(value: &str, len: u64) -> ByteRange {
 }
 
 /// The response for an existing file: 200, 206, 304 or 416; the note tells the log the range.
-fn file_response(request: &Request, path: &Path) -> (ResponseBox, String) {
-    let opened = File::open(path).and_then(|file| {
-        let meta = file.metadata()?;
-        Ok((file, meta))
-    });
-    let (mut file, meta) = match opened {
+async fn file_response(request: &HeaderMap, path: &Path) -> (Response, String) {
+    let opened = async {
+        let file = File::open(path).await?;
+        let meta = file.metadata().await?;
+        Ok::<_, std::io::Error>((file, meta))
+    };
+    let (mut file, meta) = match opened.await {
         Ok(opened) => opened,
         Err(e) => {
             eprintln!("error: {}: {e}", path.display());
-            return (plain(404, "not found"), String::new());
+            return (plain(StatusCode::NOT_FOUND, "not found"), String::new());
         }
     };
     let len = meta.len();
@@ -217,85 +239,62 @@ fn file_response(request: &Request, path: &Path) -> (ResponseBox, String) {
         .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |age| age.as_nanos());
     let etag = format!("\"{len:x}-{modified:x}\"");
-    let request_header = |name: &'static str| {
-        request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv(name))
-            .map(|h| h.value.as_str().to_owned())
-    };
-    let headers = [
-        header("Content-Type", content_type(path)),
-        header("Cache-Control", "no-cache"),
-        header("ETag", &etag),
-        header("Accept-Ranges", "bytes"),
-        header("X-Content-Type-Options", "nosniff"),
-    ];
+    let request_header = |name| request.get(name).and_then(|value| value.to_str().ok());
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(ETAG, etag.parse().expect("the tag is ASCII"));
+    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 
-    if let Some(tags) = request_header("If-None-Match") {
+    if let Some(tags) = request_header(IF_NONE_MATCH) {
         if tags
             .split(',')
             .any(|tag| tag.trim() == etag || tag.trim() == "*")
         {
             return (
-                with_headers(Response::empty(304).boxed(), headers),
+                (StatusCode::NOT_MODIFIED, headers).into_response(),
                 String::new(),
             );
         }
     }
-    let range_applies = request_header("If-Range").is_none_or(|tag| tag.trim() == etag);
-    let range = match request_header("Range") {
-        Some(value) if range_applies => parse_range(&value, len),
+    let range_applies = request_header(IF_RANGE).is_none_or(|tag| tag.trim() == etag);
+    let range = match request_header(RANGE) {
+        Some(value) if range_applies => parse_range(value, len),
         _ => ByteRange::Whole,
     };
     match range {
         ByteRange::Whole => {
-            let response = Response::new(200.into(), Vec::new(), file, Some(len as usize), None);
-            (with_headers(response.boxed(), headers), String::new())
+            headers.insert(CONTENT_LENGTH, len.into());
+            let body = Body::from_stream(ReaderStream::new(file));
+            ((headers, body).into_response(), String::new())
         }
         ByteRange::Part { start, end } => {
-            if let Err(e) = file.seek(SeekFrom::Start(start)) {
+            if let Err(e) = file.seek(SeekFrom::Start(start)).await {
                 eprintln!("error: {}: {e}", path.display());
-                return (plain(500, "cannot read the file"), String::new());
+                let failure = plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the file");
+                return (failure, String::new());
             }
             let count = end - start + 1;
-            let body = file.take(count);
-            let mut response =
-                Response::new(206.into(), Vec::new(), body, Some(count as usize), None);
-            response.add_header(header(
-                "Content-Range",
-                &format!("bytes {start}-{end}/{len}"),
-            ));
-            (
-                with_headers(response.boxed(), headers),
-                format!(" bytes {start}-{end}/{len}"),
-            )
+            headers.insert(CONTENT_LENGTH, count.into());
+            let content_range = format!("bytes {start}-{end}/{len}");
+            headers.insert(CONTENT_RANGE, content_range.parse().expect("ASCII"));
+            let body = Body::from_stream(ReaderStream::new(file.take(count)));
+            let response = (StatusCode::PARTIAL_CONTENT, headers, body).into_response();
+            (response, format!(" {content_range}"))
         }
         ByteRange::Unsatisfiable => {
-            let mut response = Response::empty(416).boxed();
-            response.add_header(header("Content-Range", &format!("bytes */{len}")));
+            let content_range = [(CONTENT_RANGE, format!("bytes */{len}"))];
+            let response = (StatusCode::RANGE_NOT_SATISFIABLE, content_range).into_response();
             (response, format!(" (file has {len} bytes)"))
         }
     }
 }
 
-fn with_headers<const N: usize>(mut response: ResponseBox, headers: [Header; N]) -> ResponseBox {
-    for h in headers {
-        response.add_header(h);
-    }
-    response
-}
-
-fn plain(status: u16, text: &str) -> ResponseBox {
-    Response::from_string(format!("{status} {text}\n"))
-        .with_status_code(status)
-        .with_header(header("Content-Type", "text/plain; charset=utf-8"))
-        .boxed()
-}
-
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes())
-        .expect("header names and values are ASCII")
+fn plain(status: StatusCode, text: &str) -> Response {
+    let content_type = [(CONTENT_TYPE, "text/plain; charset=utf-8")];
+    let text = format!("{} {text}\n", status.as_u16());
+    (status, content_type, text).into_response()
 }
 
 /// The media type of a file, by extension; `application/wasm` lets browsers compile the app
