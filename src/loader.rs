@@ -52,6 +52,7 @@ pub fn dtype_name(dtype: GgmlDType) -> String {
 /// How much of each end of a file [`ModelIdentity::content_hash`] covers.
 const FINGERPRINT_EDGE: usize = 1 << 20;
 
+#[cfg(any(test, not(target_arch = "wasm32")))]
 fn fingerprint(parts: &[&[u8]]) -> String {
     let mut hasher = Sha256::new();
     for part in parts {
