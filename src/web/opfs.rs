@@ -264,10 +264,9 @@ impl<'a> SyncReader<'a> {
 
 impl std::io::Read for SyncReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let wanted = buf
-            .len()
-            .min(Self::MAX_READ)
-            .min(self.len.saturating_sub(self.position) as usize);
+        // In u64: what is left of the file may not fit a wasm32 usize.
+        let wanted = (buf.len().min(Self::MAX_READ) as u64)
+            .min(self.len.saturating_sub(self.position)) as usize;
         if wanted == 0 {
             return Ok(0);
         }
