@@ -6,7 +6,7 @@
 //! contiguous Q|K|V layout that GGUF files and [`crate::model`] use.
 
 use std::collections::HashMap;
-use std::io::Cursor;
+use std::io::{BufReader, Cursor, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -49,19 +49,38 @@ pub fn dtype_name(dtype: GgmlDType) -> String {
     format!("{dtype:?}").to_lowercase()
 }
 
+/// How much of each end of a file [`ModelIdentity::content_hash`] covers.
+const FINGERPRINT_EDGE: usize = 1 << 20;
+
+#[cfg(any(test, not(target_arch = "wasm32")))]
 fn fingerprint(parts: &[&[u8]]) -> String {
-    const EDGE: usize = 1 << 20;
     let mut hasher = Sha256::new();
     for part in parts {
         hasher.update((part.len() as u64).to_le_bytes());
-        hasher.update(&part[..part.len().min(EDGE)]);
-        hasher.update(&part[part.len().saturating_sub(EDGE)..]);
+        hasher.update(&part[..part.len().min(FINGERPRINT_EDGE)]);
+        hasher.update(&part[part.len().saturating_sub(FINGERPRINT_EDGE)..]);
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&hasher.finalize())
+}
+
+/// [`fingerprint`] of one file of `len` bytes read through `reader` (only its two ends are read).
+fn reader_fingerprint<R: Read + Seek>(reader: &mut R, len: u64) -> std::io::Result<String> {
+    let edge = len.min(FINGERPRINT_EDGE as u64);
+    let mut head = vec![0; edge as usize];
+    reader.seek(SeekFrom::Start(0))?;
+    reader.read_exact(&mut head)?;
+    let mut tail = vec![0; edge as usize];
+    reader.seek(SeekFrom::Start(len - edge))?;
+    reader.read_exact(&mut tail)?;
+    let mut hasher = Sha256::new();
+    hasher.update(len.to_le_bytes());
+    hasher.update(&head);
+    hasher.update(&tail);
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn check_tokenizer(tokenizer: &Tokenizer, config: &BloomConfig, origin: &str) -> Result<()> {
@@ -107,15 +126,15 @@ fn check_shape(origin: &str, name: &str, got: &[usize], expected: &[usize]) -> R
 // GGUF
 // ---------------------------------------------------------------------------------------------
 
-/// Tensors of a GGUF file held in memory.
-struct GgufSource<'a> {
+/// Tensors of a GGUF file, read one at a time through `reader`.
+struct GgufSource<R> {
     content: Content,
-    reader: Cursor<&'a [u8]>,
+    reader: BufReader<R>,
     origin: String,
     device: Device,
 }
 
-impl WeightSource for GgufSource<'_> {
+impl<R: Read + Seek> WeightSource for GgufSource<R> {
     fn weight(&mut self, name: &str, shape: &[usize]) -> Result<Weight> {
         let info =
             self.content.tensor_infos.get(name).ok_or_else(|| {
@@ -259,28 +278,60 @@ impl OpenedModel<'_> {
 }
 
 /// `general.alignment` as candle's GGUF reader will take it (the last entry of a type it honours),
-/// found by walking the metadata; `None` when absent or when the header is unreadable (the reader
-/// then reports the problem). Checked beforehand because the reader divides by it.
-fn gguf_alignment(bytes: &[u8]) -> Option<u64> {
-    struct Walk<'a>(&'a [u8], u32);
-    impl<'a> Walk<'a> {
-        fn take(&mut self, n: u64) -> Option<&'a [u8]> {
-            let n = usize::try_from(n).ok().filter(|&n| n <= self.0.len())?;
-            let (head, rest) = self.0.split_at(n);
-            self.0 = rest;
-            Some(head)
+/// found by walking the metadata of the `len`-byte file behind `reader` from its start; `None`
+/// when absent or when the header is unreadable (the reader then reports the problem). Checked
+/// beforehand because the reader divides by it.
+fn gguf_alignment<R: Read + Seek>(reader: &mut BufReader<R>, len: u64) -> Option<u64> {
+    const KEY: &[u8] = b"general.alignment";
+    struct Walk<'r, R> {
+        reader: &'r mut BufReader<R>,
+        remaining: u64,
+        version: u32,
+    }
+    impl<R: Read + Seek> Walk<'_, R> {
+        /// Reads `buf.len()` bytes (small amounts only).
+        fn read(&mut self, buf: &mut [u8]) -> Option<()> {
+            self.remaining = self.remaining.checked_sub(buf.len() as u64)?;
+            self.reader.read_exact(buf).ok()
+        }
+        fn skip(&mut self, n: u64) -> Option<()> {
+            self.remaining = self.remaining.checked_sub(n)?;
+            self.reader.seek_relative(i64::try_from(n).ok()?).ok()
         }
         fn u32(&mut self) -> Option<u32> {
-            Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+            let mut b = [0; 4];
+            self.read(&mut b)?;
+            Some(u32::from_le_bytes(b))
         }
         fn len(&mut self) -> Option<u64> {
-            if self.1 == 1 {
+            if self.version == 1 {
                 self.u32().map(u64::from)
             } else {
-                Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+                let mut b = [0; 8];
+                self.read(&mut b)?;
+                Some(u64::from_le_bytes(b))
             }
         }
-        fn skip(&mut self, value_type: u32, depth: usize) -> Option<()> {
+        /// Whether the next `n`-byte key is [`KEY`] (the reader drops trailing NULs from strings).
+        fn key_is_alignment(&mut self, n: u64) -> Option<bool> {
+            if n > self.remaining {
+                return None;
+            }
+            let mut head = [0; KEY.len()];
+            let head = &mut head[..n.min(KEY.len() as u64) as usize];
+            self.read(head)?;
+            let mut matches = head == KEY;
+            let mut rest = n - head.len() as u64;
+            let mut chunk = [0; 256];
+            while rest > 0 {
+                let part = &mut chunk[..rest.min(256) as usize];
+                self.read(part)?;
+                matches &= part.iter().all(|&b| b == 0);
+                rest -= part.len() as u64;
+            }
+            Some(matches)
+        }
+        fn skip_value(&mut self, value_type: u32, depth: usize) -> Option<()> {
             let fixed = |t: u32| match t {
                 0 | 1 | 7 => Some(1),
                 2 | 3 => Some(2),
@@ -291,41 +342,49 @@ fn gguf_alignment(bytes: &[u8]) -> Option<u64> {
             match value_type {
                 8 => {
                     let n = self.len()?;
-                    self.take(n)?;
+                    self.skip(n)?;
                 }
                 9 if depth < 64 => {
                     let item_type = self.u32()?;
                     let n = self.len()?;
                     match fixed(item_type) {
-                        Some(size) => {
-                            self.take(n.checked_mul(size)?)?;
-                        }
+                        Some(size) => self.skip(n.checked_mul(size)?)?,
                         // Every item takes at least one byte, so this ends with the file.
-                        None => (0..n).try_for_each(|_| self.skip(item_type, depth + 1))?,
+                        None => (0..n).try_for_each(|_| self.skip_value(item_type, depth + 1))?,
                     }
                 }
-                t => {
-                    self.take(fixed(t)?)?;
-                }
+                t => self.skip(fixed(t)?)?,
             }
             Some(())
         }
     }
-    let version = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
-    let mut walk = Walk(bytes.get(8..)?, version);
+    reader.seek(SeekFrom::Start(4)).ok()?;
+    let mut walk = Walk {
+        reader,
+        remaining: len.checked_sub(4)?,
+        version: 0,
+    };
+    walk.version = walk.u32()?;
     let _tensor_count = walk.len()?;
     let kv_count = walk.len()?;
     let mut alignment = None;
     for _ in 0..kv_count {
         let key_len = walk.len()?;
-        let key = walk.take(key_len)?;
+        let is_alignment = walk.key_is_alignment(key_len)?;
         let value_type = walk.u32()?;
-        // The reader drops trailing NULs from strings.
-        let key_end = key.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        if &key[..key_end] == b"general.alignment" {
-            let before = walk.0;
-            walk.skip(value_type, 0)?;
-            let raw = &before[..before.len() - walk.0.len()];
+        if is_alignment {
+            let size = match value_type {
+                0 | 1 => 1,
+                2 | 3 => 2,
+                4 | 5 => 4,
+                _ => 0,
+            };
+            let mut raw = [0; 4];
+            let raw = &mut raw[..size];
+            walk.read(raw)?;
+            if size == 0 {
+                walk.skip_value(value_type, 0)?;
+            }
             let unsigned = raw
                 .iter()
                 .rev()
@@ -337,7 +396,7 @@ fn gguf_alignment(bytes: &[u8]) -> Option<u64> {
                 _ => None,
             };
         } else {
-            walk.skip(value_type, 0)?;
+            walk.skip_value(value_type, 0)?;
         }
     }
     alignment
@@ -345,20 +404,28 @@ fn gguf_alignment(bytes: &[u8]) -> Option<u64> {
 
 /// Rejects what candle's GGUF reader cannot be trusted with: a missing magic and a zero or
 /// non-power-of-two alignment.
-fn check_gguf_header(bytes: &[u8], name: &str) -> Result<()> {
-    if bytes.len() < 8 {
+fn check_gguf_header<R: Read + Seek>(
+    reader: &mut BufReader<R>,
+    len: u64,
+    name: &str,
+) -> Result<()> {
+    if len < 8 {
         return Err(Error::Format(format!(
-            "{name}: {} bytes is too short for a GGUF file (truncated?)",
-            bytes.len()
+            "{name}: {len} bytes is too short for a GGUF file (truncated?)"
         )));
     }
-    if &bytes[..4] != b"GGUF" {
+    let mut magic = [0; 4];
+    reader
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| reader.read_exact(&mut magic))
+        .map_err(|e| Error::io(name, e))?;
+    if &magic != b"GGUF" {
         return Err(Error::Format(format!(
             "{name}: not a GGUF file (wrong magic {:?}, expected \"GGUF\")",
-            String::from_utf8_lossy(&bytes[..4])
+            String::from_utf8_lossy(&magic)
         )));
     }
-    match gguf_alignment(bytes) {
+    match gguf_alignment(reader, len) {
         Some(a) if !a.is_power_of_two() => Err(Error::Format(format!(
             "{name}: general.alignment is {a}, expected a power of two"
         ))),
@@ -367,7 +434,7 @@ fn check_gguf_header(bytes: &[u8], name: &str) -> Result<()> {
 }
 
 /// The reader's error, saying so when the file ends early.
-fn gguf_read_error(name: &str, len: usize, e: &candle_core::Error) -> Error {
+fn gguf_read_error(name: &str, len: u64, e: &candle_core::Error) -> Error {
     fn ends_early(e: &candle_core::Error) -> bool {
         match e {
             candle_core::Error::Io(io) => io.kind() == std::io::ErrorKind::UnexpectedEof,
@@ -452,12 +519,26 @@ fn check_gguf_tensors(content: &Content, file_len: u64, origin: &str) -> Result<
     Ok(())
 }
 
-/// Opens the bytes of a GGUF file in llama.cpp's BLOOM layout, tokenizer included.
-pub fn open_gguf<'a>(bytes: &'a [u8], name: &str, device: &Device) -> Result<OpenedModel<'a>> {
-    check_gguf_header(bytes, name)?;
-    let mut reader = Cursor::new(bytes);
-    let content = Content::read(&mut reader).map_err(|e| gguf_read_error(name, bytes.len(), &e))?;
-    check_gguf_tensors(&content, bytes.len() as u64, name)?;
+/// Opens a GGUF file in llama.cpp's BLOOM layout, tokenizer included, read through `reader`:
+/// the header now, the tensors one at a time when the model is built (so only the model and its
+/// largest tensor are ever in memory, not the file). `name` names the file in errors.
+pub fn open_gguf_reader<'a, R: Read + Seek + 'a>(
+    reader: R,
+    name: &str,
+    device: &Device,
+) -> Result<OpenedModel<'a>> {
+    // Large reads (tensors) bypass the buffer; the header's many small ones go through it.
+    let mut reader = BufReader::with_capacity(1 << 20, reader);
+    let len = reader
+        .seek(SeekFrom::End(0))
+        .map_err(|e| Error::io(name, e))?;
+    check_gguf_header(&mut reader, len, name)?;
+    let content = reader
+        .seek(SeekFrom::Start(0))
+        .map_err(candle_core::Error::from)
+        .and_then(|_| Content::read(&mut reader))
+        .map_err(|e| gguf_read_error(name, len, &e))?;
+    check_gguf_tensors(&content, len, name)?;
     let config = gguf_config(&content, name)?;
     let tokenizer = Tokenizer::from_gguf(&content.metadata, name)?;
     check_tokenizer(&tokenizer, &config, name)?;
@@ -469,7 +550,7 @@ pub fn open_gguf<'a>(bytes: &'a [u8], name: &str, device: &Device) -> Result<Ope
         name: name.to_string(),
         format: "gguf".into(),
         quantization,
-        content_hash: fingerprint(&[bytes]),
+        content_hash: reader_fingerprint(&mut reader, len).map_err(|e| Error::io(name, e))?,
     };
     let source = GgufSource {
         content,
@@ -483,6 +564,21 @@ pub fn open_gguf<'a>(bytes: &'a [u8], name: &str, device: &Device) -> Result<Ope
         source: Box::new(source),
         identity,
     })
+}
+
+/// Opens the bytes of a GGUF file in llama.cpp's BLOOM layout, tokenizer included.
+pub fn open_gguf<'a>(bytes: &'a [u8], name: &str, device: &Device) -> Result<OpenedModel<'a>> {
+    open_gguf_reader(Cursor::new(bytes), name, device)
+}
+
+/// Loads a model from a GGUF file read through `reader`, one tensor at a time
+/// ([`open_gguf_reader`]).
+pub fn load_gguf_reader<R: Read + Seek>(
+    reader: R,
+    name: &str,
+    device: &Device,
+) -> Result<LoadedModel> {
+    open_gguf_reader(reader, name, device)?.build(device)
 }
 
 /// Loads a model from the bytes of a GGUF file in llama.cpp's BLOOM layout, tokenizer included.
@@ -842,5 +938,19 @@ pub mod native {
     /// Loads a model from a Hugging Face directory or a GGUF file.
     pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
         with_opened(path, device, |opened| opened.build(device))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loader_reader_fingerprint_matches_the_in_memory_one() {
+        for len in [0, 10, FINGERPRINT_EDGE + 3, 2 * FINGERPRINT_EDGE + 7] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let streamed = reader_fingerprint(&mut Cursor::new(&bytes), len as u64).unwrap();
+            assert_eq!(streamed, fingerprint(&[&bytes]), "{len} bytes");
+        }
     }
 }

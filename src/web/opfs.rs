@@ -124,8 +124,45 @@ impl PartialFile {
         Ok(())
     }
 
-    /// Flushes and closes the file and gives it its name (replacing any file of that name).
+    /// Writes the JavaScript bytes `bytes` at `offset` (without copying them into wasm memory).
+    pub fn write_js_at(&self, offset: u64, bytes: &Uint8Array) -> Result<(), JsValue> {
+        let mut written = 0;
+        while written < bytes.length() {
+            let options = FileSystemReadWriteOptions::new();
+            options.set_at((offset + u64::from(written)) as f64);
+            let n = self.access.write_with_js_u8_array_and_options(
+                &bytes.subarray(written, bytes.length()),
+                &options,
+            )?;
+            if n <= 0.0 {
+                return Err(JsValue::from_str(
+                    "the file system wrote nothing (disk full?)",
+                ));
+            }
+            written += n as u32;
+        }
+        Ok(())
+    }
+
+    /// Reads the file as written so far.
+    pub fn reader(&self) -> Result<SyncReader<'_>, JsValue> {
+        Ok(SyncReader::new(
+            &self.access,
+            self.access.get_size()? as u64,
+        ))
+    }
+
+    /// Flushes and closes the file and gives it its name (replacing any file of that name); on
+    /// failure the partial file is deleted.
     pub async fn finish(self) -> Result<(), JsValue> {
+        let renamed = self.rename().await;
+        if renamed.is_err() {
+            self.discard().await;
+        }
+        renamed
+    }
+
+    async fn rename(&self) -> Result<(), JsValue> {
         self.access.flush()?;
         self.access.close();
         match JsFuture::from(self.directory.remove_entry(&self.name)).await {
@@ -146,10 +183,118 @@ impl PartialFile {
     }
 
     /// Closes and deletes the file (after a failure).
-    pub async fn discard(self) {
+    pub async fn discard(&self) {
         self.access.close();
         let name = format!("{}.partial", self.name);
         let _ = JsFuture::from(self.directory.remove_entry(&name)).await;
+    }
+}
+
+/// A cached file opened for reading through a `FileSystemSyncAccessHandle` (dedicated workers
+/// only), closed when dropped. While it is open nobody else can open the file this way (another
+/// tab's worker gets an error, and can read the file as a `File` instead).
+pub struct CachedFile {
+    access: FileSystemSyncAccessHandle,
+    len: u64,
+}
+
+impl CachedFile {
+    /// Opens the cached file `name`.
+    pub async fn open(name: &str) -> Result<Self, JsValue> {
+        let handle: FileSystemFileHandle = JsFuture::from(root().await?.get_file_handle(name))
+            .await?
+            .unchecked_into();
+        let access: FileSystemSyncAccessHandle = JsFuture::from(handle.create_sync_access_handle())
+            .await?
+            .unchecked_into();
+        match access.get_size() {
+            Ok(len) => Ok(Self {
+                access,
+                len: len as u64,
+            }),
+            Err(e) => {
+                access.close();
+                Err(e)
+            }
+        }
+    }
+
+    /// The file's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.len
+    }
+
+    /// Reads the file from its start.
+    pub fn reader(&self) -> SyncReader<'_> {
+        SyncReader::new(&self.access, self.len)
+    }
+}
+
+impl Drop for CachedFile {
+    fn drop(&mut self) {
+        self.access.close();
+    }
+}
+
+/// A file read through a `FileSystemSyncAccessHandle`: `std::io::Read + Seek`, so that
+/// [`crate::loader::open_gguf_reader`] reads a model from the cache one tensor at a time.
+pub struct SyncReader<'a> {
+    access: &'a FileSystemSyncAccessHandle,
+    position: u64,
+    len: u64,
+}
+
+impl<'a> SyncReader<'a> {
+    /// Most bytes read in one call: the browser may stage them in a copy of that size.
+    const MAX_READ: usize = 16 << 20;
+
+    fn new(access: &'a FileSystemSyncAccessHandle, len: u64) -> Self {
+        Self {
+            access,
+            position: 0,
+            len,
+        }
+    }
+
+    /// The file's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.len
+    }
+}
+
+impl std::io::Read for SyncReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // In u64: what is left of the file may not fit a wasm32 usize.
+        let wanted = (buf.len().min(Self::MAX_READ) as u64)
+            .min(self.len.saturating_sub(self.position)) as usize;
+        if wanted == 0 {
+            return Ok(0);
+        }
+        let options = FileSystemReadWriteOptions::new();
+        options.set_at(self.position as f64);
+        let n = self
+            .access
+            .read_with_u8_array_and_options(&mut buf[..wanted], &options)
+            .map_err(|e| std::io::Error::other(crate::web::dom::js_error(&e)))?;
+        self.position += n as u64;
+        Ok(n as usize)
+    }
+}
+
+impl std::io::Seek for SyncReader<'_> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let position = match to {
+            std::io::SeekFrom::Start(n) => Some(n),
+            std::io::SeekFrom::End(d) => self.len.checked_add_signed(d),
+            std::io::SeekFrom::Current(d) => self.position.checked_add_signed(d),
+        };
+        self.position = position.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before the start of the file",
+            )
+        })?;
+        Ok(self.position)
     }
 }
 

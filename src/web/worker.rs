@@ -15,7 +15,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::generate::{generate, CandidateSpec};
-use crate::loader::{load_gguf, LoadedModel};
+use crate::loader::{load_gguf, load_gguf_reader, LoadedModel};
 use crate::story::round_input_ids;
 use crate::web::dom::js_error;
 use crate::web::protocol::{from_json, to_json, Event, Failed, ModelSource, Phase, Request};
@@ -141,20 +141,25 @@ fn generate_round(
     Ok(())
 }
 
-/// Gets the model's bytes from `source`, builds it, and caches downloads and local files once
-/// they have built (so a corrupt or cut-off file is never kept; a hub model, quantized straight
-/// into the cache, is removed from it when it does not build).
+/// Builds the model of `source` and caches downloads and local files once they have built (so a
+/// corrupt or cut-off file is never kept; a hub model, quantized straight into the cache, is
+/// removed from it when it does not build). Files in the cache are read one tensor at a time.
 async fn load(source: ModelSource, attachment: JsValue) -> Result<(LoadedModel, Event), String> {
-    // `in_cache`: the bytes are in the cache already (read from it, or quantized into it).
-    let (name, demo, bytes, from_cache, in_cache) = match source {
+    let (name, demo, loaded, from_cache) = match source {
         ModelSource::Url {
             url,
             name,
             demo,
             bytes,
         } => match cached_copy(&name, bytes).await {
-            Some(file) => (name, demo, read_file(&file).await?, true, true),
-            None => (name, demo, download(&url).await?, false, false),
+            Some(file) => {
+                let loaded = build_cached(&name, &file).await?;
+                (name, demo, loaded, true)
+            }
+            None => {
+                let loaded = build_new(&name, NewFile::Url(&url)).await?;
+                (name, demo, loaded, false)
+            }
         },
         ModelSource::Hub {
             base_url,
@@ -172,44 +177,180 @@ async fn load(source: ModelSource, attachment: JsValue) -> Result<(LoadedModel, 
                 Some(file) => (file, true),
                 None => (from_hub(&base_url, &repo, &dtype, &name).await?, false),
             };
-            (name, false, read_file(&file).await?, from_cache, true)
+            match build_cached(&name, &file).await {
+                Ok(loaded) => (name, false, loaded, from_cache),
+                Err(e) => {
+                    if !from_cache {
+                        let _ = opfs::delete(&name).await;
+                    }
+                    return Err(e);
+                }
+            }
         }
         ModelSource::Cached { name } => {
             let file = opfs::file(&name)
                 .await
                 .map_err(|e| format!("could not open the cached {name}: {}", js_error(&e)))?
                 .ok_or_else(|| format!("{name} is not in the cache any more"))?;
-            (name, false, read_file(&file).await?, true, true)
+            let loaded = build_cached(&name, &file).await?;
+            (name, false, loaded, true)
         }
         ModelSource::File { name } => {
             let file: web_sys::File = attachment
                 .dyn_into()
                 .map_err(|_| format!("{name}: no file came with the request"))?;
-            (name, false, read_file(&file).await?, false, false)
+            let loaded = build_new(&name, NewFile::Local(&file)).await?;
+            (name, false, loaded, false)
         }
     };
-    let loaded = match build(&name, &bytes) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            if in_cache && !from_cache {
-                let _ = opfs::delete(&name).await;
-            }
-            return Err(e);
-        }
-    };
-    if !in_cache {
-        store(&name, &bytes).await;
-    }
     let ready = ready_event(&loaded, &name, demo, from_cache);
     Ok((loaded, ready))
 }
 
-fn build(name: &str, bytes: &[u8]) -> Result<LoadedModel, String> {
+/// A model file that is not in the cache yet.
+#[derive(Clone, Copy)]
+enum NewFile<'a> {
+    /// To download.
+    Url(&'a str),
+    /// Chosen by the user.
+    Local(&'a web_sys::File),
+}
+
+/// Why a new file could not be written to `{name}.partial`.
+enum CopyError {
+    /// The download or the local file failed: the load fails.
+    Source(String),
+    /// The cache failed (quota, another tab writing the same file): load from memory instead.
+    Storage(JsValue),
+}
+
+/// Builds a new file and caches it: written to `{name}.partial` in the cache, built from there
+/// one tensor at a time, then renamed to `name` (deleted when it does not build). Without a
+/// usable cache the file is read into memory, built, and stored if possible.
+async fn build_new(name: &str, new: NewFile<'_>) -> Result<LoadedModel, String> {
+    if let Ok(partial) = opfs::PartialFile::create(name).await {
+        match copy_into(new, &partial).await {
+            Ok(()) => return build_partial(name, partial).await,
+            Err(CopyError::Source(e)) => {
+                partial.discard().await;
+                return Err(e);
+            }
+            Err(CopyError::Storage(_)) => partial.discard().await,
+        }
+    }
+    let bytes = match new {
+        NewFile::Url(url) => download(url).await?,
+        NewFile::Local(file) => read_file(file).await?,
+    };
+    let loaded = build(name, &bytes)?;
+    store(name, &bytes).await;
+    Ok(loaded)
+}
+
+/// Builds the model in `partial`, then gives the file its name (or deletes it).
+async fn build_partial(name: &str, partial: opfs::PartialFile) -> Result<LoadedModel, String> {
+    let built = partial
+        .reader()
+        .map_err(|e| {
+            format!(
+                "could not read {name} back from the cache: {}",
+                js_error(&e)
+            )
+        })
+        .and_then(|reader| {
+            post_build(reader.size());
+            load_gguf_reader(reader, name, &Device::Cpu).map_err(|e| e.to_string())
+        });
+    match built {
+        Ok(loaded) => {
+            post(&Event::Progress {
+                phase: Phase::Store,
+                bytes: 0,
+                total: None,
+            });
+            if let Err(e) = partial.finish().await {
+                not_cached(name, &e);
+            }
+            Ok(loaded)
+        }
+        Err(e) => {
+            partial.discard().await;
+            Err(e)
+        }
+    }
+}
+
+/// Copies a new file into `partial` chunk by chunk, reporting progress.
+async fn copy_into(new: NewFile<'_>, partial: &opfs::PartialFile) -> Result<(), CopyError> {
+    match new {
+        NewFile::Url(url) => {
+            download_with(url, |offset, chunk, _| {
+                partial
+                    .write_js_at(offset, chunk)
+                    .map_err(CopyError::Storage)
+            })
+            .await?;
+        }
+        NewFile::Local(file) => {
+            const CHUNK: u64 = 16 << 20;
+            let failed = |e: JsValue| {
+                CopyError::Source(format!("could not read {}: {}", file.name(), js_error(&e)))
+            };
+            let total = file.size() as u64;
+            let mut offset = 0;
+            let mut last_report = f64::NEG_INFINITY;
+            while offset < total {
+                let now = js_sys::Date::now();
+                if now - last_report >= PROGRESS_INTERVAL_MS {
+                    last_report = now;
+                    post(&Event::Progress {
+                        phase: Phase::Read,
+                        bytes: offset,
+                        total: Some(total),
+                    });
+                }
+                let end = (offset + CHUNK).min(total);
+                let blob = file
+                    .slice_with_f64_and_f64(offset as f64, end as f64)
+                    .map_err(failed)?;
+                let buffer = JsFuture::from(blob.array_buffer()).await.map_err(failed)?;
+                partial
+                    .write_js_at(offset, &Uint8Array::new(&buffer))
+                    .map_err(CopyError::Storage)?;
+                offset = end;
+            }
+            post(&Event::Progress {
+                phase: Phase::Read,
+                bytes: total,
+                total: Some(total),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Builds the cached file `name` (`file`), reading it one tensor at a time; when it cannot be
+/// opened so (another tab reads it), from a copy in memory.
+async fn build_cached(name: &str, file: &web_sys::File) -> Result<LoadedModel, String> {
+    match opfs::CachedFile::open(name).await {
+        Ok(cached) => {
+            post_build(cached.size());
+            load_gguf_reader(cached.reader(), name, &Device::Cpu).map_err(|e| e.to_string())
+        }
+        Err(_) => build(name, &read_file(file).await?),
+    }
+}
+
+fn post_build(bytes: u64) {
     post(&Event::Progress {
         phase: Phase::Build,
-        bytes: bytes.len() as u64,
-        total: Some(bytes.len() as u64),
+        bytes,
+        total: Some(bytes),
     });
+}
+
+fn build(name: &str, bytes: &[u8]) -> Result<LoadedModel, String> {
+    post_build(bytes.len() as u64);
     load_gguf(bytes, name, &Device::Cpu).map_err(|e| e.to_string())
 }
 
@@ -287,14 +428,18 @@ async fn store(name: &str, bytes: &[u8]) {
         total: Some(bytes.len() as u64),
     });
     if let Err(e) = opfs::store(name, bytes).await {
-        post_error(
-            Failed::Cache,
-            format!(
-                "{name} was loaded but could not be cached ({}); it will be downloaded again next time",
-                js_error(&e)
-            ),
-        );
+        not_cached(name, &e);
     }
+}
+
+fn not_cached(name: &str, error: &JsValue) {
+    post_error(
+        Failed::Cache,
+        format!(
+            "{name} was loaded but could not be cached ({}); it will be downloaded again next time",
+            js_error(error)
+        ),
+    );
 }
 
 async fn read_file(file: &web_sys::File) -> Result<Vec<u8>, String> {
@@ -318,17 +463,42 @@ async fn read_file(file: &web_sys::File) -> Result<Vec<u8>, String> {
 
 /// Fetches `url` as bytes, reporting download progress.
 async fn download(url: &str) -> Result<Vec<u8>, String> {
-    let failed = |e: JsValue| format!("could not download {url}: {}", js_error(&e));
+    let mut bytes = vec![];
+    download_with(url, |_, chunk, total| {
+        if bytes.is_empty() {
+            bytes.reserve(total.unwrap_or(0) as usize);
+        }
+        let start = bytes.len();
+        bytes.resize(start + chunk.length() as usize, 0);
+        chunk.copy_to(&mut bytes[start..]);
+        Ok(())
+    })
+    .await
+    .map_err(|e| match e {
+        CopyError::Source(message) => message,
+        CopyError::Storage(e) => js_error(&e),
+    })?;
+    Ok(bytes)
+}
+
+/// Fetches `url`, handing each chunk of the body to `sink` with its offset and the announced
+/// length, and reporting download progress.
+async fn download_with(
+    url: &str,
+    mut sink: impl FnMut(u64, &Uint8Array, Option<u64>) -> Result<(), CopyError>,
+) -> Result<(), CopyError> {
+    let failed =
+        |e: JsValue| CopyError::Source(format!("could not download {url}: {}", js_error(&e)));
     let response: web_sys::Response = JsFuture::from(scope().fetch_with_str(url))
         .await
         .map_err(failed)?
         .unchecked_into();
     if !response.ok() {
-        return Err(format!(
+        return Err(CopyError::Source(format!(
             "could not download {url}: the server answered {} {}",
             response.status(),
             response.status_text()
-        ));
+        )));
     }
     let total = response
         .headers()
@@ -336,11 +506,13 @@ async fn download(url: &str) -> Result<Vec<u8>, String> {
         .ok()
         .flatten()
         .and_then(|v| v.parse::<u64>().ok());
-    let body = response
-        .body()
-        .ok_or_else(|| format!("could not download {url}: the response has no body"))?;
+    let body = response.body().ok_or_else(|| {
+        CopyError::Source(format!(
+            "could not download {url}: the response has no body"
+        ))
+    })?;
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let mut bytes = Vec::with_capacity(total.unwrap_or(0) as usize);
+    let mut received = 0;
     let mut last_report = f64::NEG_INFINITY;
     loop {
         let chunk = JsFuture::from(reader.read()).await.map_err(failed)?;
@@ -353,23 +525,25 @@ async fn download(url: &str) -> Result<Vec<u8>, String> {
         let value: Uint8Array = js_sys::Reflect::get(&chunk, &"value".into())
             .map_err(failed)?
             .unchecked_into();
-        let start = bytes.len();
-        bytes.resize(start + value.length() as usize, 0);
-        value.copy_to(&mut bytes[start..]);
+        if let Err(e) = sink(received, &value, total) {
+            let _ = JsFuture::from(reader.cancel()).await;
+            return Err(e);
+        }
+        received += u64::from(value.length());
         let now = js_sys::Date::now();
         if now - last_report >= PROGRESS_INTERVAL_MS {
             last_report = now;
             post(&Event::Progress {
                 phase: Phase::Download,
-                bytes: bytes.len() as u64,
+                bytes: received,
                 total,
             });
         }
     }
     post(&Event::Progress {
         phase: Phase::Download,
-        bytes: bytes.len() as u64,
-        total: Some(bytes.len() as u64),
+        bytes: received,
+        total: Some(received),
     });
-    Ok(bytes)
+    Ok(())
 }

@@ -86,10 +86,10 @@ try {
       JSON.stringify({
         dtype,
         gguf_mb: mb(fileBytes),
-        quantize_s: Math.round(quantized.seconds),
+        quantize_s: Math.round(quantized.seconds * 10) / 10,
         quantize_wasm_mb: mb(quantized.wasmBytes),
         while_quantizing_wasm_mb: mb(quantized.quantizingBytes),
-        cached_load_s: Math.round(cached.seconds),
+        cached_load_s: Math.round(cached.seconds * 10) / 10,
         cached_wasm_mb: mb(cached.wasmBytes),
         status: cached.status,
       }),
