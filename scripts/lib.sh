@@ -122,17 +122,44 @@ build_cli() {
     echo "${CARGO_TARGET_DIR:-target}/$dir/storywriter"
 }
 
-# make_random_model CLI CONFIG OUT.gguf: a model of the named shape (`tiny` or `bloom-560m`) with
-# seeded random weights, quantized to q8_0.
+# make_random_model CLI CONFIG OUT.gguf [DTYPE]: a model of the named shape (`tiny` or
+# `bloom-560m`) with seeded random weights (seed 0), quantized to DTYPE (default q8_0).
 make_random_model() {
-    local cli="$1" config="$2" out="$3" tmp
+    local cli="$1" config="$2" out="$3" dtype="${4:-q8_0}" tmp
     tmp="$(mktemp -d "${TMPDIR:-/tmp}/storywriter-model.XXXXXX")"
     "$cli" init-random --config "$config" --seed 0 --output "$tmp/hf" &&
-        "$cli" quantize --input "$tmp/hf" --dtype q8_0 --output "$out.part" &&
+        "$cli" quantize --input "$tmp/hf" --dtype "$dtype" --output "$out.part" &&
         mv "$out.part" "$out"
     local status=$?
     rm -rf "$tmp"
     return $status
+}
+
+# start_serve CLI ROOT MODELS LOG: runs `storywriter serve` of ROOT and MODELS on a free port of
+# 127.0.0.1 in the background, its log in LOG; sets SERVE_PID and SERVE_URL once it listens (the
+# caller stops it with `kill "$SERVE_PID"`).
+start_serve() {
+    local cli="$1" root="$2" models="$3" log="$4" out
+    out="$(mktemp "${TMPDIR:-/tmp}/storywriter-serve.XXXXXX")"
+    "$cli" serve --root "$root" --models "$models" --addr 127.0.0.1:0 >"$out" 2>"$log" &
+    SERVE_PID=$!
+    for _ in $(seq 100); do
+        [[ -s "$out" ]] && break
+        if ! kill -0 "$SERVE_PID" 2>/dev/null; then
+            echo "error: storywriter serve exited; its log:" >&2
+            cat "$log" >&2
+            rm -f "$out"
+            return 1
+        fi
+        sleep 0.1
+    done
+    SERVE_URL="$(awk 'NR == 1 { print $2 }' "$out")"
+    rm -f "$out"
+    if [[ "$SERVE_URL" != http://* ]]; then
+        echo "error: storywriter serve did not print its address" >&2
+        kill "$SERVE_PID" 2>/dev/null || true
+        return 1
+    fi
 }
 
 # write_model_index DIR: DIR/index.json listing every .gguf in DIR for the web app

@@ -14,7 +14,7 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{HtmlElement, HtmlSelectElement, KeyboardEvent};
 
 use crate::dataset::{parse_records, DatasetFiles, Merger};
-use crate::generate::{CandidateSpec, Generation};
+use crate::generate::{CandidateSpec, Generation, GenerationStats};
 use crate::loader::ModelIdentity;
 use crate::params::{Param, Policy, StepTable};
 use crate::records::{timestamp_now, CandidateRecord};
@@ -56,6 +56,9 @@ struct SavedSettings {
     /// The override fields, in the order of [`OVERRIDE_FIELDS`].
     overrides: Vec<String>,
 }
+
+/// `localStorage` key of the number of candidates per step the writer chose.
+const CANDIDATES_KEY: &str = "storywriter.candidates-per-step";
 
 /// What to tell the writer when a model does not load.
 const LOAD_ERROR_HINT: &str = "What to do: check that the file is a BLOOM model in GGUF format \
@@ -133,7 +136,10 @@ pub fn run() {
         model: None,
         loading: None,
         current: None,
-        settings: Settings::default(),
+        settings: Settings {
+            candidates: stored_candidates().unwrap_or(Settings::default().candidates),
+            ..Settings::default()
+        },
         vocab_size: crate::params::BUNDLED_VOCAB_SIZE,
         next_round: 1,
         running: None,
@@ -285,6 +291,9 @@ fn show_progress(app: &Shared, phase: Phase, bytes: u64, total: Option<u64>) {
     };
     let progress: web_sys::HtmlProgressElement = by_testid("model-progress").unchecked_into();
     show(&progress, true);
+    if let Ok(serde_json::Value::String(name)) = serde_json::to_value(phase) {
+        let _ = progress.set_attribute("data-phase", &name);
+    }
     let verb = match phase {
         Phase::Download => "Downloading",
         Phase::Read => "Reading",
@@ -394,7 +403,9 @@ fn handle_event(app: &Shared, event: Event) {
             demo,
             from_cache,
             vocab_size,
+            wasm_memory_bytes,
         } => {
+            show_memory(wasm_memory_bytes);
             show(&by_testid("model-progress"), false);
             set_text(&by_testid("model-progress-text"), "");
             let origin = if from_cache { ", from the cache" } else { "" };
@@ -455,7 +466,12 @@ fn handle_event(app: &Shared, event: Event) {
             round,
             input_ids,
             generation,
-        } => round_done(app, round, input_ids, generation),
+            wasm_memory_bytes,
+        } => {
+            show_memory(wasm_memory_bytes);
+            show_round_stats(round, generation.candidates.len(), &generation.stats);
+            round_done(app, round, input_ids, generation);
+        }
         Event::Cached { models } => render_cached(app, &models),
         Event::Error { failed, message } => match failed {
             Failed::Load => {
@@ -480,6 +496,51 @@ fn handle_event(app: &Shared, event: Event) {
 
 fn notice(text: &str) {
     set_text(&by_testid("notice"), text);
+}
+
+/// Shows the worker's WebAssembly memory next to the model status (`data-bytes`: the number).
+fn show_memory(bytes: u64) {
+    let memory = by_testid("model-memory");
+    set_text(&memory, &format!("wasm memory {}", human_bytes(bytes)));
+    let _ = memory.set_attribute("data-bytes", &bytes.to_string());
+    show(&memory, true);
+}
+
+/// Shows how long a round's prompt and decoding took; the figures are also in `data-*`
+/// attributes (round, candidates, prompt-tokens, prefill-s, generated-tokens, decode-steps,
+/// decode-s) for benchmarks.
+fn show_round_stats(round: u64, candidates: usize, stats: &GenerationStats) {
+    let rate = |tokens: usize, seconds: f64| {
+        if seconds > 0.0 {
+            tokens as f64 / seconds
+        } else {
+            0.0
+        }
+    };
+    let line = format!(
+        "Last round: prompt {} tokens in {:.2} s ({:.1} tok/s) · {} candidate(s), {} tokens in {:.2} s ({:.2} tok/s, {:.2} per candidate)",
+        stats.prompt_tokens,
+        stats.prefill_s,
+        rate(stats.prompt_tokens, stats.prefill_s),
+        candidates,
+        stats.generated_tokens,
+        stats.decode_s,
+        rate(stats.generated_tokens, stats.decode_s),
+        rate(stats.generated_tokens, stats.decode_s) / candidates.max(1) as f64,
+    );
+    let element = by_testid("round-stats");
+    set_text(&element, &line);
+    for (name, value) in [
+        ("round", round.to_string()),
+        ("candidates", candidates.to_string()),
+        ("prompt-tokens", stats.prompt_tokens.to_string()),
+        ("prefill-s", stats.prefill_s.to_string()),
+        ("generated-tokens", stats.generated_tokens.to_string()),
+        ("decode-steps", stats.decode_steps.to_string()),
+        ("decode-s", stats.decode_s.to_string()),
+    ] {
+        let _ = element.set_attribute(&format!("data-{name}"), &value);
+    }
 }
 
 fn round_done(app: &Shared, round: u64, input_ids: Vec<u32>, generation: Generation) {
@@ -1235,8 +1296,39 @@ fn render_settings(app: &Shared) {
             append(&select, &element);
         }
         select.set_value(policy.name());
+        select.set_disabled(index >= state.settings.candidates);
     }
+    let candidates: HtmlSelectElement = by_testid("candidates-per-step").unchecked_into();
+    candidates.set_value(&state.settings.candidates.to_string());
     set_text(&by_testid("table-status"), &state.settings.source.label());
+}
+
+/// The number of candidates per step stored by an earlier visit, when it is a valid one.
+fn stored_candidates() -> Option<usize> {
+    let stored = window()
+        .local_storage()
+        .ok()
+        .flatten()?
+        .get_item(CANDIDATES_KEY)
+        .ok()
+        .flatten()?;
+    let count = stored.parse().ok()?;
+    (1..=Settings::default().mix.policies.len())
+        .contains(&count)
+        .then_some(count)
+}
+
+/// Takes the number of candidates per step from its menu and remembers it.
+fn read_candidates(app: &Shared) {
+    let select: HtmlSelectElement = by_testid("candidates-per-step").unchecked_into();
+    let Ok(count) = select.value().parse::<usize>() else {
+        return;
+    };
+    app.borrow_mut().settings.candidates = count;
+    if let Ok(Some(storage)) = window().local_storage() {
+        let _ = storage.set_item(CANDIDATES_KEY, &count.to_string());
+    }
+    render_settings(app);
 }
 
 fn read_overrides(app: &Shared) {
@@ -1502,6 +1594,10 @@ fn wire(app: &Shared) {
             },
         );
     }
+    let handle = app.clone();
+    on::<web_sys::Event>(&by_testid("candidates-per-step"), "change", move |_| {
+        read_candidates(&handle)
+    });
     on_click("table-apply", {
         let handle = app.clone();
         move || {

@@ -155,6 +155,8 @@ pub enum Event {
         from_cache: bool,
         /// Its vocabulary size (the parameter table clamps top_k to it).
         vocab_size: usize,
+        /// The worker's WebAssembly memory after loading, in bytes (it never shrinks).
+        wasm_memory_bytes: u64,
     },
     /// A token of a candidate, as it is generated.
     Token {
@@ -173,6 +175,8 @@ pub enum Event {
         input_ids: Vec<u32>,
         /// The candidates and timings.
         generation: Generation,
+        /// The worker's WebAssembly memory after the round, in bytes.
+        wasm_memory_bytes: u64,
     },
     /// The cached models.
     Cached {
@@ -268,6 +272,7 @@ mod tests {
             demo: false,
             from_cache: true,
             vocab_size: 250_880,
+            wasm_memory_bytes: 4 << 30,
         });
         round_trip(Event::Token {
             round: 1,
@@ -286,8 +291,15 @@ mod tests {
                     seed: 4,
                     finish_reason: FinishReason::Length,
                 }],
-                stats: GenerationStats::default(),
+                stats: GenerationStats {
+                    prompt_tokens: 32,
+                    prefill_s: 0.25,
+                    generated_tokens: 96,
+                    decode_steps: 31,
+                    decode_s: 7.5,
+                },
             },
+            wasm_memory_bytes: 1 << 20,
         });
         round_trip(Event::Cached {
             models: vec![CachedModel {

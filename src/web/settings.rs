@@ -72,6 +72,9 @@ impl Overrides {
 pub struct Settings {
     /// One policy per candidate.
     pub mix: PolicyMix,
+    /// How many candidates a round writes: the first `candidates` policies of `mix` (1 to 3;
+    /// fewer are faster on a slow machine).
+    pub candidates: usize,
     /// The parameter table.
     pub table: StepTable,
     /// Where it came from.
@@ -81,10 +84,12 @@ pub struct Settings {
 }
 
 impl Default for Settings {
-    /// The bundled table with step-mean, step-sample, step-sample.
+    /// The bundled table with step-mean, step-sample, step-sample; three candidates.
     fn default() -> Self {
+        let mix = PolicyMix::default();
         Self {
-            mix: PolicyMix::default(),
+            candidates: mix.policies.len(),
+            mix,
             table: StepTable::bundled(),
             source: TableSource::Bundled,
             overrides: Overrides::default(),
@@ -93,11 +98,21 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Plans the candidates of `step`: parameters from the policies (then the overrides, which
-    /// make the policy `manual`), each with a fresh seed. Fails when an override is invalid.
+    /// Plans the candidates of `step`: parameters from the first [`Settings::candidates`]
+    /// policies (then the overrides, which make the policy `manual`), each with a fresh seed.
+    /// Fails when an override is invalid or the number of candidates is not 1 to the number of
+    /// policies.
     pub fn plan(&self, step: u32) -> crate::Result<Vec<PlannedCandidate>> {
+        let policies = self.mix.policies.len();
+        if !(1..=policies).contains(&self.candidates) {
+            return Err(crate::Error::Invalid(format!(
+                "candidates per step: {} is not between 1 and {policies}",
+                self.candidates
+            )));
+        }
         candidate_params(&self.table, &self.mix, step, new_seed())
             .into_iter()
+            .take(self.candidates)
             .map(|(params, policy)| {
                 let manual = self.overrides.any();
                 let params = self.overrides.apply(params);
@@ -156,6 +171,30 @@ mod tests {
         let planned = Settings::default().plan(1).unwrap();
         let policies: Vec<&str> = planned.iter().map(|p| p.policy.as_str()).collect();
         assert_eq!(policies, ["step-mean", "step-sample", "step-sample"]);
+    }
+
+    #[test]
+    fn plan_writes_the_first_policies_up_to_the_number_of_candidates() {
+        let mut settings = Settings {
+            candidates: 1,
+            ..Settings::default()
+        };
+        let planned = settings.plan(1).unwrap();
+        assert_eq!(planned.len(), 1);
+        assert_eq!(planned[0].policy, "step-mean");
+        settings.candidates = 2;
+        let policies: Vec<String> = settings
+            .plan(1)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.policy)
+            .collect();
+        assert_eq!(policies, ["step-mean", "step-sample"]);
+        for bad in [0, 4] {
+            settings.candidates = bad;
+            let error = settings.plan(1).unwrap_err().to_string();
+            assert!(error.contains("candidates per step"), "{error}");
+        }
     }
 
     #[test]

@@ -33,6 +33,13 @@ fn post(event: &Event) {
     let _ = scope().post_message(&JsValue::from_str(&to_json(event)));
 }
 
+/// The size of this worker's WebAssembly memory, in bytes.
+fn wasm_memory_bytes() -> u64 {
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    let buffer: js_sys::ArrayBuffer = memory.buffer().unchecked_into();
+    u64::from(buffer.byte_length())
+}
+
 fn post_error(failed: Failed, message: String) {
     post(&Event::Error { failed, message });
 }
@@ -137,6 +144,7 @@ fn generate_round(
         round,
         input_ids,
         generation,
+        wasm_memory_bytes: wasm_memory_bytes(),
     });
     Ok(())
 }
@@ -361,6 +369,7 @@ fn ready_event(loaded: &LoadedModel, name: &str, demo: bool, from_cache: bool) -
         demo,
         from_cache,
         vocab_size: loaded.model.config().vocab_size,
+        wasm_memory_bytes: wasm_memory_bytes(),
     }
 }
 

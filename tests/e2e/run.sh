@@ -65,22 +65,9 @@ for dtype in q8_0 q4_0; do
     "$CLI" quantize --input "$WORK/bloom-tiny" --dtype $dtype --output "$WORK/bloom-tiny-$dtype.gguf"
 done
 
-"$CLI" serve --root "$DIST" --models "$MODELS" --addr 127.0.0.1:0 >"$WORK/serve.out" 2>"$OUT/serve.log" &
-SERVER_PID=$!
-for _ in $(seq 100); do
-    [[ -s "$WORK/serve.out" ]] && break
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        echo "error: storywriter serve exited; its log:" >&2
-        cat "$OUT/serve.log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-URL="$(awk 'NR == 1 { print $2 }' "$WORK/serve.out")"
-if [[ "$URL" != http://* ]]; then
-    echo "error: storywriter serve did not print its address" >&2
-    exit 1
-fi
+start_serve "$CLI" "$DIST" "$MODELS" "$OUT/serve.log"
+SERVER_PID="$SERVE_PID"
+URL="$SERVE_URL"
 echo "serving $DIST and $MODELS at $URL"
 
 E2E_URL="$URL" E2E_MODELS="$MODELS" E2E_OUT="$OUT" E2E_SERVE_LOG="$OUT/serve.log" \

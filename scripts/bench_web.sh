@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The web app's speed in headless Chromium on bloom-560m-shaped models with random weights (q8_0
+# and q4_0): first load and load from the browser's cache, prefill and decode tok/s with 1 and 3
+# candidates, the worker's wasm memory, and the bundle size (tests/e2e/bench_web.mjs, node +
+# playwright-core). Builds the app (trunk, release, simd128) and the CLI, makes the models in
+# WORK_DIR (kept and reused: ~1.1 GB), serves each with `storywriter serve`, prints Markdown
+# tables and writes WORK_DIR/result.json.
+#
+# Usage: ./scripts/bench_web.sh [WORK_DIR]   (default target/bench-web)
+# Environment: DTYPES (default "q8_0 q4_0"), BENCH_REPEATS (measured rounds per candidate count,
+# default 3), BENCH_NEW_TOKENS (default 32), BENCH_DIST=DIR (benchmark an already built app).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+WORK="${1:-target/bench-web}"
+mkdir -p "$WORK"
+
+ensure_cargo
+ensure_chromium
+ensure_node
+if [[ ! -d tests/e2e/node_modules/playwright-core ]]; then
+    (cd tests/e2e && npm ci --no-audit --no-fund)
+fi
+if [[ -n "${BENCH_DIST:-}" ]]; then
+    DIST="$BENCH_DIST"
+else
+    ensure_web_toolchain
+    build_web_app
+    DIST=dist
+fi
+# Release: quantizing a 560m model with a dev build takes far longer.
+CLI="$(build_cli release)"
+
+PIDS=()
+cleanup() {
+    local pid
+    for pid in ${PIDS[@]+"${PIDS[@]}"}; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+
+TARGETS=
+for dtype in ${DTYPES:-q8_0 q4_0}; do
+    # One directory per model, so that the page (which loads the first model of index.json)
+    # loads this one.
+    dir="$WORK/$dtype"
+    model="$dir/random-560m-$dtype.gguf"
+    mkdir -p "$dir"
+    if [[ ! -f "$model" ]]; then
+        echo "making $model (init-random --config bloom-560m, quantize --dtype $dtype)"
+        TMPDIR="$WORK" make_random_model "$CLI" bloom-560m "$model" "$dtype"
+    fi
+    write_model_index "$dir" >/dev/null
+    start_serve "$CLI" "$DIST" "$dir" "$WORK/serve-$dtype.log"
+    PIDS+=("$SERVE_PID")
+    echo "serving $DIST and $dir at $SERVE_URL"
+    TARGETS+="${TARGETS:+,}{\"label\":\"$dtype\",\"url\":\"$SERVE_URL\"}"
+done
+
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+BENCH_TARGETS="[$TARGETS]" BENCH_DIST="$DIST" BENCH_OUT="$WORK/result.json" \
+    BENCH_PROFILES="$WORK/profiles" node tests/e2e/bench_web.mjs
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,0 +1,289 @@
+// The web app's benchmark in headless Chromium (run by scripts/bench_web.sh, which builds the
+// app, makes the models and serves them). For each model: in a fresh browser profile, the first
+// load (download, store in the Origin Private File System, build) and, after a reload, the load
+// from the cache; then rounds of 1 and of 3 candidates with a fixed prompt and length, read from
+// the page's `round-stats` data attributes; the worker's wasm memory from `model-memory`; and
+// the size of the built bundle. Prints Markdown tables and writes a JSON file.
+//
+// Environment: BENCH_TARGETS (JSON: [{"label":"q8_0","url":"http://127.0.0.1:PORT/"}, …], each
+// URL serving the app with the model in its models/index.json), BENCH_DIST (the built dist/),
+// BENCH_OUT (the JSON file to write), BENCH_PROFILES (a directory for the browser profiles,
+// removed after each model), BENCH_REPEATS (measured rounds per candidate count, default 3),
+// BENCH_NEW_TOKENS (new tokens per candidate, default 32).
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { chromium } from 'playwright-core';
+
+const TARGETS = JSON.parse(process.env.BENCH_TARGETS ?? '[]');
+const DIST = process.env.BENCH_DIST ?? 'dist';
+const OUT = process.env.BENCH_OUT ?? 'target/bench-web/result.json';
+const PROFILES = process.env.BENCH_PROFILES ?? 'target/bench-web/profiles';
+const REPEATS = Number(process.env.BENCH_REPEATS ?? 3);
+const NEW_TOKENS = Number(process.env.BENCH_NEW_TOKENS ?? 32);
+if (!TARGETS.length) throw new Error('BENCH_TARGETS is empty: run scripts/bench_web.sh');
+// 32 tokens with the random models' byte-level tokenizer (`storywriter tokenize`).
+const PROMPT = 'The lighthouse keeper woke up at noon';
+// Loading 0.5–0.6 GB and generating with BLOOM-560m in wasm takes minutes on a slow machine.
+const TIMEOUT = 20 * 60_000;
+// The contract's flags; the profile directory is given by launchPersistentContext.
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const byTestId = (id) => `[data-testid="${id}"]`;
+
+/**
+ * Runs in the page before its scripts: notes when each loading phase starts (the `data-phase`
+ * of the progress bar) and when the model status first says "ready", in ms since navigation.
+ */
+function recordLoadTimeline() {
+  const timeline = { phases: [], ready: null };
+  window.__loadTimeline = timeline;
+  const observe = () => {
+    const check = () => {
+      const phase = document.querySelector('[data-testid="model-progress"]')?.dataset.phase;
+      if (phase && timeline.phases.at(-1)?.phase !== phase) {
+        timeline.phases.push({ phase, ms: performance.now() });
+      }
+      const status = document.querySelector('[data-testid="model-status"]')?.textContent ?? '';
+      if (timeline.ready === null && /\bready\b/i.test(status)) timeline.ready = performance.now();
+    };
+    new MutationObserver(check).observe(document.body, {
+      subtree: true,
+      childList: true,
+      characterData: true,
+      attributes: true,
+      attributeFilter: ['data-phase'],
+    });
+    check();
+  };
+  if (document.body) observe();
+  else document.addEventListener('DOMContentLoaded', observe);
+}
+
+/** Waits until the model is ready (failing on a load error); returns the load timeline. */
+async function loadTimeline(page) {
+  await page.waitForFunction(
+    () => {
+      const error = document.querySelector('[data-testid="model-error"]');
+      if (error && !error.hidden && error.textContent.trim()) {
+        throw new Error(`model-error: ${error.textContent}`);
+      }
+      return window.__loadTimeline?.ready != null;
+    },
+    null,
+    { timeout: TIMEOUT, polling: 100 },
+  );
+  const timeline = await page.evaluate(() => window.__loadTimeline);
+  // Each phase lasts until the next one starts; the last one until the model is ready.
+  const phases = timeline.phases.map(({ phase, ms }, i) => ({
+    phase,
+    s: ((timeline.phases[i + 1]?.ms ?? timeline.ready) - ms) / 1000,
+  }));
+  return {
+    total_s: timeline.ready / 1000,
+    before_first_phase_s: (timeline.phases[0]?.ms ?? timeline.ready) / 1000,
+    phases,
+  };
+}
+
+function describeLoad(load) {
+  const phases = load.phases.map((p) => `${p.phase} ${p.s.toFixed(2)} s`).join(', ');
+  return `ready after ${load.total_s.toFixed(2)} s (page and worker start ${load.before_first_phase_s.toFixed(2)} s, ${phases}); wasm memory ${load.wasm_memory_bytes} bytes`;
+}
+
+async function wasmMemoryBytes(page) {
+  const bytes = await page.locator(byTestId('model-memory')).getAttribute('data-bytes');
+  return bytes === null ? null : Number(bytes);
+}
+
+/** The `data-*` figures of the last round (see `show_round_stats` in src/web/app.rs). */
+async function roundStats(page) {
+  return page.locator(byTestId('round-stats')).evaluate((el) => ({
+    round: Number(el.dataset.round),
+    candidates: Number(el.dataset.candidates),
+    prompt_tokens: Number(el.dataset.promptTokens),
+    prefill_s: Number(el.dataset.prefillS),
+    generated_tokens: Number(el.dataset.generatedTokens),
+    decode_steps: Number(el.dataset.decodeSteps),
+    decode_s: Number(el.dataset.decodeS),
+  }));
+}
+
+/** Clicks `button` and waits for the round it starts to be done; returns its figures. */
+async function round(page, button) {
+  const before = await page.locator(byTestId('round-stats')).getAttribute('data-round');
+  await page.locator(byTestId(button)).click();
+  await page.waitForFunction(
+    (previous) => {
+      const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
+      const notice = $('notice')?.textContent ?? '';
+      if (/failed/i.test(notice)) throw new Error(`notice: ${notice}`);
+      const done = $('round-stats')?.dataset.round;
+      return done !== undefined && done !== previous && $('write')?.disabled === false;
+    },
+    before,
+    { timeout: TIMEOUT, polling: 200 },
+  );
+  return roundStats(page);
+}
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+
+/** One warm-up round and REPEATS measured rounds of `candidates` candidates (a new story). */
+async function writeRounds(page, candidates) {
+  await page.locator(byTestId('settings-toggle')).click();
+  await page.locator(byTestId('candidates-per-step')).selectOption(String(candidates));
+  await page.locator(byTestId('override-max-new-tokens')).fill(String(NEW_TOKENS));
+  await page.locator(byTestId('settings-toggle')).click();
+  await page.locator(byTestId('new-story')).click();
+  await page.locator(byTestId('prompt')).fill(PROMPT);
+  const warmup = await round(page, 'write');
+  const rounds = [];
+  for (let i = 0; i < REPEATS; i += 1) {
+    rounds.push(await round(page, 'regenerate'));
+    const r = rounds.at(-1);
+    console.log(
+      `  ${candidates} candidate(s), round ${i + 1}/${REPEATS}: prefill ${r.prompt_tokens} tokens in ${r.prefill_s.toFixed(2)} s, ` +
+        `decode ${r.generated_tokens} tokens in ${r.decode_s.toFixed(2)} s`,
+    );
+  }
+  const prefill = rounds.map((r) => r.prompt_tokens / r.prefill_s);
+  const decode = rounds.map((r) => r.generated_tokens / r.decode_s);
+  return {
+    candidates,
+    warmup,
+    rounds,
+    prefill_tok_s: median(prefill),
+    decode_tok_s: median(decode),
+    decode_tok_s_per_candidate: median(decode) / candidates,
+    wasm_memory_bytes: await wasmMemoryBytes(page),
+  };
+}
+
+async function benchTarget({ label, url }, index) {
+  const profile = join(PROFILES, `profile-${index}`);
+  rmSync(profile, { recursive: true, force: true });
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: CHROMIUM_FLAGS,
+    viewport: { width: 1280, height: 900 },
+  });
+  const problems = [];
+  try {
+    context.setDefaultTimeout(TIMEOUT);
+    await context.addInitScript(recordLoadTimeline);
+    const page = context.pages()[0] ?? (await context.newPage());
+    page.on('console', (msg) => msg.type() === 'error' && problems.push(msg.text()));
+    page.on('pageerror', (error) => problems.push(String(error)));
+    console.log(`${label}: first load (download, store in the cache, build)`);
+    await page.goto(url);
+    const first = await loadTimeline(page);
+    first.wasm_memory_bytes = await wasmMemoryBytes(page);
+    console.log(`  ${describeLoad(first)}`);
+    console.log(`${label}: reload (from the cache)`);
+    await page.reload();
+    const cached = await loadTimeline(page);
+    cached.wasm_memory_bytes = await wasmMemoryBytes(page);
+    console.log(`  ${describeLoad(cached)}`);
+    if (!cached.phases.some((p) => p.phase === 'read') || cached.phases.some((p) => p.phase === 'download')) {
+      throw new Error(`the reload did not load from the cache: ${JSON.stringify(cached.phases)}`);
+    }
+    const model = await page.locator(byTestId('model-status')).innerText();
+    console.log(`${label}: writing`);
+    const one = await writeRounds(page, 1);
+    const three = await writeRounds(page, 3);
+    return { label, url, model, first_load: first, cached_load: cached, write: [one, three], problems };
+  } finally {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+/** Raw and gzip (level 9) sizes of the built app's wasm and JavaScript files. */
+function bundleSizes(dist) {
+  const files = readdirSync(dist)
+    .filter((name) => /\.(wasm|js)$/.test(name))
+    .sort()
+    .map((name) => {
+      const data = readFileSync(join(dist, name));
+      return { file: name, bytes: statSync(join(dist, name)).size, gzip_bytes: gzipSync(data, { level: 9 }).length };
+    });
+  const total = files.reduce((sum, f) => ({ bytes: sum.bytes + f.bytes, gzip_bytes: sum.gzip_bytes + f.gzip_bytes }), {
+    bytes: 0,
+    gzip_bytes: 0,
+  });
+  return { files, total };
+}
+
+const mb = (bytes) => (bytes / 1e6).toFixed(1);
+const fixed = (value, digits) => (Number.isFinite(value) ? value.toFixed(digits) : '–');
+
+function markdown(results, bundle) {
+  const lines = [];
+  lines.push('| model | first load s (download · store · build) | load from cache s (read · build) | wasm memory after load MB |');
+  lines.push('|---|---|---|---|');
+  for (const r of results) {
+    const parts = (load) => load.phases.map((p) => fixed(p.s, 1)).join(' · ');
+    lines.push(
+      `| ${r.label} | ${fixed(r.first_load.total_s, 1)} (${parts(r.first_load)}) | ${fixed(r.cached_load.total_s, 1)} (${parts(r.cached_load)}) | ${mb(r.cached_load.wasm_memory_bytes)} |`,
+    );
+  }
+  lines.push('');
+  lines.push(
+    `| model | candidates | prefill tok/s (${results[0]?.write[0].rounds[0]?.prompt_tokens ?? '?'} tokens) | decode tok/s, all candidates | decode tok/s per candidate | wasm memory after writing MB |`,
+  );
+  lines.push('|---|---|---|---|---|---|');
+  for (const r of results) {
+    for (const w of r.write) {
+      lines.push(
+        `| ${r.label} | ${w.candidates} | ${fixed(w.prefill_tok_s, 1)} | ${fixed(w.decode_tok_s, 2)} | ${fixed(w.decode_tok_s_per_candidate, 2)} | ${mb(w.wasm_memory_bytes)} |`,
+      );
+    }
+  }
+  lines.push('');
+  lines.push('| file | bytes | gzip -9 bytes |');
+  lines.push('|---|---|---|');
+  for (const f of [...bundle.files, { file: 'total', ...bundle.total }]) {
+    lines.push(`| ${f.file} | ${f.bytes.toLocaleString('en')} | ${f.gzip_bytes.toLocaleString('en')} |`);
+  }
+  return lines.join('\n');
+}
+
+mkdirSync(PROFILES, { recursive: true });
+const bundle = bundleSizes(DIST);
+const results = [];
+for (const [index, target] of TARGETS.entries()) {
+  results.push(await benchTarget(target, index));
+}
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_FLAGS });
+const chromiumVersion = browser.version();
+await browser.close();
+const report = {
+  date: new Date().toISOString(),
+  chromium: chromiumVersion,
+  prompt: PROMPT,
+  new_tokens: NEW_TOKENS,
+  repeats: REPEATS,
+  results,
+  bundle,
+};
+writeFileSync(OUT, `${JSON.stringify(report, null, 2)}\n`);
+console.log(`\nChromium ${chromiumVersion}; ${REPEATS} rounds of ${NEW_TOKENS} new tokens per candidate after a warm-up round (medians)\n`);
+console.log(markdown(results, bundle));
+console.log(`\nwrote ${OUT}`);
+for (const r of results) {
+  if (r.problems.length) console.log(`${r.label}: console errors:\n  ${r.problems.join('\n  ')}`);
+}
