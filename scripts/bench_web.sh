@@ -6,7 +6,8 @@
 # WORK_DIR (kept and reused: ~1.1 GB), serves each with `storywriter serve`, prints Markdown
 # tables and writes WORK_DIR/result.json.
 #
-# Usage: ./scripts/bench_web.sh [WORK_DIR]   (default target/bench-web)
+# Usage: ./scripts/bench_web.sh [WORK_DIR]   (default target/bench-web; making the models needs
+# ~3.5 GB free there for a while: the f32 checkpoint they are quantized from)
 # Environment: DTYPES (default "q8_0 q4_0"), BENCH_REPEATS (measured rounds per candidate count,
 # default 3), BENCH_NEW_TOKENS (default 32), BENCH_DIST=DIR (benchmark an already built app).
 set -euo pipefail

@@ -41,11 +41,12 @@ const CHROMIUM_FLAGS = [
 const byTestId = (id) => `[data-testid="${id}"]`;
 
 /**
- * Runs in the page before its scripts: notes when each loading phase starts (the `data-phase`
- * of the progress bar) and when the model status first says "ready", in ms since navigation.
+ * Runs in the page before its scripts: notes when the page asks its worker for the model (the
+ * status says "Loading"), when each loading phase starts (the `data-phase` of the progress bar)
+ * and when the model status first says "ready", in ms since navigation.
  */
 function recordLoadTimeline() {
-  const timeline = { phases: [], ready: null };
+  const timeline = { requested: null, phases: [], ready: null };
   window.__loadTimeline = timeline;
   const observe = () => {
     const check = () => {
@@ -54,6 +55,7 @@ function recordLoadTimeline() {
         timeline.phases.push({ phase, ms: performance.now() });
       }
       const status = document.querySelector('[data-testid="model-status"]')?.textContent ?? '';
+      if (timeline.requested === null && /^Loading/.test(status)) timeline.requested = performance.now();
       if (timeline.ready === null && /\bready\b/i.test(status)) timeline.ready = performance.now();
     };
     new MutationObserver(check).observe(document.body, {
@@ -69,9 +71,29 @@ function recordLoadTimeline() {
   else document.addEventListener('DOMContentLoaded', observe);
 }
 
+/**
+ * Waits until `predicate` (run in the page with `arg`) is true, for up to TIMEOUT; fails at
+ * once when the page, its worker or the browser reported an error (into `problems`).
+ */
+async function waitFor(page, problems, predicate, arg) {
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    try {
+      await page.waitForFunction(predicate, arg, { timeout: 5_000, polling: 100 });
+      return;
+    } catch (error) {
+      if (error.name !== 'TimeoutError') throw error;
+      if (problems.length) throw new Error(`the page reported errors:\n  ${problems.join('\n  ')}`);
+      if (Date.now() > deadline) throw error;
+    }
+  }
+}
+
 /** Waits until the model is ready (failing on a load error); returns the load timeline. */
-async function loadTimeline(page) {
-  await page.waitForFunction(
+async function loadTimeline(page, problems) {
+  await waitFor(
+    page,
+    problems,
     () => {
       const error = document.querySelector('[data-testid="model-error"]');
       if (error && !error.hidden && error.textContent.trim()) {
@@ -80,24 +102,36 @@ async function loadTimeline(page) {
       return window.__loadTimeline?.ready != null;
     },
     null,
-    { timeout: TIMEOUT, polling: 100 },
   );
-  const timeline = await page.evaluate(() => window.__loadTimeline);
+  const timeline = await page.evaluate(() => ({
+    ...window.__loadTimeline,
+    // The navigation itself (for a reload: unloading the old page, then fetching this one).
+    navigation: performance.getEntriesByType('navigation')[0]?.toJSON(),
+  }));
   // Each phase lasts until the next one starts; the last one until the model is ready.
   const phases = timeline.phases.map(({ phase, ms }, i) => ({
     phase,
     s: ((timeline.phases[i + 1]?.ms ?? timeline.ready) - ms) / 1000,
   }));
+  const firstPhase = timeline.phases[0]?.ms ?? timeline.ready;
+  const navigation = timeline.navigation ?? {};
   return {
     total_s: timeline.ready / 1000,
-    before_first_phase_s: (timeline.phases[0]?.ms ?? timeline.ready) / 1000,
+    // Navigation start to the first byte of the page, and to its DOMContentLoaded.
+    navigation_s: { response_start: navigation.responseStart / 1000, dom_content_loaded: navigation.domContentLoadedEventEnd / 1000 },
+    page_start_s: (timeline.requested ?? firstPhase) / 1000,
+    worker_start_s: (firstPhase - (timeline.requested ?? firstPhase)) / 1000,
     phases,
   };
 }
 
 function describeLoad(load) {
   const phases = load.phases.map((p) => `${p.phase} ${p.s.toFixed(2)} s`).join(', ');
-  return `ready after ${load.total_s.toFixed(2)} s (page and worker start ${load.before_first_phase_s.toFixed(2)} s, ${phases}); wasm memory ${load.wasm_memory_bytes} bytes`;
+  return (
+    `ready after ${load.total_s.toFixed(2)} s (page start ${load.page_start_s.toFixed(2)} s, of which navigation ` +
+    `${load.navigation_s.response_start.toFixed(2)} s to the first byte, ${load.navigation_s.dom_content_loaded.toFixed(2)} s to DOMContentLoaded; ` +
+    `worker start and cache lookup ${load.worker_start_s.toFixed(2)} s, ${phases}); wasm memory ${load.wasm_memory_bytes} bytes`
+  );
 }
 
 async function wasmMemoryBytes(page) {
@@ -119,10 +153,12 @@ async function roundStats(page) {
 }
 
 /** Clicks `button` and waits for the round it starts to be done; returns its figures. */
-async function round(page, button) {
+async function round(page, problems, button) {
   const before = await page.locator(byTestId('round-stats')).getAttribute('data-round');
   await page.locator(byTestId(button)).click();
-  await page.waitForFunction(
+  await waitFor(
+    page,
+    problems,
     (previous) => {
       const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
       const notice = $('notice')?.textContent ?? '';
@@ -131,7 +167,6 @@ async function round(page, button) {
       return done !== undefined && done !== previous && $('write')?.disabled === false;
     },
     before,
-    { timeout: TIMEOUT, polling: 200 },
   );
   return roundStats(page);
 }
@@ -143,17 +178,17 @@ const median = (values) => {
 };
 
 /** One warm-up round and REPEATS measured rounds of `candidates` candidates (a new story). */
-async function writeRounds(page, candidates) {
+async function writeRounds(page, problems, candidates) {
   await page.locator(byTestId('settings-toggle')).click();
   await page.locator(byTestId('candidates-per-step')).selectOption(String(candidates));
   await page.locator(byTestId('override-max-new-tokens')).fill(String(NEW_TOKENS));
   await page.locator(byTestId('settings-toggle')).click();
   await page.locator(byTestId('new-story')).click();
   await page.locator(byTestId('prompt')).fill(PROMPT);
-  const warmup = await round(page, 'write');
+  const warmup = await round(page, problems, 'write');
   const rounds = [];
   for (let i = 0; i < REPEATS; i += 1) {
-    rounds.push(await round(page, 'regenerate'));
+    rounds.push(await round(page, problems, 'regenerate'));
     const r = rounds.at(-1);
     console.log(
       `  ${candidates} candidate(s), round ${i + 1}/${REPEATS}: prefill ${r.prompt_tokens} tokens in ${r.prefill_s.toFixed(2)} s, ` +
@@ -186,16 +221,20 @@ async function benchTarget({ label, url }, index) {
     context.setDefaultTimeout(TIMEOUT);
     await context.addInitScript(recordLoadTimeline);
     const page = context.pages()[0] ?? (await context.newPage());
-    page.on('console', (msg) => msg.type() === 'error' && problems.push(msg.text()));
-    page.on('pageerror', (error) => problems.push(String(error)));
+    page.on('console', (msg) => msg.type() === 'error' && problems.push(`console: ${msg.text()}`));
+    page.on('pageerror', (error) => problems.push(`page error: ${error}`));
+    page.on('crash', () => problems.push('the page crashed'));
+    page.on('worker', (worker) =>
+      worker.on('console', (msg) => msg.type() === 'error' && problems.push(`worker console: ${msg.text()}`)),
+    );
     console.log(`${label}: first load (download, store in the cache, build)`);
     await page.goto(url);
-    const first = await loadTimeline(page);
+    const first = await loadTimeline(page, problems);
     first.wasm_memory_bytes = await wasmMemoryBytes(page);
     console.log(`  ${describeLoad(first)}`);
     console.log(`${label}: reload (from the cache)`);
     await page.reload();
-    const cached = await loadTimeline(page);
+    const cached = await loadTimeline(page, problems);
     cached.wasm_memory_bytes = await wasmMemoryBytes(page);
     console.log(`  ${describeLoad(cached)}`);
     if (!cached.phases.some((p) => p.phase === 'read') || cached.phases.some((p) => p.phase === 'download')) {
@@ -203,8 +242,8 @@ async function benchTarget({ label, url }, index) {
     }
     const model = await page.locator(byTestId('model-status')).innerText();
     console.log(`${label}: writing`);
-    const one = await writeRounds(page, 1);
-    const three = await writeRounds(page, 3);
+    const one = await writeRounds(page, problems, 1);
+    const three = await writeRounds(page, problems, 3);
     return { label, url, model, first_load: first, cached_load: cached, write: [one, three], problems };
   } finally {
     await context.close();
@@ -233,12 +272,15 @@ const fixed = (value, digits) => (Number.isFinite(value) ? value.toFixed(digits)
 
 function markdown(results, bundle) {
   const lines = [];
-  lines.push('| model | first load s (download · store · build) | load from cache s (read · build) | wasm memory after load MB |');
-  lines.push('|---|---|---|---|');
+  lines.push(
+    '| model | first load s | start · download · store · build s | reload, from the cache s | start · read · build s | wasm memory after load MB (first · reload) |',
+  );
+  lines.push('|---|---|---|---|---|---|');
   for (const r of results) {
-    const parts = (load) => load.phases.map((p) => fixed(p.s, 1)).join(' · ');
+    const parts = (load) => [load.page_start_s + load.worker_start_s, ...load.phases.map((p) => p.s)].map((v) => fixed(v, 1)).join(' · ');
+    const { first_load: first, cached_load: cached } = r;
     lines.push(
-      `| ${r.label} | ${fixed(r.first_load.total_s, 1)} (${parts(r.first_load)}) | ${fixed(r.cached_load.total_s, 1)} (${parts(r.cached_load)}) | ${mb(r.cached_load.wasm_memory_bytes)} |`,
+      `| ${r.label} | ${fixed(first.total_s, 1)} | ${parts(first)} | ${fixed(cached.total_s, 1)} | ${parts(cached)} | ${mb(first.wasm_memory_bytes)} · ${mb(cached.wasm_memory_bytes)} |`,
     );
   }
   lines.push('');
