@@ -49,8 +49,8 @@ fn a_session_logs_every_candidate_and_resumes() {
     let log = dir.join("story.jsonl");
     let _ = std::fs::remove_file(&log);
 
-    // Pick 1; regenerate step 2 and pick 2; undo (both step-2 rounds wait again) and pick the
-    // third; add own text; an unknown key shows the help; quit.
+    // Pick 1; regenerate step 2 and pick 2; undo (the regenerated round, which the pick came
+    // from, waits again) and pick its third; add own text; an unknown key shows the help; quit.
     let shown = write(
         &log,
         &["--prompt", "Once upon a time", "--seed", "3"],
@@ -58,8 +58,8 @@ fn a_session_logs_every_candidate_and_resumes() {
     );
     assert!(shown.contains("1/2/3… pick"));
     assert!(
-        shown.contains("[6] "),
-        "after undo six step-2 candidates wait"
+        shown.contains("[3] ") && !shown.contains("[4] "),
+        "after undo the three candidates of the undone pick's round wait, not every step-2 round"
     );
     let lines = log_lines(&log);
     // Rounds: step 1, step 2, step 2 again, step 3 after each of the two step-2 picks, step 3
@@ -71,6 +71,11 @@ fn a_session_logs_every_candidate_and_resumes() {
         .iter()
         .all(|r| r.param_table.as_deref() == Some("bundled")));
     assert_eq!(story.path.len(), 2);
+    // Both step-2 picks (the undone one and the one after undo) came from the same round.
+    let step2_picks: Vec<_> = lines.iter().filter(|r| r.chosen && r.step == 2).collect();
+    assert_eq!(step2_picks.len(), 2);
+    assert_eq!(step2_picks[0].created_at, step2_picks[1].created_at);
+    assert_ne!(step2_picks[0].record_id, step2_picks[1].record_id);
     assert!(story.text.starts_with("Once upon a time"));
     assert!(
         story.text.ends_with("Then <b>it</b> rained."),
