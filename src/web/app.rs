@@ -518,11 +518,12 @@ fn show_round_stats(round: u64, candidates: usize, stats: &GenerationStats) {
         }
     };
     let line = format!(
-        "Last round: prompt {} tokens in {:.2} s ({:.1} tok/s) · {} candidate(s), {} tokens in {:.2} s ({:.2} tok/s, {:.2} per candidate)",
+        "Last round: prompt {} tokens in {:.2} s ({:.1} tok/s) · {} {}, {} tokens in {:.2} s ({:.1} tok/s, {:.1} per candidate)",
         stats.prompt_tokens,
         stats.prefill_s,
         rate(stats.prompt_tokens, stats.prefill_s),
         candidates,
+        if candidates == 1 { "candidate" } else { "candidates" },
         stats.generated_tokens,
         stats.decode_s,
         rate(stats.generated_tokens, stats.decode_s),
