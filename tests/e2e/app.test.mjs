@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_FLAGS, byTestId, watch } from './lib.mjs';
 
 const BASE = process.env.E2E_URL;
 const MODELS = process.env.E2E_MODELS;
@@ -31,17 +32,6 @@ mkdirSync(OUT, { recursive: true });
 // wait's own (descriptive) error is what fails it.
 const SLOW = 120_000;
 const TEST_TIMEOUT = 5 * SLOW;
-// The flags of the contract; playwright gives every launch a fresh profile directory.
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const PROMPT = 'Once upon a time';
 
 let browser;
@@ -49,22 +39,6 @@ let context;
 let page;
 /** Console errors, page errors and worker errors of the main page, asserted empty at the end. */
 const problems = [];
-
-/** Records console errors and uncaught errors of `target` (and its workers) into `sink`. */
-function watch(target, sink) {
-  target.on('console', (msg) => {
-    if (msg.type() === 'error') sink.push(`console: ${msg.text()} (${msg.location().url})`);
-  });
-  target.on('pageerror', (error) => sink.push(`page error: ${error.stack ?? error}`));
-  target.on('crash', () => sink.push('the page crashed'));
-  target.on('worker', (worker) => {
-    worker.on('console', (msg) => {
-      if (msg.type() === 'error') sink.push(`worker console: ${msg.text()}`);
-    });
-  });
-}
-
-const byTestId = (id) => `[data-testid="${id}"]`;
 
 async function text(id) {
   return page.locator(byTestId(id)).innerText();

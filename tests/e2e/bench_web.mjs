@@ -14,6 +14,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync }
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_FLAGS, byTestId } from './lib.mjs';
 
 const TARGETS = JSON.parse(process.env.BENCH_TARGETS ?? '[]');
 const DIST = process.env.BENCH_DIST ?? 'dist';
@@ -26,19 +27,6 @@ if (!TARGETS.length) throw new Error('BENCH_TARGETS is empty: run scripts/bench_
 const PROMPT = 'The lighthouse keeper woke up at noon';
 // Loading 0.5–0.6 GB and generating with BLOOM-560m in wasm takes minutes on a slow machine.
 const TIMEOUT = 20 * 60_000;
-// The contract's flags; the profile directory is given by launchPersistentContext.
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-const byTestId = (id) => `[data-testid="${id}"]`;
 
 /**
  * Runs in the page before its scripts: notes when the page asks its worker for the model (the

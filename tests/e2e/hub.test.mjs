@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_FLAGS, byTestId, watch } from './lib.mjs';
 
 const BASE = process.env.E2E_URL;
 const REFERENCES = process.env.E2E_HUB_REFERENCES;
@@ -22,16 +23,6 @@ mkdirSync(OUT, { recursive: true });
 
 const SLOW = 120_000;
 const TEST_TIMEOUT = 5 * SLOW;
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const HUB = new URL('models/hub', BASE).href;
 const REPO = 'test/bloom-tiny';
 const CACHE_NAME = 'bloom-tiny-q8_0.gguf';
@@ -56,22 +47,6 @@ let browser;
 let context;
 let page;
 const problems = [];
-
-/** Records console errors and uncaught errors of `target` (and its workers) into `sink`. */
-function watch(target, sink) {
-  target.on('console', (msg) => {
-    if (msg.type() === 'error') sink.push(`console: ${msg.text()} (${msg.location().url})`);
-  });
-  target.on('pageerror', (error) => sink.push(`page error: ${error.stack ?? error}`));
-  target.on('crash', () => sink.push('the page crashed'));
-  target.on('worker', (worker) => {
-    worker.on('console', (msg) => {
-      if (msg.type() === 'error') sink.push(`worker console: ${msg.text()}`);
-    });
-  });
-}
-
-const byTestId = (id) => `[data-testid="${id}"]`;
 
 /** Waits until model-status says `ready` and names `name` (fails early on a load error). */
 async function waitForModel(target, name = '') {
