@@ -39,7 +39,7 @@ fn main() -> candle_core::Result<()> {
 /// candle's q8_0 (what q4_0 layers were widened to before) at decode and prefill row counts.
 #[cfg(target_arch = "x86_64")]
 fn q4_0_kernels() -> candle_core::Result<()> {
-    use storywriter::q4_0_x86::Q4_0Matrix;
+    use storywriter::engine::kernels::q4_0_x86::Q4_0Matrix;
     let device = Device::Cpu;
     // The fastest of 20 runs: robust to other work on a shared machine.
     let time = |run: &mut dyn FnMut() -> candle_core::Result<()>| -> candle_core::Result<f64> {

@@ -1,9 +1,11 @@
-//! The library's error type: every failure names what is wrong and where.
+//! The library's error type: every failure names what is wrong and where, and keeps the error
+//! that caused it as its `source()`.
 
-/// Everything that can go wrong while loading, quantizing or running a model.
+/// Everything that can go wrong while loading, quantizing or running a model, or reading and
+/// writing the data layer's files.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A model, tokenizer or config file is malformed or inconsistent.
+    /// A model, tokenizer, config, table or record file is malformed or inconsistent.
     #[error("{0}")]
     Format(String),
     /// A file could not be read or written.
@@ -12,14 +14,16 @@ pub enum Error {
         /// The file concerned.
         path: String,
         /// The underlying error.
+        #[source]
         cause: std::io::Error,
     },
     /// The caller asked for something the model cannot do (bad ids, bad parameters, …).
     #[error("{0}")]
     Invalid(String),
-    /// A tensor operation failed.
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    /// A tensor operation failed (a `candle_core::Error`; the engine converts it, so that this
+    /// type, and with it the data layer, does not depend on candle).
+    #[error("{0}")]
+    Tensor(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Result with the library's [`Error`].

@@ -1,22 +1,25 @@
 //! `storywriter`: BLOOM on candle, with a tokenizer, Hugging Face-exact sampling, a GGUF
 //! quantizer and candidate generation, compiled both natively and for wasm32.
+//!
+//! Three layers, each a folder:
+//! - [`engine`]: the model, its loading and quantizing, kernels, tokenizer, sampling and
+//!   generation (candle);
+//! - [`data`]: the per-step parameter table, candidate records, stories, statistics and the
+//!   dataset export (no candle);
+//! - the front ends: [`web`] (the page and its model worker) and the `storywriter` CLI
+//!   (`src/bin/storywriter/`).
+//!
+//! [`shared`] holds the few types both the engine and the data layer speak (sampling
+//! parameters, a model's identity, why generation stopped), and [`session`] joins the two: a
+//! story's rounds run on a loaded model.
 
-pub mod config;
-pub mod dataset;
+pub mod data;
+pub mod engine;
 pub mod error;
-pub mod generate;
-pub mod gguf;
-pub mod init;
-pub mod loader;
-pub mod model;
-pub mod params;
-#[cfg(target_arch = "x86_64")]
-pub mod q4_0_x86;
-pub mod records;
-pub mod sampling;
-pub mod stats;
-pub mod story;
-pub mod tokenizer;
+pub mod session;
+pub mod shared;
 pub mod web;
 
+pub use data::{dataset, params, records, stats, story};
+pub use engine::{config, generate, gguf, init, loader, model, sampling, tokenizer};
 pub use error::{Error, Result};

@@ -10,7 +10,8 @@ use storywriter::generate::generate;
 use storywriter::generate::CandidateSpec;
 use storywriter::loader::{native, LoadedModel};
 use storywriter::sampling::SamplingParams;
-use storywriter::story::{write_round, PlannedCandidate, Story};
+use storywriter::session::write_round;
+use storywriter::story::{PlannedCandidate, Story};
 
 fn tiny() -> LoadedModel {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-pow2");

@@ -140,7 +140,8 @@ fn seeded_sampling_gives_the_native_tokens() {
 /// clock, and the records are complete.
 #[wasm_bindgen_test]
 fn a_story_round_is_recorded_in_the_browser() {
-    use storywriter::story::{write_round, PlannedCandidate, Story};
+    use storywriter::session::write_round;
+    use storywriter::story::{PlannedCandidate, Story};
     let model = load_gguf(POW2_GGUF, "tiny-pow2.gguf", &Device::Cpu).unwrap();
     let mut story = Story::new("Once upon a time");
     let planned: Vec<PlannedCandidate> = (0..3)

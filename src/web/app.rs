@@ -13,12 +13,12 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{HtmlElement, HtmlSelectElement, KeyboardEvent};
 
-use crate::dataset::{parse_records, DatasetFiles, Merger};
-use crate::generate::{CandidateSpec, Generation, GenerationStats};
-use crate::loader::ModelIdentity;
-use crate::params::{Param, Policy, StepTable};
-use crate::records::{timestamp_now, CandidateRecord};
-use crate::story::{PlannedCandidate, Story};
+use crate::data::dataset::{parse_records, DatasetFiles, Merger};
+use crate::data::params::{Param, Policy, StepTable};
+use crate::data::records::{timestamp_now, CandidateRecord};
+use crate::data::story::{PlannedCandidate, Story};
+use crate::engine::generate::{CandidateSpec, Generation, GenerationStats};
+use crate::shared::ModelIdentity;
 use crate::web::chart;
 use crate::web::dom::{
     append, by_testid, clear, document, download, el, input, js_error, now_ms, on, on_click,
@@ -140,7 +140,7 @@ pub fn run() {
             candidates: stored_candidates().unwrap_or(Settings::default().candidates),
             ..Settings::default()
         },
-        vocab_size: crate::params::BUNDLED_VOCAB_SIZE,
+        vocab_size: crate::data::params::BUNDLED_VOCAB_SIZE,
         next_round: 1,
         running: None,
         last_speed: None,
@@ -557,9 +557,10 @@ fn round_done(app: &Shared, round: u64, input_ids: Vec<u32>, generation: Generat
         let (Some(model), Some(current)) = (model.as_ref(), current.as_mut()) else {
             return;
         };
-        if let Err(e) = current
-            .story
-            .add_round(&input_ids, &running.planned, &generation, model)
+        if let Err(e) =
+            current
+                .story
+                .add_round(&input_ids, &running.planned, &generation.candidates, model)
         {
             drop(state);
             notice(&format!("The round could not be recorded: {e}"));
@@ -803,7 +804,7 @@ fn part(card: &HtmlElement, class: &str) -> Option<web_sys::Element> {
     card.query_selector(&format!(".{class}")).ok().flatten()
 }
 
-fn params_line(params: &crate::sampling::SamplingParams) -> String {
+fn params_line(params: &crate::shared::SamplingParams) -> String {
     format!(
         "temperature {:.2} · top-k {} · top-p {:.2} · typical-p {:.2} · repetition {:.2} · max {} tokens",
         params.temperature,
@@ -1353,7 +1354,7 @@ fn read_overrides(app: &Shared) {
     overrides.top_k = field("override-top-k", "top_k").map(|v| v.max(0.0) as usize);
     overrides.top_p = field("override-top-p", "top_p").map(|v| v as f32);
     overrides.max_new_tokens = field("override-max-new-tokens", "max new tokens")
-        .map(|v| (v.max(1.0) as usize).min(crate::params::MAX_NEW_TOKENS_CAP));
+        .map(|v| (v.max(1.0) as usize).min(crate::data::params::MAX_NEW_TOKENS_CAP));
     let status = if !bad.is_empty() {
         format!("Not a number: {}", bad.join(", "))
     } else if overrides.any() {

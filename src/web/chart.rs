@@ -3,8 +3,8 @@
 
 use web_sys::Element;
 
-use crate::params::{Param, ParamSummary, StepTable};
-use crate::records::CandidateRecord;
+use crate::data::params::{Param, ParamSummary, StepTable};
+use crate::data::records::CandidateRecord;
 use crate::web::dom::{clear, document};
 
 const SVG: &str = "http://www.w3.org/2000/svg";

@@ -17,9 +17,9 @@ use sha2::{Digest, Sha256};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
+use crate::engine::gguf::{plan_gguf, tensor_layout, PlannedTensor, TensorTypes};
+use crate::engine::loader::{hf_name, open_hf, qkv_hf_to_contiguous, TensorStore};
 use crate::error::{Error, Result};
-use crate::gguf::{plan_gguf, tensor_layout, PlannedTensor, TensorTypes};
-use crate::loader::{hf_name, open_hf, qkv_hf_to_contiguous, TensorStore};
 use crate::web::dom::js_error;
 use crate::web::opfs::PartialFile;
 

@@ -12,8 +12,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{IdbDatabase, IdbRequest, IdbTransaction, IdbTransactionMode};
 
-use crate::records::CandidateRecord;
-use crate::story::Story;
+use crate::data::records::CandidateRecord;
+use crate::data::story::Story;
 
 const DB_NAME: &str = "storywriter";
 const STORIES: &str = "stories";
@@ -166,7 +166,7 @@ impl Db {
         let request = transaction.object_store(RECORDS)?.get_all()?;
         let values = texts(JsFuture::from(request_promise(&request)).await?);
         let (records, errors) =
-            crate::dataset::parse_records(&values.join("\n"), "IndexedDB records");
+            crate::data::dataset::parse_records(&values.join("\n"), "IndexedDB records");
         Ok((records, errors.iter().map(ToString::to_string).collect()))
     }
 

@@ -237,7 +237,7 @@ impl Drop for CachedFile {
 }
 
 /// A file read through a `FileSystemSyncAccessHandle`: `std::io::Read + Seek`, so that
-/// [`crate::loader::open_gguf_reader`] reads a model from the cache one tensor at a time.
+/// [`crate::engine::loader::open_gguf_reader`] reads a model from the cache one tensor at a time.
 pub struct SyncReader<'a> {
     access: &'a FileSystemSyncAccessHandle,
     position: u64,

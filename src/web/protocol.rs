@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::generate::{CandidateSpec, Generation};
-use crate::loader::ModelIdentity;
+use crate::engine::generate::{CandidateSpec, Generation};
+use crate::shared::ModelIdentity;
 
 /// Where the worker gets a model from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -206,8 +206,8 @@ pub fn from_json<T: for<'de> Deserialize<'de>>(text: &str) -> crate::Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::{Candidate, FinishReason, GenerationStats};
-    use crate::sampling::SamplingParams;
+    use crate::engine::generate::{Candidate, FinishReason, GenerationStats};
+    use crate::shared::SamplingParams;
 
     fn round_trip<T>(message: T)
     where

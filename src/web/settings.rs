@@ -2,11 +2,11 @@
 //! from a URL, or learned from the writer's own choices) and manual overrides; and the plan of
 //! a round's candidates from them.
 
-use crate::params::{candidate_params, Policy, PolicyMix, StepTable};
-use crate::records::{new_seed, CandidateRecord};
-use crate::sampling::SamplingParams;
-use crate::stats::{ParamValues, SelectionRecord, StatsBuilder, StatsOptions};
-use crate::story::PlannedCandidate;
+use crate::data::params::{candidate_params, Policy, PolicyMix, StepTable};
+use crate::data::records::{new_seed, CandidateRecord};
+use crate::data::stats::{ParamValues, SelectionRecord, StatsBuilder, StatsOptions};
+use crate::data::story::PlannedCandidate;
+use crate::shared::SamplingParams;
 
 /// Where the parameter table came from.
 #[derive(Clone, Debug, PartialEq)]

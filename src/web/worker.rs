@@ -14,9 +14,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
-use crate::generate::{generate, CandidateSpec};
-use crate::loader::{load_gguf, load_gguf_reader, LoadedModel};
-use crate::story::round_input_ids;
+use crate::engine::generate::{generate, CandidateSpec};
+use crate::engine::loader::{load_gguf, load_gguf_reader, LoadedModel};
+use crate::session::round_input_ids;
 use crate::web::dom::js_error;
 use crate::web::protocol::{from_json, to_json, Event, Failed, ModelSource, Phase, Request};
 use crate::web::{hub, opfs};

@@ -30,10 +30,10 @@ mod cli {
     use clap::{Args, Parser, Subcommand};
     use indicatif::{ProgressBar, ProgressStyle};
     use serde_json::json;
-    use storywriter::generate::{generate, CandidateSpec};
-    use storywriter::gguf::TensorTypes;
-    use storywriter::loader::{native, LoadedModel};
-    use storywriter::sampling::{Sampler, SamplingParams};
+    use storywriter::engine::generate::{generate, CandidateSpec};
+    use storywriter::engine::gguf::TensorTypes;
+    use storywriter::engine::loader::{native, LoadedModel};
+    use storywriter::engine::sampling::{Sampler, SamplingParams};
     use web_time::Instant;
 
     #[derive(Parser)]
@@ -167,7 +167,7 @@ mod cli {
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Vocabulary size top_k is clamped to.
-        #[arg(long, default_value_t = storywriter::params::BUNDLED_VOCAB_SIZE)]
+        #[arg(long, default_value_t = storywriter::data::params::BUNDLED_VOCAB_SIZE)]
         vocab_size: usize,
     }
 
@@ -230,10 +230,26 @@ mod cli {
         match run(cli.command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", error_chain(&e));
                 ExitCode::FAILURE
             }
         }
+    }
+
+    /// The error and its causes, `: `-separated; a cause whose text its parent's message already
+    /// ends with (the library's errors show their cause) is not repeated.
+    fn error_chain(error: &anyhow::Error) -> String {
+        let mut text = String::new();
+        for cause in error.chain() {
+            let message = cause.to_string();
+            if !text.ends_with(&message) {
+                if !text.is_empty() {
+                    text.push_str(": ");
+                }
+                text.push_str(&message);
+            }
+        }
+        text
     }
 
     fn load(path: &Path) -> Result<LoadedModel> {
@@ -360,7 +376,7 @@ mod cli {
     }
 
     fn run_params(args: &ParamsArgs) -> Result<()> {
-        use storywriter::params::{
+        use storywriter::data::params::{
             candidate_params, load_table, read_table, Policy, PolicyMix, TableWarning,
         };
         if args.step == 0 {
@@ -411,11 +427,11 @@ mod cli {
         output_dtype: Option<&str>,
         output: &Path,
     ) -> Result<()> {
-        let dtype = storywriter::gguf::parse_dtype(dtype)?;
+        let dtype = storywriter::engine::gguf::parse_dtype(dtype)?;
         let mut types = TensorTypes::default_for(dtype);
         match output_dtype {
             Some("tied") => types.output = None,
-            Some(name) => types.output = Some(storywriter::gguf::parse_dtype(name)?),
+            Some(name) => types.output = Some(storywriter::engine::gguf::parse_dtype(name)?),
             None => {}
         }
         let tmp = output.with_extension("gguf.partial");
@@ -427,7 +443,7 @@ mod cli {
                 .expect("valid template"),
         );
         native::with_opened(input, &Device::Cpu, |opened| {
-            storywriter::gguf::write_gguf(&mut writer, opened, types, |p| {
+            storywriter::engine::gguf::write_gguf(&mut writer, opened, types, |p| {
                 bar.set_length(p.total as u64);
                 bar.set_position(p.done as u64);
                 bar.set_message(format!("{} → {:?}", p.name, p.dtype));
@@ -452,17 +468,17 @@ mod cli {
     }
 
     fn init_random(name: &str, seed: u64, output: &Path) -> Result<()> {
-        let Some(config) = storywriter::init::named_config(name) else {
+        let Some(config) = storywriter::engine::init::named_config(name) else {
             bail!("unknown config `{name}`, expected bloom-560m or tiny");
         };
         std::fs::create_dir_all(output)?;
-        let tensors = storywriter::init::random_checkpoint(&config, seed)?;
+        let tensors = storywriter::engine::init::random_checkpoint(&config, seed)?;
         candle_core::safetensors::save(&tensors, output.join("model.safetensors"))?;
         std::fs::write(
             output.join("config.json"),
-            storywriter::init::hf_config_json(&config),
+            storywriter::engine::init::hf_config_json(&config),
         )?;
-        let tokenizer = storywriter::tokenizer::Tokenizer::byte_level()?;
+        let tokenizer = storywriter::engine::tokenizer::Tokenizer::byte_level()?;
         std::fs::write(output.join("tokenizer.json"), tokenizer.to_json()?)?;
         eprintln!(
             "wrote {} ({name}, seed {seed}, random weights)",

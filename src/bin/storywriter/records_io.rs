@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use storywriter::dataset::{
+use storywriter::data::dataset::{
     record_json_line, record_lines, DatasetFiles, LineContent, MergeOutcome, MergeReport, Merger,
 };
 

@@ -11,7 +11,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::Value;
-use storywriter::stats::{
+use storywriter::data::stats::{
     ReadFields, StatsBuilder, StatsOptions, DEFAULT_MAX_STEPS, DEFAULT_PRIOR_STRENGTH,
 };
 use web_time::Instant;

@@ -14,11 +14,12 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use storywriter::dataset::read_records;
-use storywriter::loader::LoadedModel;
-use storywriter::params::{candidate_params, load_table, PolicyMix, StepTable};
-use storywriter::records::{new_seed, CandidateRecord};
-use storywriter::story::{write_round, PlannedCandidate, Story};
+use storywriter::data::dataset::read_records;
+use storywriter::data::params::{candidate_params, load_table, PolicyMix, StepTable};
+use storywriter::data::records::{new_seed, CandidateRecord};
+use storywriter::data::story::{PlannedCandidate, Story};
+use storywriter::engine::loader::LoadedModel;
+use storywriter::session::write_round;
 
 /// Options of `storywriter write`.
 #[derive(Args)]

@@ -4,19 +4,16 @@
 //! step), the candidates of the round being decided, and every [`CandidateRecord`] ever generated
 //! for it. Records form a tree through `parent_record_id`: undoing a choice and picking another
 //! candidate starts a new branch and keeps the old one. The terminal writer (`storywriter
-//! write`) and the web app drive the same operations: [`write_round`], [`Story::choose`],
+//! write`) and the web app drive the same operations: `session::write_round`, [`Story::choose`],
 //! [`Story::undo`], [`Story::edit`].
 
 use std::collections::hash_map::{Entry, HashMap};
-use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::records::{new_id, timestamp_now, CandidateRecord, RECORD_SCHEMA};
 use crate::error::{Error, Result};
-use crate::generate::{generate, CandidateSpec, Generation, TokenEvent};
-use crate::loader::{LoadedModel, ModelIdentity};
-use crate::records::{new_id, timestamp_now, CandidateRecord, RECORD_SCHEMA};
-use crate::sampling::SamplingParams;
+use crate::shared::{Candidate, ModelIdentity, SamplingParams};
 
 /// The app name and version written into every record.
 pub const APP_VERSION: &str = concat!("storywriter ", env!("CARGO_PKG_VERSION"));
@@ -85,20 +82,20 @@ impl Story {
         &mut self,
         input_ids: &[u32],
         planned: &[PlannedCandidate],
-        generation: &Generation,
+        candidates: &[Candidate],
         model: &ModelIdentity,
     ) -> Result<&[CandidateRecord]> {
-        if planned.len() != generation.candidates.len() {
+        if planned.len() != candidates.len() {
             return Err(Error::Invalid(format!(
                 "{} candidates planned but {} generated",
                 planned.len(),
-                generation.candidates.len()
+                candidates.len()
             )));
         }
         let created_at = timestamp_now();
         let first = self.records.len();
         let step = self.next_step();
-        for (index, (plan, candidate)) in planned.iter().zip(&generation.candidates).enumerate() {
+        for (index, (plan, candidate)) in planned.iter().zip(candidates).enumerate() {
             self.records.push(CandidateRecord {
                 schema: RECORD_SCHEMA.to_string(),
                 record_id: new_id(),
@@ -259,51 +256,4 @@ impl Story {
         }
         Some(story)
     }
-}
-
-/// Generates one round of candidates continuing the story's text, streaming tokens to
-/// `on_token`, and records them as the pending candidates. The input is the text's last tokens
-/// that leave room for the longest candidate inside the model's context.
-pub fn write_round(
-    story: &mut Story,
-    model: &LoadedModel,
-    planned: &[PlannedCandidate],
-    on_token: impl FnMut(TokenEvent<'_>) -> ControlFlow<()>,
-) -> Result<Vec<CandidateRecord>> {
-    let longest = planned
-        .iter()
-        .map(|p| p.params.max_new_tokens)
-        .max()
-        .unwrap_or(0);
-    let ids = round_input_ids(model, &story.text, longest)?;
-    let specs: Vec<CandidateSpec> = planned
-        .iter()
-        .map(|p| CandidateSpec {
-            params: p.params.clone(),
-            seed: p.seed,
-        })
-        .collect();
-    let generation = generate(&model.model, &model.tokenizer, &ids, &specs, on_token)?;
-    Ok(story
-        .add_round(&ids, planned, &generation, &model.identity)?
-        .to_vec())
-}
-
-/// The token ids a round continuing `text` feeds the model: the text's last tokens that leave
-/// room for `longest` new tokens inside the model's context. Fails on an empty text.
-pub fn round_input_ids(model: &LoadedModel, text: &str, longest: usize) -> Result<Vec<u32>> {
-    let mut ids = model.tokenizer.encode(text)?;
-    if ids.is_empty() {
-        return Err(Error::Invalid(
-            "the story is empty: write an opening first".into(),
-        ));
-    }
-    let room = model
-        .model
-        .config()
-        .context_length
-        .saturating_sub(longest)
-        .max(1);
-    ids.drain(..ids.len().saturating_sub(room));
-    Ok(ids)
 }

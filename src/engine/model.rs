@@ -22,10 +22,10 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::LayerNorm;
 
-use crate::config::BloomConfig;
-use crate::error::{Error, Result};
+use crate::engine::config::BloomConfig;
 #[cfg(target_arch = "x86_64")]
-use crate::q4_0_x86::Q4_0Matrix;
+use crate::engine::kernels::q4_0_x86::Q4_0Matrix;
+use crate::error::{Error, Result};
 
 /// A tensor as a file stores it: dense (any float type, used as f32) or quantized.
 #[derive(Clone, Debug)]
@@ -117,7 +117,7 @@ impl Linear {
 }
 
 /// A q4_0 layer on x86-64: repacked for this crate's AVX2 / VNNI kernels, which read the
-/// 4-bit weights directly (`crate::q4_0_x86`). On CPUs without AVX2 the matrix is widened to
+/// 4-bit weights directly (`crate::engine::kernels::q4_0_x86`). On CPUs without AVX2 the matrix is widened to
 /// q8_0 instead ([`widen_q4_0`]), which candle multiplies faster than q4_0.
 #[cfg(target_arch = "x86_64")]
 fn q4_0_linear(q: Arc<QTensor>, bias: Option<Tensor>, gelu: bool) -> Result<Linear> {

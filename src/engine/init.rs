@@ -7,9 +7,9 @@ use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::BloomConfig;
+use crate::engine::config::BloomConfig;
+use crate::engine::gguf::tensor_layout;
 use crate::error::Result;
-use crate::gguf::tensor_layout;
 
 /// Standard deviation of the random weights (transformers' `initializer_range` for BLOOM).
 const INIT_STD: f32 = 0.02;
@@ -48,7 +48,7 @@ pub fn random_checkpoint(config: &BloomConfig, seed: u64) -> Result<HashMap<Stri
         tensors.insert(
             format!(
                 "transformer.{}",
-                crate::loader::hf_name(&name).expect("known name")
+                crate::engine::loader::hf_name(&name).expect("known name")
             ),
             tensor,
         );
@@ -56,7 +56,7 @@ pub fn random_checkpoint(config: &BloomConfig, seed: u64) -> Result<HashMap<Stri
     Ok(tensors)
 }
 
-/// Inverse of [`crate::loader::qkv_hf_to_contiguous`]: contiguous Q|K|V rows to HF's per-head interleave.
+/// Inverse of [`crate::engine::loader::qkv_hf_to_contiguous`]: contiguous Q|K|V rows to HF's per-head interleave.
 fn qkv_contiguous_to_hf(t: &Tensor, n_head: usize) -> Result<Tensor> {
     let dims = t.dims().to_vec();
     let head_dim = dims[0] / (3 * n_head);

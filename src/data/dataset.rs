@@ -14,11 +14,11 @@ use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::records::{CandidateRecord, RECORD_SCHEMA};
 use crate::error::{Error, Result};
-use crate::generate::FinishReason;
-use crate::loader::ModelIdentity;
-use crate::records::{CandidateRecord, RECORD_SCHEMA};
-use crate::sampling::SamplingParams;
+use crate::shared::FinishReason;
+use crate::shared::ModelIdentity;
+use crate::shared::SamplingParams;
 
 /// File name of the records in a dataset directory.
 pub const RECORDS_FILE: &str = "records.jsonl";

@@ -11,10 +11,11 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
+use crate::engine::model::Bloom;
+use crate::engine::sampling::{ends_sentence, log_prob, Sampler, SamplingParams};
+use crate::engine::tokenizer::Tokenizer;
 use crate::error::{Error, Result};
-use crate::model::Bloom;
-use crate::sampling::{ends_sentence, log_prob, Sampler, SamplingParams};
-use crate::tokenizer::Tokenizer;
+pub use crate::shared::{Candidate, FinishReason};
 
 /// One candidate to generate: its sampling parameters and RNG seed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,37 +25,6 @@ pub struct CandidateSpec {
     /// Seed of the candidate's RNG: the same model, prompt, parameters and seed give the same
     /// tokens.
     pub seed: u64,
-}
-
-/// Why a candidate stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FinishReason {
-    /// The model produced its end-of-sequence token.
-    Eos,
-    /// `max_new_tokens` were generated.
-    Length,
-    /// A sentence ended and the parameters asked to stop there.
-    SentenceEnd,
-    /// The caller stopped generation.
-    Stopped,
-}
-
-/// A generated continuation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Candidate {
-    /// The new token ids (the end-of-sequence token included when it was produced).
-    pub ids: Vec<u32>,
-    /// Their text (without the end-of-sequence token).
-    pub text: String,
-    /// The model's log-probability of each new token (before any sampling warper).
-    pub logprobs: Vec<f32>,
-    /// The parameters it was sampled with.
-    pub params: SamplingParams,
-    /// Its RNG seed.
-    pub seed: u64,
-    /// Why it stopped.
-    pub finish_reason: FinishReason,
 }
 
 /// A token as it is generated, for streaming.

@@ -78,7 +78,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::sampling::SamplingParams;
+use crate::shared::SamplingParams;
 
 /// The schema tag every table carries.
 pub const STEP_PARAMS_SCHEMA: &str = "storywriter.step-params/1";
@@ -102,7 +102,7 @@ pub const TREND_HORIZON: u32 = 5;
 /// `coupled-random` (see the module documentation).
 pub const COUPLED_SUM: f64 = 1.5;
 
-const BUNDLED_JSON: &str = include_str!("../www/params/steps.json");
+const BUNDLED_JSON: &str = include_str!("../../www/params/steps.json");
 
 /// Summary of one parameter over the chosen candidates of a step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -943,7 +943,7 @@ fn standard_normal(rng: &mut ChaCha20Rng) -> f64 {
         let v = 2.0 * uniform(rng) - 1.0;
         let s = u * u + v * v;
         if s > 0.0 && s < 1.0 {
-            return u * (-2.0 * crate::sampling::ln(s) / s).sqrt();
+            return u * (-2.0 * crate::shared::portable_math::ln(s) / s).sqrt();
         }
     }
     0.0

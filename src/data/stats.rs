@@ -4,7 +4,7 @@
 //!
 //! # Input
 //! [`SelectionRecord::from_json`] reads what the table needs — story id, step, chosen flag and
-//! the six tabulated parameters — from our [`CandidateRecord`](crate::records::CandidateRecord)s
+//! the six tabulated parameters — from our [`CandidateRecord`](crate::data::records::CandidateRecord)s
 //! and from foreign logs, MongoDB `mongoexport` output included:
 //! - field spellings: `record_id|recordId|_id|id`, `story_id|storyId|storyID|story`,
 //!   `step|step_number|stepNumber|step_index|stepIndex`,
@@ -72,9 +72,9 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use sketches_ddsketch::{Config, DDSketch};
 
+use crate::data::params::{ParamSummary, StepParams, StepTable, TableSource, STEP_PARAMS_SCHEMA};
 use crate::error::{Error, Result};
-use crate::params::{ParamSummary, StepParams, StepTable, TableSource, STEP_PARAMS_SCHEMA};
-use crate::sampling::SamplingParams;
+use crate::shared::SamplingParams;
 
 /// Default pseudo-count `k` of [`shrink`]: a step with 20 chosen records is half its own data,
 /// half the global row.

@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::generate::FinishReason;
-use crate::loader::ModelIdentity;
-use crate::sampling::SamplingParams;
+use crate::shared::FinishReason;
+use crate::shared::ModelIdentity;
+use crate::shared::SamplingParams;
 
 /// The schema tag every record carries.
 pub const RECORD_SCHEMA: &str = "storywriter.record/1";

@@ -1,0 +1,9 @@
+//! The data layer: the per-step parameter table and its policies, candidate records, stories,
+//! statistics over logs, and the dataset export. It does not depend on the engine (nor on
+//! candle): the types both speak are in [`crate::shared`].
+
+pub mod dataset;
+pub mod params;
+pub mod records;
+pub mod stats;
+pub mod story;
