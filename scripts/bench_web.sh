@@ -19,31 +19,11 @@ source scripts/lib.sh
 WORK="${1:-target/bench-web}"
 mkdir -p "$WORK"
 
-ensure_cargo
-ensure_chromium
-ensure_node
-if [[ ! -d tests/e2e/node_modules/playwright-core ]]; then
-    (cd tests/e2e && npm ci --no-audit --no-fund)
-fi
-if [[ -n "${BENCH_DIST:-}" ]]; then
-    DIST="$BENCH_DIST"
-else
-    ensure_web_toolchain
-    build_web_app
-    DIST=dist
-fi
+prepare_browser_run "${BENCH_DIST:-}"
 # Release: quantizing a 560m model with a dev build takes far longer.
 CLI="$(build_cli release)"
 
-PIDS=()
-cleanup() {
-    local pid
-    for pid in ${PIDS[@]+"${PIDS[@]}"}; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
+trap stop_serves EXIT
 
 TARGETS=
 for dtype in ${DTYPES:-q8_0 q4_0}; do
@@ -58,7 +38,6 @@ for dtype in ${DTYPES:-q8_0 q4_0}; do
     fi
     write_model_index "$dir" >/dev/null
     start_serve "$CLI" "$DIST" "$dir" "$WORK/serve-$dtype.log"
-    PIDS+=("$SERVE_PID")
     echo "serving $DIST and $dir at $SERVE_URL"
     TARGETS+="${TARGETS:+,}{\"label\":\"$dtype\",\"url\":\"$SERVE_URL\"}"
 done

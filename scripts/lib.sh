@@ -113,6 +113,25 @@ build_web_app() {
     trunk build --release --offline
 }
 
+# prepare_browser_run [PREBUILT_DIST]: what a run of the app in headless Chromium needs (cargo,
+# Chromium, node and the e2e node packages), and the app itself: sets DIST to PREBUILT_DIST when
+# given, else builds the app into dist/ (tests/e2e/run.sh and scripts/bench_web.sh).
+prepare_browser_run() {
+    ensure_cargo
+    ensure_chromium
+    ensure_node
+    if [[ ! -d tests/e2e/node_modules/playwright-core ]]; then
+        (cd tests/e2e && npm ci --no-audit --no-fund)
+    fi
+    if [[ -n "${1:-}" ]]; then
+        DIST="$1"
+    else
+        ensure_web_toolchain
+        build_web_app
+        DIST=dist
+    fi
+}
+
 # build_cli [release|dev]: the `storywriter` binary of that cargo profile (default release),
 # built when missing or stale; prints its path.
 build_cli() {
@@ -135,14 +154,18 @@ make_random_model() {
     return $status
 }
 
+# Servers started by start_serve, stopped by stop_serves.
+SERVE_PIDS=()
+
 # start_serve CLI ROOT MODELS LOG: runs `storywriter serve` of ROOT and MODELS on a free port of
-# 127.0.0.1 in the background, its log in LOG; sets SERVE_PID and SERVE_URL once it listens (the
-# caller stops it with `kill "$SERVE_PID"`).
+# 127.0.0.1 in the background, its log in LOG; sets SERVE_PID and SERVE_URL once it listens and
+# adds it to SERVE_PIDS (the caller stops them all with stop_serves, e.g. in an EXIT trap).
 start_serve() {
     local cli="$1" root="$2" models="$3" log="$4" out
     out="$(mktemp "${TMPDIR:-/tmp}/storywriter-serve.XXXXXX")"
     "$cli" serve --root "$root" --models "$models" --addr 127.0.0.1:0 >"$out" 2>"$log" &
     SERVE_PID=$!
+    SERVE_PIDS+=("$SERVE_PID")
     for _ in $(seq 100); do
         [[ -s "$out" ]] && break
         if ! kill -0 "$SERVE_PID" 2>/dev/null; then
@@ -160,6 +183,16 @@ start_serve() {
         kill "$SERVE_PID" 2>/dev/null || true
         return 1
     fi
+}
+
+# stop_serves: stops every server start_serve started.
+stop_serves() {
+    local pid
+    for pid in ${SERVE_PIDS[@]+"${SERVE_PIDS[@]}"}; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    SERVE_PIDS=()
 }
 
 # write_model_index DIR: DIR/index.json listing every .gguf in DIR for the web app

@@ -13,19 +13,14 @@
 #   * the python package datasets (pip), for tests/check_datasets.py.
 #
 # Test conventions
-#   * Native tests: plain `#[test]` in src/ (unit) and tests/*.rs (integration).
-#     An integration test file that cannot compile for wasm32 (files, threads, native-only
-#     crates such as memmap2/rayon/clap) starts with
-#         #![cfg(not(target_arch = "wasm32"))]
-#     so that `cargo clippy/test --target wasm32-unknown-unknown --tests` keeps compiling.
-#   * Browser tests: tests/wasm_*.rs, and only those, run in Chromium (selected below with
-#     `--test 'wasm_*'`). Each such file starts with
-#         #![cfg(target_arch = "wasm32")]
-#         wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
-#     uses `#[wasm_bindgen_test]` instead of `#[test]`, and loads fixtures with
-#     `include_bytes!` (the browser has no file system); see tests/wasm_smoke.rs.
-#     Lib unit tests are not run on wasm: the runner only executes `#[wasm_bindgen_test]`
-#     functions, so a `#[test]` compiled for wasm would be linked and then silently skipped.
+#   * Native tests: plain `#[test]` in src/ (unit) and the modules of tests/integration/ (one
+#     test binary, `cargo test --test integration`; tests/integration/main.rs lists them).
+#   * Browser tests: the modules of tests/wasm/ (one binary, run in Chromium with
+#     `cargo test --target wasm32-unknown-unknown --test wasm`). They use `#[wasm_bindgen_test]`
+#     instead of `#[test]` and load fixtures with `include_bytes!` (the browser has no file
+#     system); see tests/wasm/main.rs. Lib unit tests are not run on wasm: the runner only
+#     executes `#[wasm_bindgen_test]` functions, so a `#[test]` compiled for wasm would be linked
+#     and then silently skipped.
 #
 # Environment knobs: FAIL_FAST=1 stops at the first failing step (default: run every step and
 # report all failures); SKIP_WASM=1 skips the browser tests, wasm and e2e (local use only; CI
@@ -167,13 +162,13 @@ fi
 # ---------------------------------------------------------------------------------------------
 run_step fmt cargo fmt --all --check
 run_step clippy cargo clippy --all-targets -- -D warnings
-run_step clippy-wasm cargo clippy --target "$WASM_TARGET" --lib --bins --test 'wasm_*' -- -D warnings
+run_step clippy-wasm cargo clippy --target "$WASM_TARGET" --lib --bins --test wasm -- -D warnings
 run_step native-tests cargo test
 
 if [[ "${SKIP_WASM:-0}" == 1 && "${CI:-}" != true ]]; then
     skip_step wasm-tests "SKIP_WASM=1"
 else
-    run_step wasm-tests cargo test --target "$WASM_TARGET" --test 'wasm_*'
+    run_step wasm-tests cargo test --target "$WASM_TARGET" --test wasm
 fi
 
 # ---- The web app in headless Chromium --------------------------------------------------------

@@ -18,31 +18,14 @@ source scripts/lib.sh
 OUT="${E2E_OUT:-target/e2e}"
 mkdir -p "$OUT"
 
-ensure_cargo
-ensure_chromium
-ensure_node
-if [[ ! -d tests/e2e/node_modules/playwright-core ]]; then
-    (cd tests/e2e && npm ci --no-audit --no-fund)
-fi
-
-if [[ -n "${E2E_DIST:-}" ]]; then
-    DIST="$E2E_DIST"
-else
-    ensure_web_toolchain
-    build_web_app
-    DIST=dist
-fi
+prepare_browser_run "${E2E_DIST:-}"
 # The dev build: `cargo test` has built it already, and it only serves files and quantizes a
 # tiny model here (a release build would cost minutes and ~600 MB more of target/).
 CLI="$(build_cli dev)"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/storywriter-e2e.XXXXXX")"
-SERVER_PID=
 cleanup() {
-    if [[ -n "$SERVER_PID" ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    stop_serves
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -66,7 +49,6 @@ for dtype in q8_0 q4_0; do
 done
 
 start_serve "$CLI" "$DIST" "$MODELS" "$OUT/serve.log"
-SERVER_PID="$SERVE_PID"
 URL="$SERVE_URL"
 echo "serving $DIST and $MODELS at $URL"
 

@@ -103,22 +103,66 @@ pub fn push_string(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// GGUF's numbers for metadata value types.
+pub mod value_type {
+    /// `u8`.
+    pub const U8: u32 = 0;
+    /// `i8`.
+    pub const I8: u32 = 1;
+    /// `u16`.
+    pub const U16: u32 = 2;
+    /// `i16`.
+    pub const I16: u32 = 3;
+    /// `u32`.
+    pub const U32: u32 = 4;
+    /// `i32`.
+    pub const I32: u32 = 5;
+    /// `f32`.
+    pub const F32: u32 = 6;
+    /// `bool` (one byte).
+    pub const BOOL: u32 = 7;
+    /// A string: its length, then its bytes.
+    pub const STRING: u32 = 8;
+    /// An array: its item type, its length, then the items.
+    pub const ARRAY: u32 = 9;
+    /// `u64`.
+    pub const U64: u32 = 10;
+    /// `i64`.
+    pub const I64: u32 = 11;
+    /// `f64`.
+    pub const F64: u32 = 12;
+}
+
 /// GGUF's number for a metadata value's type.
 pub fn value_type_id(value: &Value) -> u32 {
+    use value_type::*;
     match value {
-        Value::U8(_) => 0,
-        Value::I8(_) => 1,
-        Value::U16(_) => 2,
-        Value::I16(_) => 3,
-        Value::U32(_) => 4,
-        Value::I32(_) => 5,
-        Value::F32(_) => 6,
-        Value::Bool(_) => 7,
-        Value::String(_) => 8,
-        Value::Array(_) => 9,
-        Value::U64(_) => 10,
-        Value::I64(_) => 11,
-        Value::F64(_) => 12,
+        Value::U8(_) => U8,
+        Value::I8(_) => I8,
+        Value::U16(_) => U16,
+        Value::I16(_) => I16,
+        Value::U32(_) => U32,
+        Value::I32(_) => I32,
+        Value::F32(_) => F32,
+        Value::Bool(_) => BOOL,
+        Value::String(_) => STRING,
+        Value::Array(_) => ARRAY,
+        Value::U64(_) => U64,
+        Value::I64(_) => I64,
+        Value::F64(_) => F64,
+    }
+}
+
+/// The size in bytes of a metadata value of type `id` when it has a fixed size; `None` for
+/// strings, arrays and unknown types.
+pub fn fixed_value_size(id: u32) -> Option<u64> {
+    use value_type::*;
+    match id {
+        U8 | I8 | BOOL => Some(1),
+        U16 | I16 => Some(2),
+        U32 | I32 | F32 => Some(4),
+        U64 | I64 | F64 => Some(8),
+        _ => None,
     }
 }
 
@@ -139,7 +183,7 @@ pub fn push_value(out: &mut Vec<u8>, key: &str, value: &Value) -> Result<()> {
         Value::String(v) => push_string(out, v),
         Value::Array(items) => {
             // An empty array's element type does not matter; GGUF writers say u32.
-            let item_type = items.first().map_or(4, value_type_id);
+            let item_type = items.first().map_or(value_type::U32, value_type_id);
             if items.iter().any(|item| value_type_id(item) != item_type) {
                 return Err(Error::Invalid(format!(
                     "GGUF metadata `{key}`: an array mixes value types"

@@ -11,7 +11,7 @@ use candle_core::quantized::GgmlDType;
 use candle_core::Device;
 
 use crate::engine::config::BloomConfig;
-use crate::engine::gguf::format::dtype_name;
+use crate::engine::gguf::format::{dtype_name, fixed_value_size, value_type};
 use crate::engine::model::{Weight, WeightSource};
 use crate::engine::tokenizer::Tokenizer;
 use crate::engine::weights::{
@@ -202,28 +202,21 @@ fn gguf_alignment<R: Read + Seek>(reader: &mut BufReader<R>, len: u64) -> Option
             Some(matches)
         }
         fn skip_value(&mut self, value_type: u32, depth: usize) -> Option<()> {
-            let fixed = |t: u32| match t {
-                0 | 1 | 7 => Some(1),
-                2 | 3 => Some(2),
-                4..=6 => Some(4),
-                10..=12 => Some(8),
-                _ => None,
-            };
             match value_type {
-                8 => {
+                value_type::STRING => {
                     let n = self.len()?;
                     self.skip(n)?;
                 }
-                9 if depth < 64 => {
+                value_type::ARRAY if depth < 64 => {
                     let item_type = self.u32()?;
                     let n = self.len()?;
-                    match fixed(item_type) {
+                    match fixed_value_size(item_type) {
                         Some(size) => self.skip(n.checked_mul(size)?)?,
                         // Every item takes at least one byte, so this ends with the file.
                         None => (0..n).try_for_each(|_| self.skip_value(item_type, depth + 1))?,
                     }
                 }
-                t => self.skip(fixed(t)?)?,
+                t => self.skip(fixed_value_size(t)?)?,
             }
             Some(())
         }
@@ -243,10 +236,14 @@ fn gguf_alignment<R: Read + Seek>(reader: &mut BufReader<R>, len: u64) -> Option
         let is_alignment = walk.key_is_alignment(key_len)?;
         let value_type = walk.u32()?;
         if is_alignment {
+            // Integer types only; anything else is skipped and gives no alignment.
             let size = match value_type {
-                0 | 1 => 1,
-                2 | 3 => 2,
-                4 | 5 => 4,
+                value_type::U8
+                | value_type::I8
+                | value_type::U16
+                | value_type::I16
+                | value_type::U32
+                | value_type::I32 => fixed_value_size(value_type)? as usize,
                 _ => 0,
             };
             let mut raw = [0; 4];
@@ -261,8 +258,8 @@ fn gguf_alignment<R: Read + Seek>(reader: &mut BufReader<R>, len: u64) -> Option
                 .fold(0u64, |acc, &b| acc << 8 | u64::from(b));
             let negative = raw.last().is_some_and(|&b| b & 0x80 != 0);
             alignment = match value_type {
-                0 | 2 | 4 => Some(unsigned),
-                1 | 3 | 5 if !negative => Some(unsigned),
+                value_type::U8 | value_type::U16 | value_type::U32 => Some(unsigned),
+                value_type::I8 | value_type::I16 | value_type::I32 if !negative => Some(unsigned),
                 _ => None,
             };
         } else {

@@ -1,6 +1,5 @@
 //! `storywriter write` driven through its stdin on the tiny fixture model: choices, regenerate,
 //! undo, own text, the append-only log, and resuming from it.
-#![cfg(not(target_arch = "wasm32"))]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

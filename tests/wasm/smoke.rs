@@ -1,25 +1,9 @@
 //! Smoke tests of the library compiled to wasm32 and run in headless Chromium.
 //!
-//! Run with `./scripts/test.sh` (or, once the tools are installed,
-//! `cargo test --target wasm32-unknown-unknown --test 'wasm_*'`): `.cargo/config.toml` makes
-//! `wasm-bindgen-test-runner` the runner, which drives Chromium through chromedriver.
-//!
-//! Conventions for every `tests/wasm_*.rs` file:
-//! * the two lines below: the file only exists on wasm32, and it runs in a browser (not Node);
-//! * tests are `#[wasm_bindgen_test]`, not `#[test]` (plain `#[test]`s are silently skipped);
-//! * there is no file system in the browser, so fixtures are compiled in with `include_bytes!`:
-//!
-//!   ```ignore
-//!   const TOKENIZER_JSON: &[u8] =
-//!       include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tokenizer.json"));
-//!   const MODEL_GGUF: &[u8] =
-//!       include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-bloom.gguf"));
-//!   ```
-//!
-//!   and handed to the library's from-bytes constructors (keep such fixtures small: they are
-//!   part of the .wasm the browser loads).
-#![cfg(target_arch = "wasm32")]
-wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+//! Conventions for every module of `tests/wasm/` (see `main.rs`): tests are
+//! `#[wasm_bindgen_test]`, not `#[test]` (plain `#[test]`s are silently skipped), and fixtures
+//! are compiled in with `include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/…"))`
+//! (keep them small: they are part of the .wasm the browser loads).
 
 use std::str::FromStr;
 

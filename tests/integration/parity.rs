@@ -1,18 +1,15 @@
 //! Parity with Hugging Face `transformers` on the fixtures `scripts/make_fixtures.py` made:
 //! last-position logits, greedy continuations and tokenizer ids, for Hugging Face directories,
 //! GGUF files written the way llama.cpp's converter writes them, and our own quantizer's output.
-#![cfg(not(target_arch = "wasm32"))]
-
-mod common;
 
 use std::io::Cursor;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
+use crate::common::{Reference, Sampled, TokenizerCases};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor};
-use common::{Reference, Sampled, TokenizerCases};
 use storywriter::generate::{generate, CandidateSpec};
 use storywriter::gguf::{write_gguf, TensorTypes};
 use storywriter::loader::{load_gguf, native, LoadedModel};

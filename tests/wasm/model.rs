@@ -1,14 +1,10 @@
 //! The model, tokenizer and sampler compiled to wasm32 and run in headless Chromium, on the
 //! same fixtures as the native parity tests (compiled in with `include_bytes!`).
-#![cfg(target_arch = "wasm32")]
-wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
-
-mod common;
 
 use std::ops::ControlFlow;
 
+use crate::common::{Reference, Sampled, TokenizerCases};
 use candle_core::{Device, Tensor};
-use common::{Reference, Sampled, TokenizerCases};
 use storywriter::generate::{generate, CandidateSpec};
 use storywriter::loader::{load_gguf, open_hf, LoadedModel, TensorStore};
 use storywriter::sampling::SamplingParams;
@@ -172,5 +168,5 @@ fn a_story_round_is_recorded_in_the_browser() {
 /// The parameter policies draw the same bits in the browser as natively.
 #[wasm_bindgen_test]
 fn parameter_draws_match_the_native_ones() {
-    common::check_pinned_param_draws();
+    crate::common::check_pinned_param_draws();
 }

@@ -1,6 +1,5 @@
 //! `storywriter serve` over real sockets: media types, cache headers, byte ranges, HEAD,
 //! conditional requests, and paths that try to leave the served directories.
-#![cfg(not(target_arch = "wasm32"))]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

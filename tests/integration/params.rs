@@ -1,8 +1,6 @@
 //! The step table (`storywriter.step-params/1`): validation, clamping, the rows beyond the table,
 //! the parameter policies' distributions, loading from files and URLs, and `storywriter params`.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
@@ -676,7 +674,7 @@ fn seeds_reproduce_and_vary() {
 
 #[test]
 fn recorded_draws_are_reproduced() {
-    common::check_pinned_param_draws();
+    crate::common::check_pinned_param_draws();
 }
 
 #[test]

@@ -1,4 +1,3 @@
-#![cfg(not(target_arch = "wasm32"))]
 //! Dataset export and import: round trips lose and duplicate nothing, bad lines are reported
 //! with their numbers while good ones are kept, conflicts and later choices are handled, the
 //! preference pairs and the card are right, and the CLI does the same end to end.

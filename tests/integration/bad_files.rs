@@ -1,4 +1,3 @@
-#![cfg(not(target_arch = "wasm32"))]
 //! Bad model files: truncated, wrong magic, tensors past the end, absurd dimensions, missing or
 //! misshapen tensors, broken metadata, configs and tokenizers. Every one must give an error that
 //! names the file and the problem, and none may panic.
@@ -17,6 +16,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor};
 use storywriter::config::BloomConfig;
+use storywriter::gguf::format;
 use storywriter::loader::{self, LoadedModel, TensorStore};
 use storywriter::tokenizer::Tokenizer;
 
@@ -199,24 +199,6 @@ impl Drop for TempDir {
 #[derive(Default)]
 struct Bytes(Vec<u8>);
 
-fn value_type(v: &Value) -> u32 {
-    match v {
-        Value::U8(_) => 0,
-        Value::I8(_) => 1,
-        Value::U16(_) => 2,
-        Value::I16(_) => 3,
-        Value::U32(_) => 4,
-        Value::I32(_) => 5,
-        Value::F32(_) => 6,
-        Value::Bool(_) => 7,
-        Value::String(_) => 8,
-        Value::Array(_) => 9,
-        Value::U64(_) => 10,
-        Value::I64(_) => 11,
-        Value::F64(_) => 12,
-    }
-}
-
 impl Bytes {
     fn u32(&mut self, v: u32) -> &mut Self {
         self.0.extend_from_slice(&v.to_le_bytes());
@@ -245,46 +227,12 @@ impl Bytes {
     }
 
     fn value(&mut self, v: &Value) -> &mut Self {
-        match v {
-            Value::U8(x) => self.raw(&[*x]),
-            Value::I8(x) => self.raw(&x.to_le_bytes()),
-            Value::U16(x) => self.raw(&x.to_le_bytes()),
-            Value::I16(x) => self.raw(&x.to_le_bytes()),
-            Value::U32(x) => self.u32(*x),
-            Value::I32(x) => self.raw(&x.to_le_bytes()),
-            Value::U64(x) => self.u64(*x),
-            Value::I64(x) => self.raw(&x.to_le_bytes()),
-            Value::F32(x) => self.raw(&x.to_le_bytes()),
-            Value::F64(x) => self.raw(&x.to_le_bytes()),
-            Value::Bool(x) => self.raw(&[u8::from(*x)]),
-            Value::String(s) => self.str(s),
-            Value::Array(items) => {
-                self.u32(items.first().map_or(4, value_type))
-                    .u64(items.len() as u64);
-                for item in items {
-                    self.value(item);
-                }
-                self
-            }
-        }
+        format::push_value(&mut self.0, "test value", v).expect("a writable value");
+        self
     }
 
     fn kv(&mut self, key: &str, v: &Value) -> &mut Self {
-        self.str(key).u32(value_type(v)).value(v)
-    }
-}
-
-fn dtype_code(dtype: GgmlDType) -> u32 {
-    match dtype {
-        GgmlDType::F32 => 0,
-        GgmlDType::F16 => 1,
-        GgmlDType::Q4_0 => 2,
-        GgmlDType::Q8_0 => 8,
-        GgmlDType::Q8_1 => 9,
-        GgmlDType::Q4K => 12,
-        GgmlDType::Q6K => 14,
-        GgmlDType::Q8K => 15,
-        other => panic!("no code for {other:?} in this test"),
+        self.str(key).u32(format::value_type_id(v)).value(v)
     }
 }
 
@@ -316,7 +264,7 @@ impl Gguf {
             .map(|(name, info)| TensorEntry {
                 name,
                 dims: info.shape.dims().iter().rev().map(|&d| d as u64).collect(),
-                dtype: dtype_code(info.ggml_dtype),
+                dtype: format::ggml_type_id(info.ggml_dtype),
                 offset: info.offset,
             })
             .collect();
@@ -683,37 +631,43 @@ fn bad_gguf_tensors() {
         || load_gguf(&b),
     );
 
-    let b = changed(|g| g.tensor("blk.0.ffn_up.weight").dtype = dtype_code(GgmlDType::F32));
+    let b =
+        changed(|g| g.tensor("blk.0.ffn_up.weight").dtype = format::ggml_type_id(GgmlDType::F32));
     cases.err(
         "q8_0 tensor declared f32",
         &["x.gguf", "blk.0.ffn_up.weight"],
         || load_gguf(&b),
     );
-    let b = changed(|g| g.tensor("blk.1.ffn_up.weight").dtype = dtype_code(GgmlDType::Q8_1));
+    let b =
+        changed(|g| g.tensor("blk.1.ffn_up.weight").dtype = format::ggml_type_id(GgmlDType::Q8_1));
     cases.err(
         "tensor of an unloadable type (q8_1)",
         &["x.gguf", "blk.1.ffn_up.weight", "q8_1"],
         || load_gguf(&b),
     );
-    let b = changed(|g| g.tensor("output_norm.weight").dtype = dtype_code(GgmlDType::Q8K));
+    let b =
+        changed(|g| g.tensor("output_norm.weight").dtype = format::ggml_type_id(GgmlDType::Q8K));
     cases.err(
         "tensor of an unloadable type (q8k)",
         &["x.gguf", "output_norm.weight", "q8k"],
         || load_gguf(&b),
     );
-    let b = changed(|g| g.tensor("blk.0.attn_norm.bias").dtype = dtype_code(GgmlDType::Q4K));
+    let b =
+        changed(|g| g.tensor("blk.0.attn_norm.bias").dtype = format::ggml_type_id(GgmlDType::Q4K));
     cases.err(
         "32 values in 256-value blocks",
         &["x.gguf", "blk.0.attn_norm.bias", "block"],
         || load_gguf(&b),
     );
-    let b = changed(|g| g.tensor("blk.0.ffn_up.weight").dtype = dtype_code(GgmlDType::Q4K));
+    let b =
+        changed(|g| g.tensor("blk.0.ffn_up.weight").dtype = format::ggml_type_id(GgmlDType::Q4K));
     cases.err(
         "rows of 32 values in 256-value blocks",
         &["x.gguf", "blk.0.ffn_up.weight"],
         || load_gguf(&b),
     );
-    let b = changed(|g| g.tensor("blk.0.attn_norm.bias").dtype = dtype_code(GgmlDType::F16));
+    let b =
+        changed(|g| g.tensor("blk.0.attn_norm.bias").dtype = format::ggml_type_id(GgmlDType::F16));
     cases.no_panic("f32 bias declared f16 (fits: garbage but loadable)", || {
         load_gguf(&b)
     });

@@ -1,6 +1,5 @@
 //! Writing a story on the tiny fixture model: rounds of candidates, choosing, undo and
 //! branches, hand edits, and rebuilding the story from its records.
-#![cfg(not(target_arch = "wasm32"))]
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;

@@ -1,0 +1,16 @@
+//! The native integration tests, as modules of one test crate (one binary to link instead of
+//! one per file): the model against transformers' references, bad files, the data layer and the
+//! CLI commands on it, and `storywriter serve`.
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod bad_files;
+mod dataset;
+mod params;
+mod parity;
+mod serve;
+mod stats;
+mod story;
+mod write_cli;
