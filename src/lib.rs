@@ -21,5 +21,5 @@ pub mod shared;
 pub mod web;
 
 pub use data::{dataset, params, records, stats, story};
-pub use engine::{config, generate, gguf, init, loader, model, sampling, tokenizer};
+pub use engine::{config, generate, gguf, init, kv_cache, loader, model, sampling, tokenizer};
 pub use error::{Error, Result};

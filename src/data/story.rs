@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::records::{new_id, timestamp_now, CandidateRecord, RECORD_SCHEMA};
 use crate::error::{Error, Result};
-use crate::shared::{Candidate, ModelIdentity, SamplingParams};
+use crate::shared::{Candidate, FinishReason, ModelIdentity, SamplingParams};
 
 /// The app name and version written into every record.
 pub const APP_VERSION: &str = concat!("storywriter ", env!("CARGO_PKG_VERSION"));
@@ -31,6 +31,17 @@ pub struct Story {
     pub pending: Vec<String>,
     /// Every candidate generated for the story, in generation order.
     pub records: Vec<CandidateRecord>,
+}
+
+/// A beginning of the story's text and the token ids the model saw for it, as the records
+/// keep them: the next round's input continues these ids instead of tokenizing the whole text
+/// again (no drift at the seams, no bytes lost in a character split across tokens).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenPrefix {
+    /// Bytes of the story's text the ids stand for.
+    pub text_len: usize,
+    /// The ids (the model's window: a long story's oldest tokens may be cut).
+    pub ids: Vec<u32>,
 }
 
 /// A candidate to generate: its parameters, the policy that produced them, and its seed.
@@ -188,6 +199,43 @@ impl Story {
     pub fn edit(&mut self, text: &str) {
         self.text = text.to_string();
         self.pending.clear();
+    }
+
+    /// The longest beginning of the text whose token ids a record holds: the last chosen
+    /// candidate's input and output ids (a final end-of-sequence id left out), or the input ids
+    /// of the round waiting for a choice. `None` when no record continues the current text (a
+    /// new story, or a hand edit before them).
+    pub fn token_prefix(&self) -> Option<TokenPrefix> {
+        let chosen = self
+            .path
+            .last()
+            .and_then(|id| self.record(id))
+            .and_then(|r| {
+                let rest = self.text.strip_prefix(r.input_text.as_str())?;
+                rest.starts_with(&r.output_text).then(|| {
+                    let mut ids = [r.input_ids.as_slice(), r.output_ids.as_slice()].concat();
+                    if r.finish_reason == FinishReason::Eos {
+                        ids.pop();
+                    }
+                    TokenPrefix {
+                        text_len: r.input_text.len() + r.output_text.len(),
+                        ids,
+                    }
+                })
+            });
+        let pending = self
+            .pending_records()
+            .into_iter()
+            .find(|r| self.text.starts_with(&r.input_text))
+            .map(|r| TokenPrefix {
+                text_len: r.input_text.len(),
+                ids: r.input_ids.clone(),
+            });
+        [chosen, pending]
+            .into_iter()
+            .flatten()
+            .filter(|p| !p.ids.is_empty())
+            .max_by_key(|p| p.text_len)
     }
 
     /// Rebuilds the story `story_id` from its records (for example a terminal writer's log after

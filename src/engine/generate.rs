@@ -1,9 +1,15 @@
 //! Generating several candidate continuations of one prompt, decoded together as a batch.
 //!
-//! The prompt is run once; its cache is forked into one sequence per candidate; every step runs
-//! all unfinished candidates through the model in one batched forward pass and lets each
-//! candidate's own seeded [`Sampler`] pick its next token. When the story outgrows the model's
-//! context, the oldest cached positions are dropped (ALiBi needs no position re-encoding).
+//! The prompt is run once; its cache is forked into one sequence per candidate (they share the
+//! prompt's keys and values); every step runs all unfinished candidates through the model in
+//! one batched forward pass and lets each candidate's own seeded [`Sampler`] pick its next
+//! token. When the story outgrows the model's context, the oldest cached positions are dropped
+//! (ALiBi needs no position re-encoding).
+//!
+//! A [`CachePool`] keeps the caches of a round (the prompt's and each candidate's) for the
+//! next: a round whose prompt starts with what a held cache holds (the story plus the chosen
+//! candidate, an undo, a regenerate, a hand edit that keeps the beginning) runs only the
+//! tokens after the longest common prefix.
 
 use std::ops::ControlFlow;
 
@@ -11,6 +17,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
+use crate::engine::kv_cache::KvCache;
 use crate::engine::model::Bloom;
 use crate::engine::sampling::{ends_sentence, log_prob, Sampler, SamplingParams};
 use crate::engine::tokenizer::Tokenizer;
@@ -43,6 +50,9 @@ pub struct TokenEvent<'a> {
 pub struct GenerationStats {
     /// Prompt tokens run through the model.
     pub prompt_tokens: usize,
+    /// Prompt tokens whose keys and values came from a cache kept from an earlier round.
+    #[serde(default)]
+    pub reused_tokens: usize,
     /// Seconds spent on the prompt.
     pub prefill_s: f64,
     /// Tokens generated over all candidates.
@@ -85,135 +95,242 @@ impl Running {
 }
 
 /// Generates one candidate per spec as continuations of `prompt_ids`, calling `on_token` for
-/// every token (return `ControlFlow::Break(())` to stop all candidates).
+/// every token (return `ControlFlow::Break(())` to stop all candidates). Nothing is kept for
+/// later rounds: see [`CachePool::generate`].
 pub fn generate(
     model: &Bloom,
     tokenizer: &Tokenizer,
     prompt_ids: &[u32],
     specs: &[CandidateSpec],
-    mut on_token: impl FnMut(TokenEvent<'_>) -> ControlFlow<()>,
+    on_token: impl FnMut(TokenEvent<'_>) -> ControlFlow<()>,
 ) -> Result<Generation> {
-    if prompt_ids.is_empty() {
-        return Err(Error::Invalid(
-            "the prompt is empty: give at least one token".into(),
-        ));
-    }
-    if specs.is_empty() {
-        return Ok(Generation {
-            candidates: vec![],
-            stats: GenerationStats::default(),
-        });
-    }
-    let config = model.config();
-    let context_length = config.context_length;
-    let eos = config.eos_token_id;
-    let mut running = specs
-        .iter()
-        .map(|spec| {
-            Ok(Running {
-                sampler: Sampler::new(spec.params.clone(), spec.seed)?,
-                context: prompt_ids.to_vec(),
-                prompt_len: prompt_ids.len(),
-                logprobs: vec![],
-                emitted: 0,
-                finish: (spec.params.max_new_tokens == 0).then_some(FinishReason::Length),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    CachePool::new(0).generate(model, tokenizer, prompt_ids, specs, on_token)
+}
 
-    // Prefill the prompt once (its last `context_length` tokens), then fork per candidate.
-    let mut stats = GenerationStats::default();
-    let start = Instant::now();
-    let window = &prompt_ids[prompt_ids.len().saturating_sub(context_length)..];
-    stats.prompt_tokens = window.len();
-    let mut cache = model.new_cache();
-    let input = Tensor::new(window, model.device())?.unsqueeze(0)?;
-    let logits = model.forward(&input, &mut cache, &[window.len() - 1])?;
-    let mut rows: Vec<Vec<f32>> = vec![logits.flatten_all()?.to_vec1()?; specs.len()];
-    stats.prefill_s = start.elapsed().as_secs_f64();
+/// A cache and the token ids whose keys and values it holds.
+#[derive(Debug, Clone)]
+struct Held {
+    ids: Vec<u32>,
+    cache: KvCache,
+}
 
-    let start = Instant::now();
-    let mut active: Vec<usize> = (0..specs.len())
-        .filter(|&i| running[i].finish.is_none())
-        .collect();
-    let mut cache = cache.fork(active.len().max(1))?;
-    let mut stopped = false;
-    while !active.is_empty() {
-        // Sample one token per active candidate from its row of logits.
-        for (row, &i) in rows.iter().zip(&active) {
-            let run = &mut running[i];
-            let id = run.sampler.sample(row, &run.context)?;
-            run.context.push(id);
-            run.logprobs.push(log_prob(row, id));
-            stats.generated_tokens += 1;
-            let text = tokenizer.decode(run.text_ids(eos))?;
-            let complete = text.trim_end_matches('\u{FFFD}');
-            let delta = complete.get(run.emitted..).unwrap_or("");
-            run.emitted = run.emitted.max(complete.len());
-            let params = run.sampler.params();
-            run.finish = if id == eos {
-                Some(FinishReason::Eos)
-            } else if run.new_ids().len() >= params.max_new_tokens {
-                Some(FinishReason::Length)
-            } else if params.stop_at_sentence_end && ends_sentence(complete) {
-                Some(FinishReason::SentenceEnd)
-            } else {
-                None
-            };
-            if !stopped
-                && on_token(TokenEvent {
-                    candidate: i,
-                    id,
-                    text: delta,
-                })
-                .is_break()
-            {
-                stopped = true;
+/// The caches of the last rounds, each with the ids it holds, for the next round to start
+/// from. They share their blocks (the story's positions are held once), so keeping the prompt's
+/// and every candidate's cache costs only the candidates' own positions.
+#[derive(Debug, Clone)]
+pub struct CachePool {
+    held: Vec<Held>,
+    capacity: usize,
+}
+
+impl Default for CachePool {
+    /// Room for two rounds of three candidates: the current story, its candidates, and the
+    /// round before (undo, choose again).
+    fn default() -> Self {
+        Self::new(8)
+    }
+}
+
+impl CachePool {
+    /// A pool keeping the `capacity` most recent caches (0 keeps none).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            held: vec![],
+            capacity,
+        }
+    }
+
+    /// Forgets every cache (another model was loaded).
+    pub fn clear(&mut self) {
+        self.held.clear();
+    }
+
+    /// Number of caches held.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// True when no cache is held.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    fn keep(&mut self, ids: Vec<u32>, cache: KvCache) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.held.retain(|h| h.ids != ids);
+        self.held.push(Held { ids, cache });
+        let excess = self.held.len().saturating_sub(self.capacity);
+        self.held.drain(..excess);
+    }
+
+    /// A cache holding the longest prefix of `window` that a held cache holds (always leaving
+    /// at least the last token to run, for its logits), or an empty one.
+    fn start(&self, model: &Bloom, window: &[u32]) -> KvCache {
+        let common = |ids: &[u32]| ids.iter().zip(window).take_while(|(a, b)| a == b).count();
+        match self.held.iter().max_by_key(|h| common(&h.ids)) {
+            Some(h) if common(&h.ids) > 0 => {
+                let mut cache = h.cache.clone();
+                cache.truncate(common(&h.ids).min(window.len() - 1));
+                cache
             }
+            _ => model.new_cache(),
         }
-        if stopped {
-            for &i in &active {
-                running[i].finish.get_or_insert(FinishReason::Stopped);
-            }
+    }
+
+    /// Generates one candidate per spec as continuations of `prompt_ids`, like [`generate`],
+    /// starting from the held cache that shares the longest prefix with the prompt, and keeps
+    /// the prompt's and the candidates' caches for later rounds.
+    pub fn generate(
+        &mut self,
+        model: &Bloom,
+        tokenizer: &Tokenizer,
+        prompt_ids: &[u32],
+        specs: &[CandidateSpec],
+        mut on_token: impl FnMut(TokenEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<Generation> {
+        if prompt_ids.is_empty() {
+            return Err(Error::Invalid(
+                "the prompt is empty: give at least one token".into(),
+            ));
         }
-        // Drop finished candidates from the batch, then run the others one step.
-        let still: Vec<usize> = (0..active.len())
-            .filter(|&k| running[active[k]].finish.is_none())
-            .collect();
-        if still.is_empty() {
-            break;
+        if specs.is_empty() {
+            return Ok(Generation {
+                candidates: vec![],
+                stats: GenerationStats::default(),
+            });
         }
-        if still.len() != active.len() {
-            cache = cache.select(&still)?;
-            active = still.iter().map(|&k| active[k]).collect();
-        }
-        if cache.len() + 1 > context_length {
-            cache = cache.slide((context_length / 8).max(1))?;
-        }
-        let last: Vec<u32> = active
+        let config = model.config();
+        let context_length = config.context_length;
+        let eos = config.eos_token_id;
+        let mut running = specs
             .iter()
-            .map(|&i| *running[i].context.last().expect("one token"))
-            .collect();
-        let input = Tensor::new(last.as_slice(), model.device())?.unsqueeze(1)?;
-        let logits = model.forward(&input, &mut cache, &[0])?;
-        rows = logits.squeeze(1)?.to_vec2()?;
-        stats.decode_steps += 1;
-    }
-    stats.decode_s = start.elapsed().as_secs_f64();
-
-    let candidates = running
-        .into_iter()
-        .zip(specs)
-        .map(|(run, spec)| {
-            Ok(Candidate {
-                text: tokenizer.decode(run.text_ids(eos))?,
-                ids: run.new_ids().to_vec(),
-                logprobs: run.logprobs,
-                params: spec.params.clone(),
-                seed: spec.seed,
-                finish_reason: run.finish.unwrap_or(FinishReason::Length),
+            .map(|spec| {
+                Ok(Running {
+                    sampler: Sampler::new(spec.params.clone(), spec.seed)?,
+                    context: prompt_ids.to_vec(),
+                    prompt_len: prompt_ids.len(),
+                    logprobs: vec![],
+                    emitted: 0,
+                    finish: (spec.params.max_new_tokens == 0).then_some(FinishReason::Length),
+                })
             })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Generation { candidates, stats })
+            .collect::<Result<Vec<_>>>()?;
+
+        // Run the prompt (its last `context_length` tokens) after what a held cache has of it,
+        // then fork per candidate.
+        let mut stats = GenerationStats::default();
+        let start = Instant::now();
+        let window = &prompt_ids[prompt_ids.len().saturating_sub(context_length)..];
+        let mut cache = self.start(model, window);
+        cache.compact()?;
+        stats.reused_tokens = cache.len();
+        let fresh = &window[cache.len()..];
+        stats.prompt_tokens = fresh.len();
+        cache.reserve(fresh.len());
+        let input = Tensor::new(fresh, model.device())?.unsqueeze(0)?;
+        let logits = model.forward(&input, &mut cache, &[fresh.len() - 1])?;
+        let mut rows: Vec<Vec<f32>> = vec![logits.flatten_all()?.to_vec1()?; specs.len()];
+        stats.prefill_s = start.elapsed().as_secs_f64();
+        self.keep(window.to_vec(), cache.clone());
+
+        let start = Instant::now();
+        let mut active: Vec<usize> = (0..specs.len())
+            .filter(|&i| running[i].finish.is_none())
+            .collect();
+        let mut cache = cache.fork(active.len().max(1))?;
+        let longest = specs.iter().map(|s| s.params.max_new_tokens).max();
+        cache.reserve(longest.unwrap_or(1));
+        // Positions were dropped from the cache: it no longer holds a prefix of the ids.
+        let mut slid = false;
+        let mut stopped = false;
+        while !active.is_empty() {
+            // Sample one token per active candidate from its row of logits.
+            for (row, &i) in rows.iter().zip(&active) {
+                let run = &mut running[i];
+                let id = run.sampler.sample(row, &run.context)?;
+                run.context.push(id);
+                run.logprobs.push(log_prob(row, id));
+                stats.generated_tokens += 1;
+                let text = tokenizer.decode(run.text_ids(eos))?;
+                let complete = text.trim_end_matches('\u{FFFD}');
+                let delta = complete.get(run.emitted..).unwrap_or("");
+                run.emitted = run.emitted.max(complete.len());
+                let params = run.sampler.params();
+                run.finish = if id == eos {
+                    Some(FinishReason::Eos)
+                } else if run.new_ids().len() >= params.max_new_tokens {
+                    Some(FinishReason::Length)
+                } else if params.stop_at_sentence_end && ends_sentence(complete) {
+                    Some(FinishReason::SentenceEnd)
+                } else {
+                    None
+                };
+                if !stopped
+                    && on_token(TokenEvent {
+                        candidate: i,
+                        id,
+                        text: delta,
+                    })
+                    .is_break()
+                {
+                    stopped = true;
+                }
+            }
+            if stopped {
+                for &i in &active {
+                    running[i].finish.get_or_insert(FinishReason::Stopped);
+                }
+            }
+            // Keep the finished candidates' caches (the window and their tokens but the last,
+            // which was sampled, not run), then run the others one step.
+            let mut still = vec![];
+            for (k, &i) in active.iter().enumerate() {
+                if running[i].finish.is_none() {
+                    still.push(k);
+                } else if !slid && self.capacity > 0 {
+                    let new = running[i].new_ids();
+                    let ids = [window, &new[..new.len() - 1]].concat();
+                    self.keep(ids, cache.select(&[k])?);
+                }
+            }
+            if still.is_empty() {
+                break;
+            }
+            if still.len() != active.len() {
+                cache = cache.select(&still)?;
+                active = still.iter().map(|&k| active[k]).collect();
+            }
+            if cache.len() + 1 > context_length {
+                cache = cache.slide((context_length / 8).max(1))?;
+                slid = true;
+            }
+            let last: Vec<u32> = active
+                .iter()
+                .map(|&i| *running[i].context.last().expect("one token"))
+                .collect();
+            let input = Tensor::new(last.as_slice(), model.device())?.unsqueeze(1)?;
+            let logits = model.forward(&input, &mut cache, &[0])?;
+            rows = logits.squeeze(1)?.to_vec2()?;
+            stats.decode_steps += 1;
+        }
+        stats.decode_s = start.elapsed().as_secs_f64();
+
+        let candidates = running
+            .into_iter()
+            .zip(specs)
+            .map(|(run, spec)| {
+                Ok(Candidate {
+                    text: tokenizer.decode(run.text_ids(eos))?,
+                    ids: run.new_ids().to_vec(),
+                    logprobs: run.logprobs,
+                    params: spec.params.clone(),
+                    seed: spec.seed,
+                    finish_reason: run.finish.unwrap_or(FinishReason::Length),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Generation { candidates, stats })
+    }
 }

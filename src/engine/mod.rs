@@ -6,6 +6,7 @@ pub mod generate;
 pub mod gguf;
 pub mod init;
 pub mod kernels;
+pub mod kv_cache;
 pub mod loader;
 pub mod model;
 pub mod sampling;

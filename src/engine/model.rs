@@ -25,6 +25,7 @@ use candle_nn::LayerNorm;
 use crate::engine::config::BloomConfig;
 #[cfg(target_arch = "x86_64")]
 use crate::engine::kernels::q4_0_x86::Q4_0Matrix;
+pub use crate::engine::kv_cache::KvCache;
 use crate::error::{Error, Result};
 
 /// A tensor as a file stores it: dense (any float type, used as f32) or quantized.
@@ -199,136 +200,6 @@ pub fn alibi_slopes(n_head: usize) -> Vec<f32> {
     slopes
 }
 
-/// The keys and values of every layer for a batch of sequences of equal length.
-///
-/// Tensors are `(batch, n_head, capacity, head_dim)`; the first `len` positions are filled.
-/// A cache can be forked into several sequences (three candidates share their prompt's cache),
-/// truncated, and slid (dropping the oldest positions; ALiBi needs no re-encoding because its
-/// bias only depends on key distances).
-#[derive(Debug, Clone)]
-pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
-    len: usize,
-}
-
-impl KvCache {
-    /// An empty cache for a model with `n_layer` blocks.
-    pub fn new(n_layer: usize) -> Self {
-        Self {
-            layers: vec![None; n_layer],
-            len: 0,
-        }
-    }
-
-    /// Number of cached positions.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True when nothing is cached yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Number of sequences in the batch (1 for an empty cache).
-    pub fn batch_size(&self) -> usize {
-        match self.layers.first() {
-            Some(Some((k, _))) => k.dim(0).unwrap_or(1),
-            _ => 1,
-        }
-    }
-
-    /// Appends keys and values `(batch, n_head, seq, head_dim)` to layer `layer` and returns
-    /// views of all cached keys and values including them.
-    fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let seq = k.dim(2)?;
-        let needed = self.len + seq;
-        let slot = &mut self.layers[layer];
-        let capacity = slot.as_ref().map_or(0, |(k, _)| k.dim(2).unwrap_or(0));
-        if needed > capacity {
-            let new_capacity = needed.max(2 * capacity).max(64);
-            let grow = |old: Option<&Tensor>, new: &Tensor| -> Result<Tensor> {
-                let (b, h, _, d) = new.dims4()?;
-                let buf = Tensor::zeros((b, h, new_capacity, d), new.dtype(), new.device())?;
-                if let Some(old) = old {
-                    buf.slice_set(&old.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
-                }
-                Ok(buf)
-            };
-            let old = slot.take();
-            *slot = Some((
-                grow(old.as_ref().map(|o| &o.0), k)?,
-                grow(old.as_ref().map(|o| &o.1), v)?,
-            ));
-        }
-        let (k_buf, v_buf) = slot.as_ref().expect("allocated above");
-        k_buf.slice_set(&k.contiguous()?, 2, self.len)?;
-        v_buf.slice_set(&v.contiguous()?, 2, self.len)?;
-        Ok((k_buf.narrow(2, 0, needed)?, v_buf.narrow(2, 0, needed)?))
-    }
-
-    /// Applies `f` to the filled part of every layer's keys and values, making a compact cache.
-    fn map(&self, f: impl Fn(&Tensor) -> Result<Tensor>, len: usize) -> Result<Self> {
-        let layers = self
-            .layers
-            .iter()
-            .map(|slot| match slot {
-                Some((k, v)) => {
-                    let k = f(&k.narrow(2, 0, self.len)?)?.contiguous()?;
-                    let v = f(&v.narrow(2, 0, self.len)?)?.contiguous()?;
-                    Ok(Some((k, v)))
-                }
-                None => Ok(None),
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self { layers, len })
-    }
-
-    /// `n` copies of this single-sequence cache, as one batch.
-    pub fn fork(&self, n: usize) -> Result<Self> {
-        if self.batch_size() != 1 {
-            return Err(Error::Invalid(format!(
-                "only a single-sequence cache can be forked, this one holds {}",
-                self.batch_size()
-            )));
-        }
-        self.map(|t| Ok(t.repeat((n, 1, 1, 1))?), self.len)
-    }
-
-    /// Keeps only the sequences at `indices` of the batch, in that order.
-    pub fn select(&self, indices: &[usize]) -> Result<Self> {
-        let batch = self.batch_size();
-        if let Some(bad) = indices.iter().find(|&&i| i >= batch) {
-            return Err(Error::Invalid(format!(
-                "sequence {bad} is not in a batch of {batch}"
-            )));
-        }
-        let ids: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
-        let device = self.device();
-        let ids = Tensor::new(ids.as_slice(), &device)?;
-        self.map(|t| Ok(t.contiguous()?.index_select(&ids, 0)?), self.len)
-    }
-
-    /// Forgets every position from `len` on.
-    pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
-    }
-
-    /// Drops the `n` oldest positions, keeping the rest.
-    pub fn slide(&self, n: usize) -> Result<Self> {
-        let n = n.min(self.len);
-        let kept = self.len - n;
-        self.map(|t| Ok(t.narrow(2, n, kept)?), kept)
-    }
-
-    fn device(&self) -> Device {
-        match self.layers.first() {
-            Some(Some((k, _))) => k.device().clone(),
-            _ => Device::Cpu,
-        }
-    }
-}
-
 /// Self-attention with ALiBi biases (`BloomAttention`).
 #[derive(Debug, Clone)]
 struct Attention {
@@ -359,14 +230,12 @@ impl Attention {
                 .contiguous()?)
         };
         let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-        let (k, v) = cache.append(layer, &k, &v)?;
-        // scores = alibi + (q · kᵀ) / √head_dim : (b, n_head, s, past + s)
+        // softmax(alibi + (q · kᵀ) / √head_dim) · v over the cached positions and these:
+        // (b, n_head, s, head_dim), the cache storing k and v.
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.affine(scale, 0.0)?.matmul(&k.t()?)?).broadcast_add(bias)?;
-        // Softmax in f32, as BLOOM does whatever the weights' type.
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = cache.attend(layer, &q.affine(scale, 0.0)?, &k, &v, bias)?;
         // context: (b, n_head, s, head_dim) → (b, s, hidden)
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, hidden))?;
+        let context = context.transpose(1, 2)?.reshape((b, s, hidden))?;
         self.dense.forward(&context)
     }
 }
@@ -536,12 +405,6 @@ impl Bloom {
         if s == 0 {
             return Err(Error::Invalid("forward needs at least one token".into()));
         }
-        if !cache.is_empty() && cache.batch_size() != b {
-            return Err(Error::Invalid(format!(
-                "batch of {b} sequences does not match the cache's {}",
-                cache.batch_size()
-            )));
-        }
         if let Some(&p) = positions.iter().find(|&&p| p >= s) {
             return Err(Error::Invalid(format!(
                 "logit position {p} is beyond the {s} new tokens"
@@ -554,20 +417,34 @@ impl Bloom {
                 "token id {bad} is beyond the embedding table ({vocab} rows)"
             )));
         }
-        // (b, s) → (b, s, hidden)
-        let mut x = self.word_embeddings.embedding(ids)?;
-        x = self.word_embeddings_layernorm.forward(&x)?;
-        let bias = self.attention_bias(cache.len(), s)?;
-        for (layer, block) in self.blocks.iter().enumerate() {
-            x = block.forward(&x, &bias, cache, layer)?;
+        // The tokens run in pieces that end at the cache's block boundaries, so that attention
+        // scores never cover more than a block of queries (chunked prefill). Only the hidden
+        // states at the asked-for positions are kept: (position index, (b, 1, hidden)).
+        let mut kept: Vec<(usize, Tensor)> = Vec::with_capacity(positions.len());
+        let mut done = 0;
+        while done < s {
+            let piece = cache.next_piece(b, s - done);
+            cache.begin_piece(b, piece)?;
+            // (b, piece) → (b, piece, hidden)
+            let mut x = self
+                .word_embeddings
+                .embedding(&ids.narrow(1, done, piece)?)?;
+            x = self.word_embeddings_layernorm.forward(&x)?;
+            let bias = self.attention_bias(cache.len(), piece)?;
+            for (layer, block) in self.blocks.iter().enumerate() {
+                x = block.forward(&x, &bias, cache, layer)?;
+            }
+            cache.end_piece(piece);
+            for (k, &p) in positions.iter().enumerate() {
+                if (done..done + piece).contains(&p) {
+                    kept.push((k, x.narrow(1, p - done, 1)?));
+                }
+            }
+            done += piece;
         }
-        cache.len += s;
+        kept.sort_by_key(|(k, _)| *k);
+        let x = Tensor::cat(&kept.into_iter().map(|(_, t)| t).collect::<Vec<_>>(), 1)?;
         // Only the asked-for positions go through ln_f and the (large) lm_head.
-        let index = Tensor::new(
-            positions.iter().map(|&p| p as u32).collect::<Vec<_>>(),
-            &self.device,
-        )?;
-        let x = x.index_select(&index, 1)?;
         let x = self.ln_f.forward(&x)?;
         self.lm_head.forward(&x)
     }

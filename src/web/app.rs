@@ -656,6 +656,7 @@ fn write(app: &Shared, use_prompt: bool) {
             &Request::Generate {
                 round,
                 text: stored.story.text.clone(),
+                known: stored.story.token_prefix(),
                 candidates,
             },
             &JsValue::UNDEFINED,

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::story::TokenPrefix;
 use crate::engine::generate::{CandidateSpec, Generation};
 use crate::shared::ModelIdentity;
 
@@ -78,6 +79,9 @@ pub enum Request {
         round: u64,
         /// The story text to continue.
         text: String,
+        /// The token ids the records hold for the text's beginning (continued exactly).
+        #[serde(default)]
+        known: Option<TokenPrefix>,
         /// One spec per candidate.
         candidates: Vec<CandidateSpec>,
     },
@@ -237,6 +241,10 @@ mod tests {
         round_trip(Request::Generate {
             round: 7,
             text: "Once <b>upon</b>".into(),
+            known: Some(TokenPrefix {
+                text_len: 4,
+                ids: vec![7, 9],
+            }),
             candidates: vec![CandidateSpec {
                 params: SamplingParams::default(),
                 seed: (1 << 53) - 1,
@@ -293,6 +301,7 @@ mod tests {
                 }],
                 stats: GenerationStats {
                     prompt_tokens: 32,
+                    reused_tokens: 400,
                     prefill_s: 0.25,
                     generated_tokens: 96,
                     decode_steps: 31,

@@ -14,7 +14,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
-use crate::engine::generate::{generate, CandidateSpec};
+use crate::engine::generate::{CachePool, CandidateSpec};
 use crate::engine::loader::{load_gguf, load_gguf_reader, LoadedModel};
 use crate::session::round_input_ids;
 use crate::web::dom::js_error;
@@ -48,14 +48,16 @@ fn post_error(failed: Failed, message: String) {
 pub fn run() {
     console_error_panic_hook::set_once();
     let model: Rc<RefCell<Option<LoadedModel>>> = Rc::default();
+    // The caches of the last rounds, so a round runs only what they do not hold.
+    let pool: Rc<RefCell<CachePool>> = Rc::default();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let data = Array::from(&event.data());
         let json = data.get(0).as_string().unwrap_or_default();
         let attachment = data.get(1);
-        let model = model.clone();
+        let (model, pool) = (model.clone(), pool.clone());
         wasm_bindgen_futures::spawn_local(async move {
             match from_json::<Request>(&json) {
-                Ok(request) => handle(request, attachment, &model).await,
+                Ok(request) => handle(request, attachment, &model, &pool).await,
                 Err(e) => post_error(Failed::Generate, e.to_string()),
             }
         });
@@ -65,11 +67,17 @@ pub fn run() {
     post(&Event::Started);
 }
 
-async fn handle(request: Request, attachment: JsValue, model: &RefCell<Option<LoadedModel>>) {
+async fn handle(
+    request: Request,
+    attachment: JsValue,
+    model: &RefCell<Option<LoadedModel>>,
+    pool: &RefCell<CachePool>,
+) {
     match request {
         Request::LoadModel { source } => {
             // Free the old model first: two BLOOM-560m copies may not fit in wasm32 memory.
             model.replace(None);
+            pool.borrow_mut().clear();
             match load(source, attachment).await {
                 Ok((loaded, ready)) => {
                     model.replace(Some(loaded));
@@ -81,13 +89,19 @@ async fn handle(request: Request, attachment: JsValue, model: &RefCell<Option<Lo
         Request::Generate {
             round,
             text,
+            known,
             candidates,
         } => {
             let guard = model.borrow();
             let Some(loaded) = guard.as_ref() else {
                 return post_error(Failed::Generate, "no model is loaded yet".into());
             };
-            if let Err(e) = generate_round(loaded, round, &text, &candidates) {
+            let input_ids = match round_input_ids(loaded, &text, known.as_ref(), &candidates) {
+                Ok(ids) => ids,
+                Err(e) => return post_error(Failed::Generate, e.to_string()),
+            };
+            let mut pool = pool.borrow_mut();
+            if let Err(e) = generate_round(loaded, &mut pool, round, input_ids, &candidates) {
                 post_error(Failed::Generate, e.to_string());
             }
         }
@@ -116,17 +130,12 @@ async fn list_cached() {
 
 fn generate_round(
     loaded: &LoadedModel,
+    pool: &mut CachePool,
     round: u64,
-    text: &str,
+    input_ids: Vec<u32>,
     candidates: &[CandidateSpec],
 ) -> crate::Result<()> {
-    let longest = candidates
-        .iter()
-        .map(|c| c.params.max_new_tokens)
-        .max()
-        .unwrap_or(0);
-    let input_ids = round_input_ids(loaded, text, longest)?;
-    let generation = generate(
+    let generation = pool.generate(
         &loaded.model,
         &loaded.tokenizer,
         &input_ids,

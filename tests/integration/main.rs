@@ -8,6 +8,7 @@ mod common;
 
 mod bad_files;
 mod dataset;
+mod kv_reuse;
 mod params;
 mod parity;
 mod serve;

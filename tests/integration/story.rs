@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 use storywriter::generate::generate;
-use storywriter::generate::CandidateSpec;
+use storywriter::generate::{CachePool, CandidateSpec};
 use storywriter::loader::{native, LoadedModel};
 use storywriter::sampling::SamplingParams;
 use storywriter::session::write_round;
@@ -36,11 +36,13 @@ fn plan(seed: u64) -> Vec<PlannedCandidate> {
 }
 
 fn round(story: &mut Story, model: &LoadedModel, seed: u64) -> Vec<String> {
-    write_round(story, model, &plan(seed), |_| ControlFlow::Continue(()))
-        .unwrap()
-        .into_iter()
-        .map(|r| r.record_id)
-        .collect()
+    write_round(story, model, &mut CachePool::default(), &plan(seed), |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap()
+    .into_iter()
+    .map(|r| r.record_id)
+    .collect()
 }
 
 #[test]
@@ -183,5 +185,12 @@ fn a_hand_edit_becomes_the_next_rounds_input() {
     assert_eq!(record.parent_record_id.as_deref(), Some(first[0].as_str()));
     assert_eq!(record.step, 2);
     story.edit("");
-    assert!(write_round(&mut story, &model, &plan(5), |_| ControlFlow::Continue(())).is_err());
+    assert!(write_round(
+        &mut story,
+        &model,
+        &mut CachePool::default(),
+        &plan(5),
+        |_| ControlFlow::Continue(())
+    )
+    .is_err());
 }

@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 
 use crate::common::{Reference, Sampled, TokenizerCases};
 use candle_core::{Device, Tensor};
-use storywriter::generate::{generate, CandidateSpec};
+use storywriter::generate::{generate, CachePool, CandidateSpec};
 use storywriter::loader::{load_gguf, open_hf, LoadedModel, TensorStore};
 use storywriter::sampling::SamplingParams;
 use wasm_bindgen_test::{console_log, wasm_bindgen_test};
@@ -151,7 +151,14 @@ fn a_story_round_is_recorded_in_the_browser() {
             seed: storywriter::records::new_seed(),
         })
         .collect();
-    let records = write_round(&mut story, &model, &planned, |_| ControlFlow::Continue(())).unwrap();
+    let records = write_round(
+        &mut story,
+        &model,
+        &mut CachePool::default(),
+        &planned,
+        |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
     assert_eq!(records.len(), 3);
     assert!(planned.iter().all(|p| p.seed < 1 << 53));
     for record in &records {

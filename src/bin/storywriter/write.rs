@@ -18,6 +18,7 @@ use storywriter::data::dataset::read_records;
 use storywriter::data::params::{candidate_params, load_table, PolicyMix, StepTable};
 use storywriter::data::records::{new_seed, CandidateRecord};
 use storywriter::data::story::{PlannedCandidate, Story};
+use storywriter::engine::generate::CachePool;
 use storywriter::engine::loader::LoadedModel;
 use storywriter::session::write_round;
 
@@ -102,12 +103,14 @@ pub fn run(args: WriteArgs, model: &LoadedModel) -> Result<()> {
         .open(&args.log)
         .with_context(|| format!("cannot open the log {}", args.log.display()))?;
 
+    // The caches of the last rounds: a round runs only the tokens they do not hold.
+    let mut pool = CachePool::default();
     println!("{HELP}");
     loop {
         if story.pending.is_empty() {
             let round_seed: u64 = seeds.random::<u64>() >> 11;
             let planned = plan((&table, &table_name), &mix, story.next_step(), round_seed);
-            let records = generate_round(&mut story, model, &planned)?;
+            let records = generate_round(&mut story, model, &mut pool, &planned)?;
             append(&mut log, &args.log, &records)?;
         }
         show(&story);
@@ -173,12 +176,13 @@ fn plan(
 fn generate_round(
     story: &mut Story,
     model: &LoadedModel,
+    pool: &mut CachePool,
     planned: &[PlannedCandidate],
 ) -> Result<Vec<CandidateRecord>> {
     let spinner = ProgressBar::new_spinner().with_style(ProgressStyle::with_template(
         "{spinner} writing {pos} tokens ({per_sec})",
     )?);
-    let records = write_round(story, model, planned, |_| {
+    let records = write_round(story, model, pool, planned, |_| {
         spinner.inc(1);
         ControlFlow::Continue(())
     })?;

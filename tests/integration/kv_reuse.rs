@@ -1,0 +1,248 @@
+//! The caches kept between rounds: a long prompt run in block-sized pieces, candidates sharing
+//! the prompt's cache, rounds that run only what the kept caches do not hold, the window that
+//! moves once per overflow, and records that replay to the same tokens from scratch.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use storywriter::generate::{generate, CachePool, CandidateSpec, Generation};
+use storywriter::kv_cache::BLOCK;
+use storywriter::loader::{native, LoadedModel};
+use storywriter::sampling::SamplingParams;
+use storywriter::session::{candidate_specs, round_input_ids, write_round};
+use storywriter::story::{PlannedCandidate, Story};
+
+fn tiny() -> LoadedModel {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-pow2");
+    native::load(&path, &Device::Cpu).unwrap()
+}
+
+/// `n` token ids of a repetitive but varied text.
+fn long_ids(model: &LoadedModel, n: usize) -> Vec<u32> {
+    let text: String = (0..n)
+        .map(|i| format!("word{} ", i * 7 % 13))
+        .collect::<String>();
+    let ids = model.tokenizer.encode(&text).unwrap();
+    assert!(ids.len() >= n, "{} ids for {n} words", ids.len());
+    ids[..n].to_vec()
+}
+
+fn last_logits(model: &LoadedModel, parts: &[&[u32]]) -> Vec<f32> {
+    let mut cache = model.model.new_cache();
+    let mut logits = vec![];
+    for part in parts {
+        let input = Tensor::new(*part, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        logits = model
+            .model
+            .forward(&input, &mut cache, &[part.len() - 1])
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+    }
+    logits
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn specs(seed: u64, max_new_tokens: usize) -> Vec<CandidateSpec> {
+    (0..3)
+        .map(|i| CandidateSpec {
+            params: SamplingParams {
+                temperature: 0.8 + 0.1 * i as f32,
+                top_k: 30,
+                max_new_tokens: max_new_tokens + i,
+                ..SamplingParams::default()
+            },
+            seed: seed + i as u64,
+        })
+        .collect()
+}
+
+fn run(
+    pool: &mut CachePool,
+    model: &LoadedModel,
+    ids: &[u32],
+    specs: &[CandidateSpec],
+) -> Generation {
+    pool.generate(&model.model, &model.tokenizer, ids, specs, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_long_prompt_runs_in_blocks_like_token_by_token() {
+    let model = tiny();
+    let ids = long_ids(&model, 2 * BLOCK + 37);
+    let whole = last_logits(&model, &[&ids]);
+    let (a, rest) = ids.split_at(5);
+    let (b, c) = rest.split_at(BLOCK + 3);
+    let pieces = last_logits(&model, &[a, b, c]);
+    assert!(max_abs_diff(&whole, &pieces) < 1e-4);
+    // A few tokens one at a time, then the rest in one piece that crosses two blocks.
+    let mut parts: Vec<&[u32]> = ids[..6].chunks(1).collect();
+    parts.push(&ids[6..]);
+    assert!(max_abs_diff(&whole, &last_logits(&model, &parts)) < 1e-4);
+}
+
+#[test]
+fn forked_candidates_share_the_prompt_cache() {
+    let model = tiny();
+    let ids = long_ids(&model, BLOCK + 10);
+    let mut cache = model.model.new_cache();
+    let input = Tensor::new(ids.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    model.model.forward(&input, &mut cache, &[0]).unwrap();
+    let forked = cache.fork(3).unwrap();
+    assert_eq!(forked.batch_size(), 3);
+    assert_eq!(
+        forked.bytes(),
+        cache.bytes(),
+        "forking copies no keys or values"
+    );
+    // One decode step adds only the candidates' own positions, in a block sized by reserve.
+    let mut forked = forked;
+    forked.reserve(4);
+    let step = Tensor::new(&[[5u32], [6], [7]], &Device::Cpu).unwrap();
+    model.model.forward(&step, &mut forked, &[0]).unwrap();
+    let config = model.model.config();
+    let per_position = 2 * config.n_layer * config.hidden_size * 4;
+    assert_eq!(forked.bytes(), cache.bytes() + 3 * 4 * per_position);
+}
+
+#[test]
+fn kept_caches_give_the_tokens_of_a_fresh_run() {
+    let model = tiny();
+    let mut pool = CachePool::default();
+    let opening = model.tokenizer.encode("The lighthouse keeper").unwrap();
+    let first = run(&mut pool, &model, &opening, &specs(1, 8));
+    assert_eq!(first.stats.reused_tokens, 0);
+    assert_eq!(first.stats.prompt_tokens, opening.len());
+    // The writer picks candidate 2 and types a few words: only those and the candidate's last
+    // token are run.
+    let picked = &first.candidates[1];
+    let typed = model.tokenizer.encode(" and the sea").unwrap();
+    let story = [opening.as_slice(), &picked.ids, &typed].concat();
+    let second = run(&mut pool, &model, &story, &specs(7, 8));
+    assert_eq!(
+        second.stats.reused_tokens,
+        opening.len() + picked.ids.len() - 1
+    );
+    assert_eq!(second.stats.prompt_tokens, typed.len() + 1);
+    let fresh = generate(&model.model, &model.tokenizer, &story, &specs(7, 8), |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    same_tokens(&second, &fresh);
+    // Regenerating the same round reuses all but the last token; undoing to the opening
+    // reuses the opening.
+    let again = run(&mut pool, &model, &story, &specs(9, 8));
+    assert_eq!(again.stats.prompt_tokens, 1);
+    let undone = run(&mut pool, &model, &opening, &specs(3, 8));
+    assert_eq!(undone.stats.prompt_tokens, 1);
+    // A hand edit in the middle keeps the part before the edit.
+    let edited = [&story[..4], &[11, 12, 13][..]].concat();
+    let after_edit = run(&mut pool, &model, &edited, &specs(5, 8));
+    assert_eq!(after_edit.stats.reused_tokens, 4);
+}
+
+/// The same tokens and texts, and log-probabilities equal up to float rounding (the kept cache
+/// was computed in other pieces than a fresh run's).
+fn same_tokens(a: &Generation, b: &Generation) {
+    assert_eq!(a.candidates.len(), b.candidates.len());
+    for (x, y) in a.candidates.iter().zip(&b.candidates) {
+        assert_eq!(
+            (&x.ids, &x.text),
+            (&y.ids, &y.text),
+            "same tokens as from scratch"
+        );
+        assert!(max_abs_diff(&x.logprobs, &y.logprobs) < 1e-4);
+    }
+}
+
+fn plan(seed: u64) -> Vec<PlannedCandidate> {
+    specs(seed, 6)
+        .into_iter()
+        .map(|spec| PlannedCandidate {
+            params: spec.params,
+            policy: "manual".into(),
+            param_table: None,
+            seed: spec.seed,
+        })
+        .collect()
+}
+
+#[test]
+fn a_story_continues_its_records_ids_and_replays() {
+    let mut model = tiny();
+    // A small context, so that the story overflows it a few times.
+    model.model.set_context_length(64);
+    let mut pool = CachePool::default();
+    let mut story = Story::new("Once upon a time");
+    let mut starts = vec![];
+    for round in 0..10u64 {
+        let records = write_round(&mut story, &model, &mut pool, &plan(round * 3), |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        let chosen = records[round as usize % 3].clone();
+        story.choose(&chosen.record_id, "human").unwrap();
+        // The next round continues the chosen candidate's ids exactly.
+        let next = round_input_ids(
+            &model,
+            &story.text,
+            story.token_prefix().as_ref(),
+            &candidate_specs(&plan(0)),
+        )
+        .unwrap();
+        let continued = [chosen.input_ids.as_slice(), &chosen.output_ids].concat();
+        if next.len() == continued.len() {
+            assert_eq!(next, continued);
+        } else {
+            // The window moved: by a multiple of a quarter of the context.
+            assert!(next.len() < continued.len());
+            assert!(continued.ends_with(&next));
+            starts.push(continued.len() - next.len());
+            assert_eq!((continued.len() - next.len()) % 16, 0);
+        }
+        assert!(next.len() + 8 <= 64, "room for the longest candidate");
+    }
+    assert!(!starts.is_empty(), "the story outgrew the context");
+    assert!(
+        starts.len() < 12,
+        "the window moves once per overflow, not every round"
+    );
+    // Every record replays from scratch to the same tokens.
+    for record in &story.records {
+        let spec = CandidateSpec {
+            params: record.params.clone(),
+            seed: record.seed,
+        };
+        let replay = generate(
+            &model.model,
+            &model.tokenizer,
+            &record.input_ids,
+            &[spec],
+            |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+        assert_eq!(
+            replay.candidates[0].ids, record.output_ids,
+            "step {}",
+            record.step
+        );
+    }
+}
