@@ -190,21 +190,27 @@ impl CachePool {
         specs: &[CandidateSpec],
         mut on_token: impl FnMut(TokenEvent<'_>) -> ControlFlow<()>,
     ) -> Result<Generation> {
+        let mut round = self.start_round(model, tokenizer, prompt_ids, specs)?;
+        while round.step(&mut on_token)? {}
+        round.finish()
+    }
+
+    /// Starts a round like [`Self::generate`]: runs the prompt (its last `context_length`
+    /// tokens) after what a held cache has of it; the candidates are then decoded by
+    /// [`Round::step`].
+    pub fn start_round<'a>(
+        &'a mut self,
+        model: &'a Bloom,
+        tokenizer: &'a Tokenizer,
+        prompt_ids: &[u32],
+        specs: &[CandidateSpec],
+    ) -> Result<Round<'a>> {
         if prompt_ids.is_empty() {
             return Err(Error::Invalid(
                 "the prompt is empty: give at least one token".into(),
             ));
         }
-        if specs.is_empty() {
-            return Ok(Generation {
-                candidates: vec![],
-                stats: GenerationStats::default(),
-            });
-        }
-        let config = model.config();
-        let context_length = config.context_length;
-        let eos = config.eos_token_id;
-        let mut running = specs
+        let running = specs
             .iter()
             .map(|spec| {
                 Ok(Running {
@@ -217,43 +223,100 @@ impl CachePool {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-
-        // Run the prompt (its last `context_length` tokens) after what a held cache has of it,
-        // then fork per candidate.
         let mut stats = GenerationStats::default();
-        let start = Instant::now();
-        let window = &prompt_ids[prompt_ids.len().saturating_sub(context_length)..];
-        let mut cache = self.start(model, window);
-        cache.compact()?;
-        stats.reused_tokens = cache.len();
-        let fresh = &window[cache.len()..];
-        stats.prompt_tokens = fresh.len();
-        cache.reserve(fresh.len());
-        let input = Tensor::new(fresh, model.device())?.unsqueeze(0)?;
-        let logits = model.forward(&input, &mut cache, &[fresh.len() - 1])?;
-        let mut rows: Vec<Vec<f32>> = vec![logits.flatten_all()?.to_vec1()?; specs.len()];
-        stats.prefill_s = start.elapsed().as_secs_f64();
-        self.keep(window.to_vec(), cache.clone());
-
-        let start = Instant::now();
-        let mut active: Vec<usize> = (0..specs.len())
+        let window = &prompt_ids[prompt_ids
+            .len()
+            .saturating_sub(model.config().context_length)..];
+        let active: Vec<usize> = (0..specs.len())
             .filter(|&i| running[i].finish.is_none())
             .collect();
-        let mut cache = cache.fork(active.len().max(1))?;
-        let longest = specs.iter().map(|s| s.params.max_new_tokens).max();
-        cache.reserve(longest.unwrap_or(1));
-        // Positions were dropped from the cache: it no longer holds a prefix of the ids.
-        let mut slid = false;
-        let mut stopped = false;
-        while !active.is_empty() {
-            // Sample one token per active candidate from its row of logits.
-            for (row, &i) in rows.iter().zip(&active) {
-                let run = &mut running[i];
+        let mut rows = vec![];
+        let mut cache = model.new_cache();
+        if !active.is_empty() {
+            let start = Instant::now();
+            let _span = tracing::info_span!("prefill").entered();
+            cache = self.start(model, window);
+            cache.compact()?;
+            stats.reused_tokens = cache.len();
+            let fresh = &window[cache.len()..];
+            stats.prompt_tokens = fresh.len();
+            cache.reserve(fresh.len());
+            let input = Tensor::new(fresh, model.device())?.unsqueeze(0)?;
+            let logits = model.forward(&input, &mut cache, &[fresh.len() - 1])?;
+            rows = vec![logits.flatten_all()?.to_vec1()?; active.len()];
+            stats.prefill_s = start.elapsed().as_secs_f64();
+            self.keep(window.to_vec(), cache.clone());
+            cache = cache.fork(active.len())?;
+            let longest = specs.iter().map(|s| s.params.max_new_tokens).max();
+            cache.reserve(longest.unwrap_or(1));
+        }
+        Ok(Round {
+            pool: self,
+            model,
+            tokenizer,
+            specs: specs.to_vec(),
+            window: window.to_vec(),
+            running,
+            active,
+            cache,
+            rows,
+            stats,
+            decode_start: Instant::now(),
+            slid: false,
+            stop: false,
+        })
+    }
+}
+
+/// A round being generated one decode step at a time, so that the caller can do other work
+/// between steps (a web worker answers its messages) and stop it.
+pub struct Round<'a> {
+    pool: &'a mut CachePool,
+    model: &'a Bloom,
+    tokenizer: &'a Tokenizer,
+    specs: Vec<CandidateSpec>,
+    /// The prompt tokens the model saw.
+    window: Vec<u32>,
+    running: Vec<Running>,
+    /// The unfinished candidates, in the order of the batch (and of `rows`).
+    active: Vec<usize>,
+    cache: KvCache,
+    /// The next-token logits of each active candidate.
+    rows: Vec<Vec<f32>>,
+    stats: GenerationStats,
+    decode_start: Instant,
+    /// Positions were dropped from the cache: it no longer holds a prefix of the ids.
+    slid: bool,
+    /// Stop every candidate at the next step.
+    stop: bool,
+}
+
+impl Round<'_> {
+    /// Ends the round at the next step: every unfinished candidate stops there.
+    pub fn stop(&mut self) {
+        self.stop = true;
+    }
+
+    /// Samples one token per unfinished candidate from its logits, calling `on_token` for each
+    /// (`ControlFlow::Break(())` stops the round after this step), then runs the candidates that
+    /// go on one step through the model, as one batch. Returns whether any goes on.
+    pub fn step(
+        &mut self,
+        on_token: &mut impl FnMut(TokenEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<bool> {
+        if self.active.is_empty() {
+            return Ok(false);
+        }
+        let _span = tracing::info_span!("decode_step", batch = self.active.len()).entered();
+        let eos = self.model.config().eos_token_id;
+        if !self.stop {
+            for (row, &i) in self.rows.iter().zip(&self.active) {
+                let run = &mut self.running[i];
                 let id = run.sampler.sample(row, &run.context)?;
                 run.context.push(id);
                 run.logprobs.push(log_prob(row, id));
-                stats.generated_tokens += 1;
-                let text = tokenizer.decode(run.text_ids(eos))?;
+                self.stats.generated_tokens += 1;
+                let text = self.tokenizer.decode(run.text_ids(eos))?;
                 let complete = text.trim_end_matches('\u{FFFD}');
                 let delta = complete.get(run.emitted..).unwrap_or("");
                 run.emitted = run.emitted.max(complete.len());
@@ -267,7 +330,7 @@ impl CachePool {
                 } else {
                     None
                 };
-                if !stopped
+                if !self.stop
                     && on_token(TokenEvent {
                         candidate: i,
                         id,
@@ -275,62 +338,77 @@ impl CachePool {
                     })
                     .is_break()
                 {
-                    stopped = true;
+                    self.stop = true;
                 }
             }
-            if stopped {
-                for &i in &active {
-                    running[i].finish.get_or_insert(FinishReason::Stopped);
-                }
-            }
-            // Keep the finished candidates' caches (the window and their tokens but the last,
-            // which was sampled, not run), then run the others one step.
-            let mut still = vec![];
-            for (k, &i) in active.iter().enumerate() {
-                if running[i].finish.is_none() {
-                    still.push(k);
-                } else if !slid && self.capacity > 0 {
-                    let new = running[i].new_ids();
-                    let ids = [window, &new[..new.len() - 1]].concat();
-                    self.keep(ids, cache.select(&[k])?);
-                }
-            }
-            if still.is_empty() {
-                break;
-            }
-            if still.len() != active.len() {
-                cache = cache.select(&still)?;
-                active = still.iter().map(|&k| active[k]).collect();
-            }
-            if cache.len() + 1 > context_length {
-                cache = cache.slide((context_length / 8).max(1))?;
-                slid = true;
-            }
-            let last: Vec<u32> = active
-                .iter()
-                .map(|&i| *running[i].context.last().expect("one token"))
-                .collect();
-            let input = Tensor::new(last.as_slice(), model.device())?.unsqueeze(1)?;
-            let logits = model.forward(&input, &mut cache, &[0])?;
-            rows = logits.squeeze(1)?.to_vec2()?;
-            stats.decode_steps += 1;
         }
-        stats.decode_s = start.elapsed().as_secs_f64();
+        if self.stop {
+            for &i in &self.active {
+                self.running[i].finish.get_or_insert(FinishReason::Stopped);
+            }
+        }
+        // Keep the finished candidates' caches (the window and their tokens but the last,
+        // which was sampled, not run), then run the others one step.
+        let mut still = vec![];
+        for (k, &i) in self.active.iter().enumerate() {
+            if self.running[i].finish.is_none() {
+                still.push(k);
+            } else if !self.slid && self.pool.capacity > 0 {
+                let new = self.running[i].new_ids();
+                if let Some((_, fed)) = new.split_last() {
+                    let ids = [self.window.as_slice(), fed].concat();
+                    self.pool.keep(ids, self.cache.select(&[k])?);
+                }
+            }
+        }
+        self.stats.decode_s = self.decode_start.elapsed().as_secs_f64();
+        if still.is_empty() {
+            self.active.clear();
+            return Ok(false);
+        }
+        if still.len() != self.active.len() {
+            self.cache = self.cache.select(&still)?;
+            self.active = still.iter().map(|&k| self.active[k]).collect();
+        }
+        let context_length = self.model.config().context_length;
+        if self.cache.len() + 1 > context_length {
+            self.cache = self.cache.slide((context_length / 8).max(1))?;
+            self.slid = true;
+        }
+        let last: Vec<u32> = self
+            .active
+            .iter()
+            .map(|&i| *self.running[i].context.last().expect("one token"))
+            .collect();
+        let input = Tensor::new(last.as_slice(), self.model.device())?.unsqueeze(1)?;
+        let logits = self.model.forward(&input, &mut self.cache, &[0])?;
+        self.rows = logits.squeeze(1)?.to_vec2()?;
+        self.stats.decode_steps += 1;
+        self.stats.decode_s = self.decode_start.elapsed().as_secs_f64();
+        Ok(true)
+    }
 
-        let candidates = running
+    /// The candidates (one per spec, in order) and the timings.
+    pub fn finish(self) -> Result<Generation> {
+        let eos = self.model.config().eos_token_id;
+        let candidates = self
+            .running
             .into_iter()
-            .zip(specs)
+            .zip(self.specs)
             .map(|(run, spec)| {
                 Ok(Candidate {
-                    text: tokenizer.decode(run.text_ids(eos))?,
+                    text: self.tokenizer.decode(run.text_ids(eos))?,
                     ids: run.new_ids().to_vec(),
                     logprobs: run.logprobs,
-                    params: spec.params.clone(),
+                    params: spec.params,
                     seed: spec.seed,
-                    finish_reason: run.finish.unwrap_or(FinishReason::Length),
+                    finish_reason: run.finish.unwrap_or(FinishReason::Stopped),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Generation { candidates, stats })
+        Ok(Generation {
+            candidates,
+            stats: self.stats,
+        })
     }
 }

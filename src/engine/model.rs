@@ -100,6 +100,7 @@ impl Linear {
 
     /// (…, in_dim) → (…, out_dim)
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let _span = tracing::trace_span!("matmul").entered();
         match self {
             Self::Candle { weight, bias, gelu } => {
                 let mut y = weight.forward(x)?;
@@ -218,6 +219,7 @@ impl Attention {
         cache: &mut KvCache,
         layer: usize,
     ) -> Result<Tensor> {
+        let _span = tracing::trace_span!("attention").entered();
         let (b, s, hidden) = x.dims3()?;
         // Fused projection, rows laid out as Q|K|V: (b, s, 3·hidden).
         let qkv = self.query_key_value.forward(x)?;
@@ -250,6 +252,7 @@ struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let _span = tracing::trace_span!("mlp").entered();
         self.down.forward(&self.up.forward(x)?)
     }
 }
@@ -445,6 +448,7 @@ impl Bloom {
         kept.sort_by_key(|(k, _)| *k);
         let x = Tensor::cat(&kept.into_iter().map(|(_, t)| t).collect::<Vec<_>>(), 1)?;
         // Only the asked-for positions go through ln_f and the (large) lm_head.
+        let _span = tracing::trace_span!("lm_head").entered();
         let x = self.ln_f.forward(&x)?;
         self.lm_head.forward(&x)
     }

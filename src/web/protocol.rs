@@ -85,6 +85,12 @@ pub enum Request {
         /// One spec per candidate.
         candidates: Vec<CandidateSpec>,
     },
+    /// Stop round `round` at its next decode step; it ends with [`Event::RoundDone`], its
+    /// unfinished candidates `stopped` (the model and its caches stay loaded).
+    Stop {
+        /// The page's number of the round.
+        round: u64,
+    },
     /// List the cached models ([`Event::Cached`]).
     ListCached,
     /// Delete a cached model, then list the rest ([`Event::Cached`]).
@@ -258,6 +264,7 @@ mod tests {
             },
         });
         round_trip(Request::ListCached);
+        round_trip(Request::Stop { round: 3 });
         round_trip(Request::DeleteCached { name: "x".into() });
     }
 

@@ -1,8 +1,9 @@
 //! The model worker: loads a model (fetching, caching and reading GGUF files) and generates
-//! rounds of candidates, posting [`Event`]s to the page. Generation runs synchronously inside
-//! the worker, so the page stays responsive; the page stops a round by terminating the worker.
+//! rounds of candidates, posting [`Event`]s to the page. A round runs one decode step at a
+//! time and hands control back to the worker's event loop every few tens of milliseconds, so a
+//! [`Request::Stop`] ends it at once and the model and its caches stay loaded.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
@@ -14,10 +15,11 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
-use crate::engine::generate::{CachePool, CandidateSpec};
+use crate::data::story::TokenPrefix;
+use crate::engine::generate::{CachePool, CandidateSpec, TokenEvent};
 use crate::engine::loader::{load_gguf, load_gguf_reader, LoadedModel};
 use crate::session::round_input_ids;
-use crate::web::dom::js_error;
+use crate::web::dom::{js_error, now_ms};
 use crate::web::protocol::{from_json, to_json, Event, Failed, ModelSource, Phase, Request};
 use crate::web::{hub, opfs};
 
@@ -44,43 +46,69 @@ fn post_error(failed: Failed, message: String) {
     post(&Event::Error { failed, message });
 }
 
+/// A running round hands control back to the event loop at least this often (milliseconds),
+/// so that a stop request is read.
+const YIELD_INTERVAL_MS: f64 = 30.0;
+
+/// The worker's state.
+#[derive(Default)]
+struct State {
+    /// The loaded model (taken out while a round runs on it).
+    model: RefCell<Option<LoadedModel>>,
+    /// The caches of the last rounds, so a round runs only what they do not hold (taken out
+    /// while a round runs).
+    pool: RefCell<CachePool>,
+    /// The page's number of the round being generated.
+    running: Cell<Option<u64>>,
+    /// Set by a stop request: the running round ends at its next step.
+    stop: Cell<bool>,
+}
+
 /// Starts the worker: installs the message handler.
 pub fn run() {
     console_error_panic_hook::set_once();
-    let model: Rc<RefCell<Option<LoadedModel>>> = Rc::default();
-    // The caches of the last rounds, so a round runs only what they do not hold.
-    let pool: Rc<RefCell<CachePool>> = Rc::default();
+    let state: Rc<State> = Rc::default();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let data = Array::from(&event.data());
         let json = data.get(0).as_string().unwrap_or_default();
         let attachment = data.get(1);
-        let (model, pool) = (model.clone(), pool.clone());
-        wasm_bindgen_futures::spawn_local(async move {
-            match from_json::<Request>(&json) {
-                Ok(request) => handle(request, attachment, &model, &pool).await,
-                Err(e) => post_error(Failed::Generate, e.to_string()),
+        match from_json::<Request>(&json) {
+            // Read at once, not queued behind the round it stops.
+            Ok(Request::Stop { round }) => {
+                if state.running.get() == Some(round) {
+                    state.stop.set(true);
+                }
             }
-        });
+            Ok(request) => {
+                let state = state.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    handle(request, attachment, &state).await;
+                });
+            }
+            Err(e) => post_error(Failed::Generate, e.to_string()),
+        }
     });
     scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
     post(&Event::Started);
 }
 
-async fn handle(
-    request: Request,
-    attachment: JsValue,
-    model: &RefCell<Option<LoadedModel>>,
-    pool: &RefCell<CachePool>,
-) {
+async fn handle(request: Request, attachment: JsValue, state: &State) {
     match request {
         Request::LoadModel { source } => {
+            // A round runs on the old model: stop it and wait until it has ended.
+            if state.running.get().is_some() {
+                state.stop.set(true);
+                while state.running.get().is_some() {
+                    yield_to_events().await;
+                }
+            }
             // Free the old model first: two BLOOM-560m copies may not fit in wasm32 memory.
-            model.replace(None);
-            pool.borrow_mut().clear();
+            state.model.replace(None);
+            state.pool.borrow_mut().clear();
             match load(source, attachment).await {
                 Ok((loaded, ready)) => {
-                    model.replace(Some(loaded));
+                    state.model.replace(Some(loaded));
                     post(&ready);
                 }
                 Err(message) => post_error(Failed::Load, message),
@@ -92,19 +120,29 @@ async fn handle(
             known,
             candidates,
         } => {
-            let guard = model.borrow();
-            let Some(loaded) = guard.as_ref() else {
+            if state.running.get().is_some() {
+                return post_error(
+                    Failed::Generate,
+                    "a round is already being written: stop it or wait for it".into(),
+                );
+            }
+            let Some(loaded) = state.model.borrow_mut().take() else {
                 return post_error(Failed::Generate, "no model is loaded yet".into());
             };
-            let input_ids = match round_input_ids(loaded, &text, known.as_ref(), &candidates) {
-                Ok(ids) => ids,
-                Err(e) => return post_error(Failed::Generate, e.to_string()),
-            };
-            let mut pool = pool.borrow_mut();
-            if let Err(e) = generate_round(loaded, &mut pool, round, input_ids, &candidates) {
+            let mut pool = state.pool.take();
+            state.running.set(Some(round));
+            state.stop.set(false);
+            let result =
+                generate_round(&loaded, &mut pool, state, round, &text, known, &candidates).await;
+            state.model.replace(Some(loaded));
+            state.pool.replace(pool);
+            state.running.set(None);
+            if let Err(e) = result {
                 post_error(Failed::Generate, e.to_string());
             }
         }
+        // Handled as the message arrives (see `run`).
+        Request::Stop { .. } => {}
         Request::ListCached => list_cached().await,
         Request::DeleteCached { name } => {
             if let Err(e) = opfs::delete(&name).await {
@@ -118,6 +156,14 @@ async fn handle(
     }
 }
 
+/// Lets the worker's event loop run (messages are read) before going on.
+async fn yield_to_events() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let _ = scope().set_timeout_with_callback(&resolve);
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
 async fn list_cached() {
     match opfs::list().await {
         Ok(models) => post(&Event::Cached { models }),
@@ -128,31 +174,45 @@ async fn list_cached() {
     }
 }
 
-fn generate_round(
+/// Writes one round: the story's ids after what the kept caches hold, then the candidates one
+/// decode step at a time (yielding to the event loop between steps, stopping when asked),
+/// streaming tokens and posting [`Event::RoundDone`].
+async fn generate_round(
     loaded: &LoadedModel,
     pool: &mut CachePool,
+    state: &State,
     round: u64,
-    input_ids: Vec<u32>,
+    text: &str,
+    known: Option<TokenPrefix>,
     candidates: &[CandidateSpec],
 ) -> crate::Result<()> {
-    let generation = pool.generate(
-        &loaded.model,
-        &loaded.tokenizer,
-        &input_ids,
-        candidates,
-        |token| {
-            post(&Event::Token {
-                round,
-                candidate: token.candidate,
-                text: token.text.to_string(),
-            });
-            ControlFlow::Continue(())
-        },
-    )?;
+    let input_ids = round_input_ids(loaded, text, known.as_ref(), candidates)?;
+    let mut running = pool.start_round(&loaded.model, &loaded.tokenizer, &input_ids, candidates)?;
+    let mut on_token = |token: TokenEvent<'_>| {
+        post(&Event::Token {
+            round,
+            candidate: token.candidate,
+            text: token.text.to_string(),
+        });
+        ControlFlow::Continue(())
+    };
+    let mut last_yield = now_ms();
+    loop {
+        if state.stop.get() {
+            running.stop();
+        }
+        if !running.step(&mut on_token)? {
+            break;
+        }
+        if now_ms() - last_yield >= YIELD_INTERVAL_MS {
+            yield_to_events().await;
+            last_yield = now_ms();
+        }
+    }
     post(&Event::RoundDone {
         round,
         input_ids,
-        generation,
+        generation: running.finish()?,
         wasm_memory_bytes: wasm_memory_bytes(),
     });
     Ok(())

@@ -10,6 +10,8 @@ fn main() -> std::process::ExitCode {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
+mod bench_rounds;
+#[cfg(not(target_arch = "wasm32"))]
 mod records_io;
 #[cfg(not(target_arch = "wasm32"))]
 mod serve;
@@ -114,6 +116,13 @@ mod cli {
             /// Threads (default: one per physical core).
             #[arg(long)]
             threads: Option<usize>,
+            /// Instead of one prefill and decode: writing rounds on stories of these lengths
+            /// (comma-separated), the caches kept between rounds as the writer keeps them.
+            #[arg(long, value_delimiter = ',')]
+            story_tokens: Vec<usize>,
+            /// Rounds after the first, with --story-tokens.
+            #[arg(long, default_value_t = 3)]
+            rounds: usize,
             /// Print JSON.
             #[arg(long)]
             json: bool,
@@ -300,8 +309,30 @@ mod cli {
                 new_tokens,
                 candidates,
                 threads,
+                story_tokens,
+                rounds,
                 json,
-            } => bench(&model, prompt_tokens, new_tokens, candidates, threads, json),
+            } => {
+                if story_tokens.is_empty() {
+                    bench(&model, prompt_tokens, new_tokens, candidates, threads, json)
+                } else {
+                    let loaded = load(&model)?;
+                    let rows = crate::bench_rounds::story_rounds(
+                        &loaded,
+                        &story_tokens,
+                        rounds,
+                        new_tokens,
+                        candidates,
+                    )?;
+                    print_json(json!({
+                        "model": loaded.identity,
+                        "threads": threads.unwrap_or_else(candle_core::utils::get_num_threads),
+                        "candidates": candidates,
+                        "new_tokens": new_tokens,
+                        "stories": rows,
+                    }))
+                }
+            }
             Command::Params(args) => run_params(&args),
             Command::Write(args) => {
                 let loaded = load(&args.model)?;
