@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 
+use crate::engine::kernels::attention::{DecodeContext, DecodeScores};
 use crate::error::{Error, Result};
 
 /// The most positions a block holds (and so the most queries of one piece of a forward pass).
@@ -247,27 +248,45 @@ impl KvCache {
         let (k_buf, v_buf) = slot.as_ref().expect("allocated above");
         k_buf.slice_set(&k.contiguous()?, 2, block.len)?;
         v_buf.slice_set(&v.contiguous()?, 2, block.len)?;
-        // Every block's keys and values, the last one including the piece.
+        // Every block's key and value buffers and filled positions, the last one including the
+        // piece.
         let last = self.blocks.len() - 1;
         let parts = self
             .blocks
             .iter()
             .enumerate()
-            .map(|(i, b)| b.filled(layer, if i == last { s } else { 0 }))
+            .map(|(i, block)| {
+                let (k, v) = block.layers[layer].as_ref().ok_or_else(|| {
+                    Error::Invalid(format!("layer {layer} of the cache is empty"))
+                })?;
+                Ok((k, v, block.len + if i == last { s } else { 0 }))
+            })
             .collect::<Result<Vec<_>>>()?;
-        // scores = alibi + (q · kᵀ) / √head_dim : (b, n_head, s, len + s), block by block.
+        // scores = alibi + (q · kᵀ) / √head_dim : (b, n_head, s, len + s), block by block. One
+        // query per sequence (a decode step) reads the buffers in place.
         let scores = parts
             .iter()
-            .map(|(k, _)| scores(q, k))
+            .map(|&(k, _, n)| {
+                if s == 1 {
+                    Ok(q.apply_op2_no_bwd(k, &DecodeScores { len: n })?)
+                } else {
+                    scores(q, &k.narrow(2, 0, n)?)
+                }
+            })
             .collect::<Result<Vec<_>>>()?;
         let scores = Tensor::cat(&scores, 3)?.broadcast_add(bias)?;
         // Softmax in f32, as BLOOM does whatever the weights' type.
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let mut context: Option<Tensor> = None;
         let mut start = 0;
-        for (_, v) in &parts {
-            let n = v.dim(2)?;
-            let part = weighted(&probs.narrow(3, start, n)?, v)?;
+        for &(_, v, n) in &parts {
+            let p = probs.narrow(3, start, n)?;
+            let part = if s == 1 {
+                p.contiguous()?
+                    .apply_op2_no_bwd(v, &DecodeContext { len: n })?
+            } else {
+                weighted(&p, &v.narrow(2, 0, n)?)?
+            };
             context = Some(match context {
                 Some(c) => (c + part)?,
                 None => part,

@@ -330,6 +330,7 @@ mod cli {
                         "candidates": candidates,
                         "new_tokens": new_tokens,
                         "stories": rows,
+                        "peak_rss_mb": peak_rss_mb(),
                     }))
                 }
             }
