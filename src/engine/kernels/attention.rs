@@ -9,6 +9,8 @@
 //! No crate offers attention over candle's storage without that copy, hence this file.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape};
+#[cfg(not(target_arch = "wasm32"))]
+use rayon::prelude::*;
 
 /// `(q · kᵀ)` for queries `(b, n_head, 1, d)` and the first `len` positions of a key buffer
 /// `(1 or b, n_head, capacity, d)`: `(b, n_head, 1, len)`.
@@ -53,6 +55,36 @@ fn check_buffer(b: usize, h: usize, len: usize, buffer: [usize; 4]) -> candle_co
     Ok(())
 }
 
+/// Runs `f(row, out_row)` for every `row_len`-long row of `out`: on rayon's threads natively,
+/// in turn on wasm32; with AVX2 where the CPU has it (the loops are written to vectorize).
+fn for_each_row(out: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        /// # Safety
+        /// The CPU must support AVX2.
+        #[target_feature(enable = "avx2")]
+        unsafe fn with_avx2(row: usize, out: &mut [f32], f: &(impl Fn(usize, &mut [f32]) + Sync)) {
+            f(row, out)
+        }
+        if is_x86_feature_detected!("avx2") {
+            out.par_chunks_exact_mut(row_len)
+                .enumerate()
+                // SAFETY: AVX2 was detected just above.
+                .for_each(|(row, out)| unsafe { with_avx2(row, out, &f) });
+            return;
+        }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    out.par_chunks_exact_mut(row_len)
+        .enumerate()
+        .for_each(|(row, out)| f(row, out));
+    #[cfg(target_arch = "wasm32")]
+    out.chunks_exact_mut(row_len)
+        .enumerate()
+        .for_each(|(row, out)| f(row, out));
+}
+
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     // Eight partial sums, so that the loop vectorizes.
     let mut acc = [0f32; 8];
@@ -91,15 +123,16 @@ impl CustomOp2 for DecodeScores {
         }
         let capacity = k_dims[2];
         let mut out = vec![0f32; b * h * self.len];
-        for (row, scores) in out.chunks_exact_mut(self.len).enumerate() {
+        let len = self.len;
+        for_each_row(&mut out, len, |row, scores| {
             let (seq, head) = (row / h, row % h);
             let query = &q[row * d..(row + 1) * d];
             let keys = if k_dims[0] == 1 { head } else { seq * h + head };
-            let keys = &k[keys * capacity * d..][..self.len * d];
+            let keys = &k[keys * capacity * d..][..len * d];
             for (score, key) in scores.iter_mut().zip(keys.chunks_exact(d)) {
                 *score = dot(query, key);
             }
-        }
+        });
         Ok((CpuStorage::F32(out), Shape::from((b, h, 1, self.len))))
     }
 }
@@ -124,7 +157,7 @@ impl CustomOp2 for DecodeContext {
         }
         let (capacity, d) = (v_dims[2], v_dims[3]);
         let mut out = vec![0f32; b * h * d];
-        for (row, context) in out.chunks_exact_mut(d).enumerate() {
+        for_each_row(&mut out, d, |row, context| {
             let (seq, head) = (row / h, row % h);
             let weights = &p[row * n..(row + 1) * n];
             let values = if v_dims[0] == 1 { head } else { seq * h + head };
@@ -134,7 +167,7 @@ impl CustomOp2 for DecodeContext {
                     *c += w * x;
                 }
             }
-        }
+        });
         Ok((CpuStorage::F32(out), Shape::from((b, h, 1, d))))
     }
 }
