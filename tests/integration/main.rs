@@ -10,6 +10,7 @@ mod bad_files;
 mod dataset;
 mod params;
 mod parity;
+mod picker;
 mod records_v2;
 mod serve;
 mod stats;
