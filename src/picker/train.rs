@@ -99,7 +99,10 @@ fn story_hash(story_id: &str, seed: u64) -> u64 {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h
+    // FNV leaves the last bytes in the low bits: mix them into the high ones (SplitMix64).
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
 }
 
 /// Splits rounds by story: a story's rounds all land on the same side. Returns the indices of
