@@ -213,7 +213,7 @@ fn terminal_safe(text: &str) -> String {
 }
 
 /// Appends records to the log, one JSON line each, and syncs it to disk.
-fn append(log: &mut File, path: &Path, records: &[CandidateRecord]) -> Result<()> {
+pub(crate) fn append(log: &mut File, path: &Path, records: &[CandidateRecord]) -> Result<()> {
     let mut lines = String::new();
     for record in records {
         lines.push_str(&serde_json::to_string(record)?);
@@ -225,7 +225,7 @@ fn append(log: &mut File, path: &Path, records: &[CandidateRecord]) -> Result<()
 }
 
 /// Reads a log, reporting bad lines (kept in the file, skipped here) on stderr.
-fn read_log(path: &Path) -> Result<Vec<CandidateRecord>> {
+pub(crate) fn read_log(path: &Path) -> Result<Vec<CandidateRecord>> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
