@@ -85,7 +85,7 @@ pub fn softmax(scores: &[f64]) -> Vec<f64> {
 pub struct TrainReport {
     /// Epochs run.
     pub epochs: usize,
-    /// The epoch whose weights were kept (lowest validation loss).
+    /// The epoch whose weights were kept (lowest validation loss; 0: the uniform picker).
     pub best_epoch: usize,
     /// Its validation log loss (training loss when there was no validation round).
     pub validation_log_loss: f64,
@@ -209,8 +209,11 @@ pub fn train_scorer(
             ..ParamsAdamW::default()
         },
     )?;
+    // Early stopping starts from the uniform picker (all weights 0, epoch 0): weights are kept
+    // only when they predict the validation rounds better than it.
+    let check = validation_batch.as_ref().unwrap_or(&train_batch);
     let mut report = TrainReport {
-        validation_log_loss: f64::INFINITY,
+        validation_log_loss: f64::from(loss(check, w.as_tensor())?.to_scalar::<f32>()?),
         ..TrainReport::default()
     };
     let mut best = vec![0f32; n];
@@ -218,7 +221,6 @@ pub fn train_scorer(
         let penalty = w.as_tensor().sqr()?.sum_all()?.affine(options.l2, 0.0)?;
         let objective = (loss(&train_batch, w.as_tensor())? + penalty)?;
         optimizer.backward_step(&objective)?;
-        let check = validation_batch.as_ref().unwrap_or(&train_batch);
         let value = f64::from(loss(check, w.as_tensor())?.to_scalar::<f32>()?);
         report.epochs = epoch;
         if value < report.validation_log_loss - 1e-6 {
