@@ -180,12 +180,7 @@ fn candidate_features(record: &CandidateRecord, index: usize, other_overlap: f32
         (lp.iter().map(|x| (x - lp_mean).powi(2)).sum::<f32>() / lp.len().max(1) as f32).sqrt();
     let lp_min = lp.iter().copied().fold(f32::INFINITY, f32::min);
     let text = record.output_text.trim();
-    let first_word: String = record
-        .output_text
-        .chars()
-        .skip_while(|c| !c.is_alphabetic())
-        .take_while(|c| c.is_alphabetic())
-        .collect();
+    let first_word = first_word(&record.output_text);
     let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).collect();
     let non_latin = letters.iter().filter(|c| !is_latin(**c)).count();
     let story_bigrams: HashSet<(u32, u32)> =
@@ -220,6 +215,14 @@ fn candidate_features(record: &CandidateRecord, index: usize, other_overlap: f32
         flag(first_word.chars().next().is_some_and(char::is_uppercase)),
         flag(text.starts_with(|c: char| c.is_ascii_punctuation())),
     ]
+}
+
+/// The first run of letters of a text (what "first word" means for the features).
+pub fn first_word(text: &str) -> String {
+    text.chars()
+        .skip_while(|c| !c.is_alphabetic())
+        .take_while(|c| c.is_alphabetic())
+        .collect()
 }
 
 fn is_latin(c: char) -> bool {

@@ -8,7 +8,7 @@ use crate::autopilot::Chooser;
 use crate::data::records::CandidateRecord;
 use crate::data::story::Story;
 use crate::error::{Error, Result};
-use crate::picker::features::PRONOUNS;
+use crate::picker::features::{first_word, PRONOUNS};
 
 /// A simulated writer's hidden rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -59,12 +59,7 @@ impl Rule {
     pub fn score(self, record: &CandidateRecord) -> f64 {
         match self {
             Rule::Pronoun => {
-                let word: String = record
-                    .output_text
-                    .chars()
-                    .skip_while(|c| !c.is_alphabetic())
-                    .take_while(|c| c.is_alphabetic())
-                    .collect();
+                let word = first_word(&record.output_text);
                 f64::from(u8::from(PRONOUNS.contains(&word.to_lowercase().as_str())))
             }
             Rule::LessRepetition => {

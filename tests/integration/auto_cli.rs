@@ -53,13 +53,19 @@ fn auto_args(log: &Path, shard: &str) -> Vec<String> {
     .collect()
 }
 
-fn run_auto(log: &Path, shard: &str) {
-    let out = bin().args(auto_args(log, shard)).output().unwrap();
+/// Runs the CLI with `args`, asserting success; returns its stdout.
+fn run_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let out = bin().args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn run_auto(log: &Path, shard: &str) {
+    run_ok(&auto_args(log, shard));
 }
 
 fn records(log: &Path) -> Vec<CandidateRecord> {
@@ -133,52 +139,26 @@ fn killed_halfway_and_restarted_loses_nothing_and_duplicates_nothing() {
     assert_eq!(stories(&both), expected);
 
     // The log exports as a dataset.
-    let out = bin()
-        .args(["export", cut.to_str().unwrap(), "--output-dir"])
-        .arg(dir.path().join("dataset"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let unpaired = std::fs::read_to_string(dir.path().join("dataset/unpaired.jsonl")).unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let dataset = dir.path().join("dataset");
+    run_ok(&[
+        "export".into(),
+        path(&cut),
+        "--output-dir".into(),
+        path(&dataset),
+    ]);
+    let unpaired = std::fs::read_to_string(dataset.join("unpaired.jsonl")).unwrap();
     assert_eq!(
         unpaired.lines().count(),
         STORIES as usize * STEPS as usize * 3
     );
 
     // A picker trains on it and evaluates as one JSON object.
-    let picker = dir.path().join("p.safetensors");
-    let out = bin()
-        .args(["picker", "train", whole.to_str().unwrap(), "--output"])
-        .arg(&picker)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let picker = path(&dir.path().join("p.safetensors"));
+    run_ok(&["picker", "train", &path(&whole), "--output", &picker]);
     assert!(dir.path().join("p.json").exists());
-    let out = bin()
-        .args([
-            "picker",
-            "eval",
-            cut.to_str().unwrap(),
-            "--json",
-            "--picker",
-        ])
-        .arg(&picker)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let eval: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = run_ok(&["picker", "eval", &path(&cut), "--json", "--picker", &picker]);
+    let eval: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(eval["rounds"], STORIES * u64::from(STEPS));
     for key in ["top1", "log_loss", "chance"] {
         assert!(eval[key].is_number(), "{key}: {eval}");
@@ -192,17 +172,8 @@ fn killed_halfway_and_restarted_loses_nothing_and_duplicates_nothing() {
     ] {
         assert!(eval["baselines"][name].is_number(), "{name}: {eval}");
     }
-    let out = bin()
-        .args(["picker", "score", cut.to_str().unwrap(), "--picker"])
-        .arg(&picker)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 18);
+    let out = run_ok(&["picker", "score", &path(&cut), "--picker", &picker]);
+    assert_eq!(out.lines().count(), 18);
 }
 
 #[test]
