@@ -79,6 +79,14 @@ fn main() -> Result<()> {
                     chosen_at: is_chosen.then(|| "2025-01-02T03:05:00.000Z".to_string()),
                     model: model.clone(),
                     app_version: "storywriter 0.1.0".to_string(),
+                    display_position: Some(candidate),
+                    mix_slot: Some(candidate),
+                    order_seed: None,
+                    log_propensity: None,
+                    decision_ms: is_chosen.then_some(54_322),
+                    rejected_all_at: None,
+                    edited_at: None,
+                    edited_text: None,
                 };
                 if is_chosen {
                     parent = Some(record_id);

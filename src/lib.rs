@@ -13,9 +13,11 @@
 //! parameters, a model's identity, why generation stopped), and [`session`] joins the two: a
 //! story's rounds run on a loaded model.
 
+pub mod autopilot;
 pub mod data;
 pub mod engine;
 pub mod error;
+pub mod picker;
 pub mod session;
 pub mod shared;
 pub mod web;

@@ -9,10 +9,11 @@ Without EXPORT_DIR it exports tests/fixtures/records_sample.jsonl (the records o
 tests/dataset.rs) into a temporary directory with the storywriter binary: $STORYWRITER_BIN if
 set, else `cargo run --quiet --bin storywriter --`.
 
-It loads records.jsonl and preferences.jsonl with `load_dataset("json", data_files=...)`,
+It loads records.jsonl, preferences.jsonl and unpaired.jsonl with `load_dataset("json", data_files=...)`,
 checks columns, types, row counts and values against the JSON lines (the preference pairs are
-recomputed here independently from the records), then loads both configs of the dataset card
-(`load_dataset(EXPORT_DIR, "records")`, `load_dataset(EXPORT_DIR, "preferences")`).
+recomputed here independently from the records, and so are the unpaired labels and ranks), then
+loads the configs of the dataset card (`load_dataset(EXPORT_DIR, "records")`, "preferences",
+"unpaired").
 
 Exit status 0 when every check passes, 1 when one fails (each failure is printed). When
 `datasets` is not installed it prints "SKIPPED: datasets not installed" and exits 0.
@@ -34,6 +35,12 @@ RECORD_COLUMNS = [
     "input_ids", "params", "policy", "param_table",
     "seed", "output_text", "output_ids", "logprobs",
     "finish_reason", "chosen", "chosen_by", "created_at", "chosen_at", "model", "app_version",
+    "display_position", "mix_slot", "order_seed", "log_propensity", "decision_ms",
+    "rejected_all_at", "edited_at", "edited_text",
+]
+UNPAIRED_COLUMNS = [
+    "prompt", "completion", "label", "rank", "rejected_all", "story_id", "step", "record_id",
+    "display_position", "params", "chosen_by",
 ]
 PAIR_COLUMNS = [
     "prompt", "chosen", "rejected", "story_id", "step", "parent_record_id", "chosen_record_id",
@@ -87,6 +94,39 @@ def expected_pairs(records):
                 continue
             pairs.append((c["record_id"], other["record_id"]))
     return pairs
+
+
+def expected_unpaired(records):
+    """(record_id, label, rank) of every unpaired row, computed as the card documents."""
+    rounds = defaultdict(list)
+    seen = set()
+    for r in records:
+        if r["record_id"] not in seen:
+            seen.add(r["record_id"])
+            rounds[(r["story_id"], r["step"], r["parent_record_id"])].append(r)
+    rows = []
+    for key in sorted(rounds, key=lambda k: (k[0], k[1], k[2] is not None, k[2] or "")):
+        members = sorted(rounds[key], key=lambda r: (r["candidate"], r["record_id"]))
+        chosen = [r for r in members if r["chosen"]]
+        if len(chosen) > 1:
+            continue
+        for r in members:
+            rejected = r.get("rejected_all_at") is not None and not r["chosen"]
+            if chosen and r["input_text"] != chosen[0]["input_text"]:
+                continue
+            if not chosen and not rejected:
+                continue
+            rank = (0 if r["chosen"] else 1) if chosen else None
+            rows.append((r["record_id"], r["chosen"], rank))
+    return rows
+
+
+def check_unpaired(ds, rows, records):
+    check(ds.column_names == UNPAIRED_COLUMNS, f"unpaired columns: {ds.column_names}")
+    check(ds.num_rows == len(rows), f"unpaired: {ds.num_rows} rows, file has {len(rows)} lines")
+    got = sorted((r["record_id"], r["label"], r["rank"]) for r in ds)
+    want = sorted(expected_unpaired(records))
+    check(got == want, f"unpaired rows differ from the records:\n  got  {got}\n  want {want}")
 
 
 def export_fixture(out_dir):
@@ -204,6 +244,19 @@ def main():
             check(by_config["preferences"][0] == prefs[0], "preferences config first row")
             print(f"preferences.jsonl: {prefs.num_rows} rows, columns {prefs.column_names}; "
                   f"config `preferences`: {by_config['preferences'].num_rows} rows")
+
+        unpaired_path = out_dir / "unpaired.jsonl"
+        unpaired_rows = read_jsonl(unpaired_path)
+        if not unpaired_rows:
+            check(not expected_unpaired(records), "unpaired.jsonl is empty but rows were expected")
+            check("config_name: unpaired" not in card, "card lists an empty unpaired config")
+        else:
+            unpaired = load("json", data_files=str(unpaired_path), split="train", cache_dir=cache)
+            check_unpaired(unpaired, unpaired_rows, records)
+            by_config["unpaired"] = load(str(out_dir), "unpaired", split="train", cache_dir=cache)
+            check(by_config["unpaired"].num_rows == unpaired.num_rows, "unpaired config row count")
+            print(f"unpaired.jsonl: {unpaired.num_rows} rows; "
+                  f"config `unpaired`: {by_config['unpaired'].num_rows} rows")
 
     if failures:
         print(f"FAILED: {len(failures)} check(s) failed")

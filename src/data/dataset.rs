@@ -5,7 +5,7 @@
 //!   with its 1-based number and a reason that names the field; good lines are always kept.
 //! * Merging: [`Merger`] / [`merge_records`] add records by `record_id` without duplicates.
 //! * Export: [`records_jsonl`], [`preference_pairs`] + [`preferences_jsonl`] and [`dataset_card`]
-//!   make the three files of a dataset directory ([`DatasetFiles`]) that
+//!   (with [`crate::data::unpaired`]) make the files of a dataset directory ([`DatasetFiles`]) that
 //!   `datasets.load_dataset` reads as they are.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -14,7 +14,11 @@ use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::records::{CandidateRecord, RECORD_SCHEMA};
+use crate::data::events::{supersedes, OUTCOME_FIELDS};
+use crate::data::records::{is_known_schema, CandidateRecord, RECORD_SCHEMA, RECORD_SCHEMA_V1};
+use crate::data::unpaired::{
+    add_unpaired_to_card, unpaired_examples, unpaired_jsonl, UNPAIRED_FILE,
+};
 use crate::error::{Error, Result};
 use crate::shared::FinishReason;
 use crate::shared::ModelIdentity;
@@ -29,9 +33,6 @@ pub const CARD_FILE: &str = "README.md";
 
 /// Seeds (and every JSON integer) must stay below this to be exact in JavaScript and Arrow.
 const MAX_EXACT_INTEGER: u64 = 1 << 53;
-
-/// The fields that change when a candidate is chosen after it was recorded.
-const CHOICE_FIELDS: [&str; 3] = ["chosen", "chosen_by", "chosen_at"];
 
 /// A line of a records file that holds no valid record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,9 +239,9 @@ fn json_message(error: &serde_json::Error) -> String {
 /// The checks serde cannot make: the schema tag, ids, integer ranges, finite log-probabilities,
 /// valid parameters and a consistent choice.
 fn check_record(record: &CandidateRecord) -> std::result::Result<(), String> {
-    if record.schema != RECORD_SCHEMA {
+    if !is_known_schema(&record.schema) {
         return Err(format!(
-            "field `schema`: expected \"{RECORD_SCHEMA}\", got {:?}",
+            "field `schema`: expected \"{RECORD_SCHEMA}\" or \"{RECORD_SCHEMA_V1}\", got {:?}",
             record.schema
         ));
     }
@@ -318,11 +319,11 @@ fn check_choice(record: &CandidateRecord) -> std::result::Result<(), String> {
 pub enum MergeOutcome {
     /// Its id was new: added at the end.
     Added,
-    /// The merged records already held it, identical or in a later state (chosen where the
-    /// incoming copy is not): nothing changed.
+    /// The merged records already held it, identical or in a later state (chosen, rejected or
+    /// edited where the incoming copy is not): nothing changed.
     Duplicate,
-    /// The merged records held it unchosen and the incoming copy is the same candidate chosen
-    /// since: the chosen copy replaced it in place.
+    /// The incoming copy is the same candidate with more outcomes (chosen, rejected all,
+    /// edited after picking; see [`crate::data::events`]): it replaced the held one in place.
     Updated,
     /// The merged records held a different record with its id: that one was kept.
     Conflict {
@@ -360,9 +361,10 @@ pub struct MergeReport {
 ///
 /// Existing records are never dropped or reordered; records with a new id are appended. An
 /// incoming record whose id is already held is a duplicate when equal; when the two differ only
-/// in `chosen`, `chosen_by` and `chosen_at`, the chosen one wins (the held copy is updated in
-/// place if it is the unchosen one, as when a log written at generation time is merged before
-/// the log written at the choice); otherwise it is a conflict and the held record is kept.
+/// in their outcome fields ([`OUTCOME_FIELDS`]: the choice and the events), the version holding
+/// every outcome of the other wins (the held copy is updated in place if it is the earlier one,
+/// as when a log written at generation time is merged before the log written at the choice);
+/// otherwise it is a conflict and the held record is kept.
 #[derive(Clone, Debug, Default)]
 pub struct Merger {
     report: MergeReport,
@@ -402,21 +404,21 @@ impl Merger {
             return MergeOutcome::Duplicate;
         }
         let fields = differing_fields(held, &record);
-        let only_choice = !fields.is_empty()
+        let only_outcomes = !fields.is_empty()
             && fields
                 .iter()
-                .all(|field| CHOICE_FIELDS.contains(&field.as_str()));
-        match (only_choice, held.chosen, record.chosen) {
-            (true, false, true) => {
+                .all(|field| OUTCOME_FIELDS.contains(&field.as_str()));
+        match only_outcomes.then(|| supersedes(&record, held)).flatten() {
+            Some(std::cmp::Ordering::Greater) => {
                 *held = record;
                 report.updated.push(position);
                 MergeOutcome::Updated
             }
-            (true, true, false) => {
+            Some(_) => {
                 report.duplicates += 1;
                 MergeOutcome::Duplicate
             }
-            _ => {
+            None => {
                 report.conflicts.push(Conflict {
                     record_id: record.record_id,
                     fields: fields.clone(),
@@ -494,7 +496,7 @@ fn typed_paths(prefix: &str, value: &serde_json::Value, paths: &mut Vec<String>)
 /// a type (a non-null value, a non-empty list) come first. `datasets` fixes a file's schema from
 /// its first block (10 MB), and a column that is all null or all empty lists there fails to
 /// cast once values appear further down.
-fn jsonl_typed_first<T: Serialize>(rows: &[T]) -> String {
+pub(crate) fn jsonl_typed_first<T: Serialize>(rows: &[T]) -> String {
     let mut typed = BTreeSet::new();
     let (mut leaders, mut others) = (Vec::new(), Vec::new());
     for row in rows {
@@ -558,21 +560,21 @@ pub struct PreferencePair {
 
 /// The candidates generated for one story step from one parent (several generation rounds
 /// when the writer asked again), in candidate order.
-struct Round<'a> {
-    records: Vec<&'a CandidateRecord>,
+pub(crate) struct Round<'a> {
+    pub(crate) records: Vec<&'a CandidateRecord>,
 }
 
 impl Round<'_> {
-    fn chosen(&self) -> Vec<&CandidateRecord> {
+    pub(crate) fn chosen(&self) -> Vec<&CandidateRecord> {
         self.records.iter().copied().filter(|r| r.chosen).collect()
     }
 }
 
-type RoundKey<'a> = (&'a str, u32, Option<&'a str>);
+pub(crate) type RoundKey<'a> = (&'a str, u32, Option<&'a str>);
 
 /// Groups records by story, step and parent, sorted by these; a repeated `record_id` is taken
 /// once.
-fn rounds(records: &[CandidateRecord]) -> BTreeMap<RoundKey<'_>, Round<'_>> {
+pub(crate) fn rounds(records: &[CandidateRecord]) -> BTreeMap<RoundKey<'_>, Round<'_>> {
     let mut rounds: BTreeMap<RoundKey<'_>, Round<'_>> = BTreeMap::new();
     let mut seen = BTreeSet::new();
     for record in records {
@@ -660,7 +662,7 @@ pub fn preferences_jsonl(pairs: &[PreferencePair]) -> String {
     jsonl_typed_first(pairs)
 }
 
-/// The three files of a dataset directory.
+/// The files of a dataset directory.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DatasetFiles {
     /// [`RECORDS_FILE`]: every record.
@@ -671,32 +673,39 @@ pub struct DatasetFiles {
     pub card: String,
     /// Number of preference pairs.
     pub pairs: usize,
+    /// [`UNPAIRED_FILE`]: KTO-style labelled completions with their rank.
+    pub unpaired_jsonl: String,
 }
 
 impl DatasetFiles {
     /// Builds the files from records (expected to have distinct ids, as a merge gives).
     pub fn build(records: &[CandidateRecord]) -> Self {
         let pairs = preference_pairs(records);
+        let unpaired = unpaired_examples(records);
+        let mut card = dataset_card(records, &pairs);
+        add_unpaired_to_card(&mut card, &unpaired);
         Self {
             records_jsonl: records_jsonl(records),
             preferences_jsonl: preferences_jsonl(&pairs),
-            card: dataset_card(records, &pairs),
+            card,
             pairs: pairs.len(),
+            unpaired_jsonl: unpaired_jsonl(&unpaired),
         }
     }
 
     /// File names and contents.
-    pub fn files(&self) -> [(&'static str, &str); 3] {
+    pub fn files(&self) -> [(&'static str, &str); 4] {
         [
             (RECORDS_FILE, &self.records_jsonl),
             (PREFERENCES_FILE, &self.preferences_jsonl),
+            (UNPAIRED_FILE, &self.unpaired_jsonl),
             (CARD_FILE, &self.card),
         ]
     }
 }
 
 const RECORD_FIELDS: &[(&str, &str, &str)] = &[
-    ("schema", "string", "Always `storywriter.record/1`."),
+    ("schema", "string", "`storywriter.record/2` (`storywriter.record/1` in older logs, without the fields from `display_position` on)."),
     ("record_id", "string", "Unique id of the candidate (32 hex digits)."),
     ("story_id", "string", "The story it belongs to."),
     ("step", "int", "Story step it was generated for (1 = continuing the opening text)."),
@@ -718,6 +727,14 @@ const RECORD_FIELDS: &[(&str, &str, &str)] = &[
     ("chosen_at", "string or null", "When it was chosen; null when not chosen."),
     ("model", "struct", "The generating model: `name`, `format` (`gguf`/`safetensors`), `quantization`, `content_hash` (a SHA-256 fingerprint of the files)."),
     ("app_version", "string", "The app that generated it, e.g. `storywriter 0.1.0`."),
+    ("display_position", "int or null", "Where it was shown among the round's candidates (1 = first). Policies are assigned to positions in a random order per round, so position and policy effects can be separated."),
+    ("mix_slot", "int or null", "Its policy's slot in the policy mix (1-based), before the shuffle."),
+    ("order_seed", "int or null", "Seed of the round's shuffle of policies over positions (every order has probability 1/k!)."),
+    ("log_propensity", "float or null", "Natural log of the probability (density, for continuous parameters) with which the policy drew the parameters: 0 for deterministic policies, null where unknown (`coupled-random`, `manual`). For off-policy evaluation."),
+    ("decision_ms", "int or null", "Milliseconds from the end of the round to the pick, on the chosen candidate."),
+    ("rejected_all_at", "string or null", "When the writer rejected the whole round (asked for new candidates) without picking."),
+    ("edited_at", "string or null", "When the story was edited by hand after this candidate was picked."),
+    ("edited_text", "string or null", "The story text after that edit."),
 ];
 
 const PAIR_FIELDS: &[(&str, &str, &str)] = &[
@@ -832,7 +849,7 @@ fn mean_std(values: &[f64]) -> String {
     format!("{mean:.3} ± {:.3}", variance.sqrt())
 }
 
-fn field_table(out: &mut String, fields: &[(&str, &str, &str)]) {
+pub(crate) fn field_table(out: &mut String, fields: &[(&str, &str, &str)]) {
     out.push_str("| field | type | description |\n|---|---|---|\n");
     for (name, kind, description) in fields {
         out.push_str(&format!("| `{name}` | {kind} | {description} |\n"));

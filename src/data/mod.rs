@@ -3,7 +3,10 @@
 //! candle): the types both speak are in [`crate::shared`].
 
 pub mod dataset;
+pub mod design;
+pub mod events;
 pub mod params;
 pub mod records;
 pub mod stats;
 pub mod story;
+pub mod unpaired;

@@ -235,7 +235,7 @@ impl Param {
     }
 
     /// The sane range; top_k's upper end is the vocabulary size, unbounded here.
-    fn bounds(self) -> (f64, f64) {
+    pub(crate) fn bounds(self) -> (f64, f64) {
         match self {
             Param::Temperature => (0.05, 5.0),
             Param::TopK => (0.0, f64::INFINITY),
@@ -705,7 +705,7 @@ impl StepTable {
     }
 
     /// The largest top_k a policy may draw: the table's largest top_k `mean + 3 std` or p90.
-    fn top_k_limit(&self) -> f64 {
+    pub(crate) fn top_k_limit(&self) -> f64 {
         std::iter::once(&self.global)
             .chain(&self.steps)
             .map(|r| (r.top_k.mean + 3.0 * r.top_k.std).max(r.top_k.p90))

@@ -7,15 +7,24 @@ use crate::shared::FinishReason;
 use crate::shared::ModelIdentity;
 use crate::shared::SamplingParams;
 
-/// The schema tag every record carries.
-pub const RECORD_SCHEMA: &str = "storywriter.record/1";
+/// The schema tag new records carry.
+pub const RECORD_SCHEMA: &str = "storywriter.record/2";
+
+/// The first schema, still read: the same fields without the research fields of `/2`
+/// (`display_position` … `edited_text`), which read as `null`.
+pub const RECORD_SCHEMA_V1: &str = "storywriter.record/1";
+
+/// Whether records with this schema tag are read.
+pub fn is_known_schema(schema: &str) -> bool {
+    schema == RECORD_SCHEMA || schema == RECORD_SCHEMA_V1
+}
 
 /// One generated candidate and what became of it.
 ///
 /// Integers stay below 2^53 (seeds included) so that JavaScript and Arrow read them exactly.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CandidateRecord {
-    /// Always [`RECORD_SCHEMA`].
+    /// [`RECORD_SCHEMA`] (or [`RECORD_SCHEMA_V1`] in older logs).
     pub schema: String,
     /// Unique id of this record (32 lowercase hex digits).
     pub record_id: String,
@@ -63,6 +72,33 @@ pub struct CandidateRecord {
     pub model: ModelIdentity,
     /// The app that generated it, e.g. `storywriter 0.1.0`.
     pub app_version: String,
+    /// Where it was shown among the round's candidates (1 = first); `/2`. The policies are
+    /// assigned to positions in a seeded random order (see [`crate::data::design`]).
+    #[serde(default)]
+    pub display_position: Option<u32>,
+    /// Its policy's place in the policy mix (1-based) before the shuffle; `/2`.
+    #[serde(default)]
+    pub mix_slot: Option<u32>,
+    /// Seed of the round's shuffle of policies over positions (< 2^53); `/2`.
+    #[serde(default)]
+    pub order_seed: Option<u64>,
+    /// Natural log of the probability (a density for continuous parameters) with which the
+    /// policy drew these parameters; 0 for deterministic policies; `null` where the policy does
+    /// not know it (`coupled-random`, `manual`). See [`crate::data::design::log_propensity`].
+    #[serde(default)]
+    pub log_propensity: Option<f64>,
+    /// Milliseconds from the end of the round (`created_at`) to the pick, on the chosen record.
+    #[serde(default)]
+    pub decision_ms: Option<u64>,
+    /// When the writer rejected the whole round (asked for new candidates) without picking.
+    #[serde(default)]
+    pub rejected_all_at: Option<String>,
+    /// When the story text was edited by hand after this candidate was picked.
+    #[serde(default)]
+    pub edited_at: Option<String>,
+    /// The story text after that edit.
+    #[serde(default)]
+    pub edited_text: Option<String>,
 }
 
 /// A fresh random record or story id: 32 lowercase hex digits from the system's entropy source

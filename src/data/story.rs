@@ -11,6 +11,7 @@ use std::collections::hash_map::{Entry, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::design::CandidateDesign;
 use crate::data::records::{new_id, timestamp_now, CandidateRecord, RECORD_SCHEMA};
 use crate::error::{Error, Result};
 use crate::shared::{Candidate, FinishReason, ModelIdentity, SamplingParams};
@@ -55,6 +56,9 @@ pub struct PlannedCandidate {
     pub param_table: Option<String>,
     /// RNG seed (< 2^53).
     pub seed: u64,
+    /// Display position, mix slot and propensity (see [`crate::data::design`]); `None` leaves
+    /// those record fields empty.
+    pub design: Option<CandidateDesign>,
 }
 
 impl Story {
@@ -130,6 +134,14 @@ impl Story {
                 chosen_at: None,
                 model: model.clone(),
                 app_version: APP_VERSION.to_string(),
+                display_position: plan.design.map(|d| d.display_position),
+                mix_slot: plan.design.map(|d| d.mix_slot),
+                order_seed: plan.design.map(|d| d.order_seed),
+                log_propensity: plan.design.and_then(|d| d.log_propensity),
+                decision_ms: None,
+                rejected_all_at: None,
+                edited_at: None,
+                edited_text: None,
             });
         }
         self.pending = self.records[first..]
@@ -155,6 +167,8 @@ impl Story {
         record.chosen = true;
         record.chosen_by = Some(by.to_string());
         record.chosen_at = Some(timestamp_now());
+        record.decision_ms =
+            crate::data::events::millis_between(&record.created_at, &record.chosen_at);
         self.text = format!("{}{}", record.input_text, record.output_text);
         self.path.push(record.record_id.clone());
         self.pending.clear();

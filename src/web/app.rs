@@ -861,6 +861,7 @@ fn render_cards(app: &Shared) {
                     policy: record.policy.clone(),
                     param_table: record.param_table.clone(),
                     seed: record.seed,
+                    design: None,
                 };
                 let speed = state
                     .last_speed

@@ -122,6 +122,7 @@ impl Settings {
                     policy: if manual { "manual" } else { policy.name() }.to_string(),
                     param_table: policy.uses_table().then(|| self.source.label()),
                     seed: new_seed(),
+                    design: None,
                 })
             })
             .collect()

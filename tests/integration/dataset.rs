@@ -16,6 +16,7 @@ use std::process::{Command, Output};
 
 use candle_core::Device;
 use serde_json::Value;
+use storywriter::data::unpaired::UNPAIRED_FILE;
 use storywriter::dataset::{
     dataset_card, merge_records, parse_records, preference_pairs, preferences_jsonl, read_records,
     record_json_line, record_lines, records_jsonl, DatasetFiles, LineContent, MergeOutcome, Merger,
@@ -113,6 +114,15 @@ impl Sample {
                 chosen_at: choice.map(|_| format!("2026-11-29T09:{:02}:00.000Z", n)),
                 model: model.clone(),
                 app_version: "storywriter 0.1.0".into(),
+                display_position: Some(candidate),
+                mix_slot: Some(4 - candidate),
+                order_seed: Some(n * 31),
+                log_propensity: [Some(0.0), Some(-2.5 - (n % 7) as f64), None]
+                    [candidate as usize - 1],
+                decision_ms: choice.map(|_| 1500 + n * 10),
+                rejected_all_at: None,
+                edited_at: None,
+                edited_text: None,
             };
             ids.push(record.record_id.clone());
             self.records.push(record);
@@ -207,7 +217,8 @@ fn sample() -> Vec<CandidateRecord> {
     let out8 = [" and stopped.", " and waited for an answer.", " twice."];
     let r8 = s.round(3, 1, None, open, out8, &[(2, "human")], &q4);
     let text9 = format!("{open}{}", out8[1]);
-    s.round(
+    // The writer rejected this round as a whole and asked again.
+    let rejected = s.round(
         3,
         2,
         Some(&r8[1]),
@@ -216,6 +227,11 @@ fn sample() -> Vec<CandidateRecord> {
         &[],
         &q4,
     );
+    for record in s.records.iter_mut() {
+        if rejected.contains(&record.record_id) {
+            record.rejected_all_at = Some("2026-11-29T09:30:00.000Z".into());
+        }
+    }
     s.round(
         3,
         2,
@@ -465,6 +481,14 @@ fn generated_records() -> Vec<CandidateRecord> {
                 chosen_at: chosen.then(|| "2026-11-29T10:00:05.000Z".into()),
                 model: loaded.identity.clone(),
                 app_version: "storywriter 0.1.0".into(),
+                display_position: None,
+                mix_slot: None,
+                order_seed: None,
+                log_propensity: None,
+                decision_ms: None,
+                rejected_all_at: None,
+                edited_at: None,
+                edited_text: None,
             });
         }
         let chosen = &records[records.len() - 2];
@@ -525,7 +549,7 @@ fn bad_lines_are_reported_with_their_numbers_and_good_lines_kept() {
             m.remove("seed");
         }),                // 6: missing field
         edited(r, |m| {
-            m.insert("schema".into(), "storywriter.record/2".into());
+            m.insert("schema".into(), "storywriter.record/3".into());
         }), // 7: wrong schema
         edited(r, |m| {
             m.insert("seed".into(), (1u64 << 53).into());
@@ -577,7 +601,7 @@ fn bad_lines_are_reported_with_their_numbers_and_good_lines_kept() {
         (6, "missing field `seed`"),
         (
             7,
-            "field `schema`: expected \"storywriter.record/1\", got \"storywriter.record/2\"",
+            "field `schema`: expected \"storywriter.record/2\" or \"storywriter.record/1\", got \"storywriter.record/3\"",
         ),
         (8, "field `seed`: must be below 2^53"),
         (9, "field `record_id`: must not be empty"),
@@ -922,7 +946,10 @@ fn dataset_files_are_the_three_exports() {
     let records = sample();
     let files = DatasetFiles::build(&records);
     let names: Vec<&str> = files.files().iter().map(|(name, _)| *name).collect();
-    assert_eq!(names, [RECORDS_FILE, PREFERENCES_FILE, CARD_FILE]);
+    assert_eq!(
+        names,
+        [RECORDS_FILE, PREFERENCES_FILE, UNPAIRED_FILE, CARD_FILE]
+    );
     assert_eq!(files.records_jsonl, records_jsonl(&records));
     assert_eq!(files.pairs, PAIRS);
     assert_eq!(files.preferences_jsonl.lines().count(), PAIRS);
@@ -1000,7 +1027,7 @@ fn cli_export_writes_the_dataset_and_reports_bad_lines() {
         preferences_jsonl(&preference_pairs(&records))
     );
     let card = std::fs::read_to_string(out_dir.join(CARD_FILE)).unwrap();
-    assert_eq!(card, dataset_card(&records, &preference_pairs(&records)));
+    assert_eq!(card, DatasetFiles::build(&records).card);
     let leftovers: Vec<_> = std::fs::read_dir(&out_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -1078,8 +1105,16 @@ fn cli_import_merges_into_a_store_and_keeps_its_bad_lines() {
         "nothing lost, nothing duplicated"
     );
     assert_eq!(parsed.len(), RECORDS);
-    // Record 9 sits in the store's fifth record line (index 4 of `half`): updated in place.
-    assert_eq!(parsed[4], chosen);
+    // Record 9 is updated in place: where the store held it.
+    let held_at = |records: &[CandidateRecord]| {
+        records
+            .iter()
+            .position(|r| r.record_id == chosen.record_id)
+            .unwrap()
+    };
+    let (in_store, _) = parse_records(&half_jsonl, "store");
+    assert_eq!(held_at(&parsed), held_at(&in_store));
+    assert_eq!(parsed[held_at(&parsed)], chosen);
 
     // Importing again changes nothing, not a byte.
     let output = storywriter(&[

@@ -181,6 +181,7 @@ fn plan(seed: u64) -> Vec<PlannedCandidate> {
             policy: "manual".into(),
             param_table: None,
             seed: spec.seed,
+            design: None,
         })
         .collect()
 }

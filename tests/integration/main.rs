@@ -6,11 +6,14 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod auto_cli;
 mod bad_files;
 mod dataset;
 mod kv_reuse;
 mod params;
 mod parity;
+mod picker;
+mod records_v2;
 mod serve;
 mod stats;
 mod story;

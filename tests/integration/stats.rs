@@ -128,6 +128,14 @@ fn generate_records(seed: u64) -> Vec<Generated> {
                         content_hash: "ab".repeat(32),
                     },
                     app_version: "storywriter 0.1.0".to_string(),
+                    display_position: None,
+                    mix_slot: None,
+                    order_seed: None,
+                    log_propensity: None,
+                    decision_ms: None,
+                    rejected_all_at: None,
+                    edited_at: None,
+                    edited_text: None,
                 };
                 if is_chosen {
                     parent = Some(record_id);

@@ -31,6 +31,7 @@ fn plan(seed: u64) -> Vec<PlannedCandidate> {
             policy: policy.to_string(),
             param_table: Some("bundled table".into()),
             seed: seed + i as u64,
+            design: None,
         })
         .collect()
 }

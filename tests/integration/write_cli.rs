@@ -62,16 +62,54 @@ fn a_session_logs_every_candidate_and_resumes() {
     );
     let lines = log_lines(&log);
     // Rounds: step 1, step 2, step 2 again, step 3 after each of the two step-2 picks, step 3
-    // after the own text (18 records), plus one chosen version per pick (3).
-    assert_eq!(lines.len(), 21);
+    // after the own text (18 records), plus one chosen version per pick (3), the rejected
+    // version of the regenerated round's candidates (3) and the edited version of the last
+    // pick (1).
+    assert_eq!(lines.len(), 25);
     let story = Story::from_records(&lines[0].story_id, &lines).unwrap();
     assert_eq!(story.records.len(), 18);
+    let rejected: Vec<_> = lines
+        .iter()
+        .filter(|r| r.rejected_all_at.is_some())
+        .collect();
+    assert_eq!(rejected.len(), 3);
+    assert!(rejected.iter().all(|r| r.step == 2 && !r.chosen));
+    let edited: Vec<_> = lines.iter().filter(|r| r.edited_at.is_some()).collect();
+    assert_eq!(edited.len(), 1);
+    assert!(edited[0].chosen);
+    assert!(edited[0]
+        .edited_text
+        .as_deref()
+        .unwrap()
+        .ends_with("rained."));
+    // Every pick says how long it took; every round shows its policies in a recorded order.
+    assert!(lines
+        .iter()
+        .filter(|r| r.chosen)
+        .all(|r| r.decision_ms.is_some()));
+    for round in story.records.chunks(3) {
+        let mut positions: Vec<u32> = round.iter().map(|r| r.display_position.unwrap()).collect();
+        let mut slots: Vec<u32> = round.iter().map(|r| r.mix_slot.unwrap()).collect();
+        positions.sort_unstable();
+        slots.sort_unstable();
+        assert_eq!((positions, slots), (vec![1, 2, 3], vec![1, 2, 3]));
+        assert!(round.iter().all(|r| r.order_seed == round[0].order_seed));
+        for r in round {
+            match r.policy.as_str() {
+                "step-mean" => assert_eq!(r.log_propensity, Some(0.0)),
+                _ => assert!(r.log_propensity.unwrap().is_finite()),
+            }
+        }
+    }
     assert!(lines
         .iter()
         .all(|r| r.param_table.as_deref() == Some("bundled")));
     assert_eq!(story.path.len(), 2);
     // Both step-2 picks (the undone one and the one after undo) came from the same round.
-    let step2_picks: Vec<_> = lines.iter().filter(|r| r.chosen && r.step == 2).collect();
+    let step2_picks: Vec<_> = lines
+        .iter()
+        .filter(|r| r.chosen && r.step == 2 && r.edited_at.is_none())
+        .collect();
     assert_eq!(step2_picks.len(), 2);
     assert_eq!(step2_picks[0].created_at, step2_picks[1].created_at);
     assert_ne!(step2_picks[0].record_id, step2_picks[1].record_id);

@@ -149,6 +149,7 @@ fn a_story_round_is_recorded_in_the_browser() {
             policy: "fixed".into(),
             param_table: None,
             seed: storywriter::records::new_seed(),
+            design: None,
         })
         .collect();
     let records = write_round(

@@ -10,7 +10,11 @@ fn main() -> std::process::ExitCode {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
+mod auto;
+#[cfg(not(target_arch = "wasm32"))]
 mod bench_rounds;
+#[cfg(not(target_arch = "wasm32"))]
+mod picker_cmd;
 #[cfg(not(target_arch = "wasm32"))]
 mod records_io;
 #[cfg(not(target_arch = "wasm32"))]
@@ -155,6 +159,13 @@ mod cli {
         },
         /// Serve the built web app and a model directory over HTTP on this machine.
         Serve(crate::serve::ServeArgs),
+        /// The learned picker: train, evaluate and score on candidate record logs.
+        Picker {
+            #[command(subcommand)]
+            command: crate::picker_cmd::PickerCommand,
+        },
+        /// Write whole stories without a person, a chooser picking every round; resumable.
+        Auto(crate::auto::AutoArgs),
     }
 
     #[derive(Args)]
@@ -343,6 +354,11 @@ mod cli {
             Command::Export { logs, output_dir } => crate::records_io::export(&logs, &output_dir),
             Command::Import { logs, into } => crate::records_io::import(&logs, &into),
             Command::Serve(args) => crate::serve::run(args),
+            Command::Picker { command } => crate::picker_cmd::run(command),
+            Command::Auto(args) => {
+                let loaded = load(&args.model)?;
+                crate::auto::run(args, &loaded)
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use storywriter::data::dataset::{
 
 /// Streams every log into `merger`, printing each bad line and conflict on stderr as
 /// `file:line: reason`; returns the number of bad lines.
-fn read_logs(logs: &[PathBuf], merger: &mut Merger) -> Result<usize> {
+pub(crate) fn read_logs(logs: &[PathBuf], merger: &mut Merger) -> Result<usize> {
     let mut bad_lines = 0;
     for log in logs {
         let origin = log.display().to_string();

@@ -15,7 +15,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use storywriter::data::dataset::read_records;
-use storywriter::data::params::{candidate_params, load_table, PolicyMix, StepTable};
+use storywriter::data::design::shuffled_round;
+use storywriter::data::params::{load_table, PolicyMix};
 use storywriter::data::records::{new_seed, CandidateRecord};
 use storywriter::data::story::{PlannedCandidate, Story};
 use storywriter::engine::generate::CachePool;
@@ -109,7 +110,7 @@ pub fn run(args: WriteArgs, model: &LoadedModel) -> Result<()> {
     loop {
         if story.pending.is_empty() {
             let round_seed: u64 = seeds.random::<u64>() >> 11;
-            let planned = plan((&table, &table_name), &mix, story.next_step(), round_seed);
+            let planned = shuffled_round(&table, &table_name, &mix, story.next_step(), round_seed);
             let records = generate_round(&mut story, model, &mut pool, &planned)?;
             append(&mut log, &args.log, &records)?;
         }
@@ -123,7 +124,10 @@ pub fn run(args: WriteArgs, model: &LoadedModel) -> Result<()> {
         let command = line.trim_end_matches(['\r', '\n']);
         match command.trim() {
             "q" => break,
-            "r" => story.pending.clear(),
+            "r" => {
+                let rejected = story.reject_all();
+                append(&mut log, &args.log, &rejected)?;
+            }
             "u" => {
                 if let Err(e) = story.undo() {
                     println!("{e}");
@@ -142,7 +146,8 @@ pub fn run(args: WriteArgs, model: &LoadedModel) -> Result<()> {
             _ => match command.strip_prefix('+') {
                 Some(text) => {
                     let text = text.strip_prefix(' ').unwrap_or(text);
-                    story.edit(&format!("{}{}", story.text, text));
+                    let edited = story.edit_after_pick(&format!("{}{}", story.text, text));
+                    append(&mut log, &args.log, edited.as_slice())?;
                 }
                 None => println!("{HELP}"),
             },
@@ -151,25 +156,6 @@ pub fn run(args: WriteArgs, model: &LoadedModel) -> Result<()> {
     println!("\n{}\n", terminal_safe(&story.text));
     eprintln!("records are in {}", args.log.display());
     Ok(())
-}
-
-/// The candidates' parameters and seeds for a step.
-fn plan(
-    (table, table_name): (&StepTable, &str),
-    mix: &PolicyMix,
-    step: u32,
-    seed: u64,
-) -> Vec<PlannedCandidate> {
-    candidate_params(table, mix, step, seed)
-        .into_iter()
-        .enumerate()
-        .map(|(i, (params, policy))| PlannedCandidate {
-            params,
-            policy: policy.name().to_string(),
-            param_table: policy.uses_table().then(|| table_name.to_string()),
-            seed: (seed + i as u64) & ((1 << 53) - 1),
-        })
-        .collect()
 }
 
 /// Generates a round with a spinner counting tokens.
@@ -231,7 +217,7 @@ fn terminal_safe(text: &str) -> String {
 }
 
 /// Appends records to the log, one JSON line each, and syncs it to disk.
-fn append(log: &mut File, path: &Path, records: &[CandidateRecord]) -> Result<()> {
+pub(crate) fn append(log: &mut File, path: &Path, records: &[CandidateRecord]) -> Result<()> {
     let mut lines = String::new();
     for record in records {
         lines.push_str(&serde_json::to_string(record)?);
@@ -243,7 +229,7 @@ fn append(log: &mut File, path: &Path, records: &[CandidateRecord]) -> Result<()
 }
 
 /// Reads a log, reporting bad lines (kept in the file, skipped here) on stderr.
-fn read_log(path: &Path) -> Result<Vec<CandidateRecord>> {
+pub(crate) fn read_log(path: &Path) -> Result<Vec<CandidateRecord>> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
