@@ -128,7 +128,7 @@ pub struct Q4_0Matrix {
     tiles: Vec<Tile>,
     /// Added to every output row (n values).
     bias: Option<Vec<f32>>,
-    /// Whether [`gelu`] follows the bias.
+    /// Whether [`super::gelu`] follows the bias.
     gelu: bool,
 }
 
@@ -199,7 +199,7 @@ impl Q4_0Matrix {
         })
     }
 
-    /// Applies [`gelu`] to every output, after the bias.
+    /// Applies [`super::gelu`] to every output, after the bias.
     pub fn with_gelu(self) -> Self {
         Self { gelu: true, ..self }
     }
@@ -258,16 +258,9 @@ impl Q4_0Matrix {
             }
         }
         if self.gelu {
-            y.iter_mut().for_each(|y| *y = gelu(*y));
+            y.iter_mut().for_each(|y| *y = super::gelu(*y));
         }
     }
-}
-
-/// candle's f32 `gelu` (BLOOM's tanh approximation), operation for operation:
-/// `0.5 · x · (1 + tanh(√(2/π) · x · (1 + 0.044715 · x²)))`.
-pub fn gelu(x: f32) -> f32 {
-    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + f32::tanh(SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x)))
 }
 
 /// As a candle op: `(…, k)` f32 activations → `(…, n)`.
@@ -569,32 +562,19 @@ mod tests {
     }
 
     #[test]
-    fn activations_quantize_like_candle_q8_0() {
-        // Scale 1 (amax 127): exact halves must round away from zero, like f32::round.
+    fn activations_quantize_like_the_portable_q8_0() {
+        // The portable quantizer is checked against candle's q8_0 in `q8_act`.
         let mut values: Vec<f32> = vec![127.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 126.5, -126.5];
         values.resize(BLOCK, 0.25);
-        // And ordinary blocks of random values, one of them all zero.
         let random = Tensor::randn(0f32, 3.0, 31 * BLOCK, &Device::Cpu).unwrap();
         values.extend(random.to_vec1::<f32>().unwrap());
         values.extend([0.0; BLOCK]);
-        let k = values.len();
-        let ours = unsafe { QuantizedRows::new(&values, k) };
-        let tensor = Tensor::from_vec(values.clone(), (1, k), &Device::Cpu).unwrap();
-        let candle = QTensor::quantize(&tensor, GgmlDType::Q8_0).unwrap();
-        let candle = candle.data().unwrap();
-        for (b, block) in candle.chunks_exact(2 + BLOCK).enumerate() {
-            let scale = f16::from_le_bytes([block[0], block[1]]).to_f32();
-            let quants: Vec<i8> = block[2..].iter().map(|&q| q as i8).collect();
-            assert_eq!(ours.scales[b], scale, "block {b} scale");
-            assert_eq!(
-                &ours.quants[b * BLOCK..(b + 1) * BLOCK],
-                quants,
-                "block {b}"
-            );
-            let sum: i32 = quants.iter().map(|&q| q as i32).sum();
-            assert_eq!(ours.offsets[b], -8 * sum, "block {b} offset");
-        }
-        assert_eq!(ours.quants[1..9], [1, -1, 2, -2, 3, -3, 127, -127]);
+        let ours = unsafe { QuantizedRows::new(&values, values.len()) };
+        let portable = super::super::q8_act::QuantizedRows::new(&values, values.len());
+        assert_eq!(ours.quants, portable.quants);
+        assert_eq!(ours.scales, portable.scales);
+        let offsets: Vec<i32> = portable.sums.iter().map(|s| -8 * s).collect();
+        assert_eq!(ours.offsets, offsets);
     }
 
     /// Compares every kernel set with candle's q4_0 `QMatMul` for an n × k matrix and m rows.
@@ -675,16 +655,6 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert_eq!(diff, 0.0);
-    }
-
-    #[test]
-    fn gelu_is_candles_bit_for_bit() {
-        let values: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.0025).collect();
-        let x = Tensor::new(values.as_slice(), &Device::Cpu).unwrap();
-        let candle: Vec<f32> = x.gelu().unwrap().to_vec1().unwrap();
-        for (v, want) in values.iter().zip(candle) {
-            assert_eq!(gelu(*v).to_bits(), want.to_bits(), "gelu({v})");
-        }
     }
 
     #[test]
