@@ -54,7 +54,7 @@ impl Weight {
     fn into_linear(self, bias: Option<Tensor>, gelu: bool) -> Result<Linear> {
         #[cfg(target_arch = "wasm32")]
         if let Self::Quantized(q) = &self {
-            if let Some(matrix) = SimdMatrix::new(q, Path::best())? {
+            if let Some(matrix) = SimdMatrix::new(q.clone(), Path::best())? {
                 return simd_linear(matrix, bias, gelu);
             }
         }

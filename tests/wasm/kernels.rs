@@ -37,11 +37,8 @@ fn check(dtype: GgmlDType, m: usize, k: usize, n: usize, fused: bool) {
     let w = Tensor::from_vec(values(n * k, 1, 1.0), (n, k), &device).unwrap();
     let x = Tensor::from_vec(values(m * k, 2, 1.0), (m, k), &device).unwrap();
     let bias = values(n, 3, 0.5);
-    let q = QTensor::quantize(&w, dtype).unwrap();
-    let mut expected = QMatMul::from_qtensor(QTensor::quantize(&w, dtype).unwrap())
-        .unwrap()
-        .forward(&x)
-        .unwrap();
+    let q = std::sync::Arc::new(QTensor::quantize(&w, dtype).unwrap());
+    let mut expected = QMatMul::from_arc(q.clone()).unwrap().forward(&x).unwrap();
     if fused {
         let b = Tensor::new(bias.as_slice(), &device).unwrap();
         expected = expected.broadcast_add(&b).unwrap().gelu().unwrap();
@@ -50,7 +47,9 @@ fn check(dtype: GgmlDType, m: usize, k: usize, n: usize, fused: bool) {
     let typical = expected.iter().map(|v| v.abs()).sum::<f32>() / expected.len() as f32;
     let x: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
     for path in paths() {
-        let mut matrix = SimdMatrix::new(&q, path).unwrap().expect("q4_0 / q8_0");
+        let mut matrix = SimdMatrix::new(q.clone(), path)
+            .unwrap()
+            .expect("q4_0 / q8_0");
         if fused {
             matrix = matrix.with_bias(bias.clone()).unwrap().with_gelu();
         }
@@ -103,8 +102,12 @@ fn model_shapes_equal_candle() {
 fn as_a_candle_op_keeps_leading_dims() {
     let device = Device::Cpu;
     let w = Tensor::from_vec(values(20 * 64, 4, 1.0), (20, 64), &device).unwrap();
+    let q0 = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+    let d = q0.data().unwrap().to_vec();
+    console_log!("row0 {:?}", &d[..70]);
+    let w = q0.dequantize(&device).unwrap();
     let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
-    let matrix = SimdMatrix::new(&q, Path::best()).unwrap().unwrap();
+    let matrix = SimdMatrix::new(q.into(), Path::best()).unwrap().unwrap();
     let x = Tensor::from_vec(values(6 * 64, 5, 1.0), (2, 3, 64), &device).unwrap();
     let y = x.apply_op1_no_bwd(&matrix).unwrap();
     assert_eq!(y.dims(), [2, 3, 20]);
@@ -122,9 +125,9 @@ fn as_a_candle_op_keeps_leading_dims() {
 fn rejects_other_types_and_bad_biases() {
     let w = Tensor::zeros((16, 256), candle_core::DType::F32, &Device::Cpu).unwrap();
     let q4k = QTensor::quantize(&w, GgmlDType::Q4K).unwrap();
-    assert!(SimdMatrix::new(&q4k, Path::best()).unwrap().is_none());
+    assert!(SimdMatrix::new(q4k.into(), Path::best()).unwrap().is_none());
     let q = QTensor::quantize(&w, GgmlDType::Q4_0).unwrap();
-    let short = SimdMatrix::new(&q, Path::best()).unwrap().unwrap();
+    let short = SimdMatrix::new(q.into(), Path::best()).unwrap().unwrap();
     let error = short.with_bias(vec![0.0; 3]).unwrap_err();
     assert!(error.to_string().contains("bias of 3"), "{error}");
 }

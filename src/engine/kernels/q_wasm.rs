@@ -13,8 +13,9 @@
 //! f32. The plain simd128 path even sums in candle's lane order, so its results are candle's
 //! bit for bit; the relaxed path sums the same integers in other lanes (f32 rounding apart).
 //!
-//! Weights are kept as stored (quants `[row][block]`, q4_0 nibbles as in the file), with the
-//! f16 scales widened to f32 once at load (software f16 conversion is slow on wasm). One unit
+//! Weights are read in place from candle's tensor (no copy: the output projection may share its
+//! tensor with the embedding table), f16 scales through a 65536-entry table (wasm has no f16
+//! conversion instruction, and software conversion per block would cost more). One unit
 //! of work is [`ROWS_PER_UNIT`] weight rows against every activation row, up to [`MAX_ROWS`] at
 //! a time, so three candidates decoded together read each weight once. Units run on rayon's
 //! pool: the threads of the threaded web build, or the current thread when there is none.
@@ -28,6 +29,7 @@
 
 use std::arch::wasm32::*;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
@@ -53,13 +55,19 @@ enum Kind {
 }
 
 impl Kind {
-    /// Quant bytes of one block.
-    fn quant_bytes(self) -> usize {
+    /// Bytes of one stored block: the f16 scale, then the quants.
+    fn block_bytes(self) -> usize {
         match self {
-            Self::Q4_0 => BLOCK / 2,
-            Self::Q8_0 => BLOCK,
+            Self::Q4_0 => 2 + BLOCK / 2,
+            Self::Q8_0 => 2 + BLOCK,
         }
     }
+}
+
+/// f16 bits → f32, for every f16.
+fn f16_table() -> &'static [f32] {
+    static TABLE: OnceLock<Vec<f32>> = OnceLock::new();
+    TABLE.get_or_init(|| (0..=u16::MAX).map(|b| f16::from_bits(b).to_f32()).collect())
 }
 
 /// Which dot product the kernels use.
@@ -89,10 +97,8 @@ pub struct SimdMatrix {
     k: usize,
     kind: Kind,
     path: Path,
-    /// `[row][block][quant bytes]`.
-    quants: Vec<u8>,
-    /// `[row][block]`.
-    scales: Vec<f32>,
+    /// The stored matrix: `[row][block]` of f16 scale + quants.
+    weights: Arc<QTensor>,
     bias: Option<Vec<f32>>,
     gelu: bool,
 }
@@ -112,7 +118,7 @@ impl fmt::Debug for SimdMatrix {
 
 impl SimdMatrix {
     /// Takes the 2-D q4_0 or q8_0 tensor `q` for the kernels of `path`; `None` for other types.
-    pub fn new(q: &QTensor, path: Path) -> Result<Option<Self>> {
+    pub fn new(q: Arc<QTensor>, path: Path) -> Result<Option<Self>> {
         let kind = match q.dtype() {
             GgmlDType::Q4_0 => Kind::Q4_0,
             GgmlDType::Q8_0 => Kind::Q8_0,
@@ -125,22 +131,12 @@ impl SimdMatrix {
                 q.shape()
             )));
         }
-        let data = q.data()?;
-        let stride = 2 + kind.quant_bytes();
-        let count = n * k / BLOCK;
-        let mut quants = Vec::with_capacity(count * kind.quant_bytes());
-        let mut scales = Vec::with_capacity(count);
-        for block in data.chunks_exact(stride) {
-            scales.push(f16::from_le_bytes([block[0], block[1]]).to_f32());
-            quants.extend_from_slice(&block[2..]);
-        }
         Ok(Some(Self {
             n,
             k,
             kind,
             path,
-            quants,
-            scales,
+            weights: q,
             bias: None,
             gelu: false,
         }))
@@ -173,6 +169,8 @@ impl SimdMatrix {
         let m = x.len() / k;
         assert_eq!((x.len(), y.len()), (m * k, m * n), "matmul operand sizes");
         let act = QuantizedRows::new(x, k);
+        let data = self.weights.data().expect("a CPU tensor's bytes");
+        let row_bytes = k / BLOCK * self.kind.block_bytes();
         let out = OutPtr(y.as_mut_ptr());
         (0..n.div_ceil(ROWS_PER_UNIT))
             .into_par_iter()
@@ -182,7 +180,8 @@ impl SimdMatrix {
                 for row0 in (0..m).step_by(MAX_ROWS) {
                     let rows = (m - row0).min(MAX_ROWS);
                     for column in columns.clone() {
-                        self.dot_rows(column, &act, row0, &mut sums[..rows]);
+                        let row = &data[column * row_bytes..(column + 1) * row_bytes];
+                        self.dot_rows(row, &act, row0, &mut sums[..rows]);
                         for (i, &sum) in sums[..rows].iter().enumerate() {
                             // SAFETY: `y` holds m × n values and outlives the parallel loop;
                             // every (row, column) is written by exactly one unit.
@@ -205,19 +204,16 @@ impl SimdMatrix {
         y
     }
 
-    /// Weight row `column` times activation rows `row0..row0 + out.len()` (at most 4).
-    fn dot_rows(&self, column: usize, act: &QuantizedRows, row0: usize, out: &mut [f32]) {
-        let blocks = self.k / BLOCK;
-        let bytes = self.kind.quant_bytes();
-        let quants = &self.quants[column * blocks * bytes..(column + 1) * blocks * bytes];
-        let scales = &self.scales[column * blocks..(column + 1) * blocks];
+    /// The stored weight row `row` times activation rows `row0..row0 + out.len()` (at most 4).
+    fn dot_rows(&self, row: &[u8], act: &QuantizedRows, row0: usize, out: &mut [f32]) {
+        let table = f16_table();
         macro_rules! with_rows {
             ($kernel:ident) => {
                 match out.len() {
-                    1 => $kernel::<1>(quants, scales, act, row0, out),
-                    2 => $kernel::<2>(quants, scales, act, row0, out),
-                    3 => $kernel::<3>(quants, scales, act, row0, out),
-                    _ => $kernel::<MAX_ROWS>(quants, scales, act, row0, out),
+                    1 => $kernel::<1>(row, table, act, row0, out),
+                    2 => $kernel::<2>(row, table, act, row0, out),
+                    3 => $kernel::<3>(row, table, act, row0, out),
+                    _ => $kernel::<MAX_ROWS>(row, table, act, row0, out),
                 }
             };
         }
@@ -262,22 +258,24 @@ fn scaled_add(acc: v128, sum: v128, d: f32) -> v128 {
     f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(sum), f32x4_splat(d)))
 }
 
-/// Shared shape of the row kernels: `$block(w, a, j)` returns the i32x4 lane sums of block `b`'s
-/// products with activation block `j`, after `$prepare(w_ptr)` unpacked the weights once.
+/// Shared shape of the row kernels over one stored row (`$bytes` per block: f16 scale, quants):
+/// `$block(w, a, j)` returns the i32x4 lane sums of the block's products with activation block
+/// `j`, after `$prepare(quants_ptr)` unpacked the weights once.
 macro_rules! row_kernel {
     ($name:ident, $bytes:expr, |$w:ident| $prepare:expr, |$pw:ident, $a:ident, $j:ident, $act:ident| $block:expr) => {
         fn $name<const R: usize>(
-            quants: &[u8],
-            scales: &[f32],
+            row: &[u8],
+            f16_table: &[f32],
             $act: &QuantizedRows,
             row0: usize,
             out: &mut [f32],
         ) {
             let mut acc = [f32x4_splat(0.0); R];
-            for (b, (block, &w_scale)) in quants.chunks_exact($bytes).zip(scales).enumerate() {
-                // SAFETY: `block` holds one block's quant bytes, read unaligned.
+            for (b, block) in row.chunks_exact($bytes).enumerate() {
+                let w_scale = f16_table[u16::from_le_bytes([block[0], block[1]]) as usize];
+                // SAFETY: `block` holds one stored block; its quants follow the scale.
                 let $pw = unsafe {
-                    let $w = block.as_ptr();
+                    let $w = block.as_ptr().add(2);
                     $prepare
                 };
                 for (i, acc) in acc.iter_mut().enumerate() {
@@ -300,7 +298,7 @@ macro_rules! row_kernel {
 // simd128, q4_0: candle's `vec_dot_q4_0_q8_0`, lane for lane.
 row_kernel!(
     row_q4_0_simd128,
-    BLOCK / 2,
+    2 + BLOCK / 2,
     |w| {
         let packed = v128_load(w.cast());
         let low = i8x16_sub(v128_and(packed, u8x16_splat(0x0F)), i8x16_splat(8));
@@ -327,7 +325,7 @@ row_kernel!(
 // simd128, q8_0: candle's `vec_dot_q8_0_q8_0`, lane for lane.
 row_kernel!(
     row_q8_0_simd128,
-    BLOCK,
+    2 + BLOCK,
     |w| {
         let w = w.cast::<i8>();
         [
@@ -353,7 +351,7 @@ row_kernel!(
 #[cfg(target_feature = "relaxed-simd")]
 row_kernel!(
     row_q4_0_relaxed,
-    BLOCK / 2,
+    2 + BLOCK / 2,
     |w| {
         let packed = v128_load(w.cast());
         [v128_and(packed, u8x16_splat(0x0F)), u8x16_shr(packed, 4)]
@@ -369,7 +367,7 @@ row_kernel!(
 #[cfg(target_feature = "relaxed-simd")]
 row_kernel!(
     row_q8_0_relaxed,
-    BLOCK,
+    2 + BLOCK,
     |w| {
         let flip = u8x16_splat(0x80);
         let first = v128_xor(v128_load(w.cast()), flip);
