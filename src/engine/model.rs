@@ -27,7 +27,10 @@ use crate::engine::config::BloomConfig;
 #[cfg(target_arch = "x86_64")]
 use crate::engine::kernels::q4_0_x86::Q4_0Matrix;
 #[cfg(target_arch = "wasm32")]
-use crate::engine::kernels::q_wasm::{Path, SimdMatrix};
+use crate::engine::kernels::{
+    q_wasm::{Path, SimdMatrix},
+    split::RowSplit,
+};
 use crate::error::{Error, Result};
 
 /// A tensor as a file stores it: dense (any float type, used as f32) or quantized.
@@ -56,6 +59,9 @@ impl Weight {
         if let Self::Quantized(q) = &self {
             if let Some(matrix) = SimdMatrix::new(q.clone(), Path::best())? {
                 return simd_linear(matrix, bias, gelu);
+            }
+            if bias.is_none() && !gelu {
+                return Ok(Linear::Split(RowSplit::new(q, SPLIT_PARTS)?));
             }
         }
         let weight = match self {
@@ -93,6 +99,10 @@ enum Linear {
     /// q4_0 or q8_0 with this crate's wasm32 simd128 kernels, bias and GELU fused likewise.
     #[cfg(target_arch = "wasm32")]
     Simd(Arc<SimdMatrix>),
+    /// Other quantized types on wasm32 (the q4_k or q6_k output projection): candle's kernels
+    /// on blocks of rows, run on rayon's threads, since candle's own pool has none on wasm.
+    #[cfg(target_arch = "wasm32")]
+    Split(RowSplit),
 }
 
 impl Linear {
@@ -127,6 +137,8 @@ impl Linear {
             Self::Q4_0(matrix) => Ok(x.contiguous()?.apply_op1_no_bwd(matrix.as_ref())?),
             #[cfg(target_arch = "wasm32")]
             Self::Simd(matrix) => Ok(x.contiguous()?.apply_op1_no_bwd(matrix.as_ref())?),
+            #[cfg(target_arch = "wasm32")]
+            Self::Split(matrix) => matrix.forward(x),
         }
     }
 }
@@ -167,6 +179,10 @@ fn simd_linear(mut matrix: SimdMatrix, bias: Option<Tensor>, gelu: bool) -> Resu
     }
     Ok(Linear::Simd(Arc::new(matrix)))
 }
+
+/// Row blocks [`Linear::Split`] cuts a matrix into: a few per thread, for balance.
+#[cfg(target_arch = "wasm32")]
+const SPLIT_PARTS: usize = 16;
 
 /// Re-encodes a q4_0 tensor as q8_0 without changing any value: each 4-bit quant `q` becomes
 /// the byte `q − 8` under the same f16 scale, so products and logits are those of q4_0.

@@ -5,6 +5,7 @@
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use storywriter::engine::kernels::q_wasm::{Path, SimdMatrix};
+use storywriter::engine::kernels::split::RowSplit;
 use wasm_bindgen_test::{console_log, wasm_bindgen_test};
 
 /// Every path this build can run.
@@ -130,4 +131,28 @@ fn rejects_other_types_and_bad_biases() {
     let short = SimdMatrix::new(q.into(), Path::best()).unwrap().unwrap();
     let error = short.with_bias(vec![0.0; 3]).unwrap_err();
     assert!(error.to_string().contains("bias of 3"), "{error}");
+}
+
+#[wasm_bindgen_test]
+fn row_split_equals_candle_bit_for_bit() {
+    let device = Device::Cpu;
+    let (n, k) = (1000, 512);
+    let w = Tensor::from_vec(values(n * k, 6, 1.0), (n, k), &device).unwrap();
+    for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        for m in [1, 3] {
+            let x = Tensor::from_vec(values(m * k, 7, 1.0), (1, m, k), &device).unwrap();
+            let expected = QMatMul::from_qtensor(QTensor::quantize(&w, dtype).unwrap())
+                .unwrap()
+                .forward(&x)
+                .unwrap();
+            for parts in [1, 7, 16] {
+                let got = RowSplit::new(&q, parts).unwrap().forward(&x).unwrap();
+                assert_eq!(got.dims(), [1, m, n]);
+                let same = got.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+                    == expected.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                assert!(same, "{dtype:?} m={m} in {parts} parts");
+            }
+        }
+    }
 }

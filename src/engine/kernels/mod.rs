@@ -1,12 +1,15 @@
 //! The crate's own matrix kernels for the shapes that dominate a forward pass, where candle's
 //! generic ones are slow: q4_0 weights times q8_0 activations on x86-64 (AVX2 / VNNI), and q4_0
-//! and q8_0 weights times q8_0 activations on wasm32 (simd128, relaxed SIMD).
+//! and q8_0 weights times q8_0 activations on wasm32 (simd128, relaxed SIMD), and on wasm32
+//! candle's kernels for other types spread over rayon's threads (`split`).
 
 #[cfg(target_arch = "x86_64")]
 pub mod q4_0_x86;
 pub mod q8_act;
 #[cfg(target_arch = "wasm32")]
 pub mod q_wasm;
+#[cfg(target_arch = "wasm32")]
+pub mod split;
 
 /// candle's f32 `gelu` (BLOOM's tanh approximation), operation for operation:
 /// `0.5 · x · (1 + tanh(√(2/π) · x · (1 + 0.044715 · x²)))`.
