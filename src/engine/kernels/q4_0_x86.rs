@@ -34,6 +34,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use half::f16;
 use rayon::prelude::*;
 
+use super::Epilogue;
 use crate::error::{Error, Result};
 
 /// Values per q4_0 / q8_0 block.
@@ -126,10 +127,8 @@ pub struct Q4_0Matrix {
     isa: Isa,
     /// `[tile column (⌈n / 16⌉)][block (k / 32)]`; rows past `n` have zero scales.
     tiles: Vec<Tile>,
-    /// Added to every output row (n values).
-    bias: Option<Vec<f32>>,
-    /// Whether [`super::gelu`] follows the bias.
-    gelu: bool,
+    /// The bias and GELU fused into the product.
+    epilogue: Epilogue,
 }
 
 impl fmt::Debug for Q4_0Matrix {
@@ -138,8 +137,7 @@ impl fmt::Debug for Q4_0Matrix {
             .field("n", &self.n)
             .field("k", &self.k)
             .field("isa", &self.isa)
-            .field("bias", &self.bias.is_some())
-            .field("gelu", &self.gelu)
+            .field("epilogue", &self.epilogue)
             .finish()
     }
 }
@@ -179,29 +177,24 @@ impl Q4_0Matrix {
             k,
             isa,
             tiles,
-            bias: None,
-            gelu: false,
+            epilogue: Epilogue::default(),
         })
     }
 
     /// Adds `bias` (n values) to every product row.
     pub fn with_bias(self, bias: Vec<f32>) -> Result<Self> {
-        if bias.len() != self.n {
-            return Err(Error::Invalid(format!(
-                "a bias of {} values for a matrix of {} rows",
-                bias.len(),
-                self.n
-            )));
-        }
         Ok(Self {
-            bias: Some(bias),
+            epilogue: self.epilogue.with_bias(bias, self.n)?,
             ..self
         })
     }
 
-    /// Applies [`super::gelu`] to every output, after the bias.
+    /// Applies GELU to every output, after the bias.
     pub fn with_gelu(self) -> Self {
-        Self { gelu: true, ..self }
+        Self {
+            epilogue: self.epilogue.with_gelu(),
+            ..self
+        }
     }
 
     /// `y (m × n) = gelu?(x (m × k) · Wᵀ + b)`, both row-major; `x.len()` must be a multiple
@@ -228,7 +221,8 @@ impl Q4_0Matrix {
                 unsafe { run_unit(self.isa, tiles, &act, row0, rows, &mut out) };
                 let width = (n - column * TILE_ROWS).min(TILE_ROWS);
                 for out_row in &mut out[..rows] {
-                    self.finish(column * TILE_ROWS, &mut out_row[..width]);
+                    self.epilogue
+                        .apply(column * TILE_ROWS, &mut out_row[..width]);
                 }
                 for (i, out_row) in out[..rows].iter().enumerate() {
                     let start = (row0 + i) * n + column * TILE_ROWS;
@@ -248,21 +242,6 @@ impl Q4_0Matrix {
     }
 }
 
-impl Q4_0Matrix {
-    /// The bias and GELU for output columns `first..first + y.len()`: the same f32 operations,
-    /// in the same order, as candle's `broadcast_add` then `gelu`.
-    fn finish(&self, first: usize, y: &mut [f32]) {
-        if let Some(bias) = &self.bias {
-            for (y, b) in y.iter_mut().zip(&bias[first..]) {
-                *y += b;
-            }
-        }
-        if self.gelu {
-            y.iter_mut().for_each(|y| *y = super::gelu(*y));
-        }
-    }
-}
-
 /// As a candle op: `(…, k)` f32 activations → `(…, n)`.
 impl CustomOp1 for Q4_0Matrix {
     fn name(&self) -> &'static str {
@@ -274,28 +253,9 @@ impl CustomOp1 for Q4_0Matrix {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("q4_0 matmul needs f32 activations")
-        };
-        let (Some((start, end)), Some(&k)) =
-            (layout.contiguous_offsets(), layout.shape().dims().last())
-        else {
-            candle_core::bail!("q4_0 matmul needs contiguous activations, got {layout:?}")
-        };
-        if k != self.k {
-            candle_core::bail!(
-                "q4_0 matmul of {:?} by a {}×{} matrix",
-                layout.shape(),
-                self.n,
-                self.k
-            )
-        }
-        let x = &data[start..end];
-        let mut y = vec![0f32; x.len() / k * self.n];
-        self.matmul(x, &mut y);
-        let mut dims = layout.shape().dims().to_vec();
-        *dims.last_mut().expect("checked above") = self.n;
-        Ok((CpuStorage::F32(y), Shape::from(dims)))
+        super::matmul_op("q4_0 matmul", (self.n, self.k), storage, layout, |x, y| {
+            self.matmul(x, y)
+        })
     }
 }
 

@@ -37,6 +37,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::q8_act::{QuantizedRows, BLOCK};
+use super::Epilogue;
 use crate::error::{Error, Result};
 
 /// Activation rows one pass over a weight row multiplies (register blocking).
@@ -99,8 +100,8 @@ pub struct SimdMatrix {
     path: Path,
     /// The stored matrix: `[row][block]` of f16 scale + quants.
     weights: Arc<QTensor>,
-    bias: Option<Vec<f32>>,
-    gelu: bool,
+    /// The bias and GELU fused into the product.
+    epilogue: Epilogue,
 }
 
 impl fmt::Debug for SimdMatrix {
@@ -110,8 +111,7 @@ impl fmt::Debug for SimdMatrix {
             .field("k", &self.k)
             .field("kind", &self.kind)
             .field("path", &self.path)
-            .field("bias", &self.bias.is_some())
-            .field("gelu", &self.gelu)
+            .field("epilogue", &self.epilogue)
             .finish()
     }
 }
@@ -137,29 +137,24 @@ impl SimdMatrix {
             kind,
             path,
             weights: q,
-            bias: None,
-            gelu: false,
+            epilogue: Epilogue::default(),
         }))
     }
 
     /// Adds `bias` (n values) to every product row.
     pub fn with_bias(self, bias: Vec<f32>) -> Result<Self> {
-        if bias.len() != self.n {
-            return Err(Error::Invalid(format!(
-                "a bias of {} values for a matrix of {} rows",
-                bias.len(),
-                self.n
-            )));
-        }
         Ok(Self {
-            bias: Some(bias),
+            epilogue: self.epilogue.with_bias(bias, self.n)?,
             ..self
         })
     }
 
     /// Applies GELU to every output, after the bias.
     pub fn with_gelu(self) -> Self {
-        Self { gelu: true, ..self }
+        Self {
+            epilogue: self.epilogue.with_gelu(),
+            ..self
+        }
     }
 
     /// `y (m × n) = gelu?(x (m × k) · Wᵀ + b)`, both row-major; `x.len()` must be a multiple
@@ -182,26 +177,15 @@ impl SimdMatrix {
                     for column in columns.clone() {
                         let row = &data[column * row_bytes..(column + 1) * row_bytes];
                         self.dot_rows(row, &act, row0, &mut sums[..rows]);
-                        for (i, &sum) in sums[..rows].iter().enumerate() {
+                        for (i, sum) in sums[..rows].iter_mut().enumerate() {
+                            self.epilogue.apply(column, std::slice::from_mut(sum));
                             // SAFETY: `y` holds m × n values and outlives the parallel loop;
                             // every (row, column) is written by exactly one unit.
-                            unsafe { *out.at((row0 + i) * n + column) = self.finish(column, sum) };
+                            unsafe { *out.at((row0 + i) * n + column) = *sum };
                         }
                     }
                 }
             });
-    }
-
-    /// The bias and GELU of output column `column`: the f32 operations of candle's
-    /// `broadcast_add` then `gelu`.
-    fn finish(&self, column: usize, mut y: f32) -> f32 {
-        if let Some(bias) = &self.bias {
-            y += bias[column];
-        }
-        if self.gelu {
-            y = super::gelu(y);
-        }
-        y
     }
 
     /// The stored weight row `row` times activation rows `row0..row0 + out.len()` (at most 4).
@@ -258,6 +242,23 @@ fn scaled_add(acc: v128, sum: v128, d: f32) -> v128 {
     f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(sum), f32x4_splat(d)))
 }
 
+/// The simd128 block sum in candle's lane order: four i16x8 weight vectors (values 0..32)
+/// times the 32 activation quants at `a`, widened as loaded.
+///
+/// # Safety
+/// `a` must point to 32 readable bytes.
+#[inline(always)]
+unsafe fn dot_i16(w: &[v128; 4], a: *const i8) -> v128 {
+    let mut sum = i32x4_dot_i16x8(w[0], i16x8_load_extend_i8x8(a));
+    for (q, w) in w.iter().enumerate().skip(1) {
+        sum = i32x4_add(
+            sum,
+            i32x4_dot_i16x8(*w, i16x8_load_extend_i8x8(a.add(8 * q))),
+        );
+    }
+    sum
+}
+
 /// Shared shape of the row kernels over one stored row (`$bytes` per block: f16 scale, quants):
 /// `$block(w, a, j)` returns the i32x4 lane sums of the block's products with activation block
 /// `j`, after `$prepare(quants_ptr)` unpacked the weights once.
@@ -310,16 +311,7 @@ row_kernel!(
             i16x8_extend_high_i8x16(high),
         ]
     },
-    |w, a, _j, act| {
-        let mut sum = i32x4_dot_i16x8(w[0], i16x8_load_extend_i8x8(a));
-        for (q, w) in w.iter().enumerate().skip(1) {
-            sum = i32x4_add(
-                sum,
-                i32x4_dot_i16x8(*w, i16x8_load_extend_i8x8(a.add(8 * q))),
-            );
-        }
-        sum
-    }
+    |w, a, _j, act| dot_i16(&w, a)
 );
 
 // simd128, q8_0: candle's `vec_dot_q8_0_q8_0`, lane for lane.
@@ -335,16 +327,7 @@ row_kernel!(
             i16x8_load_extend_i8x8(w.add(24)),
         ]
     },
-    |w, a, _j, act| {
-        let mut sum = i32x4_dot_i16x8(w[0], i16x8_load_extend_i8x8(a));
-        for (q, w) in w.iter().enumerate().skip(1) {
-            sum = i32x4_add(
-                sum,
-                i32x4_dot_i16x8(*w, i16x8_load_extend_i8x8(a.add(8 * q))),
-            );
-        }
-        sum
-    }
+    |w, a, _j, act| dot_i16(&w, a)
 );
 
 // Relaxed, q4_0: the unsigned nibbles are the 7-bit operand; lane 0 starts at −8 · Σa.
@@ -401,27 +384,12 @@ impl CustomOp1 for SimdMatrix {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("simd128 matmul needs f32 activations")
-        };
-        let (Some((start, end)), Some(&k)) =
-            (layout.contiguous_offsets(), layout.shape().dims().last())
-        else {
-            candle_core::bail!("simd128 matmul needs contiguous activations, got {layout:?}")
-        };
-        if k != self.k {
-            candle_core::bail!(
-                "simd128 matmul of {:?} by a {}×{} matrix",
-                layout.shape(),
-                self.n,
-                self.k
-            )
-        }
-        let x = &data[start..end];
-        let mut y = vec![0f32; x.len() / k * self.n];
-        self.matmul(x, &mut y);
-        let mut dims = layout.shape().dims().to_vec();
-        *dims.last_mut().expect("checked above") = self.n;
-        Ok((CpuStorage::F32(y), Shape::from(dims)))
+        super::matmul_op(
+            "simd128 matmul",
+            (self.n, self.k),
+            storage,
+            layout,
+            |x, y| self.matmul(x, y),
+        )
     }
 }
