@@ -9,7 +9,10 @@
 # Usage: ./scripts/bench_web.sh [WORK_DIR]   (default target/bench-web; making the models needs
 # ~3.5 GB free there for a while: the f32 checkpoint they are quantized from)
 # Environment: DTYPES (default "q8_0 q4_0"), BENCH_REPEATS (measured rounds per candidate count,
-# default 3), BENCH_NEW_TOKENS (default 32), BENCH_DIST=DIR (benchmark an already built app).
+# default 3), BENCH_NEW_TOKENS (default 32), BENCH_DIST=DIR (benchmark an already built app),
+# BENCH_THREADS (default "1 2": single-sequence rounds at these thread counts, in the browser
+# and with native `storywriter bench` on the same file), BASELINE_DIST=DIR (another build, e.g.
+# main's, benchmarked in the same run as "DTYPE baseline").
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -40,9 +43,22 @@ for dtype in ${DTYPES:-q8_0 q4_0}; do
     start_serve "$CLI" "$DIST" "$dir" "$WORK/serve-$dtype.log"
     echo "serving $DIST and $dir at $SERVE_URL"
     TARGETS+="${TARGETS:+,}{\"label\":\"$dtype\",\"url\":\"$SERVE_URL\"}"
+    if [[ -n "${BASELINE_DIST:-}" ]]; then
+        start_serve "$CLI" "$BASELINE_DIST" "$dir" "$WORK/serve-$dtype-baseline.log"
+        echo "serving $BASELINE_DIST and $dir at $SERVE_URL (baseline)"
+        TARGETS+=",{\"label\":\"$dtype baseline\",\"url\":\"$SERVE_URL\"}"
+    fi
 done
 
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 BENCH_TARGETS="[$TARGETS]" BENCH_DIST="$DIST" BENCH_OUT="$WORK/result.json" \
     BENCH_PROFILES="$WORK/profiles" node tests/e2e/bench_web.mjs
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# Native, same files, same prompt length and new tokens, single sequence, same thread counts.
+for dtype in ${DTYPES:-q8_0 q4_0}; do
+    for threads in ${BENCH_THREADS:-1 2}; do
+        echo "native $dtype, $threads thread(s): $("$CLI" bench --model "$WORK/$dtype/random-560m-$dtype.gguf" \
+            --prompt-tokens 32 --new-tokens "${BENCH_NEW_TOKENS:-32}" --candidates 1 --threads "$threads" --json 2>/dev/null)"
+    done
+done

@@ -7,6 +7,10 @@ WASM_TARGET=wasm32-unknown-unknown
 # The trunk release the app's index.html and Trunk.toml are written for.
 TRUNK_VERSION=0.21.14
 
+# The nightly the threaded web worker is built with (shared memory needs std rebuilt with
+# atomics, `-Z build-std`, which only nightly has); pinned so the build does not move under us.
+NIGHTLY_TOOLCHAIN=nightly-2026-05-20
+
 # Runs a command as root: directly when we are root, else through passwordless sudo.
 as_root() {
     if [[ $(id -u) -eq 0 ]]; then
@@ -100,7 +104,36 @@ ensure_web_toolchain() {
     ensure_trunk
 }
 
-# Builds the web app into dist/ (trunk build --release --offline); explains a missing index.html.
+# $NIGHTLY_TOOLCHAIN with rust-src (for -Z build-std).
+ensure_nightly() {
+    if ! rustup component list --installed --toolchain "$NIGHTLY_TOOLCHAIN" 2>/dev/null | grep -q '^rust-src'; then
+        echo "installing $NIGHTLY_TOOLCHAIN with rust-src (for the threaded web worker)"
+        rustup toolchain install "$NIGHTLY_TOOLCHAIN" --profile minimal --component rust-src
+    fi
+}
+
+# build_threaded_worker DIST: the threaded model worker into DIST/threads/ (worker.js and
+# worker_bg.wasm, loaded by www/worker_threads.js): shared memory (atomics and bulk memory, std
+# rebuilt on the pinned nightly, up to 4 GiB), relaxed SIMD, and rayon's pool on Web Workers
+# (feature `threads`: wasm-bindgen-rayon). In a target directory of its own: its flags differ.
+build_threaded_worker() {
+    local dist="$1" target="${CARGO_TARGET_DIR:-target}/threads" link_arg link_args=()
+    ensure_nightly
+    # The linker makes the memory shared and imported (wasm-bindgen then emits the thread glue)
+    # and exports the thread-local storage symbols; `cargo rustc` passes these to the binary only.
+    for link_arg in --shared-memory --import-memory --max-memory=4294967296 --export=__wasm_init_tls \
+        --export=__tls_size --export=__tls_align --export=__tls_base; do
+        link_args+=(-C "link-arg=$link_arg")
+    done
+    RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128,+relaxed-simd" \
+        CARGO_TARGET_DIR="$target" cargo +"$NIGHTLY_TOOLCHAIN" rustc --release --target "$WASM_TARGET" \
+        --bin worker --features threads -Z build-std=panic_abort,std -- "${link_args[@]}" || return 1
+    wasm-bindgen --target web --out-dir "$dist/threads" --out-name worker \
+        "$target/$WASM_TARGET/release/worker.wasm"
+}
+
+# Builds the web app into dist/ (trunk build --release --offline, then the threaded worker
+# into dist/threads/); explains a missing index.html.
 build_web_app() {
     if [[ ! -f index.html || ! -f Trunk.toml ]]; then
         echo "error: index.html or Trunk.toml is missing in $(pwd): the web app is not in this checkout," >&2
@@ -110,7 +143,7 @@ build_web_app() {
     if [[ -n "${RUSTFLAGS:-}" ]]; then
         echo "warning: RUSTFLAGS is set, so .cargo/config.toml's wasm32 rustflags (+simd128) are ignored" >&2
     fi
-    trunk build --release --offline
+    trunk build --release --offline && build_threaded_worker dist
 }
 
 # prepare_browser_run [PREBUILT_DIST]: what a run of the app in headless Chromium needs (cargo,

@@ -8,7 +8,8 @@
 #   * the wasm32-unknown-unknown target and the rustfmt/clippy components (rustup),
 #   * chromium + chromium-driver (Debian packages) when /usr/bin/chromedriver is absent,
 #   * wasm-bindgen-cli at exactly the `wasm-bindgen` version in Cargo.lock (cargo install),
-#   * trunk (cargo install --locked trunk@0.21.14), to build the web app,
+#   * trunk (cargo install --locked trunk@0.21.14), to build the web app, and the pinned nightly
+#     with rust-src (rustup), to build its threaded worker,
 #   * node + npm (Debian packages) when missing, and the e2e tests' node packages (npm ci),
 #   * the python package datasets (pip), for tests/check_datasets.py.
 #
@@ -20,7 +21,8 @@
 #     instead of `#[test]` and load fixtures with `include_bytes!` (the browser has no file
 #     system); see tests/wasm/main.rs. Lib unit tests are not run on wasm: the runner only
 #     executes `#[wasm_bindgen_test]` functions, so a `#[test]` compiled for wasm would be linked
-#     and then silently skipped.
+#     and then silently skipped. The kernels module runs a second time in the build with relaxed
+#     SIMD (`wasm-relaxed`), so both dot-product paths are tested.
 #
 # Environment knobs: FAIL_FAST=1 stops at the first failing step (default: run every step and
 # report all failures); SKIP_WASM=1 skips the browser tests, wasm and e2e (local use only; CI
@@ -169,6 +171,11 @@ if [[ "${SKIP_WASM:-0}" == 1 && "${CI:-}" != true ]]; then
     skip_step wasm-tests "SKIP_WASM=1"
 else
     run_step wasm-tests cargo test --target "$WASM_TARGET" --test wasm
+    # The kernels again in the build with relaxed SIMD (the threaded web worker's), in a target
+    # directory of its own since the flags differ.
+    run_step wasm-relaxed env RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
+        CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/relaxed" \
+        cargo test --target "$WASM_TARGET" --test wasm kernels
 fi
 
 # ---- The web app in headless Chromium --------------------------------------------------------

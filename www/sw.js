@@ -1,10 +1,15 @@
 // Service worker: keeps the app shell for offline use. Network first (so a new build is picked
 // up at once), the cached copy when the network fails. Model files are not cached here: the
 // app keeps them in the Origin Private File System.
-const CACHE = 'storywriter-shell-v1';
+//
+// It also makes the page cross-origin isolated on hosts that cannot send headers: every answer
+// it hands the page carries COOP/COEP (as `storywriter serve` sends them), so from the first
+// navigation it controls on, the page may run the threaded build.
+const CACHE = 'storywriter-shell-v2';
 const SHELL = [
   './', 'index.html', 'boot.js', 'app.js', 'app_bg.wasm', 'worker.js', 'worker_bg.wasm',
-  'worker_loader.js', 'style.css', 'manifest.webmanifest', 'icon.svg', 'params/steps.json',
+  'worker_loader.js', 'worker_threads.js', 'threads/worker.js', 'threads/worker_bg.wasm',
+  'style.css', 'manifest.webmanifest', 'icon.svg', 'params/steps.json',
   'models/index.json',
 ];
 
@@ -24,6 +29,19 @@ self.addEventListener('activate', (event) => {
   );
 });
 
+// The answer with the isolation headers added (when the server did not send them).
+function isolated(response) {
+  if (!response || response.type === 'opaque' || response.headers.has('cross-origin-embedder-policy')) {
+    return response;
+  }
+  const headers = new Headers(response.headers);
+  headers.set('Cross-Origin-Opener-Policy', 'same-origin');
+  headers.set('Cross-Origin-Embedder-Policy', 'require-corp');
+  headers.set('Cross-Origin-Resource-Policy', 'cross-origin');
+  const { status, statusText } = response;
+  return new Response(response.body, { status, statusText, headers });
+}
+
 self.addEventListener('fetch', (event) => {
   const request = event.request;
   const url = new URL(request.url);
@@ -37,9 +55,9 @@ self.addEventListener('fetch', (event) => {
           const copy = response.clone();
           caches.open(CACHE).then((cache) => cache.put(request, copy));
         }
-        return response;
+        return isolated(response);
       })
       .catch(() => caches.match(request, { ignoreSearch: true })
-        .then((cached) => cached || Response.error())),
+        .then((cached) => (cached ? isolated(cached) : Response.error()))),
   );
 });

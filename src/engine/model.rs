@@ -9,8 +9,9 @@
 //! fused QKV projection is stored as contiguous Q|K|V rows, the llama.cpp layout; the Hugging Face
 //! loader reorders its per-head interleaved rows into that layout. Linear layers are
 //! [`QMatMul`]s, so a layer is either a dense f32 matrix or a quantized one, except q4_0 layers
-//! on x86-64, which run on the crate's own kernels (`q4_0_x86`); the embedding table stays
-//! quantized as stored and rows are gathered from it.
+//! on x86-64 and q4_0 / q8_0 layers on wasm32, which run on the crate's own kernels
+//! (`kernels::q4_0_x86`, `kernels::q_wasm`); the embedding table stays quantized as stored and
+//! rows are gathered from it.
 
 #[cfg(target_arch = "x86_64")]
 use std::borrow::Cow;
@@ -25,6 +26,11 @@ use candle_nn::LayerNorm;
 use crate::engine::config::BloomConfig;
 #[cfg(target_arch = "x86_64")]
 use crate::engine::kernels::q4_0_x86::Q4_0Matrix;
+#[cfg(target_arch = "wasm32")]
+use crate::engine::kernels::{
+    q_wasm::{Path, SimdMatrix},
+    split::RowSplit,
+};
 pub use crate::engine::kv_cache::KvCache;
 use crate::error::{Error, Result};
 
@@ -47,8 +53,18 @@ impl Weight {
     }
 
     /// The tensor as the weight of a linear layer `gelu?(x Wᵀ + b)`: quantized types stay
-    /// quantized (q4_0 on x86-64 runs on this crate's kernels, see [`q4_0_linear`]).
+    /// quantized (q4_0 on x86-64 and q4_0 / q8_0 on wasm32 run on this crate's kernels, see
+    /// [`q4_0_linear`] and [`simd_linear`]).
     fn into_linear(self, bias: Option<Tensor>, gelu: bool) -> Result<Linear> {
+        #[cfg(target_arch = "wasm32")]
+        if let Self::Quantized(q) = &self {
+            if let Some(matrix) = SimdMatrix::new(q.clone(), Path::best())? {
+                return simd_linear(matrix, bias, gelu);
+            }
+            if bias.is_none() && !gelu {
+                return Ok(Linear::Split(RowSplit::new(q, SPLIT_PARTS)?));
+            }
+        }
         let weight = match self {
             Self::Dense(t) => QMatMul::Tensor(t.to_dtype(DType::F32)?),
             Self::Quantized(q) if q.dtype() == GgmlDType::Q4_0 => {
@@ -81,6 +97,13 @@ enum Linear {
     /// f32 operations as the separate ops, run by the matmul's worker threads).
     #[cfg(target_arch = "x86_64")]
     Q4_0(Arc<Q4_0Matrix>),
+    /// q4_0 or q8_0 with this crate's wasm32 simd128 kernels, bias and GELU fused likewise.
+    #[cfg(target_arch = "wasm32")]
+    Simd(Arc<SimdMatrix>),
+    /// Other quantized types on wasm32 (the q4_k or q6_k output projection): candle's kernels
+    /// on blocks of rows, run on rayon's threads, since candle's own pool has none on wasm.
+    #[cfg(target_arch = "wasm32")]
+    Split(RowSplit),
 }
 
 impl Linear {
@@ -114,6 +137,10 @@ impl Linear {
             }
             #[cfg(target_arch = "x86_64")]
             Self::Q4_0(matrix) => Ok(x.contiguous()?.apply_op1_no_bwd(matrix.as_ref())?),
+            #[cfg(target_arch = "wasm32")]
+            Self::Simd(matrix) => Ok(x.contiguous()?.apply_op1_no_bwd(matrix.as_ref())?),
+            #[cfg(target_arch = "wasm32")]
+            Self::Split(matrix) => matrix.forward(x),
         }
     }
 }
@@ -136,12 +163,28 @@ fn q4_0_linear(q: Arc<QTensor>, bias: Option<Tensor>, gelu: bool) -> Result<Line
     Ok(Linear::Q4_0(Arc::new(matrix)))
 }
 
-/// A q4_0 layer elsewhere (wasm32's simd128 kernels): candle's own.
+/// A q4_0 layer elsewhere (on wasm32 only when the simd128 kernels do not take it): candle's.
 #[cfg(not(target_arch = "x86_64"))]
 fn q4_0_linear(q: Arc<QTensor>, bias: Option<Tensor>, gelu: bool) -> Result<Linear> {
     let weight = QMatMul::from_arc(q)?;
     Ok(Linear::Candle { weight, bias, gelu })
 }
+
+/// A q4_0 or q8_0 layer on wasm32, bias and GELU fused into this crate's simd128 kernels.
+#[cfg(target_arch = "wasm32")]
+fn simd_linear(mut matrix: SimdMatrix, bias: Option<Tensor>, gelu: bool) -> Result<Linear> {
+    if let Some(bias) = bias {
+        matrix = matrix.with_bias(bias.to_vec1()?)?;
+    }
+    if gelu {
+        matrix = matrix.with_gelu();
+    }
+    Ok(Linear::Simd(Arc::new(matrix)))
+}
+
+/// Row blocks [`Linear::Split`] cuts a matrix into: a few per thread, for balance.
+#[cfg(target_arch = "wasm32")]
+const SPLIT_PARTS: usize = 16;
 
 /// Re-encodes a q4_0 tensor as q8_0 without changing any value: each 4-bit quant `q` becomes
 /// the byte `q − 8` under the same f16 scale, so products and logits are those of q4_0.

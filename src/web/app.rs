@@ -508,7 +508,7 @@ fn show_memory(bytes: u64) {
 
 /// Shows how long a round's prompt and decoding took; the figures are also in `data-*`
 /// attributes (round, candidates, prompt-tokens, prefill-s, generated-tokens, decode-steps,
-/// decode-s) for benchmarks.
+/// decode-s, threads) for benchmarks; the worker's threads end the line.
 fn show_round_stats(round: u64, candidates: usize, stats: &GenerationStats) {
     let rate = |tokens: usize, seconds: f64| {
         if seconds > 0.0 {
@@ -517,8 +517,9 @@ fn show_round_stats(round: u64, candidates: usize, stats: &GenerationStats) {
             0.0
         }
     };
+    let (threads, threads_text) = crate::web::threads::describe();
     let line = format!(
-        "Last round: prompt {} tokens in {:.2} s ({:.1} tok/s) · {} {}, {} tokens in {:.2} s ({:.1} tok/s, {:.1} per candidate)",
+        "Last round: prompt {} tokens in {:.2} s ({:.1} tok/s) · {} {}, {} tokens in {:.2} s ({:.1} tok/s, {:.1} per candidate) · {}",
         stats.prompt_tokens,
         stats.prefill_s,
         rate(stats.prompt_tokens, stats.prefill_s),
@@ -528,6 +529,7 @@ fn show_round_stats(round: u64, candidates: usize, stats: &GenerationStats) {
         stats.decode_s,
         rate(stats.generated_tokens, stats.decode_s),
         rate(stats.generated_tokens, stats.decode_s) / candidates.max(1) as f64,
+        threads_text,
     );
     let element = by_testid("round-stats");
     set_text(&element, &line);
@@ -539,6 +541,7 @@ fn show_round_stats(round: u64, candidates: usize, stats: &GenerationStats) {
         ("generated-tokens", stats.generated_tokens.to_string()),
         ("decode-steps", stats.decode_steps.to_string()),
         ("decode-s", stats.decode_s.to_string()),
+        ("threads", threads.to_string()),
     ] {
         let _ = element.set_attribute(&format!("data-{name}"), &value);
     }
@@ -678,17 +681,23 @@ fn default_title(opening: &str) -> String {
 /// Stops the round being generated: the worker is terminated (generation cannot be
 /// interrupted from outside while it runs) and a new one reloads the model from the cache.
 fn stop(app: &Shared) {
+    if app.borrow_mut().running.take().is_none() {
+        return;
+    }
+    notice("Stopped; nothing was recorded for that round.");
+    restart_worker(app);
+}
+
+/// Replaces the model worker (after Stop, or for another thread count) and reloads the model.
+fn restart_worker(app: &Shared) {
     let source = {
         let mut state = app.borrow_mut();
-        if state.running.take().is_none() {
-            return;
-        }
+        state.running = None;
         if let Some(worker) = state.worker.take() {
             worker.terminate();
         }
         state.source.clone()
     };
-    notice("Stopped; nothing was recorded for that round.");
     start_worker(app);
     if let Some((source, attachment)) = source {
         let name = source.cache_name();
@@ -1598,6 +1607,8 @@ fn wire(app: &Shared) {
             },
         );
     }
+    let handle = app.clone();
+    crate::web::threads::bind_setting(move || restart_worker(&handle));
     let handle = app.clone();
     on::<web_sys::Event>(&by_testid("candidates-per-step"), "change", move |_| {
         read_candidates(&handle)

@@ -1,7 +1,8 @@
 //! The web app (issue 4): the worker protocol and settings (platform-independent, unit-tested
 //! natively) and, on wasm32, the page (`app`), the model worker (`worker`) and their helpers.
 //! The binaries `src/bin/app.rs` and `src/bin/worker.rs` only call [`app::run`] and
-//! [`worker::run`]; trunk builds both from `index.html`.
+//! [`worker::run`]; trunk builds both from `index.html`, and `scripts/lib.sh` the threaded
+//! worker (see [`threads`]).
 
 pub mod protocol;
 pub mod settings;
@@ -18,6 +19,8 @@ pub mod hub;
 pub mod idb;
 #[cfg(target_arch = "wasm32")]
 pub mod opfs;
+#[cfg(target_arch = "wasm32")]
+pub mod threads;
 #[cfg(target_arch = "wasm32")]
 pub mod worker;
 #[cfg(target_arch = "wasm32")]

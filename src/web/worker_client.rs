@@ -1,84 +1,161 @@
-//! The page's side of the model worker: starts `worker_loader.js` (made by trunk from
-//! `src/bin/worker.rs`), sends [`Request`]s and hands [`Event`]s to a callback.
+//! The page's side of the model worker: starts it (the threaded build through
+//! `worker_threads.js`, a module worker, or the single-threaded one through `worker_loader.js`,
+//! as [`threads::plan`] decides), sends [`Request`]s and hands [`Event`]s to a callback. A
+//! threaded worker that fails to start is replaced by a single-threaded one, and the speed
+//! line says so.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{MessageEvent, Worker};
+use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
 use crate::web::protocol::{from_json, to_json, Event, Failed, Request};
+use crate::web::threads::{self, ThreadPlan};
 
-/// The worker script trunk writes next to the page.
-const WORKER_SCRIPT: &str = "./worker_loader.js";
+/// The single-threaded worker's loader (trunk builds `worker.js` next to the page).
+const SINGLE_SCRIPT: &str = "./worker_loader.js";
+/// The threaded worker's loader (a module worker importing `threads/worker.js`).
+const THREADED_SCRIPT: &str = "./worker_threads.js";
 
 /// A running model worker.
 pub struct WorkerClient {
-    worker: Worker,
-    /// Messages waiting for the worker to start (`None` once it has).
-    queued: Rc<RefCell<Option<Vec<JsValue>>>>,
-    // Kept alive as long as the worker.
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_error: Closure<dyn FnMut(web_sys::Event)>,
+    state: Rc<RefCell<State>>,
 }
+
+/// The worker, which a failed threaded start replaces.
+struct State {
+    worker: Option<Worker>,
+    /// Messages waiting for the worker to start (`None` once it has).
+    queued: Option<Vec<JsValue>>,
+    // Kept alive as long as the worker.
+    closures: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+}
+
+type Handler = Rc<dyn Fn(Event)>;
 
 impl WorkerClient {
     /// Starts a worker whose events go to `on_event`.
     pub fn start(on_event: impl Fn(Event) + Clone + 'static) -> Result<Self, JsValue> {
-        let worker = Worker::new(WORKER_SCRIPT)?;
-        let queued: Rc<RefCell<Option<Vec<JsValue>>>> = Rc::new(RefCell::new(Some(vec![])));
-        let handler = on_event.clone();
-        let (started, target) = (queued.clone(), worker.clone());
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            let text = event.data().as_string().unwrap_or_default();
-            match from_json(&text) {
-                Ok(Event::Started) => {
-                    for message in started.take().unwrap_or_default() {
-                        post(&target, &message);
-                    }
-                }
-                Ok(event) => handler(event),
-                Err(e) => handler(Event::Error {
-                    failed: Failed::Generate,
-                    message: e.to_string(),
-                }),
-            }
-        });
-        let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
-            let message = event
-                .dyn_ref::<web_sys::ErrorEvent>()
-                .map(|e| e.message())
-                .unwrap_or_else(|| "the model worker failed to start".into());
-            on_event(Event::Error {
-                failed: Failed::Load,
-                message: format!("model worker: {message}"),
-            });
-        });
-        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        Ok(Self {
-            worker,
-            queued,
-            _on_message: on_message,
-            _on_error: on_error,
-        })
+        let state = Rc::new(RefCell::new(State {
+            worker: None,
+            queued: Some(vec![]),
+            closures: vec![],
+        }));
+        spawn(&state, threads::plan(), Rc::new(on_event))?;
+        Ok(Self { state })
     }
 
     /// Sends a request, with `attachment` (a `File`, or `undefined`) beside it.
     pub fn send(&self, request: &Request, attachment: &JsValue) {
         let message: JsValue =
             js_sys::Array::of2(&JsValue::from_str(&to_json(request)), attachment).into();
-        match self.queued.borrow_mut().as_mut() {
-            Some(queue) => queue.push(message),
-            None => post(&self.worker, &message),
+        let mut state = self.state.borrow_mut();
+        let State { queued, worker, .. } = &mut *state;
+        match (queued, worker) {
+            (Some(queue), _) => queue.push(message),
+            (None, Some(worker)) => post(worker, &message),
+            (None, None) => {}
         }
     }
 
     /// Stops the worker at once (whatever it is doing).
     pub fn terminate(&self) {
-        self.worker.terminate();
+        if let Some(worker) = self.state.borrow_mut().worker.take() {
+            worker.terminate();
+        }
     }
+}
+
+/// Starts the worker `plan` asks for into `state`.
+fn spawn(state: &Rc<RefCell<State>>, plan: ThreadPlan, on_event: Handler) -> Result<(), JsValue> {
+    let worker = if plan.threads > 1 {
+        let options = WorkerOptions::new();
+        options.set_type(WorkerType::Module);
+        let url = format!("{THREADED_SCRIPT}?threads={}", plan.threads);
+        Worker::new_with_options(&url, &options)?
+    } else {
+        Worker::new(SINGLE_SCRIPT)?
+    };
+    // A threaded worker that reports a failed start before `Started` gives way to one thread.
+    let fall_back = {
+        let (state, on_event, plan) = (state.clone(), on_event.clone(), plan.clone());
+        move |message: String| -> bool {
+            if plan.threads == 1 || state.borrow().queued.is_none() {
+                return false;
+            }
+            let (state, on_event) = (state.clone(), on_event.clone());
+            // Not from inside the failing worker's own handler, which `spawn` replaces.
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Some(old) = state.borrow_mut().worker.take() {
+                    old.terminate();
+                }
+                let note = format!("single-threaded: the threaded build did not start: {message}");
+                let plan = ThreadPlan {
+                    threads: 1,
+                    note: Some(note),
+                };
+                if let Err(e) = spawn(&state, plan, on_event.clone()) {
+                    on_event(Event::Error {
+                        failed: Failed::Load,
+                        message: format!("the model worker did not start: {e:?}"),
+                    });
+                }
+            });
+            true
+        }
+    };
+    let on_message = {
+        let (state, on_event, fall_back) = (state.clone(), on_event.clone(), fall_back.clone());
+        Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+            let Some(event) = event.dyn_ref::<MessageEvent>() else {
+                return;
+            };
+            let text = event.data().as_string().unwrap_or_default();
+            match from_json(&text) {
+                Ok(Event::Started) => {
+                    threads::set_current(plan.clone());
+                    let (queued, worker) = {
+                        let mut state = state.borrow_mut();
+                        (state.queued.take(), state.worker.clone())
+                    };
+                    if let Some(worker) = worker {
+                        for message in queued.unwrap_or_default() {
+                            post(&worker, &message);
+                        }
+                    }
+                }
+                Ok(Event::Error {
+                    failed: Failed::Load,
+                    message,
+                }) if fall_back(message.clone()) => {}
+                Ok(event) => on_event(event),
+                Err(e) => on_event(Event::Error {
+                    failed: Failed::Generate,
+                    message: e.to_string(),
+                }),
+            }
+        })
+    };
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+        let message = event
+            .dyn_ref::<web_sys::ErrorEvent>()
+            .map(|e| e.message())
+            .unwrap_or_else(|| "the model worker failed to start".into());
+        if !fall_back(message.clone()) {
+            on_event(Event::Error {
+                failed: Failed::Load,
+                message: format!("model worker: {message}"),
+            });
+        }
+    });
+    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    let mut state = state.borrow_mut();
+    state.worker = Some(worker);
+    state.closures = vec![on_message, on_error];
+    Ok(())
 }
 
 fn post(worker: &Worker, message: &JsValue) {

@@ -896,10 +896,55 @@ test('?embed=1 gives the compact view, and a round can be written in an iframe o
     const [, second] = await candidateTexts(frame);
     await frame.locator(byTestId('candidate-2')).click();
     await waitForStory(`Inside a frame${second}`, frame);
+    // The frame of a page that is not isolated cannot share memory: one thread, and it says why.
+    const stats = frame.locator(byTestId('round-stats'));
+    assert.equal(await stats.getAttribute('data-threads'), '1');
+    assert.match(await stats.textContent(), /1 thread \(single-threaded: the page is not cross-origin isolated/);
     // A browser that gives a cross-site frame no storage says the story is not saved.
     const note = await frame.locator(byTestId('notice')).textContent();
     if (note) console.log(`embedded notice: ${note}`);
     await tab.screenshot({ path: join(OUT, 'embed.png'), fullPage: true });
+  } finally {
+    await isolated.close();
+  }
+  assert.deepEqual(tabProblems, []);
+});
+
+/** Writes a round in `tab` and returns the round-stats line and its `data-threads`. */
+async function roundThreads(tab, prompt) {
+  await tab.locator(byTestId('prompt')).fill(prompt);
+  await tab.locator(byTestId('write')).click();
+  await waitForCandidates(tab);
+  const stats = tab.locator(byTestId('round-stats'));
+  return { line: await stats.textContent(), threads: Number(await stats.getAttribute('data-threads')) };
+}
+
+test('threads: the isolated page runs the threaded build, the Threads setting picks the count, too many are capped', { timeout: TEST_TIMEOUT }, async () => {
+  const { isolated, tab, tabProblems } = await freshTab();
+  try {
+    await tab.goto(BASE);
+    assert.equal(await tab.evaluate(() => crossOriginIsolated), true, 'storywriter serve sends COOP/COEP');
+    const cores = await tab.evaluate(() => navigator.hardwareConcurrency);
+    const expected = Math.min(4, cores);
+    await waitForModel(tab);
+    const first = await roundThreads(tab, 'Threads one');
+    assert.equal(first.threads, expected, first.line);
+    assert.match(first.line, new RegExp(`· ${expected} threads?$`));
+    // One thread: the worker restarts with the single-threaded build and reloads the model.
+    await openSettings(tab);
+    await tab.locator(byTestId('threads')).selectOption('1');
+    await closeSettings(tab);
+    await waitForModel(tab);
+    const single = await roundThreads(tab, 'Threads two');
+    assert.equal(single.threads, 1, single.line);
+    assert.match(single.line, /· 1 thread$/);
+    // More than the machine has (a stored choice from another machine): capped, and said so.
+    await tab.evaluate(() => localStorage.setItem('storywriter.threads', '64'));
+    await tab.reload();
+    await waitForModel(tab);
+    const many = await roundThreads(tab, 'Threads three');
+    assert.equal(many.threads, cores, many.line);
+    assert.match(many.line, new RegExp(`\\(64 threads asked, this machine has ${cores}\\)$`));
   } finally {
     await isolated.close();
   }

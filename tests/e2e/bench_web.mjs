@@ -9,7 +9,9 @@
 // URL serving the app with the model in its models/index.json), BENCH_DIST (the built dist/),
 // BENCH_OUT (the JSON file to write), BENCH_PROFILES (a directory for the browser profiles,
 // removed after each model), BENCH_REPEATS (measured rounds per candidate count, default 3),
-// BENCH_NEW_TOKENS (new tokens per candidate, default 32).
+// BENCH_NEW_TOKENS (new tokens per candidate, default 32), BENCH_THREADS (thread counts for the
+// single-sequence rounds, default "1 2"; set through the Settings menu, which restarts the worker
+// and reloads the model from the cache; skipped on a build without that menu).
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -22,6 +24,7 @@ const OUT = process.env.BENCH_OUT ?? 'target/bench-web/result.json';
 const PROFILES = process.env.BENCH_PROFILES ?? 'target/bench-web/profiles';
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 3);
 const NEW_TOKENS = Number(process.env.BENCH_NEW_TOKENS ?? 32);
+const THREADS = (process.env.BENCH_THREADS ?? '1 2').split(/\s+/).filter(Boolean).map(Number);
 if (!TARGETS.length) throw new Error('BENCH_TARGETS is empty: run scripts/bench_web.sh');
 // 32 tokens with the random models' byte-level tokenizer (`storywriter tokenize`).
 const PROMPT = 'The lighthouse keeper woke up at noon';
@@ -137,6 +140,8 @@ async function roundStats(page) {
     generated_tokens: Number(el.dataset.generatedTokens),
     decode_steps: Number(el.dataset.decodeSteps),
     decode_s: Number(el.dataset.decodeS),
+    // The worker's threads (a build before the threads setting has no such attribute).
+    threads: el.dataset.threads ? Number(el.dataset.threads) : null,
   }));
 }
 
@@ -192,6 +197,7 @@ async function writeRounds(page, problems, candidates) {
     prefill_tok_s: median(prefill),
     decode_tok_s: median(decode),
     decode_tok_s_per_candidate: median(decode) / candidates,
+    threads: rounds.at(-1)?.threads ?? null,
     wasm_memory_bytes: await wasmMemoryBytes(page),
   };
 }
@@ -225,14 +231,32 @@ async function benchTarget({ label, url }, index) {
     const cached = await loadTimeline(page, problems);
     cached.wasm_memory_bytes = await wasmMemoryBytes(page);
     console.log(`  ${describeLoad(cached)}`);
-    if (!cached.phases.some((p) => p.phase === 'read') || cached.phases.some((p) => p.phase === 'download')) {
+    // From the cache: no download (the file is read one tensor at a time while building).
+    if (cached.phases.some((p) => p.phase === 'download')) {
       throw new Error(`the reload did not load from the cache: ${JSON.stringify(cached.phases)}`);
     }
     const model = await page.locator(byTestId('model-status')).innerText();
     console.log(`${label}: writing`);
     const one = await writeRounds(page, problems, 1);
     const three = await writeRounds(page, problems, 3);
-    return { label, url, model, first_load: first, cached_load: cached, write: [one, three], problems };
+    const threaded = [];
+    if ((await page.locator(byTestId('threads')).count()) > 0) {
+      for (const threads of THREADS) {
+        console.log(`${label}: ${threads} thread(s) asked, single sequence`);
+        await page.locator(byTestId('settings-toggle')).click();
+        await page.evaluate(() => {
+          window.__loadTimeline.ready = null;
+        });
+        await page.locator(byTestId('threads')).selectOption(String(threads));
+        await page.locator(byTestId('settings-toggle')).click();
+        await waitFor(page, problems, () => window.__loadTimeline?.ready != null, null);
+        const result = await writeRounds(page, problems, 1);
+        threaded.push({ asked: threads, ...result });
+        const line = await page.locator(byTestId('round-stats')).innerText();
+        console.log(`  ${line}`);
+      }
+    }
+    return { label, url, model, first_load: first, cached_load: cached, write: [one, three], threaded, problems };
   } finally {
     await context.close();
     rmSync(profile, { recursive: true, force: true });
@@ -281,6 +305,14 @@ function markdown(results, bundle) {
       lines.push(
         `| ${r.label} | ${w.candidates} | ${fixed(w.prefill_tok_s, 1)} | ${fixed(w.decode_tok_s, 2)} | ${fixed(w.decode_tok_s_per_candidate, 2)} | ${mb(w.wasm_memory_bytes)} |`,
       );
+    }
+  }
+  lines.push('');
+  lines.push('| model | threads asked · running | prefill tok/s | decode tok/s, 1 candidate |');
+  lines.push('|---|---|---|---|');
+  for (const r of results) {
+    for (const t of r.threaded) {
+      lines.push(`| ${r.label} | ${t.asked} · ${t.threads ?? '?'} | ${fixed(t.prefill_tok_s, 1)} | ${fixed(t.decode_tok_s, 2)} |`);
     }
   }
   lines.push('');

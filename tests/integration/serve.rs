@@ -177,6 +177,27 @@ fn files_have_their_media_types_and_no_cache() {
 }
 
 #[test]
+fn every_answer_makes_the_page_cross_origin_isolated() {
+    let served = serve();
+    let ranged = served.request("GET", "/models/tiny.gguf", &["Range: bytes=0-3"]);
+    let refused = served.request("POST", "/index.html", &["Content-Length: 0"]);
+    for reply in [served.get("/"), served.get("/missing.js"), ranged, refused] {
+        assert_eq!(
+            reply.header("Cross-Origin-Opener-Policy"),
+            Some("same-origin")
+        );
+        assert_eq!(
+            reply.header("Cross-Origin-Embedder-Policy"),
+            Some("require-corp")
+        );
+        assert_eq!(
+            reply.header("Cross-Origin-Resource-Policy"),
+            Some("cross-origin")
+        );
+    }
+}
+
+#[test]
 fn byte_ranges_answer_206_or_416() {
     let served = serve();
     let model = model_bytes();

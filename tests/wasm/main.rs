@@ -7,5 +7,6 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 #[path = "../common/mod.rs"]
 mod common;
 
+mod kernels;
 mod model;
 mod smoke;

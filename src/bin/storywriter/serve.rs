@@ -7,6 +7,11 @@
 //! leave the two roots (`..`, also percent-encoded, or symlinks pointing outside) and
 //! directories other than the app root answer 404: there are no listings.
 //!
+//! Every answer makes the page cross-origin isolated (`Cross-Origin-Opener-Policy:
+//! same-origin`, `Cross-Origin-Embedder-Policy: require-corp`), which the threaded wasm build
+//! needs for its shared memory, and carries `Cross-Origin-Resource-Policy: cross-origin`, so an
+//! isolated page elsewhere may still embed the app in an iframe or fetch a model.
+//!
 //! Built on axum (hyper) with a two-worker tokio runtime; each connection is its own task, so
 //! a long model download does not hold up the page.
 
@@ -91,13 +96,20 @@ async fn serve(site: Arc<Site>, addr: SocketAddr) -> Result<()> {
     Ok(())
 }
 
+/// The headers that make the app cross-origin isolated (threads) and embeddable.
+const ISOLATION: [(&str, &str); 3] = [
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-embedder-policy", "require-corp"),
+    ("cross-origin-resource-policy", "cross-origin"),
+];
+
 /// Answers one request and logs it.
 async fn answer(
     State(site): State<Arc<Site>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let (response, note) = match *request.method() {
+    let (mut response, note) = match *request.method() {
         Method::GET | Method::HEAD => match site.resolve(request.uri().path()) {
             Some(path) => file_response(request.headers(), &path).await,
             None => (plain(StatusCode::NOT_FOUND, "not found"), String::new()),
@@ -110,6 +122,10 @@ async fn answer(
             )
         }
     };
+    let headers = response.headers_mut();
+    for (name, value) in ISOLATION {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     eprintln!(
         "{remote} {} {} {}{note}",
         request.method(),

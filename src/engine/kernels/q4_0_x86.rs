@@ -34,6 +34,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use half::f16;
 use rayon::prelude::*;
 
+use super::Epilogue;
 use crate::error::{Error, Result};
 
 /// Values per q4_0 / q8_0 block.
@@ -126,10 +127,8 @@ pub struct Q4_0Matrix {
     isa: Isa,
     /// `[tile column (⌈n / 16⌉)][block (k / 32)]`; rows past `n` have zero scales.
     tiles: Vec<Tile>,
-    /// Added to every output row (n values).
-    bias: Option<Vec<f32>>,
-    /// Whether [`gelu`] follows the bias.
-    gelu: bool,
+    /// The bias and GELU fused into the product.
+    epilogue: Epilogue,
 }
 
 impl fmt::Debug for Q4_0Matrix {
@@ -138,8 +137,7 @@ impl fmt::Debug for Q4_0Matrix {
             .field("n", &self.n)
             .field("k", &self.k)
             .field("isa", &self.isa)
-            .field("bias", &self.bias.is_some())
-            .field("gelu", &self.gelu)
+            .field("epilogue", &self.epilogue)
             .finish()
     }
 }
@@ -179,29 +177,24 @@ impl Q4_0Matrix {
             k,
             isa,
             tiles,
-            bias: None,
-            gelu: false,
+            epilogue: Epilogue::default(),
         })
     }
 
     /// Adds `bias` (n values) to every product row.
     pub fn with_bias(self, bias: Vec<f32>) -> Result<Self> {
-        if bias.len() != self.n {
-            return Err(Error::Invalid(format!(
-                "a bias of {} values for a matrix of {} rows",
-                bias.len(),
-                self.n
-            )));
-        }
         Ok(Self {
-            bias: Some(bias),
+            epilogue: self.epilogue.with_bias(bias, self.n)?,
             ..self
         })
     }
 
-    /// Applies [`gelu`] to every output, after the bias.
+    /// Applies GELU to every output, after the bias.
     pub fn with_gelu(self) -> Self {
-        Self { gelu: true, ..self }
+        Self {
+            epilogue: self.epilogue.with_gelu(),
+            ..self
+        }
     }
 
     /// `y (m × n) = gelu?(x (m × k) · Wᵀ + b)`, both row-major; `x.len()` must be a multiple
@@ -228,7 +221,8 @@ impl Q4_0Matrix {
                 unsafe { run_unit(self.isa, tiles, &act, row0, rows, &mut out) };
                 let width = (n - column * TILE_ROWS).min(TILE_ROWS);
                 for out_row in &mut out[..rows] {
-                    self.finish(column * TILE_ROWS, &mut out_row[..width]);
+                    self.epilogue
+                        .apply(column * TILE_ROWS, &mut out_row[..width]);
                 }
                 for (i, out_row) in out[..rows].iter().enumerate() {
                     let start = (row0 + i) * n + column * TILE_ROWS;
@@ -248,28 +242,6 @@ impl Q4_0Matrix {
     }
 }
 
-impl Q4_0Matrix {
-    /// The bias and GELU for output columns `first..first + y.len()`: the same f32 operations,
-    /// in the same order, as candle's `broadcast_add` then `gelu`.
-    fn finish(&self, first: usize, y: &mut [f32]) {
-        if let Some(bias) = &self.bias {
-            for (y, b) in y.iter_mut().zip(&bias[first..]) {
-                *y += b;
-            }
-        }
-        if self.gelu {
-            y.iter_mut().for_each(|y| *y = gelu(*y));
-        }
-    }
-}
-
-/// candle's f32 `gelu` (BLOOM's tanh approximation), operation for operation:
-/// `0.5 · x · (1 + tanh(√(2/π) · x · (1 + 0.044715 · x²)))`.
-pub fn gelu(x: f32) -> f32 {
-    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + f32::tanh(SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x)))
-}
-
 /// As a candle op: `(…, k)` f32 activations → `(…, n)`.
 impl CustomOp1 for Q4_0Matrix {
     fn name(&self) -> &'static str {
@@ -281,28 +253,9 @@ impl CustomOp1 for Q4_0Matrix {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("q4_0 matmul needs f32 activations")
-        };
-        let (Some((start, end)), Some(&k)) =
-            (layout.contiguous_offsets(), layout.shape().dims().last())
-        else {
-            candle_core::bail!("q4_0 matmul needs contiguous activations, got {layout:?}")
-        };
-        if k != self.k {
-            candle_core::bail!(
-                "q4_0 matmul of {:?} by a {}×{} matrix",
-                layout.shape(),
-                self.n,
-                self.k
-            )
-        }
-        let x = &data[start..end];
-        let mut y = vec![0f32; x.len() / k * self.n];
-        self.matmul(x, &mut y);
-        let mut dims = layout.shape().dims().to_vec();
-        *dims.last_mut().expect("checked above") = self.n;
-        Ok((CpuStorage::F32(y), Shape::from(dims)))
+        super::matmul_op("q4_0 matmul", (self.n, self.k), storage, layout, |x, y| {
+            self.matmul(x, y)
+        })
     }
 }
 
@@ -569,32 +522,19 @@ mod tests {
     }
 
     #[test]
-    fn activations_quantize_like_candle_q8_0() {
-        // Scale 1 (amax 127): exact halves must round away from zero, like f32::round.
+    fn activations_quantize_like_the_portable_q8_0() {
+        // The portable quantizer is checked against candle's q8_0 in `q8_act`.
         let mut values: Vec<f32> = vec![127.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 126.5, -126.5];
         values.resize(BLOCK, 0.25);
-        // And ordinary blocks of random values, one of them all zero.
         let random = Tensor::randn(0f32, 3.0, 31 * BLOCK, &Device::Cpu).unwrap();
         values.extend(random.to_vec1::<f32>().unwrap());
         values.extend([0.0; BLOCK]);
-        let k = values.len();
-        let ours = unsafe { QuantizedRows::new(&values, k) };
-        let tensor = Tensor::from_vec(values.clone(), (1, k), &Device::Cpu).unwrap();
-        let candle = QTensor::quantize(&tensor, GgmlDType::Q8_0).unwrap();
-        let candle = candle.data().unwrap();
-        for (b, block) in candle.chunks_exact(2 + BLOCK).enumerate() {
-            let scale = f16::from_le_bytes([block[0], block[1]]).to_f32();
-            let quants: Vec<i8> = block[2..].iter().map(|&q| q as i8).collect();
-            assert_eq!(ours.scales[b], scale, "block {b} scale");
-            assert_eq!(
-                &ours.quants[b * BLOCK..(b + 1) * BLOCK],
-                quants,
-                "block {b}"
-            );
-            let sum: i32 = quants.iter().map(|&q| q as i32).sum();
-            assert_eq!(ours.offsets[b], -8 * sum, "block {b} offset");
-        }
-        assert_eq!(ours.quants[1..9], [1, -1, 2, -2, 3, -3, 127, -127]);
+        let ours = unsafe { QuantizedRows::new(&values, values.len()) };
+        let portable = super::super::q8_act::QuantizedRows::new(&values, values.len());
+        assert_eq!(ours.quants, portable.quants);
+        assert_eq!(ours.scales, portable.scales);
+        let offsets: Vec<i32> = portable.sums.iter().map(|s| -8 * s).collect();
+        assert_eq!(ours.offsets, offsets);
     }
 
     /// Compares every kernel set with candle's q4_0 `QMatMul` for an n × k matrix and m rows.
@@ -675,16 +615,6 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert_eq!(diff, 0.0);
-    }
-
-    #[test]
-    fn gelu_is_candles_bit_for_bit() {
-        let values: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.0025).collect();
-        let x = Tensor::new(values.as_slice(), &Device::Cpu).unwrap();
-        let candle: Vec<f32> = x.gelu().unwrap().to_vec1().unwrap();
-        for (v, want) in values.iter().zip(candle) {
-            assert_eq!(gelu(*v).to_bits(), want.to_bits(), "gelu({v})");
-        }
     }
 
     #[test]

@@ -1,0 +1,395 @@
+//! q4_0 and q8_0 matrix products on wasm32 with simd128, and relaxed-SIMD dot products in the
+//! build made with `+relaxed-simd`.
+//!
+//! ```text
+//! y (m × n) = gelu?(x (m × k) · Wᵀ + b)      W: n × k q4_0 or q8_0 weights, x: f32 activations
+//! ```
+//!
+//! Why our own: candle 0.11's wasm path multiplies one activation row by one weight row at a
+//! time (three candidates read every weight three times), on one thread, and has no
+//! relaxed-SIMD variant; no crate offers quantized GGML-layout products for wasm. The arithmetic
+//! is candle's: activations are quantized to q8_0 ([`QuantizedRows`], candle's rounding), each
+//! 32-value block's products are summed exactly in integers and scaled by the two scales in
+//! f32. The plain simd128 path even sums in candle's lane order, so its results are candle's
+//! bit for bit; the relaxed path sums the same integers in other lanes (f32 rounding apart).
+//!
+//! Weights are read in place from candle's tensor (no copy: the output projection may share its
+//! tensor with the embedding table), f16 scales through a 65536-entry table (wasm has no f16
+//! conversion instruction, and software conversion per block would cost more). One unit
+//! of work is [`ROWS_PER_UNIT`] weight rows against every activation row, up to [`MAX_ROWS`] at
+//! a time, so three candidates decoded together read each weight once. Units run on rayon's
+//! pool: the threads of the threaded web build, or the current thread when there is none.
+//!
+//! Relaxed SIMD (`i32x4.relaxed_dot_i8x16_i7x16_add`) is only deterministic when its second
+//! operand's bytes are 7-bit (0..128), so weights go in as unsigned nibbles: q4_0's stored
+//! `q ∈ 0..16` (weight `q − 8`, the `−8 · Σa` added once per block) and q8_0's byte split as
+//! `w + 128 = 16 · hi + lo` (`Σ a·w = 16 · Σ a·hi + Σ a·lo − 128 · Σa`). A module using it does
+//! not validate in a browser without relaxed SIMD, so it is a build of its own, picked by the
+//! page's loader; this file compiles the plain path in every build.
+
+use std::arch::wasm32::*;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
+use half::f16;
+use rayon::prelude::*;
+
+use super::q8_act::{QuantizedRows, BLOCK};
+use super::Epilogue;
+use crate::error::{Error, Result};
+
+/// Activation rows one pass over a weight row multiplies (register blocking).
+const MAX_ROWS: usize = 4;
+/// Weight rows of one unit of work: their quants (≤ 34 · k / 32 bytes each) stay in cache while
+/// every activation row passes.
+const ROWS_PER_UNIT: usize = 16;
+
+/// The stored weight type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// f16 scale + 16 bytes: byte j holds value j (low nibble) and j + 16 (high), `q − 8`.
+    Q4_0,
+    /// f16 scale + 32 signed bytes.
+    Q8_0,
+}
+
+impl Kind {
+    /// Bytes of one stored block: the f16 scale, then the quants.
+    fn block_bytes(self) -> usize {
+        match self {
+            Self::Q4_0 => 2 + BLOCK / 2,
+            Self::Q8_0 => 2 + BLOCK,
+        }
+    }
+}
+
+/// f16 bits → f32, for every f16.
+fn f16_table() -> &'static [f32] {
+    static TABLE: OnceLock<Vec<f32>> = OnceLock::new();
+    TABLE.get_or_init(|| (0..=u16::MAX).map(|b| f16::from_bits(b).to_f32()).collect())
+}
+
+/// Which dot product the kernels use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// simd128 only: i8 → i16, `i32x4.dot_i16x8_s`.
+    Simd128,
+    /// `i32x4.relaxed_dot_i8x16_i7x16_add` (built with `+relaxed-simd`).
+    #[cfg(target_feature = "relaxed-simd")]
+    Relaxed,
+}
+
+impl Path {
+    /// The fastest path this build has.
+    pub fn best() -> Self {
+        #[cfg(target_feature = "relaxed-simd")]
+        return Self::Relaxed;
+        #[cfg(not(target_feature = "relaxed-simd"))]
+        Self::Simd128
+    }
+}
+
+/// A q4_0 or q8_0 weight matrix `W` (n × k) for the simd128 kernels, with an optional bias and
+/// GELU fused into the product: `y = gelu(x Wᵀ + b)`.
+pub struct SimdMatrix {
+    n: usize,
+    k: usize,
+    kind: Kind,
+    path: Path,
+    /// The stored matrix: `[row][block]` of f16 scale + quants.
+    weights: Arc<QTensor>,
+    /// The bias and GELU fused into the product.
+    epilogue: Epilogue,
+}
+
+impl fmt::Debug for SimdMatrix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimdMatrix")
+            .field("n", &self.n)
+            .field("k", &self.k)
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .field("epilogue", &self.epilogue)
+            .finish()
+    }
+}
+
+impl SimdMatrix {
+    /// Takes the 2-D q4_0 or q8_0 tensor `q` for the kernels of `path`; `None` for other types.
+    pub fn new(q: Arc<QTensor>, path: Path) -> Result<Option<Self>> {
+        let kind = match q.dtype() {
+            GgmlDType::Q4_0 => Kind::Q4_0,
+            GgmlDType::Q8_0 => Kind::Q8_0,
+            _ => return Ok(None),
+        };
+        let (n, k) = q.shape().dims2()?;
+        if k % BLOCK != 0 {
+            return Err(Error::Invalid(format!(
+                "the simd128 kernels need rows of whole blocks, got {:?}",
+                q.shape()
+            )));
+        }
+        Ok(Some(Self {
+            n,
+            k,
+            kind,
+            path,
+            weights: q,
+            epilogue: Epilogue::default(),
+        }))
+    }
+
+    /// Adds `bias` (n values) to every product row.
+    pub fn with_bias(self, bias: Vec<f32>) -> Result<Self> {
+        Ok(Self {
+            epilogue: self.epilogue.with_bias(bias, self.n)?,
+            ..self
+        })
+    }
+
+    /// Applies GELU to every output, after the bias.
+    pub fn with_gelu(self) -> Self {
+        Self {
+            epilogue: self.epilogue.with_gelu(),
+            ..self
+        }
+    }
+
+    /// `y (m × n) = gelu?(x (m × k) · Wᵀ + b)`, both row-major; `x.len()` must be a multiple
+    /// of `k`. Units of [`ROWS_PER_UNIT`] output columns run on rayon's threads.
+    pub fn matmul(&self, x: &[f32], y: &mut [f32]) {
+        let (n, k) = (self.n, self.k);
+        let m = x.len() / k;
+        assert_eq!((x.len(), y.len()), (m * k, m * n), "matmul operand sizes");
+        let act = QuantizedRows::new(x, k);
+        let data = self.weights.data().expect("a CPU tensor's bytes");
+        let row_bytes = k / BLOCK * self.kind.block_bytes();
+        let out = OutPtr(y.as_mut_ptr());
+        (0..n.div_ceil(ROWS_PER_UNIT))
+            .into_par_iter()
+            .for_each(|unit| {
+                let columns = unit * ROWS_PER_UNIT..n.min((unit + 1) * ROWS_PER_UNIT);
+                let mut sums = [0f32; MAX_ROWS];
+                for row0 in (0..m).step_by(MAX_ROWS) {
+                    let rows = (m - row0).min(MAX_ROWS);
+                    for column in columns.clone() {
+                        let row = &data[column * row_bytes..(column + 1) * row_bytes];
+                        self.dot_rows(row, &act, row0, &mut sums[..rows]);
+                        for (i, sum) in sums[..rows].iter_mut().enumerate() {
+                            self.epilogue.apply(column, std::slice::from_mut(sum));
+                            // SAFETY: `y` holds m × n values and outlives the parallel loop;
+                            // every (row, column) is written by exactly one unit.
+                            unsafe { *out.at((row0 + i) * n + column) = *sum };
+                        }
+                    }
+                }
+            });
+    }
+
+    /// The stored weight row `row` times activation rows `row0..row0 + out.len()` (at most 4).
+    fn dot_rows(&self, row: &[u8], act: &QuantizedRows, row0: usize, out: &mut [f32]) {
+        let table = f16_table();
+        macro_rules! with_rows {
+            ($kernel:ident) => {
+                match out.len() {
+                    1 => $kernel::<1>(row, table, act, row0, out),
+                    2 => $kernel::<2>(row, table, act, row0, out),
+                    3 => $kernel::<3>(row, table, act, row0, out),
+                    _ => $kernel::<MAX_ROWS>(row, table, act, row0, out),
+                }
+            };
+        }
+        match (self.kind, self.path) {
+            (Kind::Q4_0, Path::Simd128) => with_rows!(row_q4_0_simd128),
+            (Kind::Q8_0, Path::Simd128) => with_rows!(row_q8_0_simd128),
+            #[cfg(target_feature = "relaxed-simd")]
+            (Kind::Q4_0, Path::Relaxed) => with_rows!(row_q4_0_relaxed),
+            #[cfg(target_feature = "relaxed-simd")]
+            (Kind::Q8_0, Path::Relaxed) => with_rows!(row_q8_0_relaxed),
+        }
+    }
+}
+
+/// The output pointer, shared by the units (each writes its own elements).
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+
+// SAFETY: units write disjoint elements and the caller waits for all of them.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The element at `i`; taking `self` whole keeps closures capturing the `Sync` wrapper.
+    fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
+/// `Σ` of the four f32 lanes, in candle's order.
+#[inline(always)]
+fn lane_sum(v: v128) -> f32 {
+    f32x4_extract_lane::<0>(v)
+        + f32x4_extract_lane::<1>(v)
+        + f32x4_extract_lane::<2>(v)
+        + f32x4_extract_lane::<3>(v)
+}
+
+/// Adds one block's integer lane sums, scaled by `d`, to `acc` (candle's `mul` then `add`).
+#[inline(always)]
+fn scaled_add(acc: v128, sum: v128, d: f32) -> v128 {
+    f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(sum), f32x4_splat(d)))
+}
+
+/// The simd128 block sum in candle's lane order: four i16x8 weight vectors (values 0..32)
+/// times the 32 activation quants at `a`, widened as loaded.
+///
+/// # Safety
+/// `a` must point to 32 readable bytes.
+#[inline(always)]
+unsafe fn dot_i16(w: &[v128; 4], a: *const i8) -> v128 {
+    let mut sum = i32x4_dot_i16x8(w[0], i16x8_load_extend_i8x8(a));
+    for (q, w) in w.iter().enumerate().skip(1) {
+        sum = i32x4_add(
+            sum,
+            i32x4_dot_i16x8(*w, i16x8_load_extend_i8x8(a.add(8 * q))),
+        );
+    }
+    sum
+}
+
+/// Shared shape of the row kernels over one stored row (`$bytes` per block: f16 scale, quants):
+/// `$block(w, a, j)` returns the i32x4 lane sums of the block's products with activation block
+/// `j`, after `$prepare(quants_ptr)` unpacked the weights once.
+macro_rules! row_kernel {
+    ($name:ident, $bytes:expr, |$w:ident| $prepare:expr, |$pw:ident, $a:ident, $j:ident, $act:ident| $block:expr) => {
+        fn $name<const R: usize>(
+            row: &[u8],
+            f16_table: &[f32],
+            $act: &QuantizedRows,
+            row0: usize,
+            out: &mut [f32],
+        ) {
+            let mut acc = [f32x4_splat(0.0); R];
+            for (b, block) in row.chunks_exact($bytes).enumerate() {
+                let w_scale = f16_table[u16::from_le_bytes([block[0], block[1]]) as usize];
+                // SAFETY: `block` holds one stored block; its quants follow the scale.
+                let $pw = unsafe {
+                    let $w = block.as_ptr().add(2);
+                    $prepare
+                };
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let $j = (row0 + i) * $act.blocks + b;
+                    // SAFETY: activation block `j` holds 32 quants.
+                    let sum = unsafe {
+                        let $a = $act.quants.as_ptr().add($j * BLOCK);
+                        $block
+                    };
+                    *acc = scaled_add(*acc, sum, w_scale * $act.scales[$j]);
+                }
+            }
+            for (out, acc) in out.iter_mut().zip(acc) {
+                *out = lane_sum(acc);
+            }
+        }
+    };
+}
+
+// simd128, q4_0: candle's `vec_dot_q4_0_q8_0`, lane for lane.
+row_kernel!(
+    row_q4_0_simd128,
+    2 + BLOCK / 2,
+    |w| {
+        let packed = v128_load(w.cast());
+        let low = i8x16_sub(v128_and(packed, u8x16_splat(0x0F)), i8x16_splat(8));
+        let high = i8x16_sub(u8x16_shr(packed, 4), i8x16_splat(8));
+        [
+            i16x8_extend_low_i8x16(low),
+            i16x8_extend_high_i8x16(low),
+            i16x8_extend_low_i8x16(high),
+            i16x8_extend_high_i8x16(high),
+        ]
+    },
+    |w, a, _j, act| dot_i16(&w, a)
+);
+
+// simd128, q8_0: candle's `vec_dot_q8_0_q8_0`, lane for lane.
+row_kernel!(
+    row_q8_0_simd128,
+    2 + BLOCK,
+    |w| {
+        let w = w.cast::<i8>();
+        [
+            i16x8_load_extend_i8x8(w),
+            i16x8_load_extend_i8x8(w.add(8)),
+            i16x8_load_extend_i8x8(w.add(16)),
+            i16x8_load_extend_i8x8(w.add(24)),
+        ]
+    },
+    |w, a, _j, act| dot_i16(&w, a)
+);
+
+// Relaxed, q4_0: the unsigned nibbles are the 7-bit operand; lane 0 starts at −8 · Σa.
+#[cfg(target_feature = "relaxed-simd")]
+row_kernel!(
+    row_q4_0_relaxed,
+    2 + BLOCK / 2,
+    |w| {
+        let packed = v128_load(w.cast());
+        [v128_and(packed, u8x16_splat(0x0F)), u8x16_shr(packed, 4)]
+    },
+    |w, a, j, act| {
+        let start = i32x4(-8 * act.sums[j], 0, 0, 0);
+        let low = i32x4_relaxed_dot_i8x16_i7x16_add(v128_load(a.cast()), w[0], start);
+        i32x4_relaxed_dot_i8x16_i7x16_add(v128_load(a.add(16).cast()), w[1], low)
+    }
+);
+
+// Relaxed, q8_0: `w + 128 = 16 · hi + lo`, both nibbles 7-bit; lane 0 starts at −128 · Σa.
+#[cfg(target_feature = "relaxed-simd")]
+row_kernel!(
+    row_q8_0_relaxed,
+    2 + BLOCK,
+    |w| {
+        let flip = u8x16_splat(0x80);
+        let first = v128_xor(v128_load(w.cast()), flip);
+        let second = v128_xor(v128_load(w.add(16).cast()), flip);
+        let low4 = u8x16_splat(0x0F);
+        [
+            v128_and(first, low4),
+            v128_and(second, low4),
+            u8x16_shr(first, 4),
+            u8x16_shr(second, 4),
+        ]
+    },
+    |w, a, j, act| {
+        let (a0, a1) = (v128_load(a.cast()), v128_load(a.add(16).cast()));
+        let high = i32x4_relaxed_dot_i8x16_i7x16_add(a0, w[2], i32x4_splat(0));
+        let high = i32x4_relaxed_dot_i8x16_i7x16_add(a1, w[3], high);
+        let low = i32x4_relaxed_dot_i8x16_i7x16_add(a0, w[0], i32x4(-128 * act.sums[j], 0, 0, 0));
+        let low = i32x4_relaxed_dot_i8x16_i7x16_add(a1, w[1], low);
+        i32x4_add(i32x4_shl(high, 4), low)
+    }
+);
+
+/// As a candle op: `(…, k)` f32 activations → `(…, n)`.
+impl CustomOp1 for SimdMatrix {
+    fn name(&self) -> &'static str {
+        "simd128-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        super::matmul_op(
+            "simd128 matmul",
+            (self.n, self.k),
+            storage,
+            layout,
+            |x, y| self.matmul(x, y),
+        )
+    }
+}

@@ -1,0 +1,158 @@
+//! The wasm simd128 kernels (`engine::kernels::q_wasm`) against candle's `QMatMul`, for every
+//! dot-product path this build has (plain simd128 always; relaxed SIMD in the `+relaxed-simd`
+//! build), at small and model-sized shapes.
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+use storywriter::engine::kernels::q_wasm::{Path, SimdMatrix};
+use storywriter::engine::kernels::split::RowSplit;
+use wasm_bindgen_test::{console_log, wasm_bindgen_test};
+
+/// Every path this build can run.
+fn paths() -> Vec<Path> {
+    let mut paths = vec![Path::Simd128];
+    if Path::best() != Path::Simd128 {
+        paths.push(Path::best());
+    }
+    paths
+}
+
+/// Deterministic pseudo-random values in [-1, 1] (no RNG crate needed), scaled.
+fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state as f32 / u32::MAX as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// Compares every path with candle's `QMatMul` (then bias and GELU as candle ops) for an
+/// n × k matrix of `dtype` and m activation rows. The plain path sums in candle's lane order and
+/// must match it bit for bit; relaxed SIMD sums other lanes, so only to f32 rounding.
+fn check(dtype: GgmlDType, m: usize, k: usize, n: usize, fused: bool) {
+    let device = Device::Cpu;
+    let w = Tensor::from_vec(values(n * k, 1, 1.0), (n, k), &device).unwrap();
+    let x = Tensor::from_vec(values(m * k, 2, 1.0), (m, k), &device).unwrap();
+    let bias = values(n, 3, 0.5);
+    let q = std::sync::Arc::new(QTensor::quantize(&w, dtype).unwrap());
+    let mut expected = QMatMul::from_arc(q.clone()).unwrap().forward(&x).unwrap();
+    if fused {
+        let b = Tensor::new(bias.as_slice(), &device).unwrap();
+        expected = expected.broadcast_add(&b).unwrap().gelu().unwrap();
+    }
+    let expected: Vec<f32> = expected.flatten_all().unwrap().to_vec1().unwrap();
+    let typical = expected.iter().map(|v| v.abs()).sum::<f32>() / expected.len() as f32;
+    let x: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+    for path in paths() {
+        let mut matrix = SimdMatrix::new(q.clone(), path)
+            .unwrap()
+            .expect("q4_0 / q8_0");
+        if fused {
+            matrix = matrix.with_bias(bias.clone()).unwrap().with_gelu();
+        }
+        let mut y = vec![f32::NAN; m * n];
+        matrix.matmul(&x, &mut y);
+        for (i, (got, want)) in y.iter().zip(&expected).enumerate() {
+            let ok = if path == Path::Simd128 {
+                got.to_bits() == want.to_bits()
+            } else {
+                (got - want).abs() <= 1e-4 * want.abs().max(typical)
+            };
+            assert!(
+                ok,
+                "{dtype:?} {path:?} m={m} k={k} n={n}: y[{}][{}] = {got}, candle {want}",
+                i / n,
+                i % n
+            );
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+fn small_shapes_equal_candle() {
+    for dtype in [GgmlDType::Q4_0, GgmlDType::Q8_0] {
+        for m in [1, 2, 3, 4, 5, 9] {
+            for n in [1, 7, 16, 33] {
+                for k in [32, 96] {
+                    check(dtype, m, k, n, false);
+                }
+            }
+        }
+        check(dtype, 3, 64, 37, true);
+    }
+    console_log!("kernel paths: {:?}", paths());
+}
+
+#[wasm_bindgen_test]
+fn model_shapes_equal_candle() {
+    for dtype in [GgmlDType::Q4_0, GgmlDType::Q8_0] {
+        for m in [1, 3] {
+            // ffn up (GELU fused) and ffn down of bloom-560m.
+            check(dtype, m, 1024, 4096, true);
+            check(dtype, m, 4096, 1024, false);
+        }
+        check(dtype, 17, 1024, 48, true);
+    }
+}
+
+#[wasm_bindgen_test]
+fn as_a_candle_op_keeps_leading_dims() {
+    let device = Device::Cpu;
+    let w = Tensor::from_vec(values(20 * 64, 4, 1.0), (20, 64), &device).unwrap();
+    let q0 = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+    let d = q0.data().unwrap().to_vec();
+    console_log!("row0 {:?}", &d[..70]);
+    let w = q0.dequantize(&device).unwrap();
+    let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+    let matrix = SimdMatrix::new(q.into(), Path::best()).unwrap().unwrap();
+    let x = Tensor::from_vec(values(6 * 64, 5, 1.0), (2, 3, 64), &device).unwrap();
+    let y = x.apply_op1_no_bwd(&matrix).unwrap();
+    assert_eq!(y.dims(), [2, 3, 20]);
+    let flat = x
+        .reshape((6, 64))
+        .unwrap()
+        .apply_op1_no_bwd(&matrix)
+        .unwrap();
+    let same =
+        y.reshape((6, 20)).unwrap().to_vec2::<f32>().unwrap() == flat.to_vec2::<f32>().unwrap();
+    assert!(same, "leading dims change the product");
+}
+
+#[wasm_bindgen_test]
+fn rejects_other_types_and_bad_biases() {
+    let w = Tensor::zeros((16, 256), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let q4k = QTensor::quantize(&w, GgmlDType::Q4K).unwrap();
+    assert!(SimdMatrix::new(q4k.into(), Path::best()).unwrap().is_none());
+    let q = QTensor::quantize(&w, GgmlDType::Q4_0).unwrap();
+    let short = SimdMatrix::new(q.into(), Path::best()).unwrap().unwrap();
+    let error = short.with_bias(vec![0.0; 3]).unwrap_err();
+    assert!(error.to_string().contains("bias of 3"), "{error}");
+}
+
+#[wasm_bindgen_test]
+fn row_split_equals_candle_bit_for_bit() {
+    let device = Device::Cpu;
+    let (n, k) = (1000, 512);
+    let w = Tensor::from_vec(values(n * k, 6, 1.0), (n, k), &device).unwrap();
+    for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        for m in [1, 3] {
+            let x = Tensor::from_vec(values(m * k, 7, 1.0), (1, m, k), &device).unwrap();
+            let expected = QMatMul::from_qtensor(QTensor::quantize(&w, dtype).unwrap())
+                .unwrap()
+                .forward(&x)
+                .unwrap();
+            for parts in [1, 7, 16] {
+                let got = RowSplit::new(&q, parts).unwrap().forward(&x).unwrap();
+                assert_eq!(got.dims(), [1, m, n]);
+                let same = got.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+                    == expected.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                assert!(same, "{dtype:?} m={m} in {parts} parts");
+            }
+        }
+    }
+}
