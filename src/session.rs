@@ -10,36 +10,45 @@ use crate::engine::loader::LoadedModel;
 use crate::error::{Error, Result};
 
 /// Generates one round of candidates continuing the story's text, streaming tokens to
-/// `on_token`, and records them as the pending candidates. The input is the text's last tokens
-/// that leave room for the longest candidate inside the model's context.
+/// `on_token`, and records them as the pending candidates (input: [`round_input_ids`]).
 pub fn write_round(
     story: &mut Story,
     model: &LoadedModel,
     planned: &[PlannedCandidate],
     on_token: impl FnMut(TokenEvent<'_>) -> ControlFlow<()>,
 ) -> Result<Vec<CandidateRecord>> {
-    let longest = planned
-        .iter()
-        .map(|p| p.params.max_new_tokens)
-        .max()
-        .unwrap_or(0);
-    let ids = round_input_ids(model, &story.text, longest)?;
-    let specs: Vec<CandidateSpec> = planned
-        .iter()
-        .map(|p| CandidateSpec {
-            params: p.params.clone(),
-            seed: p.seed,
-        })
-        .collect();
+    let specs = candidate_specs(planned);
+    let ids = round_input_ids(model, &story.text, &specs)?;
     let generation = generate(&model.model, &model.tokenizer, &ids, &specs, on_token)?;
     Ok(story
         .add_round(&ids, planned, &generation.candidates, &model.identity)?
         .to_vec())
 }
 
-/// The token ids a round continuing `text` feeds the model: the text's last tokens that leave
-/// room for `longest` new tokens inside the model's context. Fails on an empty text.
-pub fn round_input_ids(model: &LoadedModel, text: &str, longest: usize) -> Result<Vec<u32>> {
+/// What the engine needs of each planned candidate: its parameters and seed.
+pub fn candidate_specs(planned: &[PlannedCandidate]) -> Vec<CandidateSpec> {
+    planned
+        .iter()
+        .map(|p| CandidateSpec {
+            params: p.params.clone(),
+            seed: p.seed,
+        })
+        .collect()
+}
+
+/// The token ids a round of `candidates` continuing `text` feeds the model: the text's last
+/// tokens that leave room for the longest candidate inside the model's context. Fails on an
+/// empty text.
+pub fn round_input_ids(
+    model: &LoadedModel,
+    text: &str,
+    candidates: &[CandidateSpec],
+) -> Result<Vec<u32>> {
+    let longest = candidates
+        .iter()
+        .map(|c| c.params.max_new_tokens)
+        .max()
+        .unwrap_or(0);
     let mut ids = model.tokenizer.encode(text)?;
     if ids.is_empty() {
         return Err(Error::Invalid(

@@ -17,7 +17,8 @@ use crate::data::dataset::{parse_records, DatasetFiles, Merger};
 use crate::data::params::{Param, Policy, StepTable};
 use crate::data::records::{timestamp_now, CandidateRecord};
 use crate::data::story::{PlannedCandidate, Story};
-use crate::engine::generate::{CandidateSpec, Generation, GenerationStats};
+use crate::engine::generate::{Generation, GenerationStats};
+use crate::session::candidate_specs;
 use crate::shared::ModelIdentity;
 use crate::web::chart;
 use crate::web::dom::{
@@ -644,13 +645,7 @@ fn write(app: &Shared, use_prompt: bool) {
     spawn_local(async move {
         // The opening (or the writer's added words) is saved before generation starts.
         save(&app, &stored).await;
-        let candidates = planned
-            .iter()
-            .map(|p| CandidateSpec {
-                params: p.params.clone(),
-                seed: p.seed,
-            })
-            .collect();
+        let candidates = candidate_specs(&planned);
         send(
             &app,
             &Request::Generate {
@@ -741,27 +736,7 @@ fn choose(app: &Shared, candidate: usize) {
         }
     };
     change_story(app, move |story| {
-        story.choose(&record_id, "human")?;
-        // Back on a branch walked before: its latest round of candidates waits again.
-        let continues = |r: &CandidateRecord| {
-            r.parent_record_id.as_deref() == Some(record_id.as_str()) && r.input_text == story.text
-        };
-        if let Some(latest) = story
-            .records
-            .iter()
-            .filter(|r| continues(r))
-            .map(|r| r.created_at.clone())
-            .max()
-        {
-            let pending = story
-                .records
-                .iter()
-                .filter(|r| continues(r) && r.created_at == latest)
-                .map(|r| r.record_id.clone())
-                .collect();
-            story.pending = pending;
-        }
-        Ok(())
+        story.choose(&record_id, "human").map(drop)
     });
 }
 

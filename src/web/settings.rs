@@ -2,10 +2,10 @@
 //! from a URL, or learned from the writer's own choices) and manual overrides; and the plan of
 //! a round's candidates from them.
 
-use crate::data::params::{candidate_params, Policy, PolicyMix, StepTable};
+use crate::data::params::{Policy, PolicyMix, StepTable};
 use crate::data::records::{new_seed, CandidateRecord};
 use crate::data::stats::{ParamValues, SelectionRecord, StatsBuilder, StatsOptions};
-use crate::data::story::PlannedCandidate;
+use crate::data::story::{plan_round, PlannedCandidate};
 use crate::shared::SamplingParams;
 
 /// Where the parameter table came from.
@@ -98,10 +98,10 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Plans the candidates of `step`: parameters from the first [`Settings::candidates`]
-    /// policies (then the overrides, which make the policy `manual`), each with a fresh seed.
-    /// Fails when an override is invalid or the number of candidates is not 1 to the number of
-    /// policies.
+    /// Plans the candidates of `step` ([`plan_round`] from a fresh seed): parameters from the
+    /// first [`Settings::candidates`] policies, then the overrides, which make the policy
+    /// `manual`. Fails when an override is invalid or the number of candidates is not 1 to the
+    /// number of policies.
     pub fn plan(&self, step: u32) -> crate::Result<Vec<PlannedCandidate>> {
         let policies = self.mix.policies.len();
         if !(1..=policies).contains(&self.candidates) {
@@ -110,21 +110,25 @@ impl Settings {
                 self.candidates
             )));
         }
-        candidate_params(&self.table, &self.mix, step, new_seed())
-            .into_iter()
-            .take(self.candidates)
-            .map(|(params, policy)| {
-                let manual = self.overrides.any();
-                let params = self.overrides.apply(params);
-                params.validate()?;
-                Ok(PlannedCandidate {
-                    params,
-                    policy: if manual { "manual" } else { policy.name() }.to_string(),
-                    param_table: policy.uses_table().then(|| self.source.label()),
-                    seed: new_seed(),
-                })
-            })
-            .collect()
+        let manual = self.overrides.any();
+        plan_round(
+            &self.table,
+            &self.source.label(),
+            &self.mix,
+            step,
+            new_seed(),
+        )
+        .into_iter()
+        .take(self.candidates)
+        .map(|mut planned| {
+            if manual {
+                planned.params = self.overrides.apply(planned.params);
+                planned.policy = "manual".into();
+            }
+            planned.params.validate()?;
+            Ok(planned)
+        })
+        .collect()
     }
 }
 

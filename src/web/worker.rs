@@ -120,12 +120,7 @@ fn generate_round(
     text: &str,
     candidates: &[CandidateSpec],
 ) -> crate::Result<()> {
-    let longest = candidates
-        .iter()
-        .map(|c| c.params.max_new_tokens)
-        .max()
-        .unwrap_or(0);
-    let input_ids = round_input_ids(loaded, text, longest)?;
+    let input_ids = round_input_ids(loaded, text, candidates)?;
     let generation = generate(
         &loaded.model,
         &loaded.tokenizer,

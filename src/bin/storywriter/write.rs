@@ -15,9 +15,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use storywriter::data::dataset::read_records;
-use storywriter::data::params::{candidate_params, load_table, PolicyMix, StepTable};
+use storywriter::data::params::{load_table, PolicyMix};
 use storywriter::data::records::{new_seed, CandidateRecord};
-use storywriter::data::story::{PlannedCandidate, Story};
+use storywriter::data::story::{plan_round, PlannedCandidate, Story};
 use storywriter::engine::loader::LoadedModel;
 use storywriter::session::write_round;
 
@@ -106,7 +106,7 @@ pub fn run(args: WriteArgs, model: &LoadedModel) -> Result<()> {
     loop {
         if story.pending.is_empty() {
             let round_seed: u64 = seeds.random::<u64>() >> 11;
-            let planned = plan((&table, &table_name), &mix, story.next_step(), round_seed);
+            let planned = plan_round(&table, &table_name, &mix, story.next_step(), round_seed);
             let records = generate_round(&mut story, model, &planned)?;
             append(&mut log, &args.log, &records)?;
         }
@@ -148,25 +148,6 @@ pub fn run(args: WriteArgs, model: &LoadedModel) -> Result<()> {
     println!("\n{}\n", terminal_safe(&story.text));
     eprintln!("records are in {}", args.log.display());
     Ok(())
-}
-
-/// The candidates' parameters and seeds for a step.
-fn plan(
-    (table, table_name): (&StepTable, &str),
-    mix: &PolicyMix,
-    step: u32,
-    seed: u64,
-) -> Vec<PlannedCandidate> {
-    candidate_params(table, mix, step, seed)
-        .into_iter()
-        .enumerate()
-        .map(|(i, (params, policy))| PlannedCandidate {
-            params,
-            policy: policy.name().to_string(),
-            param_table: policy.uses_table().then(|| table_name.to_string()),
-            seed: (seed + i as u64) & ((1 << 53) - 1),
-        })
-        .collect()
 }
 
 /// Generates a round with a spinner counting tokens.
