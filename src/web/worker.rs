@@ -24,6 +24,39 @@ use crate::web::{hub, opfs};
 /// Progress reports are sent at most this often (milliseconds).
 const PROGRESS_INTERVAL_MS: f64 = 100.0;
 
+/// Progress reports of one phase, posted at most every [`PROGRESS_INTERVAL_MS`].
+struct Throttle {
+    phase: Phase,
+    last_ms: f64,
+}
+
+impl Throttle {
+    fn new(phase: Phase) -> Self {
+        Self {
+            phase,
+            last_ms: f64::NEG_INFINITY,
+        }
+    }
+
+    /// Reports progress unless the last report is too recent.
+    fn report(&mut self, bytes: u64, total: Option<u64>) {
+        let now = js_sys::Date::now();
+        if now - self.last_ms >= PROGRESS_INTERVAL_MS {
+            self.done(bytes, total);
+        }
+    }
+
+    /// Reports progress now (the last report of the phase).
+    fn done(&mut self, bytes: u64, total: Option<u64>) {
+        self.last_ms = js_sys::Date::now();
+        post(&Event::Progress {
+            phase: self.phase,
+            bytes,
+            total,
+        });
+    }
+}
+
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
 }
@@ -301,17 +334,9 @@ async fn copy_into(new: NewFile<'_>, partial: &opfs::PartialFile) -> Result<(), 
             };
             let total = file.size() as u64;
             let mut offset = 0;
-            let mut last_report = f64::NEG_INFINITY;
+            let mut progress = Throttle::new(Phase::Read);
             while offset < total {
-                let now = js_sys::Date::now();
-                if now - last_report >= PROGRESS_INTERVAL_MS {
-                    last_report = now;
-                    post(&Event::Progress {
-                        phase: Phase::Read,
-                        bytes: offset,
-                        total: Some(total),
-                    });
-                }
+                progress.report(offset, Some(total));
                 let end = (offset + CHUNK).min(total);
                 let blob = file
                     .slice_with_f64_and_f64(offset as f64, end as f64)
@@ -322,11 +347,7 @@ async fn copy_into(new: NewFile<'_>, partial: &opfs::PartialFile) -> Result<(), 
                     .map_err(CopyError::Storage)?;
                 offset = end;
             }
-            post(&Event::Progress {
-                phase: Phase::Read,
-                bytes: total,
-                total: Some(total),
-            });
+            progress.done(total, Some(total));
         }
     }
     Ok(())
@@ -392,16 +413,12 @@ async fn from_hub(
         )
     };
     let file = opfs::PartialFile::create(name).await.map_err(storage)?;
-    let mut last_report = f64::NEG_INFINITY;
+    let mut progress = Throttle::new(Phase::Quantize);
     let mut report = |bytes: u64, total: u64| {
-        let now = js_sys::Date::now();
-        if now - last_report >= PROGRESS_INTERVAL_MS || bytes == total {
-            last_report = now;
-            post(&Event::Progress {
-                phase: Phase::Quantize,
-                bytes,
-                total: Some(total),
-            });
+        if bytes == total {
+            progress.done(bytes, Some(total));
+        } else {
+            progress.report(bytes, Some(total));
         }
     };
     match hub::quantize_from_hub(base_url, repo, dtype, &file, &mut report).await {
@@ -517,7 +534,7 @@ async fn download_with(
     })?;
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let mut received = 0;
-    let mut last_report = f64::NEG_INFINITY;
+    let mut progress = Throttle::new(Phase::Download);
     loop {
         let chunk = JsFuture::from(reader.read()).await.map_err(failed)?;
         if js_sys::Reflect::get(&chunk, &"done".into())
@@ -534,20 +551,8 @@ async fn download_with(
             return Err(e);
         }
         received += u64::from(value.length());
-        let now = js_sys::Date::now();
-        if now - last_report >= PROGRESS_INTERVAL_MS {
-            last_report = now;
-            post(&Event::Progress {
-                phase: Phase::Download,
-                bytes: received,
-                total,
-            });
-        }
+        progress.report(received, total);
     }
-    post(&Event::Progress {
-        phase: Phase::Download,
-        bytes: received,
-        total: Some(received),
-    });
+    progress.done(received, Some(received));
     Ok(())
 }
