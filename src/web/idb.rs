@@ -14,6 +14,7 @@ use web_sys::{IdbDatabase, IdbRequest, IdbTransaction, IdbTransactionMode};
 
 use crate::data::records::CandidateRecord;
 use crate::data::story::Story;
+use crate::web::error::{Context, Error, Result};
 
 const DB_NAME: &str = "storywriter";
 const STORIES: &str = "stories";
@@ -89,10 +90,10 @@ fn texts(value: JsValue) -> Vec<String> {
 
 impl Db {
     /// Opens (and on first use creates) the database.
-    pub async fn open() -> Result<Db, JsValue> {
+    pub async fn open() -> Result<Db> {
         let factory = crate::web::dom::window()
             .indexed_db()?
-            .ok_or_else(|| JsValue::from_str("this browser offers no IndexedDB"))?;
+            .ok_or_else(|| Error::Unavailable("this browser offers no IndexedDB".into()))?;
         let request = factory.open_with_u32(DB_NAME, 1)?;
         let upgrade = Closure::<dyn FnMut(web_sys::IdbVersionChangeEvent)>::new(
             move |event: web_sys::IdbVersionChangeEvent| {
@@ -120,23 +121,23 @@ impl Db {
         })
     }
 
-    fn transaction(&self, mode: IdbTransactionMode) -> Result<IdbTransaction, JsValue> {
+    fn transaction(&self, mode: IdbTransactionMode) -> Result<IdbTransaction> {
         let stores = Array::of2(&STORIES.into(), &RECORDS.into());
-        self.db
-            .transaction_with_str_sequence_and_mode(&stores, mode)
+        Ok(self
+            .db
+            .transaction_with_str_sequence_and_mode(&stores, mode)?)
     }
 
     /// Writes the story and all its records; resolves once the transaction has committed.
-    pub async fn save_story(&self, stored: &StoredStory) -> Result<(), JsValue> {
+    pub async fn save_story(&self, stored: &StoredStory) -> Result<()> {
         let transaction = self.transaction(IdbTransactionMode::Readwrite)?;
         let done = transaction_promise(&transaction);
         let stories = transaction.object_store(STORIES)?;
-        let json = serde_json::to_string(stored).map_err(|e| JsValue::from_str(&e.to_string()))?;
+        let json = serde_json::to_string(stored)?;
         stories.put_with_key(&json.into(), &stored.story.id.as_str().into())?;
         let records = transaction.object_store(RECORDS)?;
         for record in &stored.story.records {
-            let json =
-                serde_json::to_string(record).map_err(|e| JsValue::from_str(&e.to_string()))?;
+            let json = serde_json::to_string(record)?;
             records.put_with_key(&json.into(), &record.record_id.as_str().into())?;
         }
         JsFuture::from(done).await?;
@@ -144,7 +145,7 @@ impl Db {
     }
 
     /// Every stored story; entries that do not parse are skipped and named in the errors.
-    pub async fn stories(&self) -> Result<(Vec<StoredStory>, Vec<String>), JsValue> {
+    pub async fn stories(&self) -> Result<(Vec<StoredStory>, Vec<String>)> {
         let transaction = self.transaction(IdbTransactionMode::Readonly)?;
         let request = transaction.object_store(STORIES)?.get_all()?;
         let values = texts(JsFuture::from(request_promise(&request)).await?);
@@ -160,8 +161,23 @@ impl Db {
         Ok((stories, errors))
     }
 
+    /// The stored story `id`, if there is one.
+    pub async fn story(&self, id: &str) -> Result<Option<StoredStory>> {
+        let transaction = self.transaction(IdbTransactionMode::Readonly)?;
+        let request = transaction
+            .object_store(STORIES)?
+            .get(&JsValue::from_str(id))?;
+        let value = JsFuture::from(request_promise(&request)).await?;
+        let Some(text) = value.as_string() else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .context(format!("stored story {id}"))
+    }
+
     /// Every stored candidate record (of every story).
-    pub async fn records(&self) -> Result<(Vec<CandidateRecord>, Vec<String>), JsValue> {
+    pub async fn records(&self) -> Result<(Vec<CandidateRecord>, Vec<String>)> {
         let transaction = self.transaction(IdbTransactionMode::Readonly)?;
         let request = transaction.object_store(RECORDS)?.get_all()?;
         let values = texts(JsFuture::from(request_promise(&request)).await?);
@@ -171,7 +187,7 @@ impl Db {
     }
 
     /// Deletes a story and its records.
-    pub async fn delete_story(&self, story: &Story) -> Result<(), JsValue> {
+    pub async fn delete_story(&self, story: &Story) -> Result<()> {
         let transaction = self.transaction(IdbTransactionMode::Readwrite)?;
         let done = transaction_promise(&transaction);
         transaction

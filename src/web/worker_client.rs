@@ -8,6 +8,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{MessageEvent, Worker};
 
+use crate::web::error::{Error, Result};
 use crate::web::protocol::{from_json, to_json, Event, Failed, Request};
 
 /// The worker script trunk writes next to the page.
@@ -24,8 +25,9 @@ pub struct WorkerClient {
 }
 
 impl WorkerClient {
-    /// Starts a worker whose events go to `on_event`.
-    pub fn start(on_event: impl Fn(Event) + Clone + 'static) -> Result<Self, JsValue> {
+    /// Starts a worker whose events go to `on_event` (a message the page cannot parse as an
+    /// [`Error::Protocol`]).
+    pub fn start(on_event: impl Fn(Result<Event>) + Clone + 'static) -> Result<Self> {
         let worker = Worker::new(WORKER_SCRIPT)?;
         let queued: Rc<RefCell<Option<Vec<JsValue>>>> = Rc::new(RefCell::new(Some(vec![])));
         let handler = on_event.clone();
@@ -38,11 +40,8 @@ impl WorkerClient {
                         post(&target, &message);
                     }
                 }
-                Ok(event) => handler(event),
-                Err(e) => handler(Event::Error {
-                    failed: Failed::Generate,
-                    message: e.to_string(),
-                }),
+                Ok(event) => handler(Ok(event)),
+                Err(e) => handler(Err(Error::Protocol(e))),
             }
         });
         let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
@@ -50,10 +49,10 @@ impl WorkerClient {
                 .dyn_ref::<web_sys::ErrorEvent>()
                 .map(|e| e.message())
                 .unwrap_or_else(|| "the model worker failed to start".into());
-            on_event(Event::Error {
+            on_event(Ok(Event::Error {
                 failed: Failed::Load,
                 message: format!("model worker: {message}"),
-            });
+            }));
         });
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
