@@ -1,7 +1,7 @@
 //! The web app's error type: what the browser, the library or a message from the other side of
 //! the page ⇄ worker channel got wrong, as one value the page can show.
 
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 
 /// Something the page or the model worker could not do.
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +26,10 @@ pub enum Error {
     /// The model worker sent a message the page cannot parse.
     #[error("the model worker sent a message the page does not understand: {0}")]
     Protocol(#[source] crate::Error),
-    /// This browser does not offer what is needed (IndexedDB, a cache, …).
+    /// What failed, in words, where no other variant fits (IndexedDB missing from this
+    /// browser, a cached file gone, …).
     #[error("{0}")]
-    Unavailable(String),
+    Other(String),
     /// `cause`, while doing `what` (a file, a URL, an action).
     #[error("{what}: {cause}")]
     In {
@@ -43,9 +44,23 @@ pub enum Error {
 /// Result with the web app's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl Error {
+    /// `cause`, as the reason `what` failed.
+    pub fn doing(what: impl std::fmt::Display, cause: impl Into<Error>) -> Self {
+        Error::In {
+            what: what.to_string(),
+            cause: Box::new(cause.into()),
+        }
+    }
+}
+
 impl From<JsValue> for Error {
+    /// The JavaScript error's message (or the value as text).
     fn from(value: JsValue) -> Self {
-        Error::Browser(crate::web::dom::js_error(&value))
+        if let Some(error) = value.dyn_ref::<js_sys::Error>() {
+            return Error::Browser(String::from(error.message()));
+        }
+        Error::Browser(value.as_string().unwrap_or_else(|| format!("{value:?}")))
     }
 }
 
@@ -57,9 +72,6 @@ pub trait Context<T> {
 
 impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
     fn context(self, what: impl std::fmt::Display) -> Result<T> {
-        self.map_err(|e| Error::In {
-            what: what.to_string(),
-            cause: Box::new(e.into()),
-        })
+        self.map_err(|e| Error::doing(what, e))
     }
 }

@@ -93,7 +93,7 @@ impl Db {
     pub async fn open() -> Result<Db> {
         let factory = crate::web::dom::window()
             .indexed_db()?
-            .ok_or_else(|| Error::Unavailable("this browser offers no IndexedDB".into()))?;
+            .ok_or_else(|| Error::Other("this browser offers no IndexedDB".into()))?;
         let request = factory.open_with_u32(DB_NAME, 1)?;
         let upgrade = Closure::<dyn FnMut(web_sys::IdbVersionChangeEvent)>::new(
             move |event: web_sys::IdbVersionChangeEvent| {

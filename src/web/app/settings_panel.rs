@@ -295,8 +295,7 @@ impl SettingsPanel {
             }
             "learned" => {
                 let db = app.state.borrow().db.clone();
-                let db =
-                    db.ok_or_else(|| Error::Unavailable("IndexedDB is not available".into()))?;
+                let db = db.ok_or_else(|| Error::Other("IndexedDB is not available".into()))?;
                 let (records, _) = db.records().await?;
                 let (table, chosen) = learned_table(&records)?;
                 Ok((table, TableSource::Learned(chosen), vec![]))
