@@ -209,6 +209,17 @@ impl App {
         }
     }
 
+    /// The stories' database, when the browser gives the page one.
+    fn db(&self) -> Option<Db> {
+        self.state.borrow().db.clone()
+    }
+
+    /// The open story's id.
+    fn current_id(&self) -> Option<String> {
+        let state = self.state.borrow();
+        state.current.as_ref().map(|c| c.story.id.clone())
+    }
+
     /// Shows a one-line message under the writing buttons (empty: none).
     fn notice(&self, text: &str) {
         set_text(&self.notice, text);
@@ -256,8 +267,7 @@ impl App {
     /// Without IndexedDB (a browser that gives a cross-site iframe no storage, say) the story
     /// is kept in the page only, and the writer is told so.
     async fn save(self: &Rc<Self>, stored: &StoredStory) -> bool {
-        let db = self.state.borrow().db.clone();
-        let Some(db) = db else {
+        let Some(db) = self.db() else {
             self.notice(UNSAVED);
             return true;
         };

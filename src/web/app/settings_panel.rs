@@ -294,8 +294,9 @@ impl SettingsPanel {
                 Ok((table, TableSource::Url(url), words(warnings)))
             }
             "learned" => {
-                let db = app.state.borrow().db.clone();
-                let db = db.ok_or_else(|| Error::Other("IndexedDB is not available".into()))?;
+                let db = app
+                    .db()
+                    .ok_or_else(|| Error::Other("IndexedDB is not available".into()))?;
                 let (records, _) = db.records().await?;
                 let (table, chosen) = learned_table(&records)?;
                 Ok((table, TableSource::Learned(chosen), vec![]))

@@ -109,17 +109,11 @@ impl StoryList {
 
     /// Lists the stored stories again, the open one marked.
     pub(super) async fn refresh(&self, app: &App) {
-        let db = app.state.borrow().db.clone();
-        let Some(db) = db else { return };
+        let Some(db) = app.db() else { return };
         let Ok((stories, _)) = db.stories().await else {
             return;
         };
-        let current_id = app
-            .state
-            .borrow()
-            .current
-            .as_ref()
-            .map(|c| c.story.id.clone());
+        let current_id = app.current_id();
         clear(&self.list);
         for stored in stories {
             let item = el("li", "");
@@ -143,8 +137,7 @@ impl StoryList {
 
     /// Opens the stored story `id` (not while a round is running).
     async fn open(&self, app: &Rc<App>, id: &str) {
-        let db = app.state.borrow().db.clone();
-        let Some(db) = db else { return };
+        let Some(db) = app.db() else { return };
         let stored = match db.story(id).await {
             Ok(Some(stored)) => stored,
             Ok(None) => return,
@@ -177,8 +170,7 @@ impl StoryList {
 }
 
 async fn delete_story(app: &App, id: &str) -> Result<()> {
-    let db = app.state.borrow().db.clone();
-    if let Some(db) = db {
+    if let Some(db) = app.db() {
         if let Some(stored) = db.story(id).await? {
             db.delete_story(&stored.story).await?;
         }

@@ -71,8 +71,7 @@ impl Transfer {
                 )),
             }
         }
-        let db = app.state.borrow().db.clone();
-        let Some(db) = db else {
+        let Some(db) = app.db() else {
             return app.notice("Import needs IndexedDB, which this browser does not offer.");
         };
         let (stories, _) = db.stories().await.unwrap_or_default();
@@ -131,12 +130,7 @@ impl Transfer {
         }
         append(&self.report, &list);
         // Refresh the open story: it may have gained records.
-        let current_id = app
-            .state
-            .borrow()
-            .current
-            .as_ref()
-            .map(|c| c.story.id.clone());
+        let current_id = app.current_id();
         if let Some(id) = current_id {
             if let Ok(current) = db.story(&id).await {
                 app.state.borrow_mut().current = current;
@@ -148,8 +142,7 @@ impl Transfer {
 
 /// Downloads the dataset files of every stored record; says what was exported.
 async fn export(app: &App) -> Result<String> {
-    let db = app.state.borrow().db.clone();
-    let Some(db) = db else {
+    let Some(db) = app.db() else {
         return Ok("Nothing to export: IndexedDB is not available.".into());
     };
     let (records, _) = db.records().await.context("Export failed")?;
