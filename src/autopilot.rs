@@ -14,7 +14,7 @@ use std::ops::ControlFlow;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::design::shuffled_round;
+use crate::data::design::{plan_round, Display};
 use crate::data::params::{PolicyMix, StepTable};
 use crate::data::records::CandidateRecord;
 use crate::data::story::Story;
@@ -153,12 +153,13 @@ pub fn write_story(
     while story.path.len() < plan.steps as usize {
         let step = story.next_step();
         if story.pending.is_empty() {
-            let planned = shuffled_round(
+            let planned = plan_round(
                 &plan.table,
                 &plan.table_name,
                 &plan.mix,
                 step,
                 round_seed(seed, step),
+                Display::Shuffled,
             );
             let records = write_round(&mut story, model, &mut pool, &planned, |_| {
                 ControlFlow::Continue(())

@@ -45,21 +45,36 @@ pub fn policy_order(order_seed: u64, step: u32, k: usize) -> Vec<usize> {
     order
 }
 
-/// A round's candidates in display order: slot `s` of `mix` gets the parameters
+/// The order a round's candidates are shown in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Display {
+    /// The slots of the mix in the order [`policy_order`] draws from the round's seed, so that
+    /// a preference for a position cannot pass for one for a policy.
+    Shuffled,
+    /// The slots in the mix's own order (the page, whose cards follow its settings).
+    InMixOrder,
+}
+
+/// Plans the round of `step`, in display order: slot `s` of `mix` gets the parameters
 /// [`candidate_params`] gives it for `seed` and the generation seed `seed + s`, and the slots
-/// are shown in the order [`policy_order`] draws from `seed`. `table_name` is recorded for the
-/// policies that read the table.
-pub fn shuffled_round(
+/// are shown as `display` says; each candidate's design (position, slot, propensity) goes into
+/// its record. `table_name` is recorded for the policies that read the table.
+pub fn plan_round(
     table: &StepTable,
     table_name: &str,
     mix: &PolicyMix,
     step: u32,
     seed: u64,
+    display: Display,
 ) -> Vec<PlannedCandidate> {
     let drawn = candidate_params(table, mix, step, seed);
     let row = table.row(step);
     let order_seed = seed & SEED_MASK;
-    policy_order(order_seed, step, drawn.len())
+    let order = match display {
+        Display::Shuffled => policy_order(order_seed, step, drawn.len()),
+        Display::InMixOrder => (0..drawn.len()).collect(),
+    };
+    order
         .into_iter()
         .enumerate()
         .map(|(position, slot)| {
@@ -200,7 +215,7 @@ mod tests {
     fn propensities_of_the_policies() {
         let table = StepTable::bundled();
         let mix: PolicyMix = "step-mean,step-sample,coupled-random".parse().unwrap();
-        let round = shuffled_round(&table, "bundled table", &mix, 2, 11);
+        let round = plan_round(&table, "bundled table", &mix, 2, 11, Display::Shuffled);
         let mut slots: Vec<u32> = round.iter().map(|c| c.design.unwrap().mix_slot).collect();
         slots.sort_unstable();
         assert_eq!(slots, vec![1, 2, 3]);

@@ -152,27 +152,55 @@ impl Story {
     }
 
     /// Takes the pending candidate `record_id` (chosen by `by`: `human` or a picker's name): the
-    /// story grows by its text. Returns the updated record.
+    /// story grows by its text. Back on a branch walked before, the latest round generated after
+    /// that choice (for the same text) waits for a choice again; otherwise nothing is pending.
+    /// Returns the updated record.
     pub fn choose(&mut self, record_id: &str, by: &str) -> Result<&CandidateRecord> {
         if !self.pending.iter().any(|id| id == record_id) {
             return Err(Error::Invalid(format!(
                 "record {record_id} is not one of the candidates waiting for a choice"
             )));
         }
-        let record = self
+        let index = self
             .records
-            .iter_mut()
-            .find(|r| r.record_id == record_id)
+            .iter()
+            .position(|r| r.record_id == record_id)
             .ok_or_else(|| Error::Invalid(format!("no record {record_id} in the story")))?;
+        let record = &mut self.records[index];
         record.chosen = true;
         record.chosen_by = Some(by.to_string());
         record.chosen_at = Some(timestamp_now());
         record.decision_ms =
             crate::data::events::millis_between(&record.created_at, &record.chosen_at);
         self.text = format!("{}{}", record.input_text, record.output_text);
-        self.path.push(record.record_id.clone());
-        self.pending.clear();
-        Ok(record)
+        self.path.push(record_id.to_string());
+        let latest = self
+            .records
+            .iter()
+            .filter(|r| {
+                r.parent_record_id.as_deref() == Some(record_id) && r.input_text == self.text
+            })
+            .map(|r| r.created_at.clone())
+            .max();
+        self.pending = match latest {
+            Some(created_at) => self.round(Some(record_id), &created_at),
+            None => vec![],
+        };
+        Ok(&self.records[index])
+    }
+
+    /// The record ids of the round generated at `created_at` after the choice `parent`, for the
+    /// current text.
+    fn round(&self, parent: Option<&str>, created_at: &str) -> Vec<String> {
+        self.records
+            .iter()
+            .filter(|r| {
+                r.parent_record_id.as_deref() == parent
+                    && r.input_text == self.text
+                    && r.created_at == created_at
+            })
+            .map(|r| r.record_id.clone())
+            .collect()
     }
 
     /// Goes back one step: the story returns to the text before the last choice, and the round
@@ -187,24 +215,21 @@ impl Story {
         let undone = self
             .record(&last)
             .ok_or_else(|| Error::Invalid(format!("no record {last} in the story")))?;
-        let (step, parent, text, created_at) = (
-            undone.step,
+        let (parent, text, created_at) = (
             undone.parent_record_id.clone(),
             undone.input_text.clone(),
             undone.created_at.clone(),
         );
-        self.pending = self
-            .records
-            .iter()
-            .filter(|r| {
-                r.step == step
-                    && r.parent_record_id == parent
-                    && r.input_text == text
-                    && r.created_at == created_at
-            })
-            .map(|r| r.record_id.clone())
-            .collect();
         self.text = text;
+        self.pending = self.round(parent.as_deref(), &created_at);
+        Ok(())
+    }
+
+    /// Goes back to `step` (undoing every later choice): its round waits for a choice again.
+    pub fn back_to(&mut self, step: u32) -> Result<()> {
+        while self.next_step() > step {
+            self.undo()?;
+        }
         Ok(())
     }
 
@@ -317,5 +342,109 @@ impl Story {
             story.text = text;
         }
         Some(story)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::design::{plan_round, Display};
+    use crate::data::params::{PolicyMix, StepTable};
+
+    /// Records a round of two candidates writing `texts`, created at `at` (rounds in one
+    /// millisecond would share their time).
+    fn round(story: &mut Story, texts: [&str; 2], at: &str) -> Vec<String> {
+        let table = StepTable::bundled();
+        let planned = plan_round(
+            &table,
+            "bundled",
+            &PolicyMix::default(),
+            1,
+            7,
+            Display::InMixOrder,
+        );
+        let candidates: Vec<Candidate> = texts
+            .iter()
+            .zip(&planned)
+            .map(|(text, plan)| Candidate {
+                ids: vec![1],
+                text: text.to_string(),
+                logprobs: vec![0.0],
+                params: plan.params.clone(),
+                seed: plan.seed,
+                finish_reason: FinishReason::Length,
+            })
+            .collect();
+        let model = ModelIdentity {
+            name: "test".into(),
+            format: "gguf".into(),
+            quantization: "f32".into(),
+            content_hash: String::new(),
+        };
+        let records = story.add_round(&[1], &planned[..2], &candidates, &model);
+        let ids: Vec<String> = records
+            .unwrap()
+            .iter()
+            .map(|r| r.record_id.clone())
+            .collect();
+        for record in story
+            .records
+            .iter_mut()
+            .filter(|r| ids.contains(&r.record_id))
+        {
+            record.created_at = at.to_string();
+        }
+        ids
+    }
+
+    #[test]
+    fn plan_round_is_reproducible_with_consecutive_seeds() {
+        let table = StepTable::bundled();
+        let plan = || {
+            plan_round(
+                &table,
+                "t",
+                &PolicyMix::default(),
+                2,
+                40,
+                Display::InMixOrder,
+            )
+        };
+        let planned = plan();
+        assert_eq!(planned, plan());
+        let seeds: Vec<u64> = planned.iter().map(|p| p.seed).collect();
+        assert_eq!(seeds, [40, 41, 42]);
+        assert!(planned
+            .iter()
+            .all(|p| p.param_table.as_deref() == Some("t")));
+    }
+
+    #[test]
+    fn choosing_again_where_a_branch_was_walked_brings_its_latest_round_back() {
+        let mut story = Story::new("Once");
+        let first = round(&mut story, [" a", " b"], "1");
+        story.choose(&first[0], "human").unwrap();
+        assert!(
+            story.pending.is_empty(),
+            "nothing was written after this choice yet"
+        );
+        round(&mut story, [" c", " d"], "2");
+        let latest = round(&mut story, [" e", " f"], "3");
+        story.back_to(1).unwrap();
+        assert_eq!((story.path.len(), &story.pending), (0, &first));
+        story.choose(&first[0], "human").unwrap();
+        assert_eq!(story.pending, latest);
+        // A round written after a hand edit continues another text: not brought back.
+        story.edit("Once a, edited");
+        round(&mut story, [" g", " h"], "4");
+        story.undo().unwrap();
+        story.choose(&first[0], "human").unwrap();
+        assert_eq!(story.pending, latest);
+        story.undo().unwrap();
+        story.choose(&first[1], "human").unwrap();
+        assert!(
+            story.pending.is_empty(),
+            "the other branch has no round yet"
+        );
     }
 }

@@ -81,7 +81,8 @@ pub fn toggle_class(element: &Element, class: &str, on: bool) {
     let _ = element.class_list().toggle_with_force(class, on);
 }
 
-/// Calls `handler` on every `event` at `target`, for the page's lifetime.
+/// Calls `handler` on every `event` at `target`, for the page's lifetime: for listeners
+/// installed once (the closure is never freed), never for elements made while rendering.
 pub fn on<E: JsCast + wasm_bindgen::convert::FromWasmAbi + 'static>(
     target: &web_sys::EventTarget,
     event: &str,
@@ -94,17 +95,16 @@ pub fn on<E: JsCast + wasm_bindgen::convert::FromWasmAbi + 'static>(
     closure.forget();
 }
 
-/// Calls `handler` on clicks of the element with `data-testid="{id}"`.
-pub fn on_click(id: &str, mut handler: impl FnMut() + 'static) {
-    on::<web_sys::Event>(&by_testid(id), "click", move |_| handler());
+/// The nearest element matching `selector` at or above the event's target: what a delegated
+/// listener (one on a list, for all its items) was clicked on.
+pub fn closest(event: &web_sys::Event, selector: &str) -> Option<Element> {
+    let target: Element = event.target()?.dyn_into().ok()?;
+    target.closest(selector).ok()?
 }
 
-/// A JavaScript error value as readable text.
-pub fn js_error(value: &JsValue) -> String {
-    if let Some(error) = value.dyn_ref::<js_sys::Error>() {
-        return String::from(error.message());
-    }
-    value.as_string().unwrap_or_else(|| format!("{value:?}"))
+/// The page's `localStorage`, when the browser gives it one.
+pub fn local_storage() -> Option<web_sys::Storage> {
+    window().local_storage().ok().flatten()
 }
 
 /// Offers `text` as a download named `name` (a Blob behind an object URL).

@@ -20,7 +20,6 @@ use wasm_bindgen_futures::JsFuture;
 use crate::engine::gguf::{plan_gguf, tensor_layout, PlannedTensor, TensorTypes};
 use crate::engine::loader::{hf_name, open_hf, qkv_hf_to_contiguous, TensorStore};
 use crate::error::{Error, Result};
-use crate::web::dom::js_error;
 use crate::web::opfs::PartialFile;
 
 /// Tensors are read in pieces of whole rows, at most this many values each (16 MB as f32):
@@ -39,7 +38,10 @@ struct TensorInfo {
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
 fn fetch_error(url: &str, e: &wasm_bindgen::JsValue) -> Error {
-    Error::Format(format!("{url}: {}", js_error(e)))
+    Error::Format(format!(
+        "{url}: {}",
+        crate::web::error::Error::from(e.clone())
+    ))
 }
 
 /// Fetches `url` (bytes `range` when given) as bytes.
@@ -192,7 +194,7 @@ pub async fn quantize_from_hub(
     let write_error = |e: wasm_bindgen::JsValue| {
         Error::Format(format!(
             "could not write the model into the browser's storage: {}",
-            js_error(&e)
+            crate::web::error::Error::from(e)
         ))
     };
     file.set_len(plan.file_bytes).map_err(write_error)?;

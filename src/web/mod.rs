@@ -14,6 +14,8 @@ pub mod chart;
 #[cfg(target_arch = "wasm32")]
 pub mod dom;
 #[cfg(target_arch = "wasm32")]
+pub mod error;
+#[cfg(target_arch = "wasm32")]
 pub mod hub;
 #[cfg(target_arch = "wasm32")]
 pub mod idb;

@@ -275,7 +275,7 @@ impl std::io::Read for SyncReader<'_> {
         let n = self
             .access
             .read_with_u8_array_and_options(&mut buf[..wanted], &options)
-            .map_err(|e| std::io::Error::other(crate::web::dom::js_error(&e)))?;
+            .map_err(|e| std::io::Error::other(crate::web::error::Error::from(e)))?;
         self.position += n as u64;
         Ok(n as usize)
     }

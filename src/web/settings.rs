@@ -1,8 +1,11 @@
 //! The writer's settings: the policy of each candidate, the parameter table (bundled, fetched
 //! from a URL, or learned from the writer's own choices) and manual overrides; and the plan of
-//! a round's candidates from them.
+//! a round's candidates from them; and the settings panel's choices as saved across visits.
 
-use crate::data::params::{candidate_params, Policy, PolicyMix, StepTable};
+use serde::{Deserialize, Serialize};
+
+use crate::data::design::{plan_round, Display};
+use crate::data::params::{Policy, PolicyMix, StepTable};
 use crate::data::records::{new_seed, CandidateRecord};
 use crate::data::stats::{ParamValues, SelectionRecord, StatsBuilder, StatsOptions};
 use crate::data::story::PlannedCandidate;
@@ -98,10 +101,10 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Plans the candidates of `step`: parameters from the first [`Settings::candidates`]
-    /// policies (then the overrides, which make the policy `manual`), each with a fresh seed.
-    /// Fails when an override is invalid or the number of candidates is not 1 to the number of
-    /// policies.
+    /// Plans the candidates of `step` ([`plan_round`] from a fresh seed): parameters from the
+    /// first [`Settings::candidates`] policies, then the overrides, which make the policy
+    /// `manual`. Fails when an override is invalid or the number of candidates is not 1 to the
+    /// number of policies.
     pub fn plan(&self, step: u32) -> crate::Result<Vec<PlannedCandidate>> {
         let policies = self.mix.policies.len();
         if !(1..=policies).contains(&self.candidates) {
@@ -110,22 +113,82 @@ impl Settings {
                 self.candidates
             )));
         }
-        candidate_params(&self.table, &self.mix, step, new_seed())
-            .into_iter()
-            .take(self.candidates)
-            .map(|(params, policy)| {
-                let manual = self.overrides.any();
-                let params = self.overrides.apply(params);
-                params.validate()?;
-                Ok(PlannedCandidate {
-                    params,
-                    policy: if manual { "manual" } else { policy.name() }.to_string(),
-                    param_table: policy.uses_table().then(|| self.source.label()),
-                    seed: new_seed(),
-                    design: None,
-                })
-            })
-            .collect()
+        let manual = self.overrides.any();
+        plan_round(
+            &self.table,
+            &self.source.label(),
+            &self.mix,
+            step,
+            new_seed(),
+            Display::InMixOrder,
+        )
+        .into_iter()
+        .take(self.candidates)
+        .map(|mut planned| {
+            if manual {
+                planned.params = self.overrides.apply(planned.params);
+                planned.policy = "manual".into();
+                // The writer set these parameters: no policy drew them.
+                if let Some(design) = planned.design.as_mut() {
+                    design.log_propensity = None;
+                }
+            }
+            planned.params.validate()?;
+            Ok(planned)
+        })
+        .collect()
+    }
+}
+
+/// `localStorage` key of the settings panel's choices ([`SavedSettings`]).
+pub const SETTINGS_KEY: &str = "storywriter.settings";
+
+/// `localStorage` key under which earlier versions kept the number of candidates per step on
+/// its own: read once into [`SavedSettings`], then removed.
+pub const OLD_CANDIDATES_KEY: &str = "storywriter.candidates-per-step";
+
+/// The settings panel's choices as kept across visits: the fields as the writer typed them, so
+/// that a reload restores the panel and the settings are read from it as before.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedSettings {
+    /// The policy name of each candidate.
+    pub policies: Vec<String>,
+    /// The table source applied last: `bundled`, `url` or `learned`.
+    pub table: String,
+    /// The table URL field.
+    pub table_url: String,
+    /// The manual override fields: temperature, top-k, top-p, max new tokens.
+    pub overrides: Vec<String>,
+    /// Candidates per step (missing from settings saved before it was kept here).
+    #[serde(default)]
+    pub candidates: Option<usize>,
+}
+
+impl Default for SavedSettings {
+    /// The panel as the page first shows it.
+    fn default() -> Self {
+        Self {
+            policies: vec![],
+            table: "bundled".into(),
+            table_url: String::new(),
+            overrides: vec![],
+            candidates: None,
+        }
+    }
+}
+
+impl SavedSettings {
+    /// What earlier visits saved: `saved`, the JSON under [`SETTINGS_KEY`] (the default when it
+    /// is missing or does not parse), completed by `old_candidates`, the number under
+    /// [`OLD_CANDIDATES_KEY`].
+    pub fn restore(saved: Option<&str>, old_candidates: Option<&str>) -> Self {
+        let mut settings: Self = saved
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default();
+        if settings.candidates.is_none() {
+            settings.candidates = old_candidates.and_then(|n| n.trim().parse().ok());
+        }
+        settings
     }
 }
 
@@ -221,6 +284,30 @@ mod tests {
             ..Settings::default()
         };
         assert!(bad.plan(1).is_err());
+    }
+
+    #[test]
+    fn saved_settings_take_the_old_candidates_key_once() {
+        let before = r#"{"policies":["fixed"],"table":"url","table_url":"t.json","overrides":["0.5","","",""]}"#;
+        let restored = SavedSettings::restore(Some(before), Some("2"));
+        assert_eq!(restored.policies, ["fixed"]);
+        assert_eq!(
+            (restored.table.as_str(), restored.table_url.as_str()),
+            ("url", "t.json")
+        );
+        assert_eq!(restored.candidates, Some(2));
+        // Saved again under the one key, the number is kept there, whatever the old key says.
+        let json = serde_json::to_string(&restored).unwrap();
+        assert_eq!(SavedSettings::restore(Some(&json), Some("1")), restored);
+        assert_eq!(SavedSettings::restore(Some(&json), None), restored);
+        // Only the old key, or nothing (or something unreadable) saved.
+        let only_count = SavedSettings::restore(None, Some("1"));
+        assert_eq!(only_count.candidates, Some(1));
+        assert_eq!(only_count.table, "bundled");
+        assert_eq!(
+            SavedSettings::restore(Some("{"), None),
+            SavedSettings::default()
+        );
     }
 
     #[test]

@@ -19,12 +19,46 @@ use crate::data::story::TokenPrefix;
 use crate::engine::generate::{CachePool, CandidateSpec, TokenEvent};
 use crate::engine::loader::{load_gguf, load_gguf_reader, LoadedModel};
 use crate::session::round_input_ids;
-use crate::web::dom::{js_error, now_ms};
+use crate::web::dom::now_ms;
+use crate::web::error::{Context, Error, Result};
 use crate::web::protocol::{from_json, to_json, Event, Failed, ModelSource, Phase, Request};
 use crate::web::{hub, opfs};
 
 /// Progress reports are sent at most this often (milliseconds).
 const PROGRESS_INTERVAL_MS: f64 = 100.0;
+
+/// Progress reports of one phase, posted at most every [`PROGRESS_INTERVAL_MS`].
+struct Throttle {
+    phase: Phase,
+    last_ms: f64,
+}
+
+impl Throttle {
+    fn new(phase: Phase) -> Self {
+        Self {
+            phase,
+            last_ms: f64::NEG_INFINITY,
+        }
+    }
+
+    /// Reports progress unless the last report is too recent.
+    fn report(&mut self, bytes: u64, total: Option<u64>) {
+        let now = js_sys::Date::now();
+        if now - self.last_ms >= PROGRESS_INTERVAL_MS {
+            self.done(bytes, total);
+        }
+    }
+
+    /// Reports progress now (the last report of the phase).
+    fn done(&mut self, bytes: u64, total: Option<u64>) {
+        self.last_ms = js_sys::Date::now();
+        post(&Event::Progress {
+            phase: self.phase,
+            bytes,
+            total,
+        });
+    }
+}
 
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
@@ -111,7 +145,7 @@ async fn handle(request: Request, attachment: JsValue, state: &State) {
                     state.model.replace(Some(loaded));
                     post(&ready);
                 }
-                Err(message) => post_error(Failed::Load, message),
+                Err(e) => post_error(Failed::Load, e.to_string()),
             }
         }
         Request::Generate {
@@ -145,11 +179,9 @@ async fn handle(request: Request, attachment: JsValue, state: &State) {
         Request::Stop { .. } => {}
         Request::ListCached => list_cached().await,
         Request::DeleteCached { name } => {
-            if let Err(e) = opfs::delete(&name).await {
-                post_error(
-                    Failed::Cache,
-                    format!("could not delete {name}: {}", js_error(&e)),
-                );
+            let deleted = opfs::delete(&name).await;
+            if let Err(e) = deleted.context(format!("could not delete {name}")) {
+                post_error(Failed::Cache, e.to_string());
             }
             list_cached().await;
         }
@@ -165,12 +197,12 @@ async fn yield_to_events() {
 }
 
 async fn list_cached() {
-    match opfs::list().await {
+    match opfs::list()
+        .await
+        .context("could not list the cached models")
+    {
         Ok(models) => post(&Event::Cached { models }),
-        Err(e) => post_error(
-            Failed::Cache,
-            format!("could not list the cached models: {}", js_error(&e)),
-        ),
+        Err(e) => post_error(Failed::Cache, e.to_string()),
     }
 }
 
@@ -221,7 +253,7 @@ async fn generate_round(
 /// Builds the model of `source` and caches downloads and local files once they have built (so a
 /// corrupt or cut-off file is never kept; a hub model, quantized straight into the cache, is
 /// removed from it when it does not build). Files in the cache are read one tensor at a time.
-async fn load(source: ModelSource, attachment: JsValue) -> Result<(LoadedModel, Event), String> {
+async fn load(source: ModelSource, attachment: JsValue) -> Result<(LoadedModel, Event)> {
     let (name, demo, loaded, from_cache) = match source {
         ModelSource::Url {
             url,
@@ -267,15 +299,15 @@ async fn load(source: ModelSource, attachment: JsValue) -> Result<(LoadedModel, 
         ModelSource::Cached { name } => {
             let file = opfs::file(&name)
                 .await
-                .map_err(|e| format!("could not open the cached {name}: {}", js_error(&e)))?
-                .ok_or_else(|| format!("{name} is not in the cache any more"))?;
+                .context(format!("could not open the cached {name}"))?
+                .ok_or_else(|| Error::Other(format!("{name} is not in the cache any more")))?;
             let loaded = build_cached(&name, &file).await?;
             (name, false, loaded, true)
         }
         ModelSource::File { name } => {
             let file: web_sys::File = attachment
                 .dyn_into()
-                .map_err(|_| format!("{name}: no file came with the request"))?;
+                .map_err(|_| Error::Other(format!("{name}: no file came with the request")))?;
             let loaded = build_new(&name, NewFile::Local(&file)).await?;
             (name, false, loaded, false)
         }
@@ -296,15 +328,15 @@ enum NewFile<'a> {
 /// Why a new file could not be written to `{name}.partial`.
 enum CopyError {
     /// The download or the local file failed: the load fails.
-    Source(String),
+    Source(Error),
     /// The cache failed (quota, another tab writing the same file): load from memory instead.
-    Storage(JsValue),
+    Storage(Error),
 }
 
 /// Builds a new file and caches it: written to `{name}.partial` in the cache, built from there
 /// one tensor at a time, then renamed to `name` (deleted when it does not build). Without a
 /// usable cache the file is read into memory, built, and stored if possible.
-async fn build_new(name: &str, new: NewFile<'_>) -> Result<LoadedModel, String> {
+async fn build_new(name: &str, new: NewFile<'_>) -> Result<LoadedModel> {
     if let Ok(partial) = opfs::PartialFile::create(name).await {
         match copy_into(new, &partial).await {
             Ok(()) => return build_partial(name, partial).await,
@@ -325,18 +357,13 @@ async fn build_new(name: &str, new: NewFile<'_>) -> Result<LoadedModel, String> 
 }
 
 /// Builds the model in `partial`, then gives the file its name (or deletes it).
-async fn build_partial(name: &str, partial: opfs::PartialFile) -> Result<LoadedModel, String> {
+async fn build_partial(name: &str, partial: opfs::PartialFile) -> Result<LoadedModel> {
     let built = partial
         .reader()
-        .map_err(|e| {
-            format!(
-                "could not read {name} back from the cache: {}",
-                js_error(&e)
-            )
-        })
+        .context(format!("could not read {name} back from the cache"))
         .and_then(|reader| {
             post_build(reader.size());
-            load_gguf_reader(reader, name, &Device::Cpu).map_err(|e| e.to_string())
+            Ok(load_gguf_reader(reader, name, &Device::Cpu)?)
         });
     match built {
         Ok(loaded) => {
@@ -346,7 +373,7 @@ async fn build_partial(name: &str, partial: opfs::PartialFile) -> Result<LoadedM
                 total: None,
             });
             if let Err(e) = partial.finish().await {
-                not_cached(name, &e);
+                not_cached(name, e.into());
             }
             Ok(loaded)
         }
@@ -358,34 +385,29 @@ async fn build_partial(name: &str, partial: opfs::PartialFile) -> Result<LoadedM
 }
 
 /// Copies a new file into `partial` chunk by chunk, reporting progress.
-async fn copy_into(new: NewFile<'_>, partial: &opfs::PartialFile) -> Result<(), CopyError> {
+async fn copy_into(
+    new: NewFile<'_>,
+    partial: &opfs::PartialFile,
+) -> std::result::Result<(), CopyError> {
     match new {
         NewFile::Url(url) => {
             download_with(url, |offset, chunk, _| {
                 partial
                     .write_js_at(offset, chunk)
-                    .map_err(CopyError::Storage)
+                    .map_err(|e| CopyError::Storage(e.into()))
             })
             .await?;
         }
         NewFile::Local(file) => {
             const CHUNK: u64 = 16 << 20;
             let failed = |e: JsValue| {
-                CopyError::Source(format!("could not read {}: {}", file.name(), js_error(&e)))
+                CopyError::Source(Error::doing(format!("could not read {}", file.name()), e))
             };
             let total = file.size() as u64;
             let mut offset = 0;
-            let mut last_report = f64::NEG_INFINITY;
+            let mut progress = Throttle::new(Phase::Read);
             while offset < total {
-                let now = js_sys::Date::now();
-                if now - last_report >= PROGRESS_INTERVAL_MS {
-                    last_report = now;
-                    post(&Event::Progress {
-                        phase: Phase::Read,
-                        bytes: offset,
-                        total: Some(total),
-                    });
-                }
+                progress.report(offset, Some(total));
                 let end = (offset + CHUNK).min(total);
                 let blob = file
                     .slice_with_f64_and_f64(offset as f64, end as f64)
@@ -393,14 +415,10 @@ async fn copy_into(new: NewFile<'_>, partial: &opfs::PartialFile) -> Result<(), 
                 let buffer = JsFuture::from(blob.array_buffer()).await.map_err(failed)?;
                 partial
                     .write_js_at(offset, &Uint8Array::new(&buffer))
-                    .map_err(CopyError::Storage)?;
+                    .map_err(|e| CopyError::Storage(e.into()))?;
                 offset = end;
             }
-            post(&Event::Progress {
-                phase: Phase::Read,
-                bytes: total,
-                total: Some(total),
-            });
+            progress.done(total, Some(total));
         }
     }
     Ok(())
@@ -408,11 +426,11 @@ async fn copy_into(new: NewFile<'_>, partial: &opfs::PartialFile) -> Result<(), 
 
 /// Builds the cached file `name` (`file`), reading it one tensor at a time; when it cannot be
 /// opened so (another tab reads it), from a copy in memory.
-async fn build_cached(name: &str, file: &web_sys::File) -> Result<LoadedModel, String> {
+async fn build_cached(name: &str, file: &web_sys::File) -> Result<LoadedModel> {
     match opfs::CachedFile::open(name).await {
         Ok(cached) => {
             post_build(cached.size());
-            load_gguf_reader(cached.reader(), name, &Device::Cpu).map_err(|e| e.to_string())
+            Ok(load_gguf_reader(cached.reader(), name, &Device::Cpu)?)
         }
         Err(_) => build(name, &read_file(file).await?),
     }
@@ -426,9 +444,9 @@ fn post_build(bytes: u64) {
     });
 }
 
-fn build(name: &str, bytes: &[u8]) -> Result<LoadedModel, String> {
+fn build(name: &str, bytes: &[u8]) -> Result<LoadedModel> {
     post_build(bytes.len() as u64);
-    load_gguf(bytes, name, &Device::Cpu).map_err(|e| e.to_string())
+    Ok(load_gguf(bytes, name, &Device::Cpu)?)
 }
 
 fn ready_event(loaded: &LoadedModel, name: &str, demo: bool, from_cache: bool) -> Event {
@@ -444,51 +462,44 @@ fn ready_event(loaded: &LoadedModel, name: &str, demo: bool, from_cache: bool) -
 
 /// Quantizes a hub repository to `dtype` (`q4_0` or `q8_0`) into the cache file `name`,
 /// reporting progress; returns the cached file.
-async fn from_hub(
-    base_url: &str,
-    repo: &str,
-    dtype: &str,
-    name: &str,
-) -> Result<web_sys::File, String> {
+async fn from_hub(base_url: &str, repo: &str, dtype: &str, name: &str) -> Result<web_sys::File> {
     let dtype = match dtype {
         "q4_0" => GgmlDType::Q4_0,
         "q8_0" => GgmlDType::Q8_0,
         other => {
-            return Err(format!(
+            return Err(crate::Error::Invalid(format!(
                 "the hub loader quantizes to q4_0 or q8_0, not {other}"
             ))
+            .into())
         }
     };
     let storage = |e: JsValue| {
-        format!(
-            "the hub loader writes the quantized model into the browser's storage (Origin Private File System), and could not: {}",
-            js_error(&e)
+        Error::doing(
+            "the hub loader writes the quantized model into the browser's storage (Origin Private File System), and could not",
+            e,
         )
     };
     let file = opfs::PartialFile::create(name).await.map_err(storage)?;
-    let mut last_report = f64::NEG_INFINITY;
+    let mut progress = Throttle::new(Phase::Quantize);
     let mut report = |bytes: u64, total: u64| {
-        let now = js_sys::Date::now();
-        if now - last_report >= PROGRESS_INTERVAL_MS || bytes == total {
-            last_report = now;
-            post(&Event::Progress {
-                phase: Phase::Quantize,
-                bytes,
-                total: Some(total),
-            });
+        if bytes == total {
+            progress.done(bytes, Some(total));
+        } else {
+            progress.report(bytes, Some(total));
         }
     };
     match hub::quantize_from_hub(base_url, repo, dtype, &file, &mut report).await {
         Ok(()) => file.finish().await.map_err(storage)?,
         Err(e) => {
             file.discard().await;
-            return Err(e.to_string());
+            return Err(e.into());
         }
     }
-    opfs::file(name)
-        .await
-        .map_err(storage)?
-        .ok_or_else(|| format!("{name} vanished from the cache right after it was written"))
+    opfs::file(name).await.map_err(storage)?.ok_or_else(|| {
+        Error::Other(format!(
+            "{name} vanished from the cache right after it was written"
+        ))
+    })
 }
 
 /// The cached file `name` when it is there and (if `bytes` is known) of that size.
@@ -506,21 +517,20 @@ async fn store(name: &str, bytes: &[u8]) {
         total: Some(bytes.len() as u64),
     });
     if let Err(e) = opfs::store(name, bytes).await {
-        not_cached(name, &e);
+        not_cached(name, e.into());
     }
 }
 
-fn not_cached(name: &str, error: &JsValue) {
+fn not_cached(name: &str, error: Error) {
     post_error(
         Failed::Cache,
         format!(
-            "{name} was loaded but could not be cached ({}); it will be downloaded again next time",
-            js_error(error)
+            "{name} was loaded but could not be cached ({error}); it will be downloaded again next time"
         ),
     );
 }
 
-async fn read_file(file: &web_sys::File) -> Result<Vec<u8>, String> {
+async fn read_file(file: &web_sys::File) -> Result<Vec<u8>> {
     let total = file.size() as u64;
     post(&Event::Progress {
         phase: Phase::Read,
@@ -529,7 +539,7 @@ async fn read_file(file: &web_sys::File) -> Result<Vec<u8>, String> {
     });
     let buffer = JsFuture::from(file.array_buffer())
         .await
-        .map_err(|e| format!("could not read {}: {}", file.name(), js_error(&e)))?;
+        .context(format!("could not read {}", file.name()))?;
     let bytes = Uint8Array::new(&buffer).to_vec();
     post(&Event::Progress {
         phase: Phase::Read,
@@ -540,7 +550,7 @@ async fn read_file(file: &web_sys::File) -> Result<Vec<u8>, String> {
 }
 
 /// Fetches `url` as bytes, reporting download progress.
-async fn download(url: &str) -> Result<Vec<u8>, String> {
+async fn download(url: &str) -> Result<Vec<u8>> {
     let mut bytes = vec![];
     download_with(url, |_, chunk, total| {
         if bytes.is_empty() {
@@ -552,10 +562,7 @@ async fn download(url: &str) -> Result<Vec<u8>, String> {
         Ok(())
     })
     .await
-    .map_err(|e| match e {
-        CopyError::Source(message) => message,
-        CopyError::Storage(e) => js_error(&e),
-    })?;
+    .map_err(|(CopyError::Source(e) | CopyError::Storage(e))| e)?;
     Ok(bytes)
 }
 
@@ -563,20 +570,20 @@ async fn download(url: &str) -> Result<Vec<u8>, String> {
 /// length, and reporting download progress.
 async fn download_with(
     url: &str,
-    mut sink: impl FnMut(u64, &Uint8Array, Option<u64>) -> Result<(), CopyError>,
-) -> Result<(), CopyError> {
+    mut sink: impl FnMut(u64, &Uint8Array, Option<u64>) -> std::result::Result<(), CopyError>,
+) -> std::result::Result<(), CopyError> {
     let failed =
-        |e: JsValue| CopyError::Source(format!("could not download {url}: {}", js_error(&e)));
+        |e: JsValue| CopyError::Source(Error::doing(format!("could not download {url}"), e));
     let response: web_sys::Response = JsFuture::from(scope().fetch_with_str(url))
         .await
         .map_err(failed)?
         .unchecked_into();
     if !response.ok() {
-        return Err(CopyError::Source(format!(
+        return Err(CopyError::Source(Error::Other(format!(
             "could not download {url}: the server answered {} {}",
             response.status(),
             response.status_text()
-        )));
+        ))));
     }
     let total = response
         .headers()
@@ -585,13 +592,13 @@ async fn download_with(
         .flatten()
         .and_then(|v| v.parse::<u64>().ok());
     let body = response.body().ok_or_else(|| {
-        CopyError::Source(format!(
+        CopyError::Source(Error::Other(format!(
             "could not download {url}: the response has no body"
-        ))
+        )))
     })?;
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let mut received = 0;
-    let mut last_report = f64::NEG_INFINITY;
+    let mut progress = Throttle::new(Phase::Download);
     loop {
         let chunk = JsFuture::from(reader.read()).await.map_err(failed)?;
         if js_sys::Reflect::get(&chunk, &"done".into())
@@ -608,20 +615,8 @@ async fn download_with(
             return Err(e);
         }
         received += u64::from(value.length());
-        let now = js_sys::Date::now();
-        if now - last_report >= PROGRESS_INTERVAL_MS {
-            last_report = now;
-            post(&Event::Progress {
-                phase: Phase::Download,
-                bytes: received,
-                total,
-            });
-        }
+        progress.report(received, total);
     }
-    post(&Event::Progress {
-        phase: Phase::Download,
-        bytes: received,
-        total: Some(received),
-    });
+    progress.done(received, Some(received));
     Ok(())
 }

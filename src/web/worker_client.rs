@@ -11,6 +11,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
+use crate::web::error::{Error, Result};
 use crate::web::protocol::{from_json, to_json, Event, Failed, Request};
 use crate::web::threads::{self, ThreadPlan};
 
@@ -33,11 +34,12 @@ struct State {
     closures: Vec<Closure<dyn FnMut(web_sys::Event)>>,
 }
 
-type Handler = Rc<dyn Fn(Event)>;
+type Handler = Rc<dyn Fn(Result<Event>)>;
 
 impl WorkerClient {
-    /// Starts a worker whose events go to `on_event`.
-    pub fn start(on_event: impl Fn(Event) + Clone + 'static) -> Result<Self, JsValue> {
+    /// Starts a worker whose events go to `on_event` (a message the page cannot parse as an
+    /// [`Error::Protocol`]).
+    pub fn start(on_event: impl Fn(Result<Event>) + Clone + 'static) -> Result<Self> {
         let state = Rc::new(RefCell::new(State {
             worker: None,
             queued: Some(vec![]),
@@ -69,7 +71,7 @@ impl WorkerClient {
 }
 
 /// Starts the worker `plan` asks for into `state`.
-fn spawn(state: &Rc<RefCell<State>>, plan: ThreadPlan, on_event: Handler) -> Result<(), JsValue> {
+fn spawn(state: &Rc<RefCell<State>>, plan: ThreadPlan, on_event: Handler) -> Result<()> {
     let worker = if plan.threads > 1 {
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
@@ -97,10 +99,10 @@ fn spawn(state: &Rc<RefCell<State>>, plan: ThreadPlan, on_event: Handler) -> Res
                     note: Some(note),
                 };
                 if let Err(e) = spawn(&state, plan, on_event.clone()) {
-                    on_event(Event::Error {
+                    on_event(Ok(Event::Error {
                         failed: Failed::Load,
-                        message: format!("the model worker did not start: {e:?}"),
-                    });
+                        message: format!("the model worker did not start: {e}"),
+                    }));
                 }
             });
             true
@@ -130,11 +132,8 @@ fn spawn(state: &Rc<RefCell<State>>, plan: ThreadPlan, on_event: Handler) -> Res
                     failed: Failed::Load,
                     message,
                 }) if fall_back(message.clone()) => {}
-                Ok(event) => on_event(event),
-                Err(e) => on_event(Event::Error {
-                    failed: Failed::Generate,
-                    message: e.to_string(),
-                }),
+                Ok(event) => on_event(Ok(event)),
+                Err(e) => on_event(Err(Error::Protocol(e))),
             }
         })
     };
@@ -144,10 +143,10 @@ fn spawn(state: &Rc<RefCell<State>>, plan: ThreadPlan, on_event: Handler) -> Res
             .map(|e| e.message())
             .unwrap_or_else(|| "the model worker failed to start".into());
         if !fall_back(message.clone()) {
-            on_event(Event::Error {
+            on_event(Ok(Event::Error {
                 failed: Failed::Load,
                 message: format!("model worker: {message}"),
-            });
+            }));
         }
     });
     worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));

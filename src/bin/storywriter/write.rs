@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use storywriter::data::dataset::read_records;
-use storywriter::data::design::shuffled_round;
+use storywriter::data::design::{plan_round, Display};
 use storywriter::data::params::{load_table, PolicyMix};
 use storywriter::data::records::{new_seed, CandidateRecord};
 use storywriter::data::story::{PlannedCandidate, Story};
@@ -110,7 +110,15 @@ pub fn run(args: WriteArgs, model: &LoadedModel) -> Result<()> {
     loop {
         if story.pending.is_empty() {
             let round_seed: u64 = seeds.random::<u64>() >> 11;
-            let planned = shuffled_round(&table, &table_name, &mix, story.next_step(), round_seed);
+            let step = story.next_step();
+            let planned = plan_round(
+                &table,
+                &table_name,
+                &mix,
+                step,
+                round_seed,
+                Display::Shuffled,
+            );
             let records = generate_round(&mut story, model, &mut pool, &planned)?;
             append(&mut log, &args.log, &records)?;
         }

@@ -1,0 +1,526 @@
+//! The writing area: the story and its title, the hand editor, the prompt and the writing
+//! buttons (with their keys), and the candidate cards of the round being written or decided.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::spawn_local;
+use web_sys::{
+    HtmlButtonElement, HtmlElement, HtmlInputElement, HtmlTextAreaElement, KeyboardEvent,
+};
+
+use super::{click, default_title, with_app, App};
+use crate::data::records::timestamp_now;
+use crate::data::story::{PlannedCandidate, Story};
+use crate::engine::generate::{Generation, GenerationStats};
+use crate::session::candidate_specs;
+use crate::shared::SamplingParams;
+use crate::web::dom::{
+    append, by_testid, clear, document, input, now_ms, on, set_text, show, text_el, textarea,
+    toggle_class,
+};
+use crate::web::idb::StoredStory;
+use crate::web::protocol::Request;
+use crate::web::settings::policy_source;
+
+/// A round being generated.
+struct Running {
+    round: u64,
+    planned: Vec<PlannedCandidate>,
+    started_ms: f64,
+    tokens: Vec<usize>,
+}
+
+/// The writing area's nodes and state.
+pub(super) struct Writing {
+    story: HtmlElement,
+    title: HtmlInputElement,
+    prompt: HtmlTextAreaElement,
+    editor_box: HtmlElement,
+    editor: HtmlTextAreaElement,
+    write: HtmlButtonElement,
+    stop: HtmlButtonElement,
+    regenerate: HtmlButtonElement,
+    undo: HtmlButtonElement,
+    edit: HtmlButtonElement,
+    cards: [HtmlElement; 3],
+    round_stats: HtmlElement,
+    running: RefCell<Option<Running>>,
+    next_round: Cell<u64>,
+    /// Speed of the last finished round, shown on its cards.
+    last_speed: Cell<Option<f64>>,
+}
+
+fn button(id: &str) -> HtmlButtonElement {
+    by_testid(id).unchecked_into()
+}
+
+impl Writing {
+    /// Finds the writing area's nodes.
+    pub(super) fn new() -> Self {
+        Self {
+            story: by_testid("story"),
+            title: input("story-title"),
+            prompt: textarea("prompt"),
+            editor_box: by_testid("story-editor-box"),
+            editor: textarea("story-editor"),
+            write: button("write"),
+            stop: button("stop"),
+            regenerate: button("regenerate"),
+            undo: button("undo"),
+            edit: button("edit-story"),
+            cards: [1, 2, 3].map(|i| by_testid(&format!("candidate-{i}"))),
+            round_stats: by_testid("round-stats"),
+            running: RefCell::default(),
+            next_round: Cell::new(1),
+            last_speed: Cell::default(),
+        }
+    }
+
+    /// Installs the listeners of the buttons, cards, title, editor and keys.
+    pub(super) fn wire(&self, app: &Rc<App>) {
+        click(app, &self.write, |app| app.writing.write(app, true));
+        click(app, &self.regenerate, |app| app.writing.write(app, false));
+        click(app, &self.stop, |app| app.writing.stop(app));
+        click(app, &self.undo, |app| app.change_story(Story::undo));
+        for (index, card) in self.cards.iter().enumerate() {
+            click(app, card, move |app| app.writing.choose(app, index + 1));
+        }
+        on::<web_sys::Event>(
+            &self.title,
+            "change",
+            with_app(app, |app, _| app.writing.rename(app)),
+        );
+        click(app, &self.edit, |app| {
+            let writing = &app.writing;
+            let text = app
+                .state
+                .borrow()
+                .current
+                .as_ref()
+                .map(|c| c.story.text.clone());
+            writing.editor.set_value(&text.unwrap_or_default());
+            show(&writing.editor_box, true);
+        });
+        click(app, &by_testid("cancel-edit"), |app| {
+            show(&app.writing.editor_box, false)
+        });
+        click(app, &by_testid("save-edit"), |app| {
+            let text = app.writing.editor.value();
+            show(&app.writing.editor_box, false);
+            app.change_story(move |story| {
+                story.edit(&text);
+                Ok(())
+            });
+        });
+        on::<KeyboardEvent>(
+            &document(),
+            "keydown",
+            with_app(app, |app, event| key(app, &event)),
+        );
+    }
+
+    /// Whether a round is being generated.
+    pub(super) fn running(&self) -> bool {
+        self.running.borrow().is_some()
+    }
+
+    /// Forgets the speed of the last round (another story is opened).
+    pub(super) fn forget_speed(&self) {
+        self.last_speed.set(None);
+    }
+
+    /// Moves the focus to the prompt.
+    pub(super) fn focus_prompt(&self) {
+        let _ = self.prompt.focus();
+    }
+
+    /// Starts a round: with the prompt's words added to the story (or opening a new one), or,
+    /// for `r` and Regenerate, for the story as it is.
+    fn write(&self, app: &Rc<App>, use_prompt: bool) {
+        if self.running() || app.state.borrow().model.is_none() {
+            return;
+        }
+        let addition = if use_prompt {
+            self.prompt.value()
+        } else {
+            String::new()
+        };
+        let stored = {
+            let mut state = app.state.borrow_mut();
+            let current = match state.current.as_mut() {
+                Some(current) => {
+                    if !addition.is_empty() {
+                        let text = format!("{}{}", current.story.text, addition);
+                        current.story.edit(&text);
+                    }
+                    current
+                }
+                None => {
+                    if addition.trim().is_empty() {
+                        drop(state);
+                        return app.notice("Write an opening first.");
+                    }
+                    state.current.insert(StoredStory {
+                        title: default_title(&addition),
+                        updated_at: timestamp_now(),
+                        story: Story::new(&addition),
+                    })
+                }
+            };
+            current.updated_at = timestamp_now();
+            current.clone()
+        };
+        let planned = match app.settings.plan(stored.story.next_step()) {
+            Ok(planned) => planned,
+            Err(e) => return app.notice(&format!("Check the manual overrides in Settings: {e}")),
+        };
+        let round = self.next_round.get();
+        self.next_round.set(round + 1);
+        *self.running.borrow_mut() = Some(Running {
+            round,
+            tokens: vec![0; planned.len()],
+            planned: planned.clone(),
+            started_ms: now_ms(),
+        });
+        self.prompt.set_value("");
+        app.notice("");
+        app.render_all();
+        let app = app.clone();
+        spawn_local(async move {
+            // The opening (or the writer's added words) is saved before generation starts.
+            app.save(&stored).await;
+            let request = Request::Generate {
+                round,
+                text: stored.story.text.clone(),
+                known: stored.story.token_prefix(),
+                candidates: candidate_specs(&planned),
+            };
+            app.send(&request, &JsValue::UNDEFINED);
+        });
+    }
+
+    /// Stops the round being generated: the worker is terminated (generation cannot be
+    /// interrupted from outside while it runs) and a new one reloads the model from the cache.
+    fn stop(&self, app: &Rc<App>) {
+        let Some(running) = self.running.borrow_mut().take() else {
+            return;
+        };
+        // The worker ends the round at its next step and keeps the model and its caches; the
+        // round's last event is then ignored (it is no longer running).
+        app.send(
+            &Request::Stop {
+                round: running.round,
+            },
+            &JsValue::UNDEFINED,
+        );
+        app.notice("Stopped; nothing was recorded for that round.");
+        self.render_cards(app);
+        self.update_buttons(app);
+    }
+
+    /// Forgets the round being written (its worker was replaced).
+    pub(super) fn forget_round(&self, app: &Rc<App>) {
+        if self.running.borrow_mut().take().is_some() {
+            self.render_cards(app);
+            self.update_buttons(app);
+        }
+    }
+
+    /// Takes candidate `index` (1-based) of the round waiting for a choice.
+    fn choose(&self, app: &Rc<App>, index: usize) {
+        let record_id = {
+            let state = app.state.borrow();
+            let Some(current) = state.current.as_ref() else {
+                return;
+            };
+            match current.story.pending_records().get(index - 1) {
+                Some(record) => record.record_id.clone(),
+                None => return,
+            }
+        };
+        app.change_story(move |story| story.choose(&record_id, "human").map(drop));
+    }
+
+    /// Saves the title field as the open story's title (its first words when emptied).
+    fn rename(&self, app: &Rc<App>) {
+        let title = self.title.value();
+        let stored = {
+            let mut state = app.state.borrow_mut();
+            let Some(current) = state.current.as_mut() else {
+                return;
+            };
+            current.title = if title.trim().is_empty() {
+                default_title(&current.story.text)
+            } else {
+                title
+            };
+            current.updated_at = timestamp_now();
+            current.clone()
+        };
+        let app = app.clone();
+        spawn_local(async move {
+            app.save(&stored).await;
+        });
+    }
+
+    /// Shows a token of the running round on its card, with the candidate's speed.
+    pub(super) fn token(&self, round: u64, candidate: usize, text: &str) {
+        let speed = {
+            let mut running = self.running.borrow_mut();
+            let Some(running) = running.as_mut().filter(|r| r.round == round) else {
+                return;
+            };
+            let Some(count) = running.tokens.get_mut(candidate) else {
+                return;
+            };
+            *count += 1;
+            let seconds = (now_ms() - running.started_ms) / 1000.0;
+            (seconds > 0.0).then(|| *count as f64 / seconds)
+        };
+        let Some(card) = self.cards.get(candidate) else {
+            return;
+        };
+        if let Some(body) = part(card, "text") {
+            let _ = body.append_with_str_1(text);
+        }
+        if let (Some(meta), Some(speed)) = (part(card, "meta"), speed) {
+            set_text(&meta, &format!("{speed:.1} tok/s · generating…"));
+        }
+    }
+
+    /// Records a finished round in the open story, saves it and shows its candidates.
+    pub(super) fn round_done(
+        &self,
+        app: &Rc<App>,
+        round: u64,
+        input_ids: &[u32],
+        generation: &Generation,
+    ) {
+        self.show_round_stats(round, generation.candidates.len(), &generation.stats);
+        let Some(running) = self.running.take().filter(|r| r.round == round) else {
+            return;
+        };
+        let tokens = generation.stats.generated_tokens as f64;
+        let seconds = generation.stats.prefill_s + generation.stats.decode_s;
+        self.last_speed
+            .set((seconds > 0.0).then(|| tokens / seconds));
+        let stored = {
+            let mut state = app.state.borrow_mut();
+            let super::State { model, current, .. } = &mut *state;
+            let (Some(model), Some(current)) = (model.as_ref(), current.as_mut()) else {
+                return;
+            };
+            let added =
+                current
+                    .story
+                    .add_round(input_ids, &running.planned, &generation.candidates, model);
+            if let Err(e) = added {
+                drop(state);
+                return app.notice(&format!("The round could not be recorded: {e}"));
+            }
+            current.updated_at = timestamp_now();
+            current.clone()
+        };
+        let app = app.clone();
+        spawn_local(async move {
+            app.save(&stored).await;
+            app.render_all();
+        });
+    }
+
+    /// The running round failed in the worker.
+    pub(super) fn failed(&self, app: &Rc<App>, message: &str) {
+        self.running.take();
+        app.notice(&format!("Generation failed: {message}"));
+        self.update_buttons(app);
+        self.render_cards(app);
+    }
+
+    /// Shows how long a round's prompt and decoding took; the figures are also in `data-*`
+    /// attributes (round, candidates, prompt-tokens, prefill-s, generated-tokens, decode-steps,
+    /// decode-s, threads) for benchmarks; the worker's threads end the line.
+    fn show_round_stats(&self, round: u64, candidates: usize, stats: &GenerationStats) {
+        let rate = |tokens: usize, seconds: f64| {
+            if seconds > 0.0 {
+                tokens as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        let (threads, threads_text) = crate::web::threads::describe();
+        let line = format!(
+            "Last round: prompt {} tokens in {:.2} s ({:.1} tok/s) · {} {}, {} tokens in {:.2} s ({:.1} tok/s, {:.1} per candidate) · {}",
+            stats.prompt_tokens,
+            stats.prefill_s,
+            rate(stats.prompt_tokens, stats.prefill_s),
+            candidates,
+            if candidates == 1 { "candidate" } else { "candidates" },
+            stats.generated_tokens,
+            stats.decode_s,
+            rate(stats.generated_tokens, stats.decode_s),
+            rate(stats.generated_tokens, stats.decode_s) / candidates.max(1) as f64,
+            threads_text,
+        );
+        set_text(&self.round_stats, &line);
+        for (name, value) in [
+            ("round", round.to_string()),
+            ("candidates", candidates.to_string()),
+            ("prompt-tokens", stats.prompt_tokens.to_string()),
+            ("prefill-s", stats.prefill_s.to_string()),
+            ("generated-tokens", stats.generated_tokens.to_string()),
+            ("decode-steps", stats.decode_steps.to_string()),
+            ("decode-s", stats.decode_s.to_string()),
+            ("threads", threads.to_string()),
+        ] {
+            let _ = self
+                .round_stats
+                .set_attribute(&format!("data-{name}"), &value);
+        }
+    }
+
+    /// Shows the open story, its title (unless the writer is typing one), the cards and the
+    /// buttons.
+    pub(super) fn render(&self, app: &Rc<App>) {
+        let (title, text) = app
+            .state
+            .borrow()
+            .current
+            .as_ref()
+            .map(|c| (c.title.clone(), c.story.text.clone()))
+            .unwrap_or_default();
+        set_text(&self.story, &text);
+        if document().active_element().as_ref() != Some(self.title.as_ref()) {
+            self.title.set_value(&title);
+        }
+        self.render_cards(app);
+        self.update_buttons(app);
+    }
+
+    /// Enables the buttons that can act now.
+    pub(super) fn update_buttons(&self, app: &App) {
+        let state = app.state.borrow();
+        let ready = state.model.is_some();
+        let running = self.running();
+        let story = state.current.as_ref().map(|c| &c.story);
+        let set = |button: &HtmlButtonElement, enabled: bool| button.set_disabled(!enabled);
+        set(&self.write, ready && !running);
+        set(&self.stop, running);
+        set(&self.regenerate, ready && !running && story.is_some());
+        set(
+            &self.undo,
+            !running && story.is_some_and(|s| !s.path.is_empty()),
+        );
+        set(&self.edit, !running && story.is_some());
+    }
+
+    /// The cards: the running round's plan, or the candidates waiting for a choice (those
+    /// chosen before marked).
+    fn render_cards(&self, app: &App) {
+        let state = app.state.borrow();
+        let running = self.running.borrow();
+        let pending = state
+            .current
+            .as_ref()
+            .map(|c| c.story.pending_records())
+            .unwrap_or_default();
+        for (index, card) in self.cards.iter().enumerate() {
+            toggle_class(card, "chosen-before", false);
+            if let Some(running) = &*running {
+                match running.planned.get(index) {
+                    Some(planned) => fill_card(card, index + 1, planned, "", "waiting…"),
+                    None => empty_card(card),
+                }
+                continue;
+            }
+            let Some(record) = pending.get(index) else {
+                empty_card(card);
+                continue;
+            };
+            let planned = PlannedCandidate {
+                params: record.params.clone(),
+                policy: record.policy.clone(),
+                param_table: record.param_table.clone(),
+                seed: record.seed,
+                design: None,
+            };
+            let speed = self
+                .last_speed
+                .get()
+                .map(|s| format!("{s:.1} tok/s (round) · "))
+                .unwrap_or_default();
+            let finish = serde_json::to_value(record.finish_reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let meta = format!(
+                "{speed}{} tokens · {finish} · press {}",
+                record.output_ids.len(),
+                index + 1
+            );
+            fill_card(card, index + 1, &planned, &record.output_text, &meta);
+            toggle_class(card, "chosen-before", record.chosen);
+        }
+    }
+}
+
+/// The keys: 1, 2, 3 choose, r regenerates, u undoes, Escape stops (not while typing).
+fn key(app: &Rc<App>, event: &KeyboardEvent) {
+    if event.ctrl_key() || event.meta_key() || event.alt_key() {
+        return;
+    }
+    let typing = event
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        .is_some_and(|t| matches!(t.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT"));
+    if typing {
+        return;
+    }
+    let writing = &app.writing;
+    match event.key().as_str() {
+        "1" => writing.choose(app, 1),
+        "2" => writing.choose(app, 2),
+        "3" => writing.choose(app, 3),
+        "r" => writing.write(app, false),
+        "u" => app.change_story(Story::undo),
+        "Escape" => writing.stop(app),
+        _ => return,
+    }
+    event.prevent_default();
+}
+
+fn part(card: &HtmlElement, class: &str) -> Option<web_sys::Element> {
+    card.query_selector(&format!(".{class}")).ok().flatten()
+}
+
+fn params_line(params: &SamplingParams) -> String {
+    format!(
+        "temperature {:.2} · top-k {} · top-p {:.2} · typical-p {:.2} · repetition {:.2} · max {} tokens",
+        params.temperature,
+        params.top_k,
+        params.top_p,
+        params.typical_p,
+        params.repetition_penalty,
+        params.max_new_tokens
+    )
+}
+
+fn fill_card(card: &HtmlElement, index: usize, planned: &PlannedCandidate, text: &str, meta: &str) {
+    clear(card);
+    toggle_class(card, "empty", false);
+    append(card, &text_el("div", "head", &format!("Candidate {index}")));
+    let source = policy_source(&planned.policy, planned.param_table.as_deref());
+    append(card, &text_el("div", "source", &source));
+    append(
+        card,
+        &text_el("div", "params", &params_line(&planned.params)),
+    );
+    append(card, &text_el("div", "text", text));
+    append(card, &text_el("div", "meta", meta));
+}
+
+fn empty_card(card: &HtmlElement) {
+    clear(card);
+    toggle_class(card, "empty", true);
+}
