@@ -117,6 +117,8 @@ pub fn run() {
         }
     });
     app.settings.restore();
+    // The app lives as long as the page: its listeners hold only `Weak`s of it.
+    std::mem::forget(Rc::clone(&app));
     spawn_local(async move {
         StoryList::open_db(&app).await;
         app.models.load_index(&app).await;
