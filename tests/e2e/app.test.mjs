@@ -744,6 +744,10 @@ test('the page stays responsive while the worker generates', { timeout: TEST_TIM
   await page.locator(byTestId('stop')).click();
   // A stopped round records nothing: wait until the page is idle again.
   await page.waitForFunction(() => document.querySelector('[data-testid="stop"]')?.disabled === true);
+  // The worker stopped the round and kept its model: nothing is loaded again, and the next
+  // round can start at once.
+  assert.match(await text('model-status'), /^Model ready/);
+  assert.equal(await page.locator(byTestId('write')).isDisabled(), false);
   const probe = await page.evaluate(() => {
     window.__probe.done = true;
     return window.__probe;
