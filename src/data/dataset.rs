@@ -15,6 +15,7 @@ use std::io::BufRead;
 use serde::{Deserialize, Serialize};
 
 use crate::data::events::{supersedes, OUTCOME_FIELDS};
+use crate::data::jsonl::{field_table, json_line, jsonl_typed_first, rounds};
 use crate::data::records::{is_known_schema, CandidateRecord, RECORD_SCHEMA, RECORD_SCHEMA_V1};
 use crate::data::unpaired::{
     add_unpaired_to_card, unpaired_examples, unpaired_jsonl, UNPAIRED_FILE,
@@ -464,59 +465,6 @@ pub fn record_json_line(record: &CandidateRecord) -> String {
     json_line(record)
 }
 
-fn json_line(value: &impl Serialize) -> String {
-    // Cannot fail: every map key is a string, and serde_json writes non-finite floats as null.
-    let mut line = serde_json::to_string(value).expect("records serialize to JSON");
-    line.push('\n');
-    line
-}
-
-/// The fields of a JSON value that have a type Arrow can infer: non-null scalars and non-empty
-/// lists, as paths (`params.top_k`, `logprobs[]`).
-fn typed_paths(prefix: &str, value: &serde_json::Value, paths: &mut Vec<String>) {
-    use serde_json::Value;
-    match value {
-        Value::Null => {}
-        Value::Object(map) => {
-            for (key, value) in map {
-                typed_paths(&format!("{prefix}.{key}"), value, paths);
-            }
-        }
-        Value::Array(items) => {
-            let path = format!("{prefix}[]");
-            for item in items {
-                typed_paths(&path, item, paths);
-            }
-        }
-        _ => paths.push(prefix.to_string()),
-    }
-}
-
-/// JSON Lines, one row per item in order, except that the few rows that first give each field
-/// a type (a non-null value, a non-empty list) come first. `datasets` fixes a file's schema from
-/// its first block (10 MB), and a column that is all null or all empty lists there fails to
-/// cast once values appear further down.
-pub(crate) fn jsonl_typed_first<T: Serialize>(rows: &[T]) -> String {
-    let mut typed = BTreeSet::new();
-    let (mut leaders, mut others) = (Vec::new(), Vec::new());
-    for row in rows {
-        let mut paths = Vec::new();
-        if let Ok(value) = serde_json::to_value(row) {
-            typed_paths("", &value, &mut paths);
-        }
-        let mut gives_a_type = false;
-        for path in paths {
-            gives_a_type |= typed.insert(path);
-        }
-        if gives_a_type {
-            leaders.push(row);
-        } else {
-            others.push(row);
-        }
-    }
-    leaders.into_iter().chain(others).map(json_line).collect()
-}
-
 /// Records as JSON Lines for `datasets`: one object per line with every field present in every
 /// row (absent values as `null`) and always the same JSON type, so that Arrow infers a single
 /// schema. Rows keep their order, except that the few rows that first give a field a value (a
@@ -556,50 +504,6 @@ pub struct PreferencePair {
     pub chosen_by: String,
     /// The model that generated the chosen candidate.
     pub model: ModelIdentity,
-}
-
-/// The candidates generated for one story step from one parent (several generation rounds
-/// when the writer asked again), in candidate order.
-pub(crate) struct Round<'a> {
-    pub(crate) records: Vec<&'a CandidateRecord>,
-}
-
-impl Round<'_> {
-    pub(crate) fn chosen(&self) -> Vec<&CandidateRecord> {
-        self.records.iter().copied().filter(|r| r.chosen).collect()
-    }
-}
-
-pub(crate) type RoundKey<'a> = (&'a str, u32, Option<&'a str>);
-
-/// Groups records by story, step and parent, sorted by these; a repeated `record_id` is taken
-/// once.
-pub(crate) fn rounds(records: &[CandidateRecord]) -> BTreeMap<RoundKey<'_>, Round<'_>> {
-    let mut rounds: BTreeMap<RoundKey<'_>, Round<'_>> = BTreeMap::new();
-    let mut seen = BTreeSet::new();
-    for record in records {
-        if !seen.insert(record.record_id.as_str()) {
-            continue;
-        }
-        let key = (
-            record.story_id.as_str(),
-            record.step,
-            record.parent_record_id.as_deref(),
-        );
-        rounds
-            .entry(key)
-            .or_insert_with(|| Round {
-                records: Vec::new(),
-            })
-            .records
-            .push(record);
-    }
-    for round in rounds.values_mut() {
-        round
-            .records
-            .sort_by(|a, b| (a.candidate, &a.record_id).cmp(&(b.candidate, &b.record_id)));
-    }
-    rounds
 }
 
 /// Why a chosen/other couple of a round gives no pair.
@@ -847,13 +751,6 @@ fn mean_std(values: &[f64]) -> String {
     let mean = values.iter().sum::<f64>() / n;
     let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
     format!("{mean:.3} ± {:.3}", variance.sqrt())
-}
-
-pub(crate) fn field_table(out: &mut String, fields: &[(&str, &str, &str)]) {
-    out.push_str("| field | type | description |\n|---|---|---|\n");
-    for (name, kind, description) in fields {
-        out.push_str(&format!("| `{name}` | {kind} | {description} |\n"));
-    }
 }
 
 /// The dataset card (`README.md`): YAML front matter with the two configs (`records`,

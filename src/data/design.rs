@@ -13,8 +13,23 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use crate::data::params::{candidate_params, Param, Policy, PolicyMix, StepParams, StepTable};
-use crate::data::story::PlannedCandidate;
 use crate::shared::SamplingParams;
+
+/// A candidate to generate: its parameters, the policy that produced them, and its seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedCandidate {
+    /// Sampling parameters.
+    pub params: SamplingParams,
+    /// Name of the policy that produced them (`step-mean`, `manual`, …).
+    pub policy: String,
+    /// The per-step table the policy read, when it read one (recorded with the candidate).
+    pub param_table: Option<String>,
+    /// RNG seed (< 2^53).
+    pub seed: u64,
+    /// Display position, mix slot and propensity (see [`crate::data::design`]); `None` leaves
+    /// those record fields empty.
+    pub design: Option<CandidateDesign>,
+}
 
 /// Seeds and ids stay below 2^53 (exact in JavaScript and Arrow).
 const SEED_MASK: u64 = (1 << 53) - 1;

@@ -5,6 +5,7 @@
 pub mod dataset;
 pub mod design;
 pub mod events;
+pub mod jsonl;
 pub mod params;
 pub mod records;
 pub mod stats;

@@ -124,3 +124,25 @@ pub fn timestamp_now() -> String {
         .unwrap_or_default();
     humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + since_epoch).to_string()
 }
+
+/// Milliseconds from `start` to `end` (RFC 3339 timestamps); `None` if either is missing or
+/// unreadable, or `end` is earlier.
+pub fn millis_between(start: &str, end: &Option<String>) -> Option<u64> {
+    let start = humantime::parse_rfc3339_weak(start.trim_end_matches('Z')).ok()?;
+    let end = humantime::parse_rfc3339_weak(end.as_deref()?.trim_end_matches('Z')).ok()?;
+    end.duration_since(start).ok().map(|d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milliseconds_between_timestamps() {
+        let end = Some("2026-12-03T10:00:01.250Z".to_string());
+        assert_eq!(millis_between("2026-12-03T10:00:00.000Z", &end), Some(1250));
+        assert_eq!(millis_between("2026-12-03T10:00:02.000Z", &end), None);
+        assert_eq!(millis_between("garbage", &end), None);
+        assert_eq!(millis_between("2026-12-03T10:00:00.000Z", &None), None);
+    }
+}

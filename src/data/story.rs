@@ -11,10 +11,10 @@ use std::collections::hash_map::{Entry, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::design::CandidateDesign;
+pub use crate::data::design::PlannedCandidate;
 use crate::data::records::{new_id, timestamp_now, CandidateRecord, RECORD_SCHEMA};
 use crate::error::{Error, Result};
-use crate::shared::{Candidate, FinishReason, ModelIdentity, SamplingParams};
+use crate::shared::{Candidate, FinishReason, ModelIdentity};
 
 /// The app name and version written into every record.
 pub const APP_VERSION: &str = concat!("storywriter ", env!("CARGO_PKG_VERSION"));
@@ -43,22 +43,6 @@ pub struct TokenPrefix {
     pub text_len: usize,
     /// The ids (the model's window: a long story's oldest tokens may be cut).
     pub ids: Vec<u32>,
-}
-
-/// A candidate to generate: its parameters, the policy that produced them, and its seed.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PlannedCandidate {
-    /// Sampling parameters.
-    pub params: SamplingParams,
-    /// Name of the policy that produced them (`step-mean`, `manual`, …).
-    pub policy: String,
-    /// The per-step table the policy read, when it read one (recorded with the candidate).
-    pub param_table: Option<String>,
-    /// RNG seed (< 2^53).
-    pub seed: u64,
-    /// Display position, mix slot and propensity (see [`crate::data::design`]); `None` leaves
-    /// those record fields empty.
-    pub design: Option<CandidateDesign>,
 }
 
 impl Story {
@@ -171,7 +155,7 @@ impl Story {
         record.chosen_by = Some(by.to_string());
         record.chosen_at = Some(timestamp_now());
         record.decision_ms =
-            crate::data::events::millis_between(&record.created_at, &record.chosen_at);
+            crate::data::records::millis_between(&record.created_at, &record.chosen_at);
         self.text = format!("{}{}", record.input_text, record.output_text);
         self.path.push(record_id.to_string());
         let latest = self

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::dataset::{field_table, jsonl_typed_first, rounds};
+use crate::data::jsonl::{field_table, jsonl_typed_first, rounds};
 use crate::data::records::CandidateRecord;
 use crate::shared::SamplingParams;
 
