@@ -84,6 +84,10 @@ pub struct Settings {
     pub source: TableSource,
     /// Manual overrides.
     pub overrides: Overrides,
+    /// Whether the cards of a round are shown in a seeded random order of their policies (so
+    /// that a preference for a place on the page cannot pass for one for a policy), or in the
+    /// order of the policies above.
+    pub shuffle: bool,
 }
 
 impl Default for Settings {
@@ -96,14 +100,15 @@ impl Default for Settings {
             table: StepTable::bundled(),
             source: TableSource::Bundled,
             overrides: Overrides::default(),
+            shuffle: true,
         }
     }
 }
 
 impl Settings {
     /// Plans the candidates of `step` ([`plan_round`] from a fresh seed): parameters from the
-    /// first [`Settings::candidates`] policies, then the overrides, which make the policy
-    /// `manual`. Fails when an override is invalid or the number of candidates is not 1 to the
+    /// first [`Settings::candidates`] policies, shown in a shuffled order when
+    /// [`Settings::shuffle`] is on, then the overrides, which make the policy `manual`. Fails when an override is invalid or the number of candidates is not 1 to the
     /// number of policies.
     pub fn plan(&self, step: u32) -> crate::Result<Vec<PlannedCandidate>> {
         let policies = self.mix.policies.len();
@@ -114,16 +119,24 @@ impl Settings {
             )));
         }
         let manual = self.overrides.any();
+        let mix = PolicyMix {
+            policies: self.mix.policies[..self.candidates].to_vec(),
+            ..self.mix.clone()
+        };
+        let display = if self.shuffle {
+            Display::Shuffled
+        } else {
+            Display::InMixOrder
+        };
         plan_round(
             &self.table,
             &self.source.label(),
-            &self.mix,
+            &mix,
             step,
             new_seed(),
-            Display::InMixOrder,
+            display,
         )
         .into_iter()
-        .take(self.candidates)
         .map(|mut planned| {
             if manual {
                 planned.params = self.overrides.apply(planned.params);
@@ -162,6 +175,9 @@ pub struct SavedSettings {
     /// Candidates per step (missing from settings saved before it was kept here).
     #[serde(default)]
     pub candidates: Option<usize>,
+    /// Whether the cards are shuffled (missing from settings saved before it existed: on).
+    #[serde(default)]
+    pub shuffle: Option<bool>,
 }
 
 impl Default for SavedSettings {
@@ -173,6 +189,7 @@ impl Default for SavedSettings {
             table_url: String::new(),
             overrides: vec![],
             candidates: None,
+            shuffle: None,
         }
     }
 }
@@ -233,8 +250,49 @@ mod tests {
     #[test]
     fn plan_gives_three_candidates_with_policies() {
         let planned = Settings::default().plan(1).unwrap();
-        let policies: Vec<&str> = planned.iter().map(|p| p.policy.as_str()).collect();
+        let mut policies: Vec<&str> = planned.iter().map(|p| p.policy.as_str()).collect();
+        policies.sort();
         assert_eq!(policies, ["step-mean", "step-sample", "step-sample"]);
+    }
+
+    /// Shuffled rounds show the policies in every order, each recorded (position and slot);
+    /// unshuffled ones in the settings' order.
+    #[test]
+    fn plan_shuffles_the_cards_and_records_where_each_went() {
+        let settings = Settings::default();
+        let mut orders = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let planned = settings.plan(2).unwrap();
+            let slots: Vec<u32> = planned
+                .iter()
+                .enumerate()
+                .map(|(index, p)| {
+                    let design = p.design.unwrap();
+                    assert_eq!(design.display_position, index as u32 + 1);
+                    design.mix_slot
+                })
+                .collect();
+            let slot_of_mean = planned
+                .iter()
+                .position(|p| p.policy == "step-mean")
+                .unwrap();
+            assert_eq!(slots[slot_of_mean], 1);
+            orders.insert(slots);
+        }
+        assert_eq!(orders.len(), 6, "{orders:?}");
+        let in_order = Settings {
+            shuffle: false,
+            ..Settings::default()
+        };
+        for _ in 0..10 {
+            let slots: Vec<u32> = in_order
+                .plan(2)
+                .unwrap()
+                .iter()
+                .map(|p| p.design.unwrap().mix_slot)
+                .collect();
+            assert_eq!(slots, [1, 2, 3]);
+        }
     }
 
     #[test]
@@ -247,12 +305,13 @@ mod tests {
         assert_eq!(planned.len(), 1);
         assert_eq!(planned[0].policy, "step-mean");
         settings.candidates = 2;
-        let policies: Vec<String> = settings
+        let mut policies: Vec<String> = settings
             .plan(1)
             .unwrap()
             .into_iter()
             .map(|p| p.policy)
             .collect();
+        policies.sort();
         assert_eq!(policies, ["step-mean", "step-sample"]);
         for bad in [0, 4] {
             settings.candidates = bad;

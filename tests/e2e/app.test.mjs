@@ -294,12 +294,25 @@ storyStep('Export downloads records.jsonl: three candidates per round, the picks
   assert.equal(records.length, 9);
   for (const round of rounds.values()) {
     assert.deepEqual(round.map((r) => r.candidate).sort(), [1, 2, 3]);
+    // Shown where the candidate number says; the policies' slots shuffled by a recorded seed.
+    assert.deepEqual(round.map((r) => r.display_position), round.map((r) => r.candidate));
+    assert.deepEqual(round.map((r) => r.mix_slot).sort(), [1, 2, 3]);
+    assert.equal(new Set(round.map((r) => r.order_seed)).size, 1);
+    assert.equal(typeof round[0].order_seed, 'number');
     for (const record of round) {
-      assert.equal(record.schema, 'storywriter.record/1');
+      assert.equal(record.schema, 'storywriter.record/2');
       assert.equal(typeof record.output_text, 'string');
       assert.equal(record.output_ids.length, record.logprobs.length);
+      // step-mean is deterministic; step-sample knows the density of its draw.
+      assert.equal(typeof record.log_propensity, 'number', `${record.policy}: log_propensity`);
+      assert.equal(typeof record.decision_ms === 'number', record.chosen, 'decision_ms only on the pick');
     }
   }
+  // The first step-2 round was regenerated with r: all its candidates rejected, at one time.
+  const rejected = records.filter((r) => r.rejected_all_at);
+  assert.deepEqual(rejected.map((r) => r.step), [2, 2, 2]);
+  assert.equal(new Set(rejected.map((r) => r.rejected_all_at)).size, 1);
+  assert.ok(rejected.every((r) => !r.chosen));
   const chosen = records.filter((r) => r.chosen);
   // Candidate 2 at step 1; candidate 3 of the regenerated step-2 round (then undone: undo keeps
   // the branch in the records).
@@ -317,6 +330,11 @@ storyStep('Export downloads records.jsonl: three candidates per round, the picks
   assert.equal(step1.input_text, PROMPT);
   assert.equal(step1.output_text, firstRound[1]);
 });
+
+/** The source line of the step-mean candidate's card. */
+async function stepMeanSource() {
+  return (await cardParts('source')).find((source) => source.startsWith('step-mean: ')) ?? '';
+}
 
 /** The story text of `target`. */
 async function storyText(target = page) {
@@ -436,11 +454,13 @@ storyStep('settings: policies and a manual override decide the next round, show 
   await page.locator(byTestId('policy-2')).selectOption('coupled-random');
   await page.locator(byTestId('policy-3')).selectOption('step-mean');
   await newRound();
+  // The cards come in a shuffled order (recorded): find each policy's card.
   let sources = await cardParts('source');
-  assert.match(sources[0], /^fixed: fixed parameters/);
-  assert.match(sources[1], /^coupled-random: .*\(bundled table\)/);
-  assert.match(sources[2], /^step-mean: .*\(bundled table\)/);
-  const fixedParams = (await cardParts('params'))[0];
+  const cardOf = (policy) => sources.findIndex((source) => source.startsWith(`${policy}: `));
+  assert.match(sources[cardOf('fixed')] ?? '', /^fixed: fixed parameters/);
+  assert.match(sources[cardOf('coupled-random')] ?? '', /^coupled-random: .*\(bundled table\)/);
+  assert.match(sources[cardOf('step-mean')] ?? '', /^step-mean: .*\(bundled table\)/);
+  const fixedParams = (await cardParts('params'))[cardOf('fixed')];
 
   // A manual override applies to every candidate, recorded as "manual".
   await page.locator(byTestId('override-temperature')).fill('0.5');
@@ -462,11 +482,23 @@ storyStep('settings: policies and a manual override decide the next round, show 
   await page.locator(byTestId('override-temperature')).fill('');
   await newRound();
   sources = await cardParts('source');
-  assert.match(sources[0], /^fixed: /);
-  assert.match(sources[1], /^coupled-random: /);
-  assert.match(sources[2], /^step-mean: /);
+  assert.deepEqual(sources.map((source) => source.replace(/:.*/, '')).sort(), ['coupled-random', 'fixed', 'step-mean']);
   // The fixed policy gives the same parameters every round.
-  assert.equal((await cardParts('params'))[0], fixedParams);
+  assert.equal((await cardParts('params'))[cardOf('fixed')], fixedParams);
+
+  // Unshuffled, the cards follow the policies' order; the choice survives a reload.
+  await page.locator(byTestId('shuffle-cards')).uncheck();
+  await page.reload();
+  await waitForModel();
+  await waitForCandidates();
+  await openSettings();
+  assert.equal(await page.locator(byTestId('shuffle-cards')).isChecked(), false);
+  for (let round = 0; round < 3; round++) {
+    await newRound();
+    sources = await cardParts('source');
+    assert.deepEqual(sources.map((source) => source.replace(/:.*/, '')), ['fixed', 'coupled-random', 'step-mean']);
+  }
+  await page.locator(byTestId('shuffle-cards')).check();
 });
 
 storyStep('the parameter table: a bad URL is refused with a clear message, a good URL and my own choices are used', async () => {
@@ -483,7 +515,7 @@ storyStep('the parameter table: a bad URL is refused with a clear message, a goo
   console.log(`table-status (missing URL): ${status}`);
   assert.match(status, /^Table not changed: models\/no-such-table\.json: the server answered 404/);
   await newRound();
-  assert.match((await cardParts('source'))[2], /\(bundled table\)$/);
+  assert.match(await stepMeanSource(), /\(bundled table\)$/);
   // A file that is not a table (the corrupt model): refused, naming the file.
   status = await useTable('url', 'models/corrupt.gguf');
   console.log(`table-status (not a table): ${status}`);
@@ -492,7 +524,7 @@ storyStep('the parameter table: a bad URL is refused with a clear message, a goo
   status = await useTable('url', 'params/steps.json');
   assert.match(status, /^Using the table from params\/steps\.json\./);
   await newRound();
-  assert.match((await cardParts('source'))[2], /\(table from params\/steps\.json\)$/);
+  assert.match(await stepMeanSource(), /\(table from params\/steps\.json\)$/);
   // Learned from the choices made so far (steps 1 and 2, on both branches).
   status = await useTable('learned');
   assert.match(status, /^Using the table learned from my [1-9]\d* choices\./);

@@ -41,6 +41,7 @@ pub(super) struct SettingsPanel {
     panel: HtmlElement,
     policies: [HtmlSelectElement; 3],
     candidates: HtmlSelectElement,
+    shuffle: HtmlInputElement,
     table_source: HtmlSelectElement,
     table_url: HtmlInputElement,
     table_status: HtmlElement,
@@ -62,6 +63,7 @@ impl SettingsPanel {
             panel: by_testid("settings"),
             policies: [1, 2, 3].map(|i| select(&format!("policy-{i}"))),
             candidates: select("candidates-per-step"),
+            shuffle: input("shuffle-cards"),
             table_source: select("table-source"),
             table_url: input("table-url"),
             table_status: by_testid("table-status"),
@@ -93,6 +95,12 @@ impl SettingsPanel {
         }
         let changed = with_app(app, |app, _: web_sys::Event| app.settings.read_candidates());
         on(&self.candidates, "change", changed);
+        let changed = with_app(app, |app, _: web_sys::Event| {
+            let panel = &app.settings;
+            panel.settings.borrow_mut().shuffle = panel.shuffle.checked();
+            panel.save();
+        });
+        on(&self.shuffle, "change", changed);
         click(app, &by_testid("table-apply"), |app| {
             let app = app.clone();
             spawn_local(async move { app.settings.apply_table(&app).await });
@@ -132,6 +140,7 @@ impl SettingsPanel {
                     settings.candidates = count;
                 }
             }
+            settings.shuffle = saved.shuffle.unwrap_or(true);
         }
         self.restore_table.set(saved.table != "bundled");
         self.table_source.set_value(&saved.table);
@@ -169,6 +178,7 @@ impl SettingsPanel {
             },
             overrides: self.overrides.iter().map(|field| field.value()).collect(),
             candidates: Some(settings.candidates),
+            shuffle: Some(settings.shuffle),
         };
         if let (Some(storage), Ok(json)) = (local_storage(), serde_json::to_string(&saved)) {
             let _ = storage.set_item(SETTINGS_KEY, &json);
@@ -192,6 +202,7 @@ impl SettingsPanel {
             select.set_disabled(index >= settings.candidates);
         }
         self.candidates.set_value(&settings.candidates.to_string());
+        self.shuffle.set_checked(settings.shuffle);
         set_text(&self.table_status, &settings.source.label());
     }
 

@@ -110,7 +110,10 @@ impl Writing {
             let text = app.writing.editor.value();
             show(&app.writing.editor_box, false);
             app.change_story(move |story| {
-                story.edit(&text);
+                // Pending candidates left for a hand edit are rejected, all of them; the edit
+                // is recorded on the last picked candidate.
+                story.reject_all();
+                story.edit_after_pick(&text);
                 Ok(())
             });
         });
@@ -151,9 +154,12 @@ impl Writing {
             let mut state = app.state.borrow_mut();
             let current = match state.current.as_mut() {
                 Some(current) => {
+                    // A new round while one waits for a pick (r, or words added) rejects all
+                    // of its candidates; added words are an edit after the last pick.
+                    current.story.reject_all();
                     if !addition.is_empty() {
                         let text = format!("{}{}", current.story.text, addition);
-                        current.story.edit(&text);
+                        current.story.edit_after_pick(&text);
                     }
                     current
                 }
@@ -201,8 +207,8 @@ impl Writing {
         });
     }
 
-    /// Stops the round being generated: the worker is terminated (generation cannot be
-    /// interrupted from outside while it runs) and a new one reloads the model from the cache.
+    /// Stops the round being generated: the worker ends it at its next step and keeps the model
+    /// and the story's cache; nothing of the round is recorded.
     fn stop(&self, app: &Rc<App>) {
         let Some(running) = self.running.borrow_mut().take() else {
             return;
