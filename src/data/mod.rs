@@ -9,5 +9,6 @@ pub mod jsonl;
 pub mod params;
 pub mod records;
 pub mod stats;
+pub mod stored;
 pub mod story;
 pub mod unpaired;

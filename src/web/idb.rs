@@ -1,10 +1,17 @@
-//! The page's IndexedDB store: every story (as JSON, with all its candidate records) and every
-//! candidate record on its own (for export and for tables learned from the writer's choices).
+//! The page's IndexedDB store: each story's header (title, text, path; no records) and its
+//! candidate records, each written once and again only when it changes.
 //!
-//! Database `storywriter`, version 1, object stores `stories` (key: story id) and `records`
-//! (key: record id), both holding JSON text. [`Db::save_story`] writes a story and its records
-//! in one transaction and resolves only once the transaction has committed.
+//! Database `storywriter`, version 2. Object stores: `story_headers` (key: story id; JSON of
+//! the story without its records) and `story_records` (key: `[story id, record id]`, so one
+//! key range reads a story's records; JSON of [`StoredRecord`]: the input as what it adds to
+//! the parent's, so storage grows linearly with a story). Version 1's `stories` (whole stories,
+//! records included) and `records` are read once after the upgrade, rewritten in the new form,
+//! and emptied. Writes resolve only once their transaction has committed.
 
+use std::cell::RefCell;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
 use js_sys::{Array, Promise};
@@ -12,15 +19,24 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{EventTarget, IdbDatabase, IdbRequest, IdbTransaction, IdbTransactionMode};
+use web_sys::{
+    EventTarget, IdbDatabase, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransaction,
+    IdbTransactionMode,
+};
 
+use crate::data::dataset::parse_records;
 use crate::data::records::CandidateRecord;
+use crate::data::stored::{compact, expand, StoredRecord};
 use crate::data::story::Story;
 use crate::web::error::{Context, Error, Result};
 
 const DB_NAME: &str = "storywriter";
-const STORIES: &str = "stories";
-const RECORDS: &str = "records";
+const DB_VERSION: u32 = 2;
+const HEADERS: &str = "story_headers";
+const RECORDS: &str = "story_records";
+/// Version 1's stores, migrated on first open.
+const V1_STORIES: &str = "stories";
+const V1_RECORDS: &str = "records";
 
 /// A story as stored: its title, when it last changed, and the story itself.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,10 +49,24 @@ pub struct StoredStory {
     pub story: Story,
 }
 
+/// What the story list shows of a stored story.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoryEntry {
+    /// The story's id.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// When it last changed (RFC 3339).
+    pub updated_at: String,
+}
+
 /// The open database.
 #[derive(Clone)]
 pub struct Db {
     db: IdbDatabase,
+    /// A hash of each record's stored JSON as last written or read, keyed by
+    /// `story id/record id`: a save writes only the records whose JSON differs.
+    written: Rc<RefCell<HashMap<String, u64>>>,
 }
 
 /// An event listener owned by Rust (freed when dropped).
@@ -148,13 +178,73 @@ fn texts(value: JsValue) -> Vec<String> {
         .collect()
 }
 
+fn hash_of(text: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn written_key(story_id: &str, record_id: &str) -> String {
+    format!("{story_id}/{record_id}")
+}
+
+fn record_key(record: &CandidateRecord) -> Array {
+    Array::of2(
+        &record.story_id.as_str().into(),
+        &record.record_id.as_str().into(),
+    )
+}
+
+/// The key range of every record of story `id`: `[id]` up to `[id, []]` (arrays sort after
+/// strings).
+fn story_range(id: &str) -> Result<JsValue> {
+    let range = IdbKeyRange::bound(
+        &Array::of1(&id.into()),
+        &Array::of2(&id.into(), &Array::new()),
+    )?;
+    Ok(range.into())
+}
+
+/// Parses stored records and rebuilds them story by story; what fails is named in the errors.
+fn rebuild(
+    values: &[String],
+    what: &str,
+    written: Option<&RefCell<HashMap<String, u64>>>,
+) -> (Vec<CandidateRecord>, Vec<String>) {
+    let mut by_story: HashMap<String, Vec<StoredRecord>> = HashMap::new();
+    let mut errors = vec![];
+    for (index, text) in values.iter().enumerate() {
+        match serde_json::from_str::<StoredRecord>(text) {
+            Ok(stored) => {
+                if let Some(written) = written {
+                    let key = written_key(&stored.record.story_id, &stored.record.record_id);
+                    written.borrow_mut().insert(key, hash_of(text));
+                }
+                by_story
+                    .entry(stored.record.story_id.clone())
+                    .or_default()
+                    .push(stored);
+            }
+            Err(e) => errors.push(format!("{what}, record {}: {e}", index + 1)),
+        }
+    }
+    let mut records = vec![];
+    for stored in by_story.into_values() {
+        let (rebuilt, failed) = expand(stored);
+        records.extend(rebuilt);
+        errors.extend(failed.iter().map(ToString::to_string));
+    }
+    (records, errors)
+}
+
 impl Db {
-    /// Opens (and on first use creates) the database.
-    pub async fn open() -> Result<Db> {
+    /// Opens (and on first use creates, or upgrades from version 1) the database; also returns
+    /// what could not be migrated (left in place, never deleted).
+    pub async fn open() -> Result<(Db, Vec<String>)> {
         let factory = crate::web::dom::window()
             .indexed_db()?
             .ok_or_else(|| Error::Other("this browser offers no IndexedDB".into()))?;
-        let request = factory.open_with_u32(DB_NAME, 1)?;
+        let request = factory.open_with_u32(DB_NAME, DB_VERSION)?;
         let upgrade = Closure::<dyn FnMut(web_sys::IdbVersionChangeEvent)>::new(
             move |event: web_sys::IdbVersionChangeEvent| {
                 let request: web_sys::IdbOpenDbRequest = event
@@ -165,7 +255,7 @@ impl Db {
                     .result()
                     .expect("an upgrading request has a database")
                     .unchecked_into();
-                for store in [STORIES, RECORDS] {
+                for store in [HEADERS, RECORDS] {
                     if !db.object_store_names().contains(store) {
                         db.create_object_store(store)
                             .expect("creating an object store during an upgrade works");
@@ -174,90 +264,247 @@ impl Db {
             },
         );
         request.set_onupgradeneeded(Some(upgrade.as_ref().unchecked_ref()));
-        let db = Outcome::of_request(&request).wait().await?;
+        let opened = Outcome::new(
+            &request,
+            "success",
+            &["error", "blocked"],
+            {
+                let request = request.clone();
+                move || request.result().unwrap_or(JsValue::UNDEFINED)
+            },
+            || {
+                "another tab of this app holds an older version of its database open: close it \
+                 and reload this page"
+                    .into()
+            },
+        );
+        let db: IdbDatabase = opened.wait().await?.unchecked_into();
         drop(upgrade);
-        Ok(Db {
-            db: db.unchecked_into(),
-        })
+        // A newer version opened in another tab waits for this one to close.
+        let on_version_change = Closure::<dyn FnMut()>::new({
+            let db = db.clone();
+            move || db.close()
+        });
+        db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
+        on_version_change.forget(); // once per page: lives as long as the database connection
+        let db = Db {
+            db,
+            written: Rc::default(),
+        };
+        let problems = db.migrate_v1().await?;
+        Ok((db, problems))
     }
 
-    fn transaction(&self, mode: IdbTransactionMode) -> Result<IdbTransaction> {
-        let stores = Array::of2(&STORIES.into(), &RECORDS.into());
+    fn transaction(&self, stores: &[&str], mode: IdbTransactionMode) -> Result<IdbTransaction> {
+        let names: Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
         Ok(self
             .db
-            .transaction_with_str_sequence_and_mode(&stores, mode)?)
+            .transaction_with_str_sequence_and_mode(&names, mode)?)
     }
 
-    /// Writes the story and all its records; resolves once the transaction has committed.
-    pub async fn save_story(&self, stored: &StoredStory) -> Result<()> {
-        let transaction = self.transaction(IdbTransactionMode::Readwrite)?;
-        let done = Outcome::of_transaction(&transaction);
-        let stories = transaction.object_store(STORIES)?;
-        let json = serde_json::to_string(stored)?;
-        stories.put_with_key(&json.into(), &stored.story.id.as_str().into())?;
-        let records = transaction.object_store(RECORDS)?;
-        for record in &stored.story.records {
-            let json = serde_json::to_string(record)?;
-            records.put_with_key(&json.into(), &record.record_id.as_str().into())?;
+    /// Moves version 1's whole stories (and any record not in one) to the version-2 stores.
+    async fn migrate_v1(&self) -> Result<Vec<String>> {
+        let names = self.db.object_store_names();
+        if !names.contains(V1_STORIES) || !names.contains(V1_RECORDS) {
+            return Ok(vec![]);
+        }
+        let read = self.transaction(&[V1_STORIES, V1_RECORDS], IdbTransactionMode::Readonly)?;
+        let (stories_store, records_store) = (
+            read.object_store(V1_STORIES)?,
+            read.object_store(V1_RECORDS)?,
+        );
+        let requests = [
+            stories_store.get_all_keys()?,
+            stories_store.get_all()?,
+            records_store.get_all_keys()?,
+            records_store.get_all()?,
+        ];
+        let mut results = vec![];
+        for request in &requests {
+            results.push(Outcome::of_request(request).wait().await?);
+        }
+        let (story_keys, stories) = (Array::from(&results[0]), texts(results[1].clone()));
+        let (record_keys, records) = (Array::from(&results[2]), texts(results[3].clone()));
+        if stories.is_empty() && records.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut problems = vec![];
+        let mut moved: Vec<StoredStory> = vec![];
+        let mut moved_stories = vec![];
+        for (key, text) in story_keys.iter().zip(&stories) {
+            match serde_json::from_str::<StoredStory>(text) {
+                Ok(story) => {
+                    moved.push(story);
+                    moved_stories.push(key);
+                }
+                Err(e) => problems.push(format!("stored story (version 1) {key:?}: {e}")),
+            }
+        }
+        let in_stories: HashSet<(&str, &str)> = moved
+            .iter()
+            .flat_map(|s| s.story.records.iter())
+            .map(|r| (r.story_id.as_str(), r.record_id.as_str()))
+            .collect();
+        let mut loose = vec![];
+        let mut moved_records = vec![];
+        for (key, text) in record_keys.iter().zip(&records) {
+            let (parsed, errors) = parse_records(text, "stored record (version 1)");
+            problems.extend(errors.iter().map(ToString::to_string));
+            if let Some(record) = parsed.into_iter().next() {
+                if !in_stories.contains(&(record.story_id.as_str(), record.record_id.as_str())) {
+                    loose.push(record);
+                }
+                moved_records.push(key);
+            }
+        }
+        let all = [HEADERS, RECORDS, V1_STORIES, V1_RECORDS];
+        let write = self.transaction(&all, IdbTransactionMode::Readwrite)?;
+        let done = Outcome::of_transaction(&write);
+        for stored in &moved {
+            self.put_story(&write, stored)?;
+        }
+        self.put_records(&write.object_store(RECORDS)?, &compact(&loose))?;
+        for key in moved_stories {
+            write.object_store(V1_STORIES)?.delete(&key)?;
+        }
+        for key in moved_records {
+            write.object_store(V1_RECORDS)?.delete(&key)?;
         }
         done.wait().await?;
+        Ok(problems)
+    }
+
+    /// Queues the header and the changed records of `stored` in `transaction`; returns the
+    /// hashes to remember once it commits.
+    fn put_story(
+        &self,
+        transaction: &IdbTransaction,
+        stored: &StoredStory,
+    ) -> Result<Vec<(String, u64)>> {
+        let header = StoredStory {
+            title: stored.title.clone(),
+            updated_at: stored.updated_at.clone(),
+            story: Story {
+                id: stored.story.id.clone(),
+                text: stored.story.text.clone(),
+                path: stored.story.path.clone(),
+                pending: stored.story.pending.clone(),
+                records: vec![],
+            },
+        };
+        transaction.object_store(HEADERS)?.put_with_key(
+            &serde_json::to_string(&header)?.into(),
+            &stored.story.id.as_str().into(),
+        )?;
+        self.put_records(
+            &transaction.object_store(RECORDS)?,
+            &compact(&stored.story.records),
+        )
+    }
+
+    /// Queues the records whose JSON differs from what was last written; returns their hashes.
+    fn put_records(
+        &self,
+        store: &IdbObjectStore,
+        records: &[StoredRecord],
+    ) -> Result<Vec<(String, u64)>> {
+        let mut changed = vec![];
+        for stored in records {
+            let json = serde_json::to_string(stored)?;
+            let key = written_key(&stored.record.story_id, &stored.record.record_id);
+            let hash = hash_of(&json);
+            if self.written.borrow().get(&key) != Some(&hash) {
+                store.put_with_key(&json.into(), &record_key(&stored.record))?;
+                changed.push((key, hash));
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Writes the story's header and its new or changed records; resolves once the transaction
+    /// has committed.
+    pub async fn save_story(&self, stored: &StoredStory) -> Result<()> {
+        let transaction = self.transaction(&[HEADERS, RECORDS], IdbTransactionMode::Readwrite)?;
+        let done = Outcome::of_transaction(&transaction);
+        let changed = self.put_story(&transaction, stored)?;
+        done.wait().await?;
+        self.written.borrow_mut().extend(changed);
         Ok(())
     }
 
-    /// Every stored story; entries that do not parse are skipped and named in the errors.
-    pub async fn stories(&self) -> Result<(Vec<StoredStory>, Vec<String>)> {
-        let transaction = self.transaction(IdbTransactionMode::Readonly)?;
-        let request = transaction.object_store(STORIES)?.get_all()?;
+    /// Writes records that belong to no stored story (kept for export).
+    pub async fn save_records(&self, records: &[CandidateRecord]) -> Result<()> {
+        let transaction = self.transaction(&[RECORDS], IdbTransactionMode::Readwrite)?;
+        let done = Outcome::of_transaction(&transaction);
+        let changed = self.put_records(&transaction.object_store(RECORDS)?, &compact(records))?;
+        done.wait().await?;
+        self.written.borrow_mut().extend(changed);
+        Ok(())
+    }
+
+    /// The stored stories, newest first; headers that do not parse are named in the errors.
+    pub async fn stories(&self) -> Result<(Vec<StoryEntry>, Vec<String>)> {
+        let transaction = self.transaction(&[HEADERS], IdbTransactionMode::Readonly)?;
+        let request = transaction.object_store(HEADERS)?.get_all()?;
         let values = texts(Outcome::of_request(&request).wait().await?);
-        let mut stories = vec![];
+        let mut entries = vec![];
         let mut errors = vec![];
         for (index, text) in values.iter().enumerate() {
             match serde_json::from_str::<StoredStory>(text) {
-                Ok(story) => stories.push(story),
+                Ok(header) => entries.push(StoryEntry {
+                    id: header.story.id,
+                    title: header.title,
+                    updated_at: header.updated_at,
+                }),
                 Err(e) => errors.push(format!("stored story {}: {e}", index + 1)),
             }
         }
-        stories.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
-        Ok((stories, errors))
+        entries.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        Ok((entries, errors))
     }
 
-    /// The stored story `id`, if there is one.
-    pub async fn story(&self, id: &str) -> Result<Option<StoredStory>> {
-        let transaction = self.transaction(IdbTransactionMode::Readonly)?;
-        let request = transaction
-            .object_store(STORIES)?
-            .get(&JsValue::from_str(id))?;
-        let value = Outcome::of_request(&request).wait().await?;
-        let Some(text) = value.as_string() else {
+    /// The stored story `id` with its records, if there is one, and the records that could
+    /// not be read (named; they stay stored).
+    pub async fn story(&self, id: &str) -> Result<Option<(StoredStory, Vec<String>)>> {
+        let transaction = self.transaction(&[HEADERS, RECORDS], IdbTransactionMode::Readonly)?;
+        let header = transaction.object_store(HEADERS)?.get(&id.into())?;
+        let records = transaction
+            .object_store(RECORDS)?
+            .get_all_with_key(&story_range(id)?)?;
+        let header = Outcome::of_request(&header).wait().await?;
+        let records = texts(Outcome::of_request(&records).wait().await?);
+        let Some(text) = header.as_string() else {
             return Ok(None);
         };
-        serde_json::from_str(&text)
-            .map(Some)
-            .context(format!("stored story {id}"))
+        let mut stored: StoredStory =
+            serde_json::from_str(&text).context(format!("stored story {id}"))?;
+        let (records, errors) =
+            rebuild(&records, &format!("stored story {id}"), Some(&self.written));
+        stored.story.records = records;
+        Ok(Some((stored, errors)))
     }
 
-    /// Every stored candidate record (of every story).
+    /// Every stored candidate record (of every story, and those kept for export only).
     pub async fn records(&self) -> Result<(Vec<CandidateRecord>, Vec<String>)> {
-        let transaction = self.transaction(IdbTransactionMode::Readonly)?;
+        let transaction = self.transaction(&[RECORDS], IdbTransactionMode::Readonly)?;
         let request = transaction.object_store(RECORDS)?.get_all()?;
         let values = texts(Outcome::of_request(&request).wait().await?);
-        let (records, errors) =
-            crate::data::dataset::parse_records(&values.join("\n"), "IndexedDB records");
-        Ok((records, errors.iter().map(ToString::to_string).collect()))
+        Ok(rebuild(&values, "IndexedDB records", None))
     }
 
     /// Deletes a story and its records.
-    pub async fn delete_story(&self, story: &Story) -> Result<()> {
-        let transaction = self.transaction(IdbTransactionMode::Readwrite)?;
+    pub async fn delete_story(&self, id: &str) -> Result<()> {
+        let transaction = self.transaction(&[HEADERS, RECORDS], IdbTransactionMode::Readwrite)?;
         let done = Outcome::of_transaction(&transaction);
+        transaction.object_store(HEADERS)?.delete(&id.into())?;
         transaction
-            .object_store(STORIES)?
-            .delete(&story.id.as_str().into())?;
-        let records = transaction.object_store(RECORDS)?;
-        for record in &story.records {
-            records.delete(&record.record_id.as_str().into())?;
-        }
+            .object_store(RECORDS)?
+            .delete(&story_range(id)?)?;
         done.wait().await?;
+        let prefix = written_key(id, "");
+        self.written
+            .borrow_mut()
+            .retain(|key, _| !key.starts_with(&prefix));
         Ok(())
     }
 }

@@ -16,5 +16,6 @@ mod picker;
 mod records_v2;
 mod serve;
 mod stats;
+mod stored_records;
 mod story;
 mod write_cli;

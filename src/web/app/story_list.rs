@@ -11,7 +11,7 @@ use crate::web::dom::{
     append, by_testid, clear, closest, el, local_storage, on, text_el, toggle_class, window,
 };
 use crate::web::error::Result;
-use crate::web::idb::Db;
+use crate::web::idb::{Db, StoredStory};
 
 /// `localStorage` key of the story open when the page was left.
 const CURRENT_STORY_KEY: &str = "storywriter.current-story";
@@ -80,7 +80,13 @@ impl StoryList {
     /// Opens the database and the story open when the page was left (or the newest one).
     pub(super) async fn open_db(app: &Rc<App>) {
         match Db::open().await {
-            Ok(db) => {
+            Ok((db, problems)) => {
+                if !problems.is_empty() {
+                    app.notice(&format!(
+                        "Stories not moved to the new store: {}",
+                        problems.join("; ")
+                    ));
+                }
                 app.state.borrow_mut().db = Some(db.clone());
                 let remembered =
                     local_storage().and_then(|s| s.get_item(CURRENT_STORY_KEY).ok().flatten());
@@ -91,10 +97,11 @@ impl StoryList {
                         }
                         let open = stories
                             .iter()
-                            .find(|s| Some(&s.story.id) == remembered.as_ref())
-                            .or(stories.first())
-                            .cloned();
-                        app.state.borrow_mut().current = open;
+                            .find(|s| Some(&s.id) == remembered.as_ref())
+                            .or(stories.first());
+                        if let Some(entry) = open {
+                            app.state.borrow_mut().current = read_story(app, &db, &entry.id).await;
+                        }
                     }
                     Err(e) => app.notice(&format!("Stories could not be read: {e}")),
                 }
@@ -115,16 +122,12 @@ impl StoryList {
         };
         let current_id = app.current_id();
         clear(&self.list);
-        for stored in stories {
+        for entry in stories {
             let item = el("li", "");
-            let _ = item.set_attribute("data-story-id", &stored.story.id);
-            toggle_class(
-                &item,
-                "current",
-                Some(&stored.story.id) == current_id.as_ref(),
-            );
-            let open = text_el("button", "secondary open", &stored.title);
-            open.set_title(&stored.title);
+            let _ = item.set_attribute("data-story-id", &entry.id);
+            toggle_class(&item, "current", Some(&entry.id) == current_id.as_ref());
+            let open = text_el("button", "secondary open", &entry.title);
+            open.set_title(&entry.title);
             let delete = text_el("button", "secondary", "×");
             delete.set_title("Delete this story");
             for (button, action) in [(&open, "open"), (&delete, "delete")] {
@@ -138,10 +141,8 @@ impl StoryList {
     /// Opens the stored story `id` (not while a round is running).
     async fn open(&self, app: &Rc<App>, id: &str) {
         let Some(db) = app.db() else { return };
-        let stored = match db.story(id).await {
-            Ok(Some(stored)) => stored,
-            Ok(None) => return,
-            Err(e) => return app.notice(&format!("Stories could not be read: {e}")),
+        let Some(stored) = read_story(app, &db, id).await else {
+            return;
         };
         if app.writing.running() {
             return;
@@ -170,12 +171,30 @@ impl StoryList {
 }
 
 async fn delete_story(app: &App, id: &str) -> Result<()> {
-    if let Some(db) = app.db() {
-        if let Some(stored) = db.story(id).await? {
-            db.delete_story(&stored.story).await?;
+    match app.db() {
+        Some(db) => db.delete_story(id).await,
+        None => Ok(()),
+    }
+}
+
+/// The stored story `id`; what cannot be read of it is shown in the notice.
+pub(super) async fn read_story(app: &App, db: &Db, id: &str) -> Option<StoredStory> {
+    match db.story(id).await {
+        Ok(Some((stored, problems))) => {
+            if !problems.is_empty() {
+                app.notice(&format!(
+                    "Some candidates of this story could not be read (they stay stored): {}",
+                    problems.join("; ")
+                ));
+            }
+            Some(stored)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            app.notice(&format!("Stories could not be read: {e}"));
+            None
         }
     }
-    Ok(())
 }
 
 /// The action (`open` or `delete`) of the story-list button a click hit, and its item.

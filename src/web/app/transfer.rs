@@ -6,6 +6,7 @@ use std::rc::Rc;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{HtmlElement, HtmlInputElement};
 
+use super::story_list::read_story;
 use super::{click, default_title, with_app, App};
 use crate::data::dataset::{parse_records, DatasetFiles, Merger};
 use crate::data::records::{timestamp_now, CandidateRecord};
@@ -74,7 +75,6 @@ impl Transfer {
         let Some(db) = app.db() else {
             return app.notice("Import needs IndexedDB, which this browser does not offer.");
         };
-        let (stories, _) = db.stories().await.unwrap_or_default();
         let (existing, _) = db.records().await.unwrap_or_default();
         let mut merger = Merger::new(existing);
         for record in incoming.iter().cloned() {
@@ -94,8 +94,12 @@ impl Transfer {
                 .filter(|r| r.story_id == story_id)
                 .cloned()
                 .collect();
-            let held = stories.iter().find(|s| s.story.id == story_id);
-            let Some(stored) = merged_story(story_id, held, records) else {
+            let held = read_story(app, &db, story_id).await;
+            let Some(stored) = merged_story(story_id, held, records.clone()) else {
+                if let Err(e) = db.save_records(&records).await {
+                    errors.push(format!("story {story_id}: its records were not saved: {e}"));
+                    continue;
+                }
                 errors.push(format!(
                     "story {story_id}: no record of its first step, so its opening is unknown; its records are kept for export only"
                 ));
@@ -132,9 +136,7 @@ impl Transfer {
         // Refresh the open story: it may have gained records.
         let current_id = app.current_id();
         if let Some(id) = current_id {
-            if let Ok(current) = db.story(&id).await {
-                app.state.borrow_mut().current = current;
-            }
+            app.state.borrow_mut().current = read_story(app, &db, &id).await;
         }
         app.render_all();
     }
@@ -166,12 +168,11 @@ async fn export(app: &App) -> Result<String> {
 /// is rebuilt from them (`None` without a record of its first step).
 fn merged_story(
     story_id: &str,
-    held: Option<&StoredStory>,
+    held: Option<StoredStory>,
     records: Vec<CandidateRecord>,
 ) -> Option<StoredStory> {
     match held {
-        Some(held) => {
-            let mut held = held.clone();
+        Some(mut held) => {
             let mut merger = Merger::new(held.story.records.clone());
             for record in records {
                 merger.add(record);

@@ -1,0 +1,213 @@
+//! Candidate records as the page stores them: each record's input as what it adds to its
+//! parent's input and output, so that a story of N steps takes storage proportional to N, not
+//! N² (every record's input is the whole story so far). [`expand`] rebuilds the records exactly.
+//!
+//! The exported format keeps whole inputs; only the page's IndexedDB holds this form.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::records::CandidateRecord;
+
+/// A record as stored: its input emptied and described by [`InputDelta`] when it continues its
+/// parent's, and its place among the story's records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredRecord {
+    /// The record (with `input_text` and `input_ids` empty when `input_delta` is set).
+    #[serde(flatten)]
+    pub record: CandidateRecord,
+    /// The input as the parent's input and output (cut as recorded) plus a tail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_delta: Option<InputDelta>,
+    /// Its index in the story's records (generation order).
+    #[serde(default)]
+    pub position: usize,
+}
+
+/// A record's input rebuilt from its parent: with `base_text` = parent input text + output
+/// text and `base_ids` = parent input ids + output ids, the input text is
+/// `base_text[..text_kept] + text_tail` and the input ids are
+/// `base_ids[ids_dropped..ids_dropped + ids_kept] + ids_tail` (the window may drop the oldest).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputDelta {
+    /// Bytes of the parent's text kept.
+    pub text_kept: usize,
+    /// Text after them.
+    pub text_tail: String,
+    /// Oldest parent ids the context window dropped.
+    pub ids_dropped: usize,
+    /// Parent ids kept after those.
+    pub ids_kept: usize,
+    /// Ids after them.
+    pub ids_tail: Vec<u32>,
+}
+
+/// The stored form of a story's records (in generation order): a record whose parent is
+/// among them stores only what its input adds to the parent's.
+pub fn compact(records: &[CandidateRecord]) -> Vec<StoredRecord> {
+    let by_id: HashMap<&str, &CandidateRecord> =
+        records.iter().map(|r| (r.record_id.as_str(), r)).collect();
+    records
+        .iter()
+        .enumerate()
+        .map(|(position, record)| {
+            let parent = record
+                .parent_record_id
+                .as_deref()
+                .and_then(|id| by_id.get(id));
+            match parent {
+                Some(parent) => {
+                    let input_delta = delta(parent, record);
+                    let mut record = record.clone();
+                    record.input_text = String::new();
+                    record.input_ids = vec![];
+                    StoredRecord {
+                        record,
+                        input_delta: Some(input_delta),
+                        position,
+                    }
+                }
+                None => StoredRecord {
+                    record: record.clone(),
+                    input_delta: None,
+                    position,
+                },
+            }
+        })
+        .collect()
+}
+
+/// What `record`'s input adds to its parent's input and output.
+fn delta(parent: &CandidateRecord, record: &CandidateRecord) -> InputDelta {
+    let base_text = [parent.input_text.as_str(), parent.output_text.as_str()];
+    let mut text_kept = common_prefix(
+        base_text.iter().flat_map(|s| s.bytes()),
+        record.input_text.bytes(),
+    );
+    while !record.input_text.is_char_boundary(text_kept) {
+        text_kept -= 1;
+    }
+    let base_ids: Vec<u32> = [parent.input_ids.as_slice(), parent.output_ids.as_slice()].concat();
+    let input = &record.input_ids;
+    // The window drops the oldest ids in whole chunks: the kept part starts at a parent id
+    // equal to the input's first; of those places, the one sharing the most ids wins.
+    let (ids_dropped, ids_kept) = input
+        .first()
+        .map(|first| {
+            base_ids
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| *id == first)
+                .take(64)
+                .map(|(dropped, _)| {
+                    (
+                        dropped,
+                        common_prefix(base_ids[dropped..].iter(), input.iter()),
+                    )
+                })
+                .max_by_key(|&(dropped, kept)| (kept, std::cmp::Reverse(dropped)))
+                .unwrap_or((0, 0))
+        })
+        .unwrap_or((0, 0));
+    InputDelta {
+        text_kept,
+        text_tail: record.input_text[text_kept..].to_string(),
+        ids_dropped,
+        ids_kept,
+        ids_tail: input[ids_kept..].to_vec(),
+    }
+}
+
+/// How many leading items two sequences share.
+fn common_prefix<T: PartialEq>(a: impl Iterator<Item = T>, b: impl Iterator<Item = T>) -> usize {
+    a.zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// A stored record that cannot be rebuilt.
+#[derive(Debug, thiserror::Error)]
+#[error("stored record {record_id}: {problem}")]
+pub struct ExpandError {
+    /// The record's id.
+    pub record_id: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// The records of one story rebuilt from their stored form, in generation order. A record
+/// that cannot be rebuilt (its parent missing, its delta out of range) is left out and named
+/// in the errors; the others are kept.
+pub fn expand(mut stored: Vec<StoredRecord>) -> (Vec<CandidateRecord>, Vec<ExpandError>) {
+    stored.sort_by_key(|s| s.position);
+    let (whole, deltas): (Vec<_>, Vec<_>) =
+        stored.into_iter().partition(|s| s.input_delta.is_none());
+    let mut rebuilt: Vec<(usize, CandidateRecord)> =
+        whole.into_iter().map(|s| (s.position, s.record)).collect();
+    let mut errors = vec![];
+    // A parent is rebuilt before its children: take the deltas step by step.
+    let mut deltas = deltas;
+    deltas.sort_by_key(|s| (s.record.step, s.position));
+    let mut index: HashMap<String, usize> = rebuilt
+        .iter()
+        .enumerate()
+        .map(|(i, (_, r))| (r.record_id.clone(), i))
+        .collect();
+    for stored in deltas {
+        let StoredRecord {
+            mut record,
+            input_delta,
+            position,
+        } = stored;
+        let delta = input_delta.expect("partitioned on the delta");
+        let parent = record
+            .parent_record_id
+            .as_ref()
+            .and_then(|id| index.get(id))
+            .map(|&i| &rebuilt[i].1);
+        match parent
+            .ok_or_else(|| "its parent record is not stored".to_string())
+            .and_then(|parent| apply(parent, &delta))
+        {
+            Ok((text, ids)) => {
+                record.input_text = text;
+                record.input_ids = ids;
+                index.insert(record.record_id.clone(), rebuilt.len());
+                rebuilt.push((position, record));
+            }
+            Err(problem) => errors.push(ExpandError {
+                record_id: record.record_id,
+                problem,
+            }),
+        }
+    }
+    rebuilt.sort_by_key(|(position, _)| *position);
+    (rebuilt.into_iter().map(|(_, r)| r).collect(), errors)
+}
+
+/// The input text and ids `delta` describes on top of `parent`.
+fn apply(parent: &CandidateRecord, delta: &InputDelta) -> Result<(String, Vec<u32>), String> {
+    let base_text = format!("{}{}", parent.input_text, parent.output_text);
+    let kept_text = base_text.get(..delta.text_kept).ok_or_else(|| {
+        format!(
+            "text_kept {} is not within its parent's text",
+            delta.text_kept
+        )
+    })?;
+    let base_ids = [parent.input_ids.as_slice(), parent.output_ids.as_slice()].concat();
+    let kept_ids = delta
+        .ids_dropped
+        .checked_add(delta.ids_kept)
+        .and_then(|end| base_ids.get(delta.ids_dropped..end))
+        .ok_or_else(|| {
+            format!(
+                "ids {}..+{} are not within its parent's {} ids",
+                delta.ids_dropped,
+                delta.ids_kept,
+                base_ids.len()
+            )
+        })?;
+    Ok((
+        format!("{kept_text}{}", delta.text_tail),
+        [kept_ids, delta.ids_tail.as_slice()].concat(),
+    ))
+}

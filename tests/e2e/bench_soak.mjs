@@ -1,0 +1,58 @@
+// The soak benchmark (scripts/bench_soak.sh): for each target ({label, url, rounds, longStory,
+// modelBytes} in SOAK_TARGETS), a fresh browser profile writes `rounds` rounds and prints the
+// memory figures every 10 rounds as a Markdown table; with `longStory`, it then writes one round
+// on a new story of ~2,000 tokens and gives the worker's wasm memory against the model file.
+import { writeFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+import { CHROMIUM_FLAGS, byTestId } from './lib.mjs';
+import { GC_FLAGS, markdownTable, memoryFigures, waitForCandidates, writeRounds } from './soak.mjs';
+
+const TIMEOUT = 600_000;
+const targets = JSON.parse(process.env.SOAK_TARGETS ?? '[]');
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  args: [...CHROMIUM_FLAGS, ...GC_FLAGS],
+});
+const results = [];
+try {
+  for (const target of targets) {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    context.setDefaultTimeout(TIMEOUT);
+    const page = await context.newPage();
+    await page.goto(target.url);
+    await page.waitForFunction(
+      () => /\bready\b/i.test(document.querySelector('[data-testid="model-status"]')?.textContent ?? ''),
+      null,
+      { timeout: TIMEOUT },
+    );
+    await page.locator(byTestId('prompt')).fill('The lighthouse keeper wrote in her log every night');
+    console.log(`\n### ${target.label}: ${target.rounds} rounds\n`);
+    const rows = await writeRounds(page, {
+      rounds: target.rounds,
+      timeout: TIMEOUT,
+      onRow: (row) => console.error(JSON.stringify(row)),
+    });
+    console.log(markdownTable(rows));
+    const result = { ...target, rows };
+    if (target.longStory) {
+      // ~2,000 tokens of varied words (BPE gives about one token per short word).
+      const words = 'the keeper lit a lamp and the sea was dark while ships passed near rocks'.split(' ');
+      const prompt = Array.from({ length: 1900 }, (_, i) => words[(i * 7) % words.length]).join(' ');
+      await page.locator(byTestId('new-story')).click();
+      await page.locator(byTestId('prompt')).fill(prompt);
+      await page.locator(byTestId('write')).click();
+      await waitForCandidates(page, TIMEOUT);
+      result.longStory = await memoryFigures(page);
+      const ratio = result.longStory.workerWasmBytes / target.modelBytes;
+      console.log(
+        `\nOne round on a story of ~2,000 tokens: worker wasm memory ${(result.longStory.workerWasmBytes / 1e6).toFixed(0)} MB, ` +
+          `${ratio.toFixed(2)}× the model file (${(target.modelBytes / 1e6).toFixed(0)} MB)`,
+      );
+    }
+    results.push(result);
+    await context.close();
+  }
+} finally {
+  await browser.close();
+}
+if (process.env.SOAK_OUT) writeFileSync(process.env.SOAK_OUT, JSON.stringify(results, null, 2));

@@ -1,0 +1,137 @@
+// A long writing session driven as a writer would (Write, wait for the three cards, pick one), with
+// memory read every few rounds. Shared by storage.test.mjs (100 rounds, asserts the records)
+// and bench_soak.mjs (longer runs, prints the figures).
+import { byTestId } from './lib.mjs';
+
+/** Chromium flags that let `window.gc()` force a collection before the heap is read. */
+export const GC_FLAGS = ['--js-flags=--expose-gc', '--enable-precise-memory-info'];
+
+/** Waits until a round is over and the three cards show finished candidates. */
+export async function waitForCandidates(page, timeout) {
+  await page.waitForFunction(
+    () => {
+      const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
+      const idle = $('stop')?.disabled !== false && $('write')?.disabled === false;
+      const filled = [1, 2, 3].every((i) =>
+        /press \d/.test($(`candidate-${i}`)?.querySelector('.meta')?.textContent ?? ''),
+      );
+      return idle && filled;
+    },
+    null,
+    { timeout, polling: 50 },
+  );
+}
+
+/** Waits until no card waits for a choice (a pick has been saved and shown). */
+async function waitForPicked(page, timeout) {
+  await page.waitForFunction(
+    () =>
+      [1, 2, 3].every(
+        (i) =>
+          !/press \d/.test(
+            document.querySelector(`[data-testid="candidate-${i}"] .meta`)?.textContent ?? '',
+          ),
+      ),
+    null,
+    { timeout, polling: 50 },
+  );
+}
+
+/** Presses a key with the focus on the page body, not in a text field. */
+async function pressKey(page, key) {
+  await page.evaluate(() => document.activeElement?.blur());
+  await page.keyboard.press(key);
+}
+
+/**
+ * The page's memory now: JS heap after a forced collection (when the page has `gc`), the
+ * worker's wasm memory (the `model-memory` figure), DOM nodes and the origin's storage use.
+ */
+export async function memoryFigures(page) {
+  return page.evaluate(async () => {
+    window.gc?.();
+    const storage = await navigator.storage?.estimate?.();
+    return {
+      jsHeapBytes: performance.memory?.usedJSHeapSize ?? null,
+      workerWasmBytes:
+        Number(document.querySelector('[data-testid="model-memory"]')?.dataset.bytes) || null,
+      domNodes: document.getElementsByTagName('*').length,
+      storageBytes: storage?.usage ?? null,
+      indexedDbBytes: storage?.usageDetails?.indexedDB ?? null,
+    };
+  });
+}
+
+/**
+ * Writes `rounds` rounds on the open story (its opening already written), picking candidate
+ * 1 + (round mod 3) each time; reads `memoryFigures` after round 1 and every `every` rounds.
+ * Returns the rows ({ round, seconds, ...figures }).
+ */
+export async function writeRounds(page, { rounds, every = 10, timeout = 120_000, onRow = () => {} }) {
+  const rows = [];
+  const started = Date.now();
+  for (let round = 1; round <= rounds; round += 1) {
+    await page.locator(byTestId('write')).click();
+    await waitForCandidates(page, timeout);
+    await pressKey(page, String(1 + (round % 3)));
+    await waitForPicked(page, timeout);
+    if (round === 1 || round % every === 0) {
+      const row = { round, seconds: (Date.now() - started) / 1000, ...(await memoryFigures(page)) };
+      rows.push(row);
+      onRow(row);
+    }
+  }
+  return rows;
+}
+
+/** Every record in the page's IndexedDB (`story_records`), parsed. */
+export async function storedRecords(page) {
+  return page.evaluate(
+    () =>
+      new Promise((resolve, reject) => {
+        const open = indexedDB.open('storywriter');
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const db = open.result;
+          const request = db.transaction('story_records').objectStore('story_records').getAll();
+          request.onerror = () => reject(request.error);
+          request.onsuccess = () => {
+            db.close();
+            resolve(request.result.map((text) => JSON.parse(text)));
+          };
+        };
+      }),
+  );
+}
+
+/** Clicks Export and returns the records of the downloaded records.jsonl. */
+export async function exportedRecords(page) {
+  const downloaded = page.waitForEvent('download', {
+    predicate: (d) => d.suggestedFilename() === 'records.jsonl',
+    timeout: 60_000,
+  });
+  await page.locator(byTestId('export')).click();
+  const download = await downloaded;
+  const stream = await download.createReadStream();
+  let text = '';
+  for await (const chunk of stream) text += chunk;
+  return text
+    .split('\n')
+    .filter((line) => line.trim())
+    .map((line) => JSON.parse(line));
+}
+
+/** The rows as a Markdown table. */
+export function markdownTable(rows) {
+  const mb = (bytes) => (bytes == null ? '–' : (bytes / 1e6).toFixed(1));
+  const lines = [
+    '| round | seconds | JS heap after GC MB | worker wasm MB | IndexedDB MB | DOM nodes |',
+    '|---|---|---|---|---|---|',
+  ];
+  for (const r of rows) {
+    lines.push(
+      `| ${r.round} | ${r.seconds.toFixed(0)} | ${mb(r.jsHeapBytes)} | ${mb(r.workerWasmBytes)} | ${mb(r.indexedDbBytes)} | ${r.domNodes} |`,
+    );
+  }
+  return lines.join('\n');
+}
