@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference scores for `src/engine/sampling.rs`, from transformers' own `generate()`.
+"""Reference scores for `src/engine/sampling/`, from transformers' own `generate()`.
 
 A tiny random BLOOM (vocabulary 50) whose forward pass is patched to return chosen logits runs
 `generate(max_new_tokens=1, output_scores=True, output_logits=True, return_dict_in_generate=True)`
