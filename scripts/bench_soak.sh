@@ -19,7 +19,9 @@ WORK="${1:-target/bench-soak}"
 mkdir -p "$WORK/demo" "$WORK/560m"
 
 prepare_browser_run "${BENCH_DIST:-}"
-CLI="$(build_cli release)"
+# Release for making the 560m model (a dev build quantizes it far slower); dev is enough
+# without it.
+if [[ "${SOAK_560M_ROUNDS:-30}" == 0 ]]; then CLI="$(build_cli dev)"; else CLI="$(build_cli release)"; fi
 trap stop_serves EXIT
 
 TARGETS=
