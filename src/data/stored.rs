@@ -139,13 +139,12 @@ pub struct ExpandError {
 /// in the errors; the others are kept.
 pub fn expand(mut stored: Vec<StoredRecord>) -> (Vec<CandidateRecord>, Vec<ExpandError>) {
     stored.sort_by_key(|s| s.position);
-    let (whole, deltas): (Vec<_>, Vec<_>) =
+    let (whole, mut deltas): (Vec<_>, Vec<_>) =
         stored.into_iter().partition(|s| s.input_delta.is_none());
     let mut rebuilt: Vec<(usize, CandidateRecord)> =
         whole.into_iter().map(|s| (s.position, s.record)).collect();
     let mut errors = vec![];
     // A parent is rebuilt before its children: take the deltas step by step.
-    let mut deltas = deltas;
     deltas.sort_by_key(|s| (s.record.step, s.position));
     let mut index: HashMap<String, usize> = rebuilt
         .iter()

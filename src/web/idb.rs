@@ -121,11 +121,21 @@ impl Outcome {
 
     /// A request's result (`success`) or error.
     fn of_request(request: &IdbRequest) -> Self {
+        Self::of_request_or(request, &["error"], "IndexedDB request failed")
+    }
+
+    /// A request's result (`success`), or its error on any of `failures`; `fallback` is the
+    /// message when the request holds no error (an event such as `blocked`).
+    fn of_request_or(
+        request: &IdbRequest,
+        failures: &[&'static str],
+        fallback: &'static str,
+    ) -> Self {
         let (done, failed) = (request.clone(), request.clone());
         Self::new(
             request,
             "success",
-            &["error"],
+            failures,
             move || done.result().unwrap_or(JsValue::UNDEFINED),
             move || {
                 failed
@@ -133,7 +143,7 @@ impl Outcome {
                     .ok()
                     .flatten()
                     .map(|e| e.message())
-                    .unwrap_or_else(|| "IndexedDB request failed".into())
+                    .unwrap_or_else(|| fallback.into())
             },
         )
     }
@@ -264,19 +274,11 @@ impl Db {
             },
         );
         request.set_onupgradeneeded(Some(upgrade.as_ref().unchecked_ref()));
-        let opened = Outcome::new(
+        let opened = Outcome::of_request_or(
             &request,
-            "success",
             &["error", "blocked"],
-            {
-                let request = request.clone();
-                move || request.result().unwrap_or(JsValue::UNDEFINED)
-            },
-            || {
-                "another tab of this app holds an older version of its database open: close it \
-                 and reload this page"
-                    .into()
-            },
+            "another tab of this app holds an older version of its database open: close it and \
+             reload this page",
         );
         let db: IdbDatabase = opened.wait().await?.unchecked_into();
         drop(upgrade);

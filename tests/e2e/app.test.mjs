@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, byTestId, watch } from './lib.mjs';
+import { CHROMIUM_FLAGS, byTestId, candidatesReady, modelReady, pressKeyIn, watch } from './lib.mjs';
 
 const BASE = process.env.E2E_URL;
 const MODELS = process.env.E2E_MODELS;
@@ -68,42 +68,8 @@ async function cardParts(part, target = page) {
   );
 }
 
-/** Waits until model-status says the model is ready (and fails early on a load error). */
-async function waitForModel(target = page) {
-  await target.waitForFunction(
-    () => {
-      const error = document.querySelector('[data-testid="model-error"]');
-      if (error && !error.hidden && error.textContent.trim()) {
-        throw new Error(`model-error: ${error.textContent}`);
-      }
-      return /\bready\b/i.test(
-        document.querySelector('[data-testid="model-status"]')?.textContent ?? '',
-      );
-    },
-    null,
-    { timeout: SLOW, polling: 100 },
-  );
-}
-
-/**
- * Waits until a round is over (Stop disabled, Write enabled) and the three cards show finished
- * candidates (their line "N tokens · reason · press N"; the text may be empty when a candidate
- * drew the end-of-sequence token first, which the random demo model sometimes does).
- */
-async function waitForCandidates(target = page) {
-  await target.waitForFunction(
-    () => {
-      const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
-      const idle = $('stop')?.disabled !== false && $('write')?.disabled === false;
-      const filled = [1, 2, 3].every((i) => {
-        return /press \d/.test($(`candidate-${i}`)?.querySelector('.meta')?.textContent ?? '');
-      });
-      return idle && filled;
-    },
-    null,
-    { timeout: SLOW, polling: 100 },
-  );
-}
+const waitForModel = (target = page) => modelReady(target, SLOW);
+const waitForCandidates = (target = page) => candidatesReady(target, SLOW);
 
 let storyFailed = false;
 let failures = 0;
@@ -126,11 +92,7 @@ function storyStep(name, body) {
   });
 }
 
-/** Presses a key with the focus on the page body, not in a text field. */
-async function pressKey(key) {
-  await page.evaluate(() => document.activeElement?.blur());
-  await page.keyboard.press(key);
-}
+const pressKey = (key) => pressKeyIn(page, key);
 
 before(async () => {
   browser = await chromium.launch({

@@ -4,8 +4,8 @@
 // on a new story of ~2,000 tokens and gives the worker's wasm memory against the model file.
 import { writeFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, byTestId } from './lib.mjs';
-import { GC_FLAGS, markdownTable, memoryFigures, waitForCandidates, writeRounds } from './soak.mjs';
+import { CHROMIUM_FLAGS, byTestId, candidatesReady, modelReady } from './lib.mjs';
+import { GC_FLAGS, markdownTable, memoryFigures, writeRounds } from './soak.mjs';
 
 const TIMEOUT = 600_000;
 const targets = JSON.parse(process.env.SOAK_TARGETS ?? '[]');
@@ -20,11 +20,7 @@ try {
     context.setDefaultTimeout(TIMEOUT);
     const page = await context.newPage();
     await page.goto(target.url);
-    await page.waitForFunction(
-      () => /\bready\b/i.test(document.querySelector('[data-testid="model-status"]')?.textContent ?? ''),
-      null,
-      { timeout: TIMEOUT },
-    );
+    await modelReady(page, TIMEOUT);
     await page.locator(byTestId('prompt')).fill('The lighthouse keeper wrote in her log every night');
     console.log(`\n### ${target.label}: ${target.rounds} rounds\n`);
     const rows = await writeRounds(page, {
@@ -41,7 +37,7 @@ try {
       await page.locator(byTestId('new-story')).click();
       await page.locator(byTestId('prompt')).fill(prompt);
       await page.locator(byTestId('write')).click();
-      await waitForCandidates(page, TIMEOUT);
+      await candidatesReady(page, TIMEOUT);
       result.longStory = await memoryFigures(page);
       const ratio = result.longStory.workerWasmBytes / target.modelBytes;
       console.log(

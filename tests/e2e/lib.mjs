@@ -1,5 +1,5 @@
-// What the e2e tests (app.test.mjs, hub.test.mjs) and the browser benchmark (bench_web.mjs)
-// share: how Chromium is started, and how page problems are collected.
+// What the e2e tests and the browser benchmarks share: how Chromium is started, how page
+// problems are collected, and how a test waits for the model and for a round.
 
 /** The flags of the contract; playwright gives every launch a fresh profile directory. */
 export const CHROMIUM_FLAGS = [
@@ -28,4 +28,47 @@ export function watch(target, sink) {
       if (msg.type() === 'error') sink.push(`worker console: ${msg.text()}`);
     });
   });
+}
+
+/** Waits until model-status says the model is ready (and fails early on a load error). */
+export async function modelReady(target, timeout) {
+  await target.waitForFunction(
+    () => {
+      const error = document.querySelector('[data-testid="model-error"]');
+      if (error && !error.hidden && error.textContent.trim()) {
+        throw new Error(`model-error: ${error.textContent}`);
+      }
+      return /\bready\b/i.test(
+        document.querySelector('[data-testid="model-status"]')?.textContent ?? '',
+      );
+    },
+    null,
+    { timeout, polling: 50 },
+  );
+}
+
+/**
+ * Waits until a round is over (Stop disabled, Write enabled) and the three cards show finished
+ * candidates (their line "N tokens · reason · press N"; the text may be empty when a candidate
+ * drew the end-of-sequence token first, which the random demo model sometimes does).
+ */
+export async function candidatesReady(target, timeout) {
+  await target.waitForFunction(
+    () => {
+      const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
+      const idle = $('stop')?.disabled !== false && $('write')?.disabled === false;
+      const filled = [1, 2, 3].every((i) => {
+        return /press \d/.test($(`candidate-${i}`)?.querySelector('.meta')?.textContent ?? '');
+      });
+      return idle && filled;
+    },
+    null,
+    { timeout, polling: 50 },
+  );
+}
+
+/** Presses a key on `target` with the focus on the page body, not in a text field. */
+export async function pressKeyIn(target, key) {
+  await target.evaluate(() => document.activeElement?.blur());
+  await target.keyboard.press(key);
 }

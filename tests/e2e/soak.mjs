@@ -1,26 +1,10 @@
 // A long writing session driven as a writer would (Write, wait for the three cards, pick one), with
 // memory read every few rounds. Shared by storage.test.mjs (100 rounds, asserts the records)
 // and bench_soak.mjs (longer runs, prints the figures).
-import { byTestId } from './lib.mjs';
+import { byTestId, candidatesReady, pressKeyIn } from './lib.mjs';
 
 /** Chromium flags that let `window.gc()` force a collection before the heap is read. */
 export const GC_FLAGS = ['--js-flags=--expose-gc', '--enable-precise-memory-info'];
-
-/** Waits until a round is over and the three cards show finished candidates. */
-export async function waitForCandidates(page, timeout) {
-  await page.waitForFunction(
-    () => {
-      const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
-      const idle = $('stop')?.disabled !== false && $('write')?.disabled === false;
-      const filled = [1, 2, 3].every((i) =>
-        /press \d/.test($(`candidate-${i}`)?.querySelector('.meta')?.textContent ?? ''),
-      );
-      return idle && filled;
-    },
-    null,
-    { timeout, polling: 50 },
-  );
-}
 
 /** Waits until no card waits for a choice (a pick has been saved and shown). */
 async function waitForPicked(page, timeout) {
@@ -35,12 +19,6 @@ async function waitForPicked(page, timeout) {
     null,
     { timeout, polling: 50 },
   );
-}
-
-/** Presses a key with the focus on the page body, not in a text field. */
-async function pressKey(page, key) {
-  await page.evaluate(() => document.activeElement?.blur());
-  await page.keyboard.press(key);
 }
 
 /**
@@ -72,8 +50,8 @@ export async function writeRounds(page, { rounds, every = 10, timeout = 120_000,
   const started = Date.now();
   for (let round = 1; round <= rounds; round += 1) {
     await page.locator(byTestId('write')).click();
-    await waitForCandidates(page, timeout);
-    await pressKey(page, String(1 + (round % 3)));
+    await candidatesReady(page, timeout);
+    await pressKeyIn(page, String(1 + (round % 3)));
     await waitForPicked(page, timeout);
     if (round === 1 || round % every === 0) {
       const row = { round, seconds: (Date.now() - started) / 1000, ...(await memoryFigures(page)) };

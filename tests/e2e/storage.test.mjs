@@ -7,13 +7,12 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, byTestId, watch } from './lib.mjs';
+import { CHROMIUM_FLAGS, byTestId, candidatesReady, modelReady, watch } from './lib.mjs';
 import {
   GC_FLAGS,
   exportedRecords,
   markdownTable,
   storedRecords,
-  waitForCandidates,
   writeRounds,
 } from './soak.mjs';
 
@@ -40,18 +39,6 @@ async function freshPage() {
   const problems = [];
   watch(page, problems);
   return { context, page, problems };
-}
-
-async function waitForModel(page) {
-  await page.waitForFunction(
-    () => {
-      const error = document.querySelector('[data-testid="model-error"]');
-      if (error && !error.hidden && error.textContent.trim()) throw new Error(`model-error: ${error.textContent}`);
-      return /\bready\b/i.test(document.querySelector('[data-testid="model-status"]')?.textContent ?? '');
-    },
-    null,
-    { timeout: SLOW, polling: 100 },
-  );
 }
 
 /** Story 3 of the sample log as version 1 stored it: two picks and a round waiting. */
@@ -117,8 +104,8 @@ test('a database of version 1 is moved to the current stores, nothing lost', { t
   );
   assert.match(await page.locator(byTestId('story-list')).innerText(), /A story from version 1/);
   // The waiting round is shown, and the records are all there, with their inputs rebuilt.
-  await waitForModel(page);
-  await waitForCandidates(page, SLOW);
+  await modelReady(page, SLOW);
+  await candidatesReady(page, SLOW);
   const inStore = await storedRecords(page);
   assert.equal(inStore.length, stored.story.records.length);
   assert.ok(inStore.some((r) => r.input_delta), 'no record is stored as what it adds to its parent');
@@ -154,7 +141,7 @@ test('a database of version 1 is moved to the current stores, nothing lost', { t
 test(`${ROUNDS} rounds: IndexedDB and the export hold exactly the ${3 * ROUNDS} records written`, { timeout: ROUNDS * 30_000 }, async (t) => {
   const { context, page, problems } = await freshPage();
   await page.goto(BASE);
-  await waitForModel(page);
+  await modelReady(page, SLOW);
   await page.locator(byTestId('prompt')).fill('The soak test began');
   const rows = await writeRounds(page, {
     rounds: ROUNDS,

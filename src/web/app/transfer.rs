@@ -95,7 +95,7 @@ impl Transfer {
                 .cloned()
                 .collect();
             let held = read_story(app, &db, story_id).await;
-            let Some(stored) = merged_story(story_id, held, records.clone()) else {
+            let Some(stored) = merged_story(story_id, held, &records) else {
                 if let Err(e) = db.save_records(&records).await {
                     errors.push(format!("story {story_id}: its records were not saved: {e}"));
                     continue;
@@ -169,18 +169,18 @@ async fn export(app: &App) -> Result<String> {
 fn merged_story(
     story_id: &str,
     held: Option<StoredStory>,
-    records: Vec<CandidateRecord>,
+    records: &[CandidateRecord],
 ) -> Option<StoredStory> {
     match held {
         Some(mut held) => {
-            let mut merger = Merger::new(held.story.records.clone());
+            let mut merger = Merger::new(std::mem::take(&mut held.story.records));
             for record in records {
-                merger.add(record);
+                merger.add(record.clone());
             }
             held.story.records = merger.finish().records;
             Some(held)
         }
-        None => Story::from_records(story_id, &records).map(|story| StoredStory {
+        None => Story::from_records(story_id, records).map(|story| StoredStory {
             title: default_title(&story.text),
             updated_at: timestamp_now(),
             story,
