@@ -185,7 +185,7 @@ pub fn run(args: AutoArgs, model: &LoadedModel) -> Result<()> {
         )?;
     }
     bar.finish_and_clear();
-    crate::cli::print_json(serde_json::json!({
+    crate::output::print_json(serde_json::json!({
         "stories": indices.len(),
         "rounds": total,
         "resumed_rounds": done,

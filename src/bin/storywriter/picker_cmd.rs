@@ -137,7 +137,7 @@ fn train(args: TrainArgs) -> Result<()> {
     );
     let mut summary = serde_json::to_value(&picker.card)?;
     summary["train_seconds"] = seconds.into();
-    crate::cli::print_json(summary)
+    crate::output::print_json(summary)
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
@@ -145,7 +145,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     let records = read_all(&args.logs)?;
     let e = picker.evaluate(&records, args.seed)?;
     if args.json {
-        return crate::cli::print_json(serde_json::to_value(&e)?);
+        return crate::output::print_json(serde_json::to_value(&e)?);
     }
     println!(
         "{} rounds from {} stories\ntop-1     {:.3}  (95% CI {:.3}–{:.3}; chance {:.3})\nlog loss  {:.3}  (95% CI {:.3}–{:.3}; ln k {:.3})",
@@ -176,7 +176,7 @@ fn score(args: ScoreArgs) -> Result<()> {
     for round in group_rounds(&records) {
         let refs: Vec<&CandidateRecord> = round.iter().collect();
         let p = picker.probabilities(&refs)?;
-        crate::cli::print_json(json!({
+        crate::output::print_json(json!({
             "story_id": round[0].story_id,
             "step": round[0].step,
             "record_ids": round.iter().map(|r| r.record_id.as_str()).collect::<Vec<_>>(),

@@ -107,7 +107,7 @@ pub fn export(logs: &[PathBuf], output_dir: &Path) -> Result<()> {
     let mut summary = report_json(&report, bad_lines);
     summary["preference_pairs"] = files.pairs.into();
     summary["output_dir"] = output_dir.display().to_string().into();
-    crate::cli::print_json(summary)
+    crate::output::print_json(summary)
 }
 
 /// A line of the store: its bytes, and the position of its record if it holds one.
@@ -185,5 +185,5 @@ pub fn import(logs: &[PathBuf], store: &Path) -> Result<()> {
     let mut summary = report_json(&report, bad_lines);
     summary["store"] = origin.into();
     summary["store_bad_lines_kept"] = store_bad_lines.into();
-    crate::cli::print_json(summary)
+    crate::output::print_json(summary)
 }
