@@ -179,6 +179,14 @@ impl CachePool {
         }
     }
 
+    /// Drops the held caches that share not even a first token with `window`: once the window
+    /// has slid past the story's beginning they hold nothing this round can start from, and
+    /// keeping them while the new window's cache is built would hold two stories' caches at
+    /// the worker's peak.
+    fn forget_unrelated(&mut self, window: &[u32]) {
+        self.held.retain(|h| h.ids.first() == window.first());
+    }
+
     /// Generates one candidate per spec as continuations of `prompt_ids`, like [`generate`],
     /// starting from the held cache that shares the longest prefix with the prompt, and keeps
     /// the prompt's and the candidates' caches for later rounds.
@@ -236,6 +244,7 @@ impl CachePool {
             let start = Instant::now();
             let _span = tracing::info_span!("prefill").entered();
             cache = self.start(model, window);
+            self.forget_unrelated(window);
             cache.compact()?;
             stats.reused_tokens = cache.len();
             let fresh = &window[cache.len()..];

@@ -10,8 +10,9 @@
 //! holds it (otherwise the next positions go into a new block).
 //!
 //! Memory grows by blocks of at most [`BLOCK`] positions, never by doubling a buffer and copying
-//! it; a forward pass of many tokens runs in pieces that end at block boundaries, so attention
-//! scores never cover more than `BLOCK` queries at once (chunked prefill).
+//! it; a forward pass of many tokens runs in pieces that end at block boundaries, and attention
+//! goes over the blocks one at a time (a running softmax), so its scores never cover more than
+//! `BLOCK` queries by `BLOCK` keys at once, however long the story (chunked prefill).
 
 use std::sync::Arc;
 
@@ -123,6 +124,99 @@ fn weighted(p: &Tensor, v: &Tensor) -> Result<Tensor> {
     Ok(product.transpose(0, 1)?)
 }
 
+/// One block's keys and values as attention reads them: buffers `(1 or b, n_head, capacity,
+/// head_dim)` of which the first `n` positions count, the first at key position `start`.
+struct Part<'a> {
+    k: &'a Tensor,
+    v: &'a Tensor,
+    start: usize,
+    n: usize,
+}
+
+/// ALiBi biases and the causal mask of keys `start..start + n` for `s` queries after `past`
+/// cached positions: `slope · j` for key j, −∞ where key j lies after query i (`j > past + i`).
+/// `(1, n_head, 1, n)` when every query sees every key, else `(1, n_head, s, n)`.
+fn key_bias(slopes: &Tensor, past: usize, s: usize, start: usize, n: usize) -> Result<Tensor> {
+    let device = slopes.device();
+    let positions: Vec<f32> = (start..start + n).map(|j| j as f32).collect();
+    let positions = Tensor::from_vec(positions, (1, 1, 1, n), device)?;
+    let alibi = slopes.broadcast_mul(&positions)?;
+    if start + n <= past + 1 {
+        return Ok(alibi);
+    }
+    let mask: Vec<f32> = (0..s)
+        .flat_map(|i| {
+            (start..start + n).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })
+        })
+        .collect();
+    let mask = Tensor::from_vec(mask, (1, 1, s, n), device)?;
+    Ok(alibi.broadcast_add(&mask)?)
+}
+
+/// softmax(bias + q · kᵀ) · v for one query per sequence: the scores of every block at once
+/// `(b, n_head, 1, len)`, each block's keys and values read in place.
+fn decode_attention(
+    q: &Tensor,
+    parts: &[Part<'_>],
+    slopes: &Tensor,
+    past: usize,
+) -> Result<Tensor> {
+    let total: usize = parts.iter().map(|p| p.n).sum();
+    let scores = parts
+        .iter()
+        .map(|p| Ok(q.apply_op2_no_bwd(p.k, &DecodeScores { len: p.n })?))
+        .collect::<Result<Vec<_>>>()?;
+    let scores = Tensor::cat(&scores, 3)?.broadcast_add(&key_bias(slopes, past, 1, 0, total)?)?;
+    // Softmax in f32, as BLOOM does whatever the weights' type.
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let mut context: Option<Tensor> = None;
+    for p in parts {
+        let weights = probs.narrow(3, p.start, p.n)?.contiguous()?;
+        let part = weights.apply_op2_no_bwd(p.v, &DecodeContext { len: p.n })?;
+        context = Some(match context {
+            Some(c) => (c + part)?,
+            None => part,
+        });
+    }
+    context.ok_or_else(|| Error::Invalid("attention over no positions".into()))
+}
+
+/// softmax(bias + q · kᵀ) · v for a piece of `s` queries `(b, n_head, s, head_dim)`, one block
+/// at a time with a running softmax (in f32, as BLOOM does): for block j with scores `x_j`,
+/// `m ← max(m, max x_j)`, `l ← l·e^(m_old − m) + Σ e^(x_j − m)`, `o ← o·e^(m_old − m) +
+/// e^(x_j − m) · v_j`, and the context is `o / l`. The first block holds key 0, which every
+/// query sees, so `m` is finite from the start.
+fn piece_attention(q: &Tensor, parts: &[Part<'_>], slopes: &Tensor, past: usize) -> Result<Tensor> {
+    let s = q.dim(2)?;
+    // (running maximum, running sum, running weighted values)
+    let mut state: Option<(Tensor, Tensor, Tensor)> = None;
+    for p in parts {
+        // (b, n_head, s, n)
+        let scores = scores(q, &p.k.narrow(2, 0, p.n)?)?
+            .broadcast_add(&key_bias(slopes, past, s, p.start, p.n)?)?;
+        let block_max = scores.max_keepdim(3)?;
+        let max = match &state {
+            Some((max, _, _)) => max.maximum(&block_max)?,
+            None => block_max,
+        };
+        let exp = scores.broadcast_sub(&max)?.exp()?;
+        let sum = exp.sum_keepdim(3)?;
+        let values = weighted(&exp, &p.v.narrow(2, 0, p.n)?)?;
+        state = Some(match state {
+            Some((old_max, old_sum, old_values)) => {
+                let rescale = (old_max - &max)?.exp()?;
+                let sum = ((old_sum * &rescale)? + sum)?;
+                let values = (old_values.broadcast_mul(&rescale)? + values)?;
+                (max, sum, values)
+            }
+            None => (max, sum, values),
+        });
+    }
+    let (_, sum, values) =
+        state.ok_or_else(|| Error::Invalid("attention over no positions".into()))?;
+    Ok(values.broadcast_div(&sum)?)
+}
+
 /// The keys and values of every layer for a batch of sequences of equal length.
 ///
 /// Cloning is cheap (blocks are shared); see the module documentation.
@@ -223,17 +317,25 @@ impl KvCache {
 
     /// Writes the piece's keys and values `(batch, n_head, s, head_dim)` of layer `layer` into
     /// the last block and returns the attention context `(batch, n_head, s, head_dim)` of the
-    /// piece's queries `q` (already scaled) over every cached position and the piece itself;
-    /// `bias` `(1, n_head, s, len + s)` holds the ALiBi biases and the causal mask.
+    /// piece's queries `q` (already scaled) over every cached position and the piece itself,
+    /// with ALiBi biases `slope · j` for key j (`slopes`: `(1, n_head, 1, 1)`) and the causal
+    /// mask.
+    ///
+    /// A piece of several queries goes over the blocks one at a time with a running softmax
+    /// (the maximum, the sum of exponentials and the weighted values rescaled as each block
+    /// raises the maximum), so that no score matrix wider than a block is ever held: memory
+    /// stays the same however long the story. A decode step (one query) reads the buffers in
+    /// place.
     pub(crate) fn attend(
         &mut self,
         layer: usize,
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        bias: &Tensor,
+        slopes: &Tensor,
     ) -> Result<Tensor> {
         let s = k.dim(2)?;
+        let past = self.len;
         let block = self
             .blocks
             .last_mut()
@@ -248,52 +350,24 @@ impl KvCache {
         let (k_buf, v_buf) = slot.as_ref().expect("allocated above");
         k_buf.slice_set(&k.contiguous()?, 2, block.len)?;
         v_buf.slice_set(&v.contiguous()?, 2, block.len)?;
-        // Every block's key and value buffers and filled positions, the last one including the
-        // piece.
+        // Every block's key and value buffers, first key position and filled positions, the
+        // last one including the piece.
         let last = self.blocks.len() - 1;
-        let parts = self
-            .blocks
-            .iter()
-            .enumerate()
-            .map(|(i, block)| {
-                let (k, v) = block.layers[layer].as_ref().ok_or_else(|| {
-                    Error::Invalid(format!("layer {layer} of the cache is empty"))
-                })?;
-                Ok((k, v, block.len + if i == last { s } else { 0 }))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // scores = alibi + (q · kᵀ) / √head_dim : (b, n_head, s, len + s), block by block. One
-        // query per sequence (a decode step) reads the buffers in place.
-        let scores = parts
-            .iter()
-            .map(|&(k, _, n)| {
-                if s == 1 {
-                    Ok(q.apply_op2_no_bwd(k, &DecodeScores { len: n })?)
-                } else {
-                    scores(q, &k.narrow(2, 0, n)?)
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let scores = Tensor::cat(&scores, 3)?.broadcast_add(bias)?;
-        // Softmax in f32, as BLOOM does whatever the weights' type.
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let mut context: Option<Tensor> = None;
         let mut start = 0;
-        for &(_, v, n) in &parts {
-            let p = probs.narrow(3, start, n)?;
-            let part = if s == 1 {
-                p.contiguous()?
-                    .apply_op2_no_bwd(v, &DecodeContext { len: n })?
-            } else {
-                weighted(&p, &v.narrow(2, 0, n)?)?
-            };
-            context = Some(match context {
-                Some(c) => (c + part)?,
-                None => part,
-            });
+        let mut parts = Vec::with_capacity(self.blocks.len());
+        for (i, block) in self.blocks.iter().enumerate() {
+            let (k, v) = block.layers[layer]
+                .as_ref()
+                .ok_or_else(|| Error::Invalid(format!("layer {layer} of the cache is empty")))?;
+            let n = block.len + if i == last { s } else { 0 };
+            parts.push(Part { k, v, start, n });
             start += n;
         }
-        context.ok_or_else(|| Error::Invalid("attention over no positions".into()))
+        if s == 1 {
+            decode_attention(q, &parts, slopes, past)
+        } else {
+            piece_attention(q, &parts, slopes, past)
+        }
     }
 
     /// Ends a piece of `s` positions: they count as cached from now on.

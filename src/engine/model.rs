@@ -254,11 +254,11 @@ struct Attention {
 }
 
 impl Attention {
-    /// x: (b, s, hidden), bias: (1, n_head, s, past + s) → (b, s, hidden)
+    /// x: (b, s, hidden), slopes: (1, n_head, 1, 1) → (b, s, hidden)
     fn forward(
         &self,
         x: &Tensor,
-        bias: &Tensor,
+        slopes: &Tensor,
         cache: &mut KvCache,
         layer: usize,
     ) -> Result<Tensor> {
@@ -278,7 +278,7 @@ impl Attention {
         // softmax(alibi + (q · kᵀ) / √head_dim) · v over the cached positions and these:
         // (b, n_head, s, head_dim), the cache storing k and v.
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let context = cache.attend(layer, &q.affine(scale, 0.0)?, &k, &v, bias)?;
+        let context = cache.attend(layer, &q.affine(scale, 0.0)?, &k, &v, slopes)?;
         // context: (b, n_head, s, head_dim) → (b, s, hidden)
         let context = context.transpose(1, 2)?.reshape((b, s, hidden))?;
         self.dense.forward(&context)
@@ -314,7 +314,7 @@ impl Block {
     fn forward(
         &self,
         x: &Tensor,
-        bias: &Tensor,
+        slopes: &Tensor,
         cache: &mut KvCache,
         layer: usize,
     ) -> Result<Tensor> {
@@ -324,7 +324,7 @@ impl Block {
         } else {
             x
         };
-        let attended = (self.attention.forward(&normed, bias, cache, layer)? + residual)?;
+        let attended = (self.attention.forward(&normed, slopes, cache, layer)? + residual)?;
         let normed = self.post_attention_layernorm.forward(&attended)?;
         let residual = if self.residual_post_layernorm {
             &normed
@@ -423,22 +423,6 @@ impl Bloom {
         KvCache::new(self.config.n_layer)
     }
 
-    /// ALiBi biases plus the causal mask for `s` new queries after `past` cached positions:
-    /// (1, n_head, s, past + s), `slope · j` for key j, −∞ where key j lies after the query.
-    fn attention_bias(&self, past: usize, s: usize) -> Result<Tensor> {
-        let total = past + s;
-        let positions: Vec<f32> = (0..total).map(|j| j as f32).collect();
-        let positions = Tensor::from_vec(positions, (1, 1, 1, total), &self.device)?;
-        let alibi = self.alibi_slopes.broadcast_mul(&positions)?;
-        let mask: Vec<f32> = (0..s)
-            .flat_map(|i| {
-                (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, (1, 1, s, total), &self.device)?;
-        Ok(alibi.broadcast_add(&mask)?)
-    }
-
     /// Runs `ids` (b, s) after what `cache` holds and returns the logits (b, positions, vocab)
     /// at the given positions of the new tokens only (e.g. `&[s - 1]` for the next token).
     pub fn forward(
@@ -476,9 +460,8 @@ impl Bloom {
                 .word_embeddings
                 .embedding(&ids.narrow(1, done, piece)?)?;
             x = self.word_embeddings_layernorm.forward(&x)?;
-            let bias = self.attention_bias(cache.len(), piece)?;
             for (layer, block) in self.blocks.iter().enumerate() {
-                x = block.forward(&x, &bias, cache, layer)?;
+                x = block.forward(&x, &self.alibi_slopes, cache, layer)?;
             }
             cache.end_piece(piece);
             for (k, &p) in positions.iter().enumerate() {

@@ -94,6 +94,11 @@ fn a_long_prompt_runs_in_blocks_like_token_by_token() {
     let mut parts: Vec<&[u32]> = ids[..6].chunks(1).collect();
     parts.push(&ids[6..]);
     assert!(max_abs_diff(&whole, &last_logits(&model, &parts)) < 1e-4);
+    // The last token alone: a decode step over every block, against the pieces' running
+    // softmax over the same keys.
+    let (last, before) = ids.split_last().unwrap();
+    let decoded = last_logits(&model, &[before, std::slice::from_ref(last)]);
+    assert!(max_abs_diff(&whole, &decoded) < 1e-4);
 }
 
 #[test]
@@ -157,6 +162,36 @@ fn kept_caches_give_the_tokens_of_a_fresh_run() {
     let edited = [&story[..4], &[11, 12, 13][..]].concat();
     let after_edit = run(&mut pool, &model, &edited, &specs(5, 8));
     assert_eq!(after_edit.stats.reused_tokens, 4);
+}
+
+#[test]
+fn a_moved_window_forgets_the_caches_it_cannot_start_from() {
+    let model = tiny();
+    let mut pool = CachePool::default();
+    let ids = long_ids(&model, BLOCK + 40);
+    run(&mut pool, &model, &ids[..BLOCK], &specs(1, 4));
+    assert_eq!(
+        pool.len(),
+        4,
+        "the prompt's cache and the three candidates'"
+    );
+    // The window moved past the story's first tokens: the caches of the old window go before
+    // the new one is built, and only the new round's are held.
+    let moved = run(&mut pool, &model, &ids[40..], &specs(2, 4));
+    assert_eq!(moved.stats.reused_tokens, 0);
+    assert_eq!(pool.len(), 4);
+    // Going back to the old window starts from scratch, and tokens match a fresh run.
+    let back = run(&mut pool, &model, &ids[..BLOCK], &specs(3, 4));
+    assert_eq!(back.stats.reused_tokens, 0);
+    let fresh = generate(
+        &model.model,
+        &model.tokenizer,
+        &ids[..BLOCK],
+        &specs(3, 4),
+        |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
+    same_tokens(&back, &fresh);
 }
 
 /// The same tokens and texts, and log-probabilities equal up to float rounding (the kept cache
