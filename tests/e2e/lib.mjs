@@ -30,6 +30,17 @@ export function watch(target, sink) {
   });
 }
 
+/** A page in a fresh profile of `browser` (downloads accepted, `timeout` as the default);
+ * its problems (console errors, page errors, worker errors) are collected in `problems`. */
+export async function freshPage(browser, timeout) {
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+  context.setDefaultTimeout(timeout);
+  const page = await context.newPage();
+  const problems = [];
+  watch(page, problems);
+  return { context, page, problems };
+}
+
 /** Waits until model-status says the model is ready (and fails early on a load error). */
 export async function modelReady(target, timeout) {
   await target.waitForFunction(

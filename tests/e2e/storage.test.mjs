@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, byTestId, candidatesReady, modelReady, watch } from './lib.mjs';
+import { CHROMIUM_FLAGS, byTestId, candidatesReady, freshPage, modelReady } from './lib.mjs';
 import {
   GC_FLAGS,
   exportedRecords,
@@ -30,16 +30,6 @@ before(async () => {
   });
 });
 after(async () => browser?.close());
-
-/** A fresh profile's page; its problems (console errors, page errors) are collected. */
-async function freshPage() {
-  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
-  context.setDefaultTimeout(SLOW);
-  const page = await context.newPage();
-  const problems = [];
-  watch(page, problems);
-  return { context, page, problems };
-}
 
 /** Story 3 of the sample log as version 1 stored it: two picks and a round waiting. */
 function versionOneStory() {
@@ -66,7 +56,7 @@ function versionOneStory() {
 }
 
 test('a database of version 1 is moved to the current stores, nothing lost', { timeout: 5 * SLOW }, async () => {
-  const { context, page, problems } = await freshPage();
+  const { context, page, problems } = await freshPage(browser, SLOW);
   const stored = versionOneStory();
   // Seed version 1 from a page of the same origin that does not run the app.
   await page.goto(new URL('manifest.webmanifest', BASE).href);
@@ -139,7 +129,7 @@ test('a database of version 1 is moved to the current stores, nothing lost', { t
 });
 
 test(`${ROUNDS} rounds: IndexedDB and the export hold exactly the ${3 * ROUNDS} records written`, { timeout: ROUNDS * 30_000 }, async (t) => {
-  const { context, page, problems } = await freshPage();
+  const { context, page, problems } = await freshPage(browser, SLOW);
   await page.goto(BASE);
   await modelReady(page, SLOW);
   await page.locator(byTestId('prompt')).fill('The soak test began');

@@ -10,6 +10,7 @@
 //! drawing a list creates no listener and nothing outlives its elements. A choice, an undo or
 //! an edit is written to IndexedDB first and shown after the write has committed.
 
+mod autopilot;
 mod branches;
 mod models;
 mod settings_panel;
@@ -33,6 +34,7 @@ use crate::web::idb::{Db, StoredStory};
 use crate::web::protocol::{Event, Failed, Request};
 use crate::web::worker_client::WorkerClient;
 
+use autopilot::Autopilot;
 use branches::Branches;
 use models::Models;
 use settings_panel::SettingsPanel;
@@ -59,6 +61,7 @@ struct App {
     models: Models,
     stories: StoryList,
     writing: Writing,
+    autopilot: Autopilot,
     branches: Branches,
     settings: SettingsPanel,
     transfer: Transfer,
@@ -89,6 +92,7 @@ pub fn run() {
         models: Models::new(),
         stories: StoryList::new(),
         writing: Writing::new(),
+        autopilot: Autopilot::new(),
         branches: Branches::new(),
         settings: SettingsPanel::new(),
         transfer: Transfer::new(),
@@ -106,6 +110,7 @@ pub fn run() {
     app.models.wire(&app);
     app.stories.wire(&app);
     app.writing.wire(&app);
+    app.autopilot.wire(&app);
     app.branches.wire(&app);
     app.settings.wire(&app);
     app.transfer.wire(&app);
@@ -155,6 +160,7 @@ impl App {
 
     /// Replaces the model worker (for another thread count) and loads the model again.
     fn restart_worker(self: &Rc<Self>) {
+        self.autopilot.interrupt(self);
         self.stop_worker();
         self.writing.forget_round(self);
         self.start_worker();
@@ -219,7 +225,10 @@ impl App {
                     self.models.load_failed(&message);
                     self.writing.update_buttons(self);
                 }
-                Failed::Generate => self.writing.failed(self, &message),
+                Failed::Generate => {
+                    self.writing.failed(self, &message);
+                    self.autopilot.round_failed();
+                }
                 Failed::Cache => self.notice(&message),
             },
         }
@@ -250,6 +259,15 @@ impl App {
 
     /// Applies `change` to the open story, saves it, then shows it (unless a round is running).
     fn change_story(self: &Rc<Self>, change: impl FnOnce(&mut Story) -> crate::Result<()>) {
+        self.change_story_and(change, |_| {});
+    }
+
+    /// Like [`App::change_story`], then calls `then` once the change is saved and shown.
+    fn change_story_and(
+        self: &Rc<Self>,
+        change: impl FnOnce(&mut Story) -> crate::Result<()>,
+        then: impl FnOnce(&Rc<App>) + 'static,
+    ) {
         if self.writing.running() {
             return;
         }
@@ -276,6 +294,7 @@ impl App {
                 }
             }
             app.render_all();
+            then(&app);
         });
     }
 

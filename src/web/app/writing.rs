@@ -141,7 +141,7 @@ impl Writing {
 
     /// Starts a round: with the prompt's words added to the story (or opening a new one), or,
     /// for `r` and Regenerate, for the story as it is.
-    fn write(&self, app: &Rc<App>, use_prompt: bool) {
+    pub(super) fn write(&self, app: &Rc<App>, use_prompt: bool) {
         if self.running() || app.state.borrow().model.is_none() {
             return;
         }
@@ -209,7 +209,7 @@ impl Writing {
 
     /// Stops the round being generated: the worker ends it at its next step and keeps the model
     /// and the story's cache; nothing of the round is recorded.
-    fn stop(&self, app: &Rc<App>) {
+    pub(super) fn stop(&self, app: &Rc<App>) {
         let Some(running) = self.running.borrow_mut().take() else {
             return;
         };
@@ -333,6 +333,7 @@ impl Writing {
         spawn_local(async move {
             app.save(&stored).await;
             app.render_all();
+            app.autopilot.round_recorded(&app);
         });
     }
 
@@ -471,8 +472,13 @@ impl Writing {
     }
 }
 
-/// The keys: 1, 2, 3 choose, r regenerates, u undoes, Escape stops (not while typing).
+/// The keys: 1, 2, 3 choose, r regenerates, u undoes, Escape stops (not while typing); while
+/// the autopilot runs, any key only stops it.
 fn key(app: &Rc<App>, event: &KeyboardEvent) {
+    if app.autopilot.interrupt(app) {
+        event.prevent_default();
+        return;
+    }
     if event.ctrl_key() || event.meta_key() || event.alt_key() {
         return;
     }

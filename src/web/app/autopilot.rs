@@ -1,0 +1,230 @@
+//! The autopilot panel: "Autopilot N steps" writes round after round and picks with a chooser
+//! (the step-mean policy's candidate, one at random, or always the first shown), every pick
+//! recorded as the chooser's (`chosen_by`), not the writer's. Any key or click stops it (and
+//! the round being written, of which nothing is recorded); the click does nothing else.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::JsCast;
+use web_sys::{HtmlButtonElement, HtmlElement, HtmlInputElement, HtmlSelectElement};
+
+use super::{click, App};
+use crate::autopilot::{round_seed, Chooser, PositionChooser, RandomChooser, StepMeanChooser};
+use crate::web::dom::{by_testid, document, input, set_text};
+
+/// Steps one start may ask for at most.
+const MAX_STEPS: u32 = 1000;
+
+/// An autopilot run in progress.
+struct Run {
+    chooser: Box<dyn Chooser>,
+    /// Seeds the random chooser's draw at each step.
+    seed: u64,
+    /// Steps still to write after the round being written.
+    remaining: u32,
+    /// Steps picked so far.
+    done: u32,
+}
+
+/// The autopilot's nodes and its run.
+pub(super) struct Autopilot {
+    steps: HtmlInputElement,
+    chooser: HtmlSelectElement,
+    button: HtmlButtonElement,
+    status: HtmlElement,
+    run: RefCell<Option<Run>>,
+}
+
+impl Autopilot {
+    /// Finds the panel's nodes.
+    pub(super) fn new() -> Self {
+        Self {
+            steps: input("autopilot-steps"),
+            chooser: by_testid("autopilot-chooser").unchecked_into(),
+            button: by_testid("autopilot").unchecked_into(),
+            status: by_testid("autopilot-status"),
+            run: RefCell::default(),
+        }
+    }
+
+    /// Installs the start button and the page-wide click that stops a run.
+    pub(super) fn wire(&self, app: &Rc<App>) {
+        click(app, &self.button, |app| app.autopilot.start(app));
+        // Captured before any element sees it: while a run goes, a click only stops it.
+        let weak = Rc::downgrade(app);
+        let stop_on_click =
+            Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+                if let Some(app) = weak.upgrade() {
+                    if app.autopilot.interrupt(&app) {
+                        event.stop_propagation();
+                        event.prevent_default();
+                    }
+                }
+            });
+        document()
+            .add_event_listener_with_callback_and_bool(
+                "click",
+                stop_on_click.as_ref().unchecked_ref(),
+                true,
+            )
+            .expect("adding an event listener works");
+        // Installed once, for the page's lifetime.
+        stop_on_click.forget();
+    }
+
+    /// Whether a run is in progress.
+    pub(super) fn running(&self) -> bool {
+        self.run.borrow().is_some()
+    }
+
+    /// Starts a run of the steps asked for: the first round continues the story with the
+    /// prompt's words (or opens one with them), as Write does.
+    fn start(&self, app: &Rc<App>) {
+        if self.running() || app.writing.running() {
+            return;
+        }
+        let steps = match self.steps.value().trim().parse::<u32>() {
+            Ok(n) if (1..=MAX_STEPS).contains(&n) => n,
+            _ => {
+                return set_text(
+                    &self.status,
+                    &format!("Steps: give a whole number from 1 to {MAX_STEPS}."),
+                )
+            }
+        };
+        let chooser: Box<dyn Chooser> = match self.chooser.value().as_str() {
+            "random" => Box::new(RandomChooser),
+            "position" => Box::new(PositionChooser(1)),
+            _ => Box::new(StepMeanChooser),
+        };
+        let name = chooser.name();
+        *self.run.borrow_mut() = Some(Run {
+            chooser,
+            seed: (js_sys::Math::random() * 2f64.powi(53)) as u64,
+            remaining: steps - 1,
+            done: 0,
+        });
+        set_text(
+            &self.status,
+            &format!("Autopilot: 0 of {steps} steps, picking {name}. Any key or click stops it."),
+        );
+        self.render();
+        app.writing.write(app, true);
+        if !app.writing.running() {
+            self.finish("Autopilot did not start: load a model and write an opening first.");
+        }
+    }
+
+    /// Called when a round has been recorded: picks a candidate as the chooser, then writes
+    /// the next round unless the run is done.
+    pub(super) fn round_recorded(&self, app: &Rc<App>) {
+        let choice = {
+            let mut run = self.run.borrow_mut();
+            let Some(run) = run.as_mut() else {
+                return;
+            };
+            let state = app.state.borrow();
+            let Some(current) = state.current.as_ref() else {
+                return;
+            };
+            let story = &current.story;
+            let pending = story.pending_records();
+            let seed = round_seed(run.seed, story.next_step());
+            run.chooser.choose(story, &pending, seed).map(|index| {
+                (
+                    pending.get(index).map(|r| r.record_id.clone()),
+                    run.chooser.name(),
+                )
+            })
+        };
+        let (record_id, name) = match choice {
+            Ok((Some(record_id), name)) => (record_id, name),
+            Ok((None, _)) => return self.finish("Autopilot stopped: the round has no candidates."),
+            Err(e) => return self.finish(&format!("Autopilot stopped: {e}")),
+        };
+        app.change_story_and(
+            move |story| story.choose(&record_id, &name).map(drop),
+            |app| app.autopilot.picked(app),
+        );
+    }
+
+    /// After a pick is saved: counts it and writes the next round, or ends the run.
+    fn picked(&self, app: &Rc<App>) {
+        // Ok: another round to write; Err(steps done): the run is over.
+        let next = {
+            let mut run = self.run.borrow_mut();
+            let Some(run) = run.as_mut() else {
+                return;
+            };
+            run.done += 1;
+            let total = run.done + run.remaining;
+            let text = format!(
+                "Autopilot: {} of {total} steps, picking {}. Any key or click stops it.",
+                run.done,
+                run.chooser.name()
+            );
+            set_text(&self.status, &text);
+            if run.remaining == 0 {
+                Err(run.done)
+            } else {
+                run.remaining -= 1;
+                Ok(())
+            }
+        };
+        match next {
+            Ok(()) => {
+                app.writing.write(app, false);
+                if !app.writing.running() {
+                    self.finish("Autopilot stopped: the next round could not start.");
+                }
+            }
+            Err(done) => self.finish(&format!("Autopilot wrote {done} steps.")),
+        }
+    }
+
+    /// Stops a run (a key or a click): the round being written is stopped and not recorded.
+    /// Returns whether a run was stopped.
+    pub(super) fn interrupt(&self, app: &Rc<App>) -> bool {
+        let Some(run) = self.run.borrow_mut().take() else {
+            return false;
+        };
+        if app.writing.running() {
+            app.writing.stop(app);
+        }
+        self.finish(&format!(
+            "Autopilot stopped after {} steps; the round being written was not recorded.",
+            run.done
+        ));
+        true
+    }
+
+    /// A run ended in a failure of its round (shown by the writing area too).
+    pub(super) fn round_failed(&self) {
+        if self.running() {
+            self.finish("Autopilot stopped: the round failed.");
+        }
+    }
+
+    fn finish(&self, message: &str) {
+        self.run.borrow_mut().take();
+        set_text(&self.status, message);
+        self.render();
+    }
+
+    /// Shows the button as starting a run or as running.
+    fn render(&self) {
+        let running = self.running();
+        self.button.set_text_content(Some(if running {
+            "Autopilot running…"
+        } else {
+            "Autopilot"
+        }));
+        self.steps.set_disabled(running);
+        self.chooser.set_disabled(running);
+        let _ = self
+            .status
+            .set_attribute("data-running", if running { "true" } else { "false" });
+    }
+}

@@ -1,0 +1,118 @@
+// The autopilot in the page: "Autopilot N steps" writes and picks round after round, each pick
+// recorded as the chooser's (`chosen_by`), with the cards' order shuffled and recorded; any key
+// or click stops it, and the round it was writing leaves no record. Run by tests/e2e/run.sh
+// (E2E_URL).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+import { CHROMIUM_FLAGS, byTestId, freshPage, modelReady } from './lib.mjs';
+import { exportedRecords, storedRecords } from './soak.mjs';
+
+const BASE = process.env.E2E_URL;
+if (!BASE) throw new Error('E2E_URL must be set: run tests/e2e/run.sh');
+const SLOW = 120_000;
+
+let browser;
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: CHROMIUM_FLAGS,
+  });
+});
+after(async () => browser?.close());
+
+/** A fresh profile's page with the model loaded; its problems are collected. */
+async function readyPage() {
+  const { context, page, problems } = await freshPage(browser, SLOW);
+  await page.goto(BASE);
+  await modelReady(page, SLOW);
+  return { context, page, problems };
+}
+
+/** Starts the autopilot for `steps` steps picking with `chooser`. */
+async function startAutopilot(page, steps, chooser) {
+  await page.locator(byTestId('autopilot-steps')).fill(String(steps));
+  await page.locator(byTestId('autopilot-chooser')).selectOption(chooser);
+  await page.locator(byTestId('autopilot')).click();
+  await page.waitForSelector(`${byTestId('autopilot-status')}[data-running="true"]`);
+}
+
+/** Waits until the autopilot's status matches `pattern`; returns the status text. */
+async function statusMatching(page, pattern, timeout = 4 * SLOW) {
+  const status = page.locator(byTestId('autopilot-status'));
+  await page.waitForFunction(
+    ([selector, source]) => new RegExp(source).test(document.querySelector(selector)?.textContent ?? ''),
+    [byTestId('autopilot-status'), pattern.source],
+    { timeout },
+  );
+  return status.textContent();
+}
+
+/** Steps picked so far, from the running status ("Autopilot: 2 of 50 steps…"). */
+async function stepsPicked(page) {
+  const text = await page.locator(byTestId('autopilot-status')).textContent();
+  return Number(/Autopilot: (\d+) of/.exec(text)?.[1] ?? 0);
+}
+
+test('the autopilot writes the steps asked for, every pick recorded as the chooser\'s', { timeout: 6 * SLOW }, async () => {
+  const { context, page, problems } = await readyPage();
+  await page.locator(byTestId('prompt')).fill('The autopilot began the tale of a lighthouse');
+  await startAutopilot(page, 3, 'position');
+  await statusMatching(page, /Autopilot wrote 3 steps/);
+  assert.equal(await page.locator(byTestId('autopilot-status')).getAttribute('data-running'), 'false');
+
+  const records = await exportedRecords(page);
+  assert.equal(records.length, 9, 'three rounds of three candidates');
+  const chosen = records.filter((r) => r.chosen).sort((a, b) => a.step - b.step);
+  assert.deepEqual(chosen.map((r) => r.step), [1, 2, 3]);
+  for (const record of chosen) {
+    assert.equal(record.chosen_by, 'position-1', 'the chooser, not the writer, picked');
+    assert.equal(record.display_position, 1, 'always the first card shown');
+  }
+  // Each round's policies were shuffled over the cards with a recorded seed.
+  for (const step of [1, 2, 3]) {
+    const round = records.filter((r) => r.step === step);
+    assert.deepEqual(round.map((r) => r.display_position).sort(), [1, 2, 3]);
+    assert.equal(new Set(round.map((r) => r.order_seed)).size, 1);
+  }
+  // The story is the opening and the three picks; nothing waits for a choice.
+  const story = await page.locator(byTestId('story')).textContent();
+  assert.ok(story.endsWith(chosen[2].output_text));
+  assert.equal((await storedRecords(page)).length, 9);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test('any key or click stops the autopilot; the round being written leaves no record', { timeout: 6 * SLOW }, async () => {
+  const { context, page, problems } = await readyPage();
+  await page.locator(byTestId('prompt')).fill('A long night at sea');
+  await startAutopilot(page, 50, 'random');
+  await statusMatching(page, /Autopilot: [2-9]\d* of 50 steps/);
+  await page.keyboard.press('x');
+  const afterKey = await statusMatching(page, /Autopilot stopped after \d+ steps/, SLOW);
+  const pickedByKey = Number(/after (\d+) steps/.exec(afterKey)[1]);
+  assert.ok(pickedByKey >= 2);
+  assert.equal(await page.locator(byTestId('autopilot-status')).getAttribute('data-running'), 'false');
+
+  // A click on a card while it runs stops it and picks nothing.
+  await startAutopilot(page, 50, 'random');
+  await statusMatching(page, /Autopilot: [1-9]\d* of 50 steps/);
+  const pickedBeforeClick = await stepsPicked(page);
+  await page.locator(byTestId('candidate-1')).click();
+  const afterClick = await statusMatching(page, /Autopilot stopped after \d+ steps/, SLOW);
+  const pickedByClick = Number(/after (\d+) steps/.exec(afterClick)[1]);
+  assert.ok(pickedByClick >= pickedBeforeClick);
+
+  // Nothing more happens once stopped.
+  await page.waitForTimeout(2_000);
+  const records = await storedRecords(page);
+  const chosen = records.filter((r) => r.chosen);
+  assert.equal(chosen.length, pickedByKey + pickedByClick, 'one pick per step counted, none by the click');
+  assert.ok(chosen.every((r) => r.chosen_by === 'random'));
+  // Every round recorded was picked, except at most one recorded just before a stop.
+  const rounds = new Set(records.map((r) => `${r.step}:${r.order_seed}`));
+  assert.ok(rounds.size - chosen.length <= 2, `${rounds.size} rounds for ${chosen.length} picks`);
+  assert.equal(records.length % 3, 0);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
