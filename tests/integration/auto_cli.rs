@@ -98,6 +98,31 @@ fn stories(records: &[CandidateRecord]) -> BTreeMap<String, String> {
 }
 
 #[test]
+fn one_job_or_several_write_the_same_stories() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = None;
+    for jobs in ["1", "3"] {
+        let log = dir.path().join(format!("jobs-{jobs}.jsonl"));
+        let mut args = auto_args(&log, "0/1");
+        args.extend(["--jobs".to_string(), jobs.to_string()]);
+        let summary: serde_json::Value = serde_json::from_str(&run_ok(&args)).unwrap();
+        assert_eq!(summary["jobs"], jobs.parse::<u64>().unwrap());
+        let written = stories(&records(&log));
+        assert_eq!(written.len(), STORIES as usize);
+        match &expected {
+            None => expected = Some(written),
+            Some(expected) => assert_eq!(&written, expected),
+        }
+    }
+    let log = dir.path().join("jobs-0.jsonl");
+    let mut args = auto_args(&log, "0/1");
+    args.extend(["--jobs".to_string(), "0".to_string()]);
+    let out = bin().args(&args).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--jobs 0"));
+}
+
+#[test]
 fn killed_halfway_and_restarted_loses_nothing_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole.jsonl");

@@ -5,6 +5,7 @@
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -55,6 +56,10 @@ pub struct AutoArgs {
     /// Policy of each candidate (shuffled over positions every round).
     #[arg(long, default_value = "step-mean,step-sample,coupled-random")]
     policy: String,
+    /// Stories written at the same time, each on a thread of its own (default: one per
+    /// core). Every story is the same whatever this is; only the log's line order changes.
+    #[arg(long)]
+    jobs: Option<usize>,
 }
 
 fn parse_shard(spec: &str) -> Result<(u64, u64)> {
@@ -123,7 +128,7 @@ pub fn run(args: AutoArgs, model: &LoadedModel) -> Result<()> {
     if prompts.is_empty() {
         bail!("no opening: the prompts file has no non-empty line");
     }
-    let mut chooser = chooser(&args.chooser)?;
+    let chooser_name = chooser(&args.chooser)?.name();
     let (table, warnings, table_name) = load_table(&args.table, model.model.config().vocab_size);
     for warning in &warnings {
         eprintln!("warning: {}: {}", warning.path, warning.message);
@@ -165,32 +170,65 @@ pub fn run(args: AutoArgs, model: &LoadedModel) -> Result<()> {
             args.log.display()
         ));
     }
-    let path = args.log.clone();
-    for (&index, story) in indices.iter().zip(resumed) {
-        let prompt = &prompts[(index % prompts.len() as u64) as usize];
-        bar.set_message(format!("story {index}"));
-        write_story(
-            model,
-            &plan,
-            prompt,
-            index,
-            story,
-            chooser.as_mut(),
-            &mut |records| {
-                crate::write::append(&mut log, &path, records)
-                    .map_err(|e| storywriter::Error::Invalid(format!("{e:#}")))?;
-                bar.inc(records.iter().filter(|r| r.chosen).count() as u64);
-                Ok(())
-            },
-        )?;
+    if args.jobs == Some(0) {
+        bail!("--jobs 0: give at least 1");
     }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .min(indices.len().max(1));
+    // Stories not yet taken by a job, and the log every job appends to.
+    let queue = Mutex::new(indices.iter().copied().zip(resumed));
+    let log = Mutex::new(log);
+    let write_stories = || -> Result<()> {
+        let mut chooser = chooser(&args.chooser)?;
+        loop {
+            let Some((index, story)) = queue.lock().expect("no job panicked").next() else {
+                return Ok(());
+            };
+            let prompt = &prompts[(index % prompts.len() as u64) as usize];
+            bar.set_message(format!("story {index}"));
+            let written = write_story(
+                model,
+                &plan,
+                prompt,
+                index,
+                story,
+                chooser.as_mut(),
+                &mut |records| {
+                    let mut log = log.lock().expect("no job panicked");
+                    crate::write::append(&mut log, &args.log, records)
+                        .map_err(|e| storywriter::Error::Invalid(format!("{e:#}")))?;
+                    bar.inc(records.iter().filter(|r| r.chosen).count() as u64);
+                    Ok(())
+                },
+            );
+            if let Err(e) = written {
+                // The other jobs stop after their current story.
+                queue
+                    .lock()
+                    .expect("no job panicked")
+                    .by_ref()
+                    .for_each(drop);
+                return Err(e.into());
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..jobs).map(|_| scope.spawn(write_stories)).collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("a story job panicked"))
+            .collect::<Result<Vec<()>>>()
+    })?;
     bar.finish_and_clear();
     crate::output::print_json(serde_json::json!({
         "stories": indices.len(),
         "rounds": total,
         "resumed_rounds": done,
         "shard": format!("{shard}/{shards}"),
-        "chooser": chooser.name(),
+        "chooser": chooser_name,
+        "jobs": jobs,
         "log": args.log.display().to_string(),
     }))
 }
