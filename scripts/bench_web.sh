@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The web app's speed in headless Chromium on bloom-560m-shaped models with random weights (q8_0
 # and q4_0): first load and load from the browser's cache, prefill and decode tok/s with 1 and 3
-# candidates, the worker's wasm memory, and the bundle size (tests/e2e/bench_web.mjs, node +
+# candidates, the round time as the story grows (50, 500, 1,500 tokens; three candidates after a
+# pick), the worker's wasm memory, and the bundle size (tests/e2e/bench_web.mjs, node +
 # playwright-core). Builds the app (trunk, release, simd128) and the CLI, makes the models in
 # WORK_DIR (kept and reused: ~1.1 GB), serves each with `storywriter serve`, prints Markdown
 # tables and writes WORK_DIR/result.json.
@@ -61,4 +62,10 @@ for dtype in ${DTYPES:-q8_0 q4_0}; do
         echo "native $dtype, $threads thread(s): $("$CLI" bench --model "$WORK/$dtype/random-560m-$dtype.gguf" \
             --prompt-tokens 32 --new-tokens "${BENCH_NEW_TOKENS:-32}" --candidates 1 --threads "$threads" --json 2>/dev/null)"
     done
+    stories="${BENCH_STORY_TOKENS-50 500 1500}"
+    if [[ -n "$stories" ]]; then
+        echo "native $dtype, rounds as the story grows: $("$CLI" bench --model "$WORK/$dtype/random-560m-$dtype.gguf" \
+            --story-tokens "${stories// /,}" --rounds "${BENCH_REPEATS:-3}" --new-tokens "${BENCH_NEW_TOKENS:-32}" \
+            --candidates 3 --json 2>/dev/null)"
+    fi
 done

@@ -1,30 +1,33 @@
-// End-to-end tests of the web app in headless Chromium, through the stable data-testid
-// attributes. Run by tests/e2e/run.sh, which serves the built app and a test model directory
-// and passes E2E_URL (the app), E2E_MODELS (that directory: demo-tiny-q8_0.gguf listed in
-// index.json, corrupt.gguf not listed), E2E_OUT (screenshots) and E2E_SERVE_LOG (the server's
-// request log).
+// End-to-end tests of a writing session in headless Chromium, through the stable data-testid
+// attributes (the page's other features are in page.test.mjs). Run by tests/e2e/run.sh, which
+// serves the built app and a test model directory and passes E2E_URL (the app) and E2E_OUT
+// (screenshots).
 //
 // The tests run in order and share one page (and so one IndexedDB): each step of the story
 // continues the one before, as a writer would (write, pick, reload, regenerate, undo, export,
-// branches, settings, parameter tables, chart, story list, model cache), so once a step fails
-// the later steps are skipped (and a screenshot of the failure is kept). The other tests only
-// need the model; offline use and the embedded view get browser contexts of their own.
+// branches, settings, parameter tables, chart, story list), so once a step fails the later
+// steps are skipped (and a screenshot of the failure is kept).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, byTestId, candidatesReady, modelReady, pressKeyIn, watch } from './lib.mjs';
+import {
+  byTestId,
+  candidatesReady,
+  cardText,
+  cardTexts,
+  freshPage,
+  launchChromium,
+  modelReady,
+  pressKeyIn,
+  showSettings,
+  storyIs,
+  textMatching,
+} from './lib.mjs';
 
 const BASE = process.env.E2E_URL;
-const MODELS = process.env.E2E_MODELS;
 const OUT = process.env.E2E_OUT ?? 'target/e2e';
-// The server's log: one line per request, to check what the page fetched (and that it fetched
-// nothing while offline).
-const SERVE_LOG = process.env.E2E_SERVE_LOG ?? join(OUT, 'serve.log');
-if (!BASE || !MODELS) {
-  throw new Error('E2E_URL and E2E_MODELS must be set: run tests/e2e/run.sh');
-}
+if (!BASE) throw new Error('E2E_URL must be set: run tests/e2e/run.sh');
 mkdirSync(OUT, { recursive: true });
 
 // Loading and generating with the tiny model takes seconds; a cold wasm compile on a busy
@@ -44,18 +47,8 @@ async function text(id) {
   return page.locator(byTestId(id)).innerText();
 }
 
-/** The generated text of candidate card `index` (its `.text` part, or the whole card). */
-async function candidateText(index, target = page) {
-  return target.evaluate((id) => {
-    const card = document.querySelector(`[data-testid="${id}"]`);
-    const part = card?.querySelector('.text') ?? card;
-    return part?.textContent ?? '';
-  }, `candidate-${index}`);
-}
-
-async function candidateTexts(target = page) {
-  return Promise.all([1, 2, 3].map((i) => candidateText(i, target)));
-}
+const candidateText = (index, target = page) => cardText(target, index);
+const candidateTexts = (target = page) => cardTexts(target);
 
 /** The text of part `part` (`source`, `params`, `text`, `meta`) of each of the three cards. */
 async function cardParts(part, target = page) {
@@ -95,14 +88,8 @@ function storyStep(name, body) {
 const pressKey = (key) => pressKeyIn(page, key);
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: CHROMIUM_FLAGS,
-  });
-  context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
-  context.setDefaultTimeout(SLOW);
-  page = await context.newPage();
-  watch(page, problems);
+  browser = await launchChromium();
+  ({ context, page } = await freshPage(browser, SLOW, problems));
 });
 
 after(async () => {
@@ -304,13 +291,7 @@ async function storyText(target = page) {
 }
 
 /** Waits until the story text is `expected`. */
-async function waitForStory(expected, target = page) {
-  await target.waitForFunction(
-    (want) => document.querySelector('[data-testid="story"]')?.textContent === want,
-    expected,
-    { timeout: SLOW },
-  );
-}
+const waitForStory = (expected, target = page) => storyIs(target, expected, SLOW);
 
 /** Waits until the story text is no longer `before`. */
 async function waitForStoryChange(before, target = page) {
@@ -345,35 +326,12 @@ async function newRound(start = () => pressKey('r')) {
   await waitForCandidates();
 }
 
-async function openSettings(target = page) {
-  if (await target.locator(byTestId('settings')).isHidden()) {
-    await target.locator(byTestId('settings-toggle')).click();
-  }
-}
-
-async function closeSettings(target = page) {
-  if (await target.locator(byTestId('settings')).isVisible()) {
-    await target.locator(byTestId('settings-toggle')).click();
-  }
-}
+const openSettings = (target = page) => showSettings(target, true);
+const closeSettings = (target = page) => showSettings(target, false);
 
 /** Waits until element `id`'s text matches `pattern`, and returns it. */
-async function waitForText(id, pattern, target = page) {
-  await target.waitForFunction(
-    ([testid, source, flags]) =>
-      new RegExp(source, flags).test(document.querySelector(`[data-testid="${testid}"]`)?.textContent ?? ''),
-    [id, pattern.source, pattern.flags],
-    { timeout: SLOW },
-  );
-  return target.locator(byTestId(id)).textContent();
-}
+const waitForText = (id, pattern, target = page) => textMatching(target, id, pattern, SLOW);
 
-/** Requests the server has logged so far ("ADDR METHOD PATH STATUS" lines of its log). */
-function serverRequests() {
-  return readFileSync(SERVE_LOG, 'utf8')
-    .split('\n')
-    .filter((line) => /^\S+ (GET|HEAD|POST|PUT|DELETE|OPTIONS) \S+ \d{3}/.test(line));
-}
 
 let branchOne;
 storyStep('picking another candidate after undo keeps both branches, and either can be walked again', async () => {
@@ -619,396 +577,10 @@ storyStep('the story list: new, rename, open and delete stories', async () => {
   await waitForTitles(before);
 });
 
-storyStep('the model is cached in the Origin Private File System: listed with its size, deleted, downloaded again', async () => {
-  const name = 'demo-tiny-q8_0.gguf';
-  const size = statSync(join(MODELS, name)).size;
-  const opfs = () =>
-    page.evaluate(async () => {
-      const files = {};
-      for await (const [file, handle] of (await navigator.storage.getDirectory()).entries()) {
-        if (handle.kind === 'file') files[file] = (await handle.getFile()).size;
-      }
-      return files;
-    });
-  assert.deepEqual(await opfs(), { [name]: size });
-  assert.match(await text('model-status'), /from the cache/);
-  await page.locator(byTestId('model-sources')).evaluate((details) => (details.open = true));
-  const listed = await waitForText('cached-models', new RegExp(name.replace(/\./g, '\\.')));
-  // The size as the page writes it (kB with no decimals, MB with one).
-  const human = size >= 1e6 ? `${(size / 1e6).toFixed(1)} MB` : `${(size / 1e3).toFixed(0)} kB`;
-  assert.match(listed, new RegExp(`^${name.replace(/\./g, '\\.')} \\(${human}\\) LoadDelete$`));
-
-  await page.locator(byTestId(`delete-cached-${name}`)).click();
-  await waitForText('cached-models', /^No cached models yet\.$/);
-  assert.deepEqual(await opfs(), {});
-
-  // The next load downloads the file again (the server sees it) and caches it again.
-  const seen = serverRequests().length;
-  await page.reload();
-  await waitForModel();
-  assert.doesNotMatch(await text('model-status'), /from the cache/);
-  assert.ok(
-    serverRequests()
-      .slice(seen)
-      // 304: the browser's HTTP cache revalidated its copy with the server.
-      .some((line) => line.includes(` GET /models/${name} 200`) || line.includes(` GET /models/${name} 304`)),
-    'the model was not downloaded again',
-  );
-  assert.deepEqual(await opfs(), { [name]: size });
-  await page.locator(byTestId('model-sources')).evaluate((details) => (details.open = true));
-  await waitForText('cached-models', new RegExp(name.replace(/\./g, '\\.')));
-  await page.locator(byTestId('model-sources')).evaluate((details) => (details.open = false));
-});
-
-test('HTML in the prompt is shown as text', { timeout: TEST_TIMEOUT }, async () => {
-  const injected = '<img src=x onerror=window.__xss=1>';
-  await waitForModel();
-  await page.locator(byTestId('new-story')).click();
-  await page.locator(byTestId('prompt')).fill(injected);
-  await page.locator(byTestId('write')).click();
-  await waitForCandidates();
-  await pressKey('1');
-  await page.waitForFunction(
-    (html) => (document.querySelector('[data-testid="story"]')?.textContent ?? '').startsWith(html),
-    injected,
-    { timeout: SLOW },
-  );
-  assert.ok((await page.locator(byTestId('story')).textContent()).startsWith(injected));
-  assert.equal(await page.locator(`${byTestId('story')} img`).count(), 0);
-  assert.equal(await page.locator('img[src="x"]').count(), 0);
-  assert.equal(await page.evaluate(() => window.__xss), undefined);
-});
-
-test('the page stays responsive while the worker generates', { timeout: TEST_TIMEOUT }, async () => {
-  await waitForModel();
-  // A long round: 256 new tokens per candidate.
-  await page.locator(byTestId('settings-toggle')).click();
-  await page.locator(byTestId('override-max-new-tokens')).fill('256');
-  await page.locator(byTestId('settings-toggle')).click();
-  // Frames are counted from the page itself, only while a round is running: a model computing
-  // on the UI thread would starve them (no frame until the round is over). No time limits here
-  // (timings belong in benchmarks); the times are printed for the log.
-  await page.evaluate(() => {
-    const probe = { frames: 0, longestGap: 0, last: 0 };
-    window.__probe = probe;
-    const stop = document.querySelector('[data-testid="stop"]');
-    const tick = (now) => {
-      if (stop && !stop.disabled) {
-        if (probe.last) probe.longestGap = Math.max(probe.longestGap, now - probe.last);
-        probe.frames += 1;
-        probe.last = now;
-      } else {
-        probe.last = 0;
-      }
-      if (!probe.done) requestAnimationFrame(tick);
-    };
-    requestAnimationFrame(tick);
-  });
-  await page.locator(byTestId('write')).click();
-  await page.waitForFunction(() => document.querySelector('[data-testid="stop"]')?.disabled === false, null, {
-    timeout: SLOW,
-  });
-  // A click during generation is handled while the round still runs: the settings panel opens
-  // and the round is still going when it has.
-  const clickStarted = Date.now();
-  await page.locator(byTestId('settings-toggle')).click();
-  const openedWhileGenerating = await page.waitForFunction(
-    () => {
-      if (document.querySelector('[data-testid="settings"]')?.hidden) return undefined;
-      return { generating: document.querySelector('[data-testid="stop"]')?.disabled === false };
-    },
-    null,
-    { timeout: SLOW, polling: 'raf' },
-  );
-  const clickMs = Date.now() - clickStarted;
-  const { generating } = await openedWhileGenerating.jsonValue();
-  assert.ok(generating, 'the settings panel opened only after the round was over');
-  // Ten animation frames while the round runs (a blocked UI thread paints none until it ends).
-  const framesWhileGenerating = await page.waitForFunction(
-    () => {
-      const stop = document.querySelector('[data-testid="stop"]');
-      if (window.__probe.frames >= 10) return 'frames';
-      return stop?.disabled ? 'round over' : undefined;
-    },
-    null,
-    { timeout: SLOW },
-  );
-  const outcome = await framesWhileGenerating.jsonValue();
-  assert.equal(outcome, 'frames', 'the round ended before ten animation frames were painted');
-  await page.locator(byTestId('stop')).click();
-  // A stopped round records nothing: wait until the page is idle again.
-  await page.waitForFunction(() => document.querySelector('[data-testid="stop"]')?.disabled === true);
-  // The worker stopped the round and kept its model: nothing is loaded again, and the next
-  // round can start at once.
-  assert.match(await text('model-status'), /^Model ready/);
-  assert.equal(await page.locator(byTestId('write')).isDisabled(), false);
-  const probe = await page.evaluate(() => {
-    window.__probe.done = true;
-    return window.__probe;
-  });
-  console.log(
-    `responsiveness: click handled in ${clickMs} ms; ${probe.frames} frames while generating, longest gap ${probe.longestGap.toFixed(0)} ms`,
-  );
-  await page.locator(byTestId('settings-toggle')).click();
-});
-
-/** A fresh browser context (its own storage, service worker and cache) and a watched page. */
-async function freshTab(options = {}) {
-  const isolated = await browser.newContext({ viewport: { width: 1280, height: 900 }, ...options });
-  isolated.setDefaultTimeout(SLOW);
-  const tab = await isolated.newPage();
-  const tabProblems = [];
-  watch(tab, tabProblems);
-  return { isolated, tab, tabProblems };
-}
-
-test('the web manifest is linked and valid, and Chromium finds the app installable', { timeout: TEST_TIMEOUT }, async () => {
-  await waitForModel();
-  const href = await page.locator('link[rel="manifest"]').getAttribute('href');
-  const url = new URL(href, page.url());
-  const response = await fetch(url);
-  assert.equal(response.status, 200);
-  assert.match(response.headers.get('content-type'), /^application\/manifest\+json/);
-  const manifest = await response.json();
-  assert.equal(manifest.name, 'Storywriter');
-  assert.ok(manifest.short_name);
-  assert.equal(new URL(manifest.start_url, url).href, new URL('./', BASE).href);
-  assert.ok(['standalone', 'fullscreen', 'minimal-ui'].includes(manifest.display), manifest.display);
-  assert.ok(manifest.icons?.length > 0, 'no icons');
-  for (const icon of manifest.icons) {
-    const image = await fetch(new URL(icon.src, url));
-    assert.equal(image.status, 200, icon.src);
-    assert.equal(image.headers.get('content-type')?.split(';')[0], icon.type, icon.src);
-  }
-  // Chromium's own reading of the manifest and its installability checks.
-  const cdp = await context.newCDPSession(page);
-  try {
-    const { errors } = await cdp.send('Page.getAppManifest');
-    assert.deepEqual(errors, []);
-    const { installabilityErrors } = await cdp.send('Page.getInstallabilityErrors');
-    // Playwright's browser contexts are off the record, which alone rules out installing.
-    assert.deepEqual(
-      installabilityErrors.filter((error) => error.errorId !== 'in-incognito'),
-      [],
-    );
-  } finally {
-    await cdp.detach();
-  }
-});
-
-test('offline: after one visit the page, the cached model and a round of writing work without the network', { timeout: TEST_TIMEOUT }, async () => {
-  const { isolated, tab, tabProblems } = await freshTab();
-  // A request no cache holds: online the server answers 404, offline it fails.
-  const probe = () =>
-    tab.evaluate(
-      (url) => fetch(url).then((r) => `answered ${r.status}`, (e) => `failed: ${e.message}`),
-      `offline-probe-${Date.now()}.txt`,
-    );
-  try {
-    await tab.goto(BASE);
-    await waitForModel(tab);
-    // The service worker has cached the app shell (its install step) and controls the page.
-    await tab.waitForFunction(() => navigator.serviceWorker?.controller?.state === 'activated', null, {
-      timeout: SLOW,
-    });
-    assert.equal(await probe(), 'answered 404');
-
-    await isolated.setOffline(true);
-    const seen = serverRequests().length;
-    assert.match(await probe(), /^failed/);
-    const response = await tab.reload();
-    assert.ok(response?.ok(), `reload answered ${response?.status()}`);
-    await waitForModel(tab);
-    assert.match(await tab.locator(byTestId('model-status')).innerText(), /from the cache/);
-    await tab.locator(byTestId('prompt')).fill('Far from any network');
-    await tab.locator(byTestId('write')).click();
-    await waitForCandidates(tab);
-    const [first] = await candidateTexts(tab);
-    await tab.locator(byTestId('candidate-1')).click();
-    await waitForStory(`Far from any network${first}`, tab);
-    await tab.screenshot({ path: join(OUT, 'offline.png'), fullPage: true });
-    assert.match(await probe(), /^failed/);
-    // Nothing reached the server but the browser's own update checks of the service worker
-    // script, which it makes outside the emulated offline state of pages and workers.
-    assert.deepEqual(
-      serverRequests()
-        .slice(seen)
-        .filter((line) => !/ GET \/sw\.js \d+$/.test(line)),
-      [],
-      'the server was asked while offline',
-    );
-  } finally {
-    await isolated.close();
-  }
-  // The probes' failed loads are the point; anything else is a problem.
-  assert.deepEqual(
-    tabProblems.filter((line) => !line.includes('offline-probe-')),
-    [],
-  );
-});
-
-test('?embed=1 gives the compact view, and a round can be written in an iframe on another site', { timeout: TEST_TIMEOUT }, async () => {
-  // The full page shows what the compact view hides.
-  const parts = {
-    hidden: ['.stories', 'settings-toggle', 'model-sources', '.branches', 'export', '.keys'],
-    shown: ['prompt', 'write', 'stop', 'regenerate', 'undo', 'story', 'model-status', 'candidate-1', 'candidate-2', 'candidate-3'],
-  };
-  const visibility = (target) =>
-    target.evaluate((names) => {
-      const visible = (name) => {
-        const element = document.querySelector(name.startsWith('.') ? name : `[data-testid="${name}"]`);
-        return !!element && element.getClientRects().length > 0 && getComputedStyle(element).visibility !== 'hidden';
-      };
-      return Object.fromEntries(names.map((name) => [name, visible(name)]));
-    }, [...parts.hidden, ...parts.shown]);
-  const all = (value) => Object.fromEntries([...parts.hidden, ...parts.shown].map((name) => [name, value]));
-  assert.deepEqual(await visibility(page), all(true));
-
-  // The README's snippet on a page of another site: the same server under the name localhost
-  // (a site of its own; a public one may not frame a local address, Local Network Access).
-  const src = new URL('?embed=1', BASE);
-  const embedder = new URL('models/embedder.html', BASE);
-  embedder.hostname = embedder.hostname === 'localhost' ? '127.0.0.1' : 'localhost';
-  writeFileSync(
-    join(MODELS, 'embedder.html'),
-    `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Another site</title>
-<link rel="icon" href="data:,"></head><body><h1>A page embedding the app</h1>
-<iframe src="${src.href}" title="Storywriter" width="100%" height="720" style="max-width: 960px; border: 0"
-  loading="lazy" sandbox="allow-scripts allow-same-origin allow-downloads allow-forms"
-  allow="clipboard-write"></iframe></body></html>\n`,
-  );
-  const { isolated, tab, tabProblems } = await freshTab();
-  try {
-    await tab.goto(embedder.href);
-    const frame = await (await tab.waitForSelector('iframe')).contentFrame();
-    await waitForModel(frame);
-    assert.equal(await frame.evaluate(() => document.body.classList.contains('embed')), true);
-    const shown = await visibility(frame);
-    assert.deepEqual(shown, {
-      ...Object.fromEntries(parts.hidden.map((name) => [name, false])),
-      ...Object.fromEntries(parts.shown.map((name) => [name, true])),
-    });
-    await frame.locator(byTestId('prompt')).fill('Inside a frame');
-    await frame.locator(byTestId('write')).click();
-    await waitForCandidates(frame);
-    const [, second] = await candidateTexts(frame);
-    await frame.locator(byTestId('candidate-2')).click();
-    await waitForStory(`Inside a frame${second}`, frame);
-    // The frame of a page that is not isolated cannot share memory: one thread, and it says why.
-    const stats = frame.locator(byTestId('round-stats'));
-    assert.equal(await stats.getAttribute('data-threads'), '1');
-    assert.match(await stats.textContent(), /1 thread \(single-threaded: the page is not cross-origin isolated/);
-    // A browser that gives a cross-site frame no storage says the story is not saved.
-    const note = await frame.locator(byTestId('notice')).textContent();
-    if (note) console.log(`embedded notice: ${note}`);
-    await tab.screenshot({ path: join(OUT, 'embed.png'), fullPage: true });
-  } finally {
-    await isolated.close();
-  }
-  assert.deepEqual(tabProblems, []);
-});
-
-/** Writes a round in `tab` and returns the round-stats line and its `data-threads`. */
-async function roundThreads(tab, prompt) {
-  await tab.locator(byTestId('prompt')).fill(prompt);
-  await tab.locator(byTestId('write')).click();
-  await waitForCandidates(tab);
-  const stats = tab.locator(byTestId('round-stats'));
-  return { line: await stats.textContent(), threads: Number(await stats.getAttribute('data-threads')) };
-}
-
-test('threads: the isolated page runs the threaded build, the Threads setting picks the count, too many are capped', { timeout: TEST_TIMEOUT }, async () => {
-  const { isolated, tab, tabProblems } = await freshTab();
-  try {
-    await tab.goto(BASE);
-    assert.equal(await tab.evaluate(() => crossOriginIsolated), true, 'storywriter serve sends COOP/COEP');
-    const cores = await tab.evaluate(() => navigator.hardwareConcurrency);
-    const expected = Math.min(4, cores);
-    await waitForModel(tab);
-    const first = await roundThreads(tab, 'Threads one');
-    assert.equal(first.threads, expected, first.line);
-    assert.match(first.line, new RegExp(`· ${expected} threads?$`));
-    // One thread: the worker restarts with the single-threaded build and reloads the model.
-    await openSettings(tab);
-    await tab.locator(byTestId('threads')).selectOption('1');
-    await closeSettings(tab);
-    await waitForModel(tab);
-    const single = await roundThreads(tab, 'Threads two');
-    assert.equal(single.threads, 1, single.line);
-    assert.match(single.line, /· 1 thread$/);
-    // More than the machine has (a stored choice from another machine): capped, and said so.
-    await tab.evaluate(() => localStorage.setItem('storywriter.threads', '64'));
-    await tab.reload();
-    await waitForModel(tab);
-    const many = await roundThreads(tab, 'Threads three');
-    assert.equal(many.threads, cores, many.line);
-    assert.match(many.line, new RegExp(`\\(64 threads asked, this machine has ${cores}\\)$`));
-  } finally {
-    await isolated.close();
-  }
-  assert.deepEqual(tabProblems, []);
-});
-
 test('no console errors, page errors or worker errors', () => {
   // The one failed load the tests cause on purpose: a parameter table URL that does not exist.
   assert.deepEqual(
     problems.filter((line) => !line.includes('no-such-table.json')),
     [],
   );
-});
-
-/**
- * Opens the app in a second tab, loads `load(tab)` and returns the model-error text and the
- * names of the files in the model cache (the Origin Private File System) after the failure.
- */
-async function loadError(load) {
-  const tab = await context.newPage();
-  const tabProblems = [];
-  watch(tab, tabProblems);
-  try {
-    await tab.goto(BASE);
-    // The demo model loads first by itself; the corrupt file replaces it.
-    await waitForModel(tab);
-    await tab.locator(byTestId('model-sources')).evaluate((details) => (details.open = true));
-    await load(tab);
-    await tab.waitForFunction(
-      () => {
-        const error = document.querySelector('[data-testid="model-error"]');
-        return error && !error.hidden && error.textContent.trim().length > 0;
-      },
-      null,
-      { timeout: SLOW },
-    );
-    assert.doesNotMatch(await tab.locator(byTestId('model-status')).innerText(), /ready/);
-    await tab.screenshot({ path: join(OUT, 'corrupt-model.png') });
-    const cached = await tab.evaluate(async () => {
-      const names = [];
-      for await (const name of (await navigator.storage.getDirectory()).keys()) names.push(name);
-      return names;
-    });
-    return { message: await tab.locator(byTestId('model-error')).innerText(), cached };
-  } finally {
-    // Errors are expected here (it is the point); they are shown, not asserted.
-    if (tabProblems.length) console.log(`messages while loading a corrupt model:\n  ${tabProblems.join('\n  ')}`);
-    await tab.close();
-  }
-}
-
-test('a corrupt model file from a URL gives a clear error and is not cached', { timeout: TEST_TIMEOUT }, async () => {
-  const { message, cached } = await loadError(async (tab) => {
-    await tab.locator(byTestId('model-url')).fill(new URL('models/corrupt.gguf', BASE).href);
-    await tab.locator(byTestId('model-url-load')).click();
-  });
-  console.log(`model-error (URL): ${message}`);
-  assert.match(message, /corrupt\.gguf|gguf|truncat|end of|too short|invalid/i);
-  assert.ok(!cached.includes('corrupt.gguf'), `cached: ${cached.join(', ')}`);
-});
-
-test('a corrupt local model file gives a clear error and is not cached', { timeout: TEST_TIMEOUT }, async () => {
-  const { message, cached } = await loadError(async (tab) => {
-    await tab.locator(byTestId('model-file')).setInputFiles(join(MODELS, 'corrupt.gguf'));
-  });
-  console.log(`model-error (file): ${message}`);
-  assert.match(message, /corrupt\.gguf|gguf|truncat|end of|too short|invalid/i);
-  assert.ok(!cached.includes('corrupt.gguf'), `cached: ${cached.join(', ')}`);
 });

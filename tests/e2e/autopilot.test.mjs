@@ -4,8 +4,7 @@
 // (E2E_URL).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, byTestId, freshPage, modelReady } from './lib.mjs';
+import { byTestId, freshPage, launchChromium, modelReady } from './lib.mjs';
 import { exportedRecords, storedRecords } from './soak.mjs';
 
 const BASE = process.env.E2E_URL;
@@ -14,10 +13,7 @@ const SLOW = 120_000;
 
 let browser;
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: CHROMIUM_FLAGS,
-  });
+  browser = await launchChromium();
 });
 after(async () => browser?.close());
 

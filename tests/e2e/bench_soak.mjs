@@ -3,16 +3,12 @@
 // memory figures every 10 rounds as a Markdown table; with `longStory`, it then writes one round
 // on a new story of ~2,000 tokens and gives the worker's wasm memory against the model file.
 import { writeFileSync } from 'node:fs';
-import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, byTestId, candidatesReady, modelReady } from './lib.mjs';
+import { byTestId, candidatesReady, launchChromium, modelReady } from './lib.mjs';
 import { GC_FLAGS, markdownTable, memoryFigures, writeRounds } from './soak.mjs';
 
 const TIMEOUT = 600_000;
 const targets = JSON.parse(process.env.SOAK_TARGETS ?? '[]');
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  args: [...CHROMIUM_FLAGS, ...GC_FLAGS],
-});
+const browser = await launchChromium(GC_FLAGS);
 const results = [];
 try {
   for (const target of targets) {

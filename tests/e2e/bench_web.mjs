@@ -11,7 +11,9 @@
 // removed after each model), BENCH_REPEATS (measured rounds per candidate count, default 3),
 // BENCH_NEW_TOKENS (new tokens per candidate, default 32), BENCH_THREADS (thread counts for the
 // single-sequence rounds, default "1 2"; set through the Settings menu, which restarts the worker
-// and reloads the model from the cache; skipped on a build without that menu).
+// and reloads the model from the cache; skipped on a build without that menu),
+// BENCH_STORY_TOKENS (story lengths for the rounds-as-the-story-grows table, default
+// "50 500 1500"; empty skips it).
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -25,6 +27,7 @@ const PROFILES = process.env.BENCH_PROFILES ?? 'target/bench-web/profiles';
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 3);
 const NEW_TOKENS = Number(process.env.BENCH_NEW_TOKENS ?? 32);
 const THREADS = (process.env.BENCH_THREADS ?? '1 2').split(/\s+/).filter(Boolean).map(Number);
+const STORY_TOKENS = (process.env.BENCH_STORY_TOKENS ?? '50 500 1500').split(/\s+/).filter(Boolean).map(Number);
 if (!TARGETS.length) throw new Error('BENCH_TARGETS is empty: run scripts/bench_web.sh');
 // 32 tokens with the random models' byte-level tokenizer (`storywriter tokenize`).
 const PROMPT = 'The lighthouse keeper woke up at noon';
@@ -202,6 +205,60 @@ async function writeRounds(page, problems, candidates) {
   };
 }
 
+/** An opening of `n` bytes of varied words: `n` tokens with the random models' byte-level tokenizer. */
+function openingOf(n) {
+  const words = 'the keeper lit a lamp and the sea was dark while ships passed near rocks'.split(' ');
+  let text = '';
+  for (let i = 0; text.length < n; i += 1) text += `${words[(i * 7) % words.length]} `;
+  return text.slice(0, n);
+}
+
+/**
+ * The round time as the story grows: for each length of STORY_TOKENS, a new story of that many
+ * tokens, its first round (the whole story prefilled), then REPEATS rounds each after a pick of
+ * the first card (the kept caches run only the picked candidate's last token): three
+ * candidates of NEW_TOKENS tokens, wall time from the click to the round's end.
+ */
+async function storyRounds(page, problems) {
+  await page.locator(byTestId('settings-toggle')).click();
+  await page.locator(byTestId('candidates-per-step')).selectOption('3');
+  await page.locator(byTestId('override-max-new-tokens')).fill(String(NEW_TOKENS));
+  await page.locator(byTestId('settings-toggle')).click();
+  const rows = [];
+  for (const tokens of STORY_TOKENS) {
+    await page.locator(byTestId('new-story')).click();
+    await page.locator(byTestId('prompt')).fill(openingOf(tokens));
+    const timed = async () => {
+      const start = Date.now();
+      const stats = await round(page, problems, 'write');
+      return { ...stats, wall_s: (Date.now() - start) / 1000 };
+    };
+    const first = await timed();
+    const rounds = [];
+    for (let i = 0; i < REPEATS; i += 1) {
+      await page.locator(byTestId('candidate-1')).click();
+      // The pick is saved and shown before the next round starts from it.
+      await page.waitForSelector(`${byTestId('candidate-1')}.empty`);
+      rounds.push(await timed());
+    }
+    const row = {
+      story_tokens: first.prompt_tokens,
+      first,
+      rounds,
+      round_wall_s: median(rounds.map((r) => r.wall_s)),
+      prefill_s: median(rounds.map((r) => r.prefill_s)),
+      decode_s: median(rounds.map((r) => r.decode_s)),
+      threads: rounds.at(-1)?.threads ?? null,
+    };
+    console.log(
+      `  story of ${row.story_tokens} tokens: first round ${first.wall_s.toFixed(1)} s; after a pick ${row.round_wall_s.toFixed(1)} s ` +
+        `(prefill ${rounds.map((r) => r.prompt_tokens).join(', ')} tokens in ${row.prefill_s.toFixed(2)} s, decode ${row.decode_s.toFixed(2)} s)`,
+    );
+    rows.push(row);
+  }
+  return rows;
+}
+
 async function benchTarget({ label, url }, index) {
   const profile = join(PROFILES, `profile-${index}`);
   rmSync(profile, { recursive: true, force: true });
@@ -256,7 +313,9 @@ async function benchTarget({ label, url }, index) {
         console.log(`  ${line}`);
       }
     }
-    return { label, url, model, first_load: first, cached_load: cached, write: [one, three], threaded, problems };
+    console.log(`${label}: rounds as the story grows`);
+    const stories = STORY_TOKENS.length ? await storyRounds(page, problems) : [];
+    return { label, url, model, first_load: first, cached_load: cached, write: [one, three], threaded, stories, problems };
   } finally {
     await context.close();
     rmSync(profile, { recursive: true, force: true });
@@ -313,6 +372,16 @@ function markdown(results, bundle) {
   for (const r of results) {
     for (const t of r.threaded) {
       lines.push(`| ${r.label} | ${t.asked} · ${t.threads ?? '?'} | ${fixed(t.prefill_tok_s, 1)} | ${fixed(t.decode_tok_s, 2)} |`);
+    }
+  }
+  lines.push('');
+  lines.push('| model | story tokens | threads | first round s (whole story prefilled) | round after a pick s, median | of which prefill s · decode s |');
+  lines.push('|---|---|---|---|---|---|');
+  for (const r of results) {
+    for (const st of r.stories) {
+      lines.push(
+        `| ${r.label} | ${st.story_tokens} | ${st.threads ?? '?'} | ${fixed(st.first.wall_s, 1)} | ${fixed(st.round_wall_s, 1)} | ${fixed(st.prefill_s, 2)} · ${fixed(st.decode_s, 2)} |`,
+      );
     }
   }
   lines.push('');

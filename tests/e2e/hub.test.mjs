@@ -9,8 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, byTestId, watch } from './lib.mjs';
+import { byTestId, launchChromium, modelErrorShown, watch } from './lib.mjs';
 
 const BASE = process.env.E2E_URL;
 const REFERENCES = process.env.E2E_HUB_REFERENCES;
@@ -97,10 +96,7 @@ async function cachedFiles(target) {
 }
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: CHROMIUM_FLAGS,
-  });
+  browser = await launchChromium();
   // A fresh profile: an empty OPFS cache, so the hub loader has to quantize.
   context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   context.setDefaultTimeout(SLOW);
@@ -199,14 +195,7 @@ async function hubError(repo, setUp = async () => {}) {
   try {
     await setUp(tab);
     await startHubLoad(tab, repo);
-    await tab.waitForFunction(
-      () => {
-        const error = document.querySelector('[data-testid="model-error"]');
-        return error && !error.hidden && error.textContent.trim().length > 0;
-      },
-      null,
-      { timeout: SLOW },
-    );
+    await modelErrorShown(tab, SLOW);
     const files = await cachedFiles(tab);
     assert.deepEqual(Object.keys(files), ['demo-tiny-q8_0.gguf'], 'a failed load left files in the cache');
     return await tab.locator(byTestId('model-error')).innerText();

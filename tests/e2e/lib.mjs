@@ -1,6 +1,9 @@
 // What the e2e tests and the browser benchmarks share: how Chromium is started, how page
 // problems are collected, and how a test waits for the model and for a round.
 
+import { readFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
 /** The flags of the contract; playwright gives every launch a fresh profile directory. */
 export const CHROMIUM_FLAGS = [
   '--headless',
@@ -30,13 +33,20 @@ export function watch(target, sink) {
   });
 }
 
+/** Headless Chromium (Debian's, or `$CHROMIUM`) with CHROMIUM_FLAGS and `extraArgs`. */
+export function launchChromium(extraArgs = []) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: [...CHROMIUM_FLAGS, ...extraArgs],
+  });
+}
+
 /** A page in a fresh profile of `browser` (downloads accepted, `timeout` as the default);
  * its problems (console errors, page errors, worker errors) are collected in `problems`. */
-export async function freshPage(browser, timeout) {
+export async function freshPage(browser, timeout, problems = []) {
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
   context.setDefaultTimeout(timeout);
   const page = await context.newPage();
-  const problems = [];
   watch(page, problems);
   return { context, page, problems };
 }
@@ -82,4 +92,65 @@ export async function candidatesReady(target, timeout) {
 export async function pressKeyIn(target, key) {
   await target.evaluate(() => document.activeElement?.blur());
   await target.keyboard.press(key);
+}
+
+/** The generated text of candidate card `index` of `target` (its `.text` part, or the whole card). */
+export async function cardText(target, index) {
+  return target.evaluate((id) => {
+    const card = document.querySelector(`[data-testid="${id}"]`);
+    const part = card?.querySelector('.text') ?? card;
+    return part?.textContent ?? '';
+  }, `candidate-${index}`);
+}
+
+/** The generated texts of the three candidate cards of `target`. */
+export async function cardTexts(target) {
+  return Promise.all([1, 2, 3].map((i) => cardText(target, i)));
+}
+
+/** Waits until the story text of `target` is `expected`. */
+export async function storyIs(target, expected, timeout) {
+  await target.waitForFunction(
+    (want) => document.querySelector('[data-testid="story"]')?.textContent === want,
+    expected,
+    { timeout },
+  );
+}
+
+/** Opens the settings panel of `target` (`open`) or closes it, unless it already is. */
+export async function showSettings(target, open) {
+  const settings = target.locator(byTestId('settings'));
+  if (open ? await settings.isHidden() : await settings.isVisible()) {
+    await target.locator(byTestId('settings-toggle')).click();
+  }
+}
+
+/** Requests the server has logged in `log` so far ("ADDR METHOD PATH STATUS" lines). */
+export function serverRequests(log) {
+  return readFileSync(log, 'utf8')
+    .split('\n')
+    .filter((line) => /^\S+ (GET|HEAD|POST|PUT|DELETE|OPTIONS) \S+ \d{3}/.test(line));
+}
+
+/** Waits until the page's model-error shows a message. */
+export async function modelErrorShown(target, timeout) {
+  await target.waitForFunction(
+    () => {
+      const error = document.querySelector('[data-testid="model-error"]');
+      return error && !error.hidden && error.textContent.trim().length > 0;
+    },
+    null,
+    { timeout },
+  );
+}
+
+/** Waits until element `id`'s text in `target` matches `pattern`, and returns it. */
+export async function textMatching(target, id, pattern, timeout) {
+  await target.waitForFunction(
+    ([testid, source, flags]) =>
+      new RegExp(source, flags).test(document.querySelector(`[data-testid="${testid}"]`)?.textContent ?? ''),
+    [id, pattern.source, pattern.flags],
+    { timeout },
+  );
+  return target.locator(byTestId(id)).textContent();
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end tests of the web app in headless Chromium (tests/e2e/app.test.mjs, hub.test.mjs,
-# storage.test.mjs and autopilot.test.mjs, node + playwright-core). Installs what is missing (node packages with
-# `npm ci`, trunk, wasm-bindgen-cli, Chromium), builds the app (trunk) and the CLI, makes a test
-# model directory (a tiny random q8_0 model listed in index.json, a corrupt .gguf that is not
-# listed, and a hub stand-in), serves both with `storywriter serve` on a free port, runs the
+# End-to-end tests of the web app in headless Chromium (tests/e2e/app.test.mjs, page.test.mjs,
+# hub.test.mjs, storage.test.mjs and autopilot.test.mjs, node + playwright-core). Installs what
+# is missing (node packages with `npm ci`, trunk, wasm-bindgen-cli, Chromium), builds the app
+# (trunk) and the CLI, makes a test model directory (a tiny random q8_0 model listed in
+# index.json, a corrupt .gguf that is not listed, and a hub stand-in), serves both with `storywriter serve` on a free port, runs the
 # tests and stops the server.
 #
 # Environment: E2E_DIST=DIR serves an already built app instead of building one (DIR must hold
@@ -54,4 +54,5 @@ echo "serving $DIST and $MODELS at $URL"
 
 E2E_URL="$URL" E2E_MODELS="$MODELS" E2E_OUT="$OUT" E2E_SERVE_LOG="$OUT/serve.log" \
     E2E_HUB_REFERENCES="$WORK" node --test --test-concurrency=1 --test-reporter=spec "$@" \
-    tests/e2e/app.test.mjs tests/e2e/hub.test.mjs tests/e2e/storage.test.mjs tests/e2e/autopilot.test.mjs
+    tests/e2e/app.test.mjs tests/e2e/page.test.mjs tests/e2e/hub.test.mjs tests/e2e/storage.test.mjs \
+    tests/e2e/autopilot.test.mjs

@@ -6,8 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, byTestId, candidatesReady, freshPage, modelReady } from './lib.mjs';
+import { byTestId, candidatesReady, freshPage, launchChromium, modelReady } from './lib.mjs';
 import {
   GC_FLAGS,
   exportedRecords,
@@ -24,10 +23,7 @@ const ROUNDS = Number(process.env.E2E_SOAK_ROUNDS ?? 100);
 
 let browser;
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: [...CHROMIUM_FLAGS, ...GC_FLAGS],
-  });
+  browser = await launchChromium(GC_FLAGS);
 });
 after(async () => browser?.close());
 
