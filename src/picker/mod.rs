@@ -69,7 +69,7 @@ pub struct PickerCard {
 }
 
 /// A trained picker: the full scorer, the params-only baseline, and the card.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Picker {
     /// Scores candidates from all features.
     pub scorer: LinearScorer,
@@ -131,6 +131,16 @@ impl Picker {
     /// test, validation (early stopping) and training sets, never sharing a story. Needs at
     /// least two stories (one to learn from, one to test on).
     pub fn train(records: &[CandidateRecord], options: &TrainOptions) -> Result<Self> {
+        Self::train_with_progress(records, options, &mut |_| {})
+    }
+
+    /// Like [`Picker::train`], telling `on_progress` how far training is (0 to 1) after each
+    /// epoch: the full scorer first, then the params-only baseline.
+    pub fn train_with_progress(
+        records: &[CandidateRecord],
+        options: &TrainOptions,
+        on_progress: &mut dyn FnMut(f64),
+    ) -> Result<Self> {
         let summary = learnable_rounds(records)?;
         let rounds = &summary.rounds;
         let story_count = stories(rounds, &(0..rounds.len()).collect::<Vec<_>>());
@@ -162,8 +172,19 @@ impl Picker {
         let fit_data = labelled(&rest_rounds, &fit);
         let validation_data = labelled(&rest_rounds, &validation);
         let all: Vec<usize> = (0..FEATURES).collect();
-        let (scorer, training) = train_scorer(&all, &fit_data, &validation_data, options)?;
-        let (params_only, _) = train_scorer(&PARAM_FEATURES, &fit_data, &validation_data, options)?;
+        let epochs = options.max_epochs.max(1) as f64;
+        let (scorer, training) =
+            train_scorer(&all, &fit_data, &validation_data, options, &mut |epoch| {
+                on_progress(0.5 * epoch as f64 / epochs)
+            })?;
+        let (params_only, _) = train_scorer(
+            &PARAM_FEATURES,
+            &fit_data,
+            &validation_data,
+            options,
+            &mut |epoch| on_progress(0.5 + 0.5 * epoch as f64 / epochs),
+        )?;
+        on_progress(1.0);
         let test_data = labelled(rounds, &test);
         let test_metrics = Some(evaluate(
             &scorer,

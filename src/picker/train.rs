@@ -44,7 +44,7 @@ impl Default for TrainOptions {
 }
 
 /// A linear scorer over a subset of the features: `score = w · (x − mean) / scale`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LinearScorer {
     /// Indices of the features it reads.
     pub features: Vec<usize>,
@@ -158,12 +158,14 @@ fn loss(batch: &Batch, w: &Tensor) -> Result<Tensor> {
 }
 
 /// Trains a scorer on the `features` subset with `train` rounds, stopping early on the
-/// `validation` rounds (features of each candidate and the chosen index).
+/// `validation` rounds (features of each candidate and the chosen index); `on_epoch` is told
+/// each epoch's number as it ends.
 pub fn train_scorer(
     features: &[usize],
     train: &[(Vec<Features>, usize)],
     validation: &[(Vec<Features>, usize)],
     options: &TrainOptions,
+    on_epoch: &mut dyn FnMut(usize),
 ) -> Result<(LinearScorer, TrainReport)> {
     if train.is_empty() {
         return Err(Error::Invalid("no rounds to train on".into()));
@@ -223,6 +225,7 @@ pub fn train_scorer(
         optimizer.backward_step(&objective)?;
         let value = f64::from(loss(check, w.as_tensor())?.to_scalar::<f32>()?);
         report.epochs = epoch;
+        on_epoch(epoch);
         if value < report.validation_log_loss - 1e-6 {
             report.validation_log_loss = value;
             report.best_epoch = epoch;

@@ -6,8 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::records::CandidateRecord;
 use crate::data::story::TokenPrefix;
 use crate::engine::generate::{CandidateSpec, Generation};
+use crate::picker::Picker;
 use crate::shared::ModelIdentity;
 
 /// Where the worker gets a model from.
@@ -98,6 +100,12 @@ pub enum Request {
         /// Its name in the cache.
         name: String,
     },
+    /// Train a picker on these records (the writer's own), reporting
+    /// [`Event::PickerProgress`] then [`Event::PickerTrained`] or [`Event::Error`].
+    TrainPicker {
+        /// Every record of the writer's stories.
+        records: Vec<CandidateRecord>,
+    },
 }
 
 /// What a [`Event::Progress`] is about.
@@ -126,6 +134,8 @@ pub enum Failed {
     Generate,
     /// Listing or deleting cached models.
     Cache,
+    /// Training a picker.
+    Picker,
 }
 
 /// A cached model file.
@@ -192,6 +202,16 @@ pub enum Event {
     Cached {
         /// Name and size of each.
         models: Vec<CachedModel>,
+    },
+    /// How far picker training is.
+    PickerProgress {
+        /// Share done, 0 to 1.
+        done: f64,
+    },
+    /// A picker is trained (its card holds the held-out evaluation).
+    PickerTrained {
+        /// The picker.
+        picker: Box<Picker>,
     },
     /// Something failed; `message` is the library's (or the browser's) error.
     Error {

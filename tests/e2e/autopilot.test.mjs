@@ -1,10 +1,11 @@
-// The autopilot in the page: "Autopilot N steps" writes and picks round after round, each pick
-// recorded as the chooser's (`chosen_by`), with the cards' order shuffled and recorded; any key
-// or click stops it, and the round it was writing leaves no record. Run by tests/e2e/run.sh
-// (E2E_URL).
+// The autopilot and the picker in the page: "Autopilot N steps" writes and picks round after
+// round, each pick recorded as the chooser's (`chosen_by`), with the cards' order shuffled and
+// recorded; any key or click stops it, and the round it was writing leaves no record. The
+// picker trains on the writer's choices in the worker, shows each card's chance, survives a
+// reload and picks for the autopilot. Run by tests/e2e/run.sh (E2E_URL).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { byTestId, freshPage, launchChromium, modelReady } from './lib.mjs';
+import { byTestId, candidatesReady, freshPage, launchChromium, modelReady } from './lib.mjs';
 import { exportedRecords, storedRecords } from './soak.mjs';
 
 const BASE = process.env.E2E_URL;
@@ -109,6 +110,62 @@ test('any key or click stops the autopilot; the round being written leaves no re
   const rounds = new Set(records.map((r) => `${r.step}:${r.order_seed}`));
   assert.ok(rounds.size - chosen.length <= 2, `${rounds.size} rounds for ${chosen.length} picks`);
   assert.equal(records.length % 3, 0);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+/** The chance each card shows ("Picker: 47% chance you pick this"), in card order. */
+async function cardChances(page) {
+  return page.evaluate(() =>
+    [1, 2, 3].map((i) => {
+      const text = document.querySelector(`[data-testid="candidate-${i}"] .chance`)?.textContent ?? '';
+      const match = /(\d+)%/.exec(text);
+      return match ? Number(match[1]) : null;
+    }),
+  );
+}
+
+test('the picker trains on my choices in the worker, shows each card\'s chance, and the autopilot picks with it', { timeout: 6 * SLOW }, async () => {
+  const { context, page, problems } = await readyPage();
+  // Three stories of six rounds each: the picker splits by story, so it needs at least two.
+  for (const opening of ['A first tale', 'A second tale', 'A third tale']) {
+    await page.locator(byTestId('new-story')).click();
+    await page.locator(byTestId('prompt')).fill(opening);
+    await startAutopilot(page, 6, 'random');
+    await statusMatching(page, /Autopilot wrote 6 steps/);
+  }
+  const status = page.locator(byTestId('picker-status'));
+  await page.locator(byTestId('picker-train')).click();
+  await page.waitForFunction(
+    (selector) => /^Trained on your choices/.test(document.querySelector(selector)?.textContent ?? ''),
+    byTestId('picker-status'),
+    { timeout: 4 * SLOW },
+  );
+  assert.match(await status.textContent(), /: 18 rounds of 3 stories \(\d+ held out\)/);
+  const evaluation = await page.locator(byTestId('picker-eval')).textContent();
+  assert.match(evaluation, /^Held out \(\d+ rounds, \d+ stor(y|ies)\): picks your choice first in \d+% .*chance 33%/);
+  assert.match(evaluation, /position-1 \d+%/);
+
+  // The next round's cards show their chances, which add up to 100%.
+  await page.locator(byTestId('write')).click();
+  await candidatesReady(page, SLOW);
+  const chances = await cardChances(page);
+  assert.ok(chances.every((c) => c !== null), `chances ${chances}`);
+  const sum = chances.reduce((a, b) => a + b, 0);
+  assert.ok(sum >= 98 && sum <= 102, `chances ${chances} add up to ${sum}%`);
+
+  // The picker outlives a reload.
+  await page.reload();
+  await modelReady(page, SLOW);
+  assert.match(await status.textContent(), /^Picker from an earlier visit: 18 rounds/);
+  assert.deepEqual(await cardChances(page), chances);
+
+  // The autopilot picks with it, and says so in the records.
+  await startAutopilot(page, 2, 'picker');
+  await statusMatching(page, /Autopilot wrote 2 steps/);
+  const records = await storedRecords(page);
+  const byPicker = records.filter((r) => r.chosen && r.chosen_by === 'picker:page');
+  assert.equal(byPicker.length, 2);
   assert.deepEqual(problems, []);
   await context.close();
 });

@@ -1,5 +1,6 @@
 //! The autopilot panel: "Autopilot N steps" writes round after round and picks with a chooser
-//! (the step-mean policy's candidate, one at random, or always the first shown), every pick
+//! (the step-mean policy's candidate, one at random, always the first shown, or the picker
+//! trained on the writer's choices), every pick
 //! recorded as the chooser's (`chosen_by`), not the writer's. Any key or click stops it (and
 //! the round being written, of which nothing is recorded); the click does nothing else.
 
@@ -11,7 +12,9 @@ use wasm_bindgen::JsCast;
 use web_sys::{HtmlButtonElement, HtmlElement, HtmlInputElement, HtmlSelectElement};
 
 use super::{click, App};
-use crate::autopilot::{round_seed, Chooser, PositionChooser, RandomChooser, StepMeanChooser};
+use crate::autopilot::{
+    round_seed, Chooser, PickerChooser, PositionChooser, RandomChooser, StepMeanChooser,
+};
 use crate::web::dom::{by_testid, document, input, set_text};
 
 /// Steps one start may ask for at most.
@@ -97,6 +100,13 @@ impl Autopilot {
         let chooser: Box<dyn Chooser> = match self.chooser.value().as_str() {
             "random" => Box::new(RandomChooser),
             "position" => Box::new(PositionChooser(1)),
+            "picker" => match app.picker.picker() {
+                Some(picker) => Box::new(PickerChooser {
+                    picker,
+                    name: "picker:page".into(),
+                }),
+                None => return set_text(&self.status, "Train a picker first (Picker, below)."),
+            },
             _ => Box::new(StepMeanChooser),
         };
         let name = chooser.name();

@@ -13,6 +13,7 @@
 mod autopilot;
 mod branches;
 mod models;
+mod picker_panel;
 mod settings_panel;
 mod story_list;
 mod transfer;
@@ -37,6 +38,7 @@ use crate::web::worker_client::WorkerClient;
 use autopilot::Autopilot;
 use branches::Branches;
 use models::Models;
+use picker_panel::PickerPanel;
 use settings_panel::SettingsPanel;
 use story_list::StoryList;
 use transfer::Transfer;
@@ -62,6 +64,7 @@ struct App {
     stories: StoryList,
     writing: Writing,
     autopilot: Autopilot,
+    picker: PickerPanel,
     branches: Branches,
     settings: SettingsPanel,
     transfer: Transfer,
@@ -93,6 +96,7 @@ pub fn run() {
         stories: StoryList::new(),
         writing: Writing::new(),
         autopilot: Autopilot::new(),
+        picker: PickerPanel::new(),
         branches: Branches::new(),
         settings: SettingsPanel::new(),
         transfer: Transfer::new(),
@@ -111,6 +115,7 @@ pub fn run() {
     app.stories.wire(&app);
     app.writing.wire(&app);
     app.autopilot.wire(&app);
+    app.picker.wire(&app);
     app.branches.wire(&app);
     app.settings.wire(&app);
     app.transfer.wire(&app);
@@ -122,6 +127,7 @@ pub fn run() {
         }
     });
     app.settings.restore();
+    app.picker.restore();
     // The app lives as long as the page: its listeners hold only `Weak`s of it.
     std::mem::forget(Rc::clone(&app));
     spawn_local(async move {
@@ -220,6 +226,8 @@ impl App {
                     .round_done(self, round, &input_ids, &generation);
             }
             Event::Cached { models } => self.models.render_cached(&models),
+            Event::PickerProgress { done } => self.picker.progress(done),
+            Event::PickerTrained { picker } => self.picker.trained(self, *picker),
             Event::Error { failed, message } => match failed {
                 Failed::Load => {
                     self.models.load_failed(&message);
@@ -230,6 +238,7 @@ impl App {
                     self.autopilot.round_failed();
                 }
                 Failed::Cache => self.notice(&message),
+                Failed::Picker => self.picker.failed(&message),
             },
         }
     }

@@ -432,6 +432,7 @@ impl Writing {
             .as_ref()
             .map(|c| c.story.pending_records())
             .unwrap_or_default();
+        let chances = app.picker.chances(&pending);
         for (index, card) in self.cards.iter().enumerate() {
             toggle_class(card, "chosen-before", false);
             if let Some(running) = &*running {
@@ -467,6 +468,10 @@ impl Writing {
                 index + 1
             );
             fill_card(card, index + 1, &planned, &record.output_text, &meta);
+            if let Some(chance) = chances.as_ref().and_then(|c| c.get(index)) {
+                let line = format!("Picker: {:.0}% chance you pick this", 100.0 * chance);
+                append(card, &text_el("div", "chance", &line));
+            }
             toggle_class(card, "chosen-before", record.chosen);
         }
     }

@@ -16,9 +16,12 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::MessageEvent;
 
+use crate::data::records::CandidateRecord;
 use crate::data::story::TokenPrefix;
 use crate::engine::generate::{CachePool, CandidateSpec, TokenEvent};
 use crate::engine::loader::LoadedModel;
+use crate::picker::train::TrainOptions;
+use crate::picker::Picker;
 use crate::session::round_input_ids;
 use crate::web::dom::now_ms;
 use crate::web::error::Context;
@@ -132,6 +135,25 @@ async fn handle(request: Request, attachment: JsValue, state: &State) {
             }
             list_cached().await;
         }
+        Request::TrainPicker { records } => train_picker(&records),
+    }
+}
+
+/// Trains a picker on the writer's records, posting progress at most every
+/// [`post::PROGRESS_INTERVAL_MS`], then the picker (or why it could not be trained).
+fn train_picker(records: &[CandidateRecord]) {
+    let mut last_post = f64::NEG_INFINITY;
+    let trained = Picker::train_with_progress(records, &TrainOptions::default(), &mut |done| {
+        if now_ms() - last_post >= post::PROGRESS_INTERVAL_MS {
+            last_post = now_ms();
+            post(&Event::PickerProgress { done });
+        }
+    });
+    match trained {
+        Ok(picker) => post(&Event::PickerTrained {
+            picker: Box::new(picker),
+        }),
+        Err(e) => post_error(Failed::Picker, e.to_string()),
     }
 }
 

@@ -7,7 +7,7 @@ use web_sys::DedicatedWorkerGlobalScope;
 use crate::web::protocol::{to_json, Event, Failed, Phase};
 
 /// Progress reports are sent at most this often (milliseconds).
-const PROGRESS_INTERVAL_MS: f64 = 100.0;
+pub(super) const PROGRESS_INTERVAL_MS: f64 = 100.0;
 
 /// Progress reports of one phase, posted at most every [`PROGRESS_INTERVAL_MS`].
 pub(super) struct Throttle {
