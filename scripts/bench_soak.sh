@@ -8,7 +8,8 @@
 #
 # Usage: ./scripts/bench_soak.sh [WORK_DIR]   (default target/bench-soak)
 # Environment: BENCH_DIST=DIR (benchmark an already built app), SOAK_560M_ROUNDS=0 skips the
-# 560m model.
+# 560m model; after the demo model's rounds the autopilot writes two stories of
+# SOAK_PICKER_STEPS (default 100; 0 skips) and the page trains its picker on all of them, timed.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,7 +30,9 @@ demo="$WORK/demo/demo-tiny-q8_0.gguf"
 [[ -f "$demo" ]] || make_random_model "$CLI" tiny "$demo"
 write_model_index "$WORK/demo" >/dev/null
 start_serve "$CLI" "$DIST" "$WORK/demo" "$WORK/serve-demo.log"
-TARGETS="{\"label\":\"demo (tiny q8_0)\",\"url\":\"$SERVE_URL\",\"rounds\":${SOAK_DEMO_ROUNDS:-300}}"
+picker=
+if [[ "${SOAK_PICKER_STEPS:-100}" != 0 ]]; then picker=",\"pickerStories\":[2,${SOAK_PICKER_STEPS:-100}]"; fi
+TARGETS="{\"label\":\"demo (tiny q8_0)\",\"url\":\"$SERVE_URL\",\"rounds\":${SOAK_DEMO_ROUNDS:-300}$picker}"
 
 if [[ "${SOAK_560M_ROUNDS:-30}" != 0 ]]; then
     big="$WORK/560m/random-560m-q4_0.gguf"

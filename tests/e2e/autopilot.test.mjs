@@ -5,7 +5,15 @@
 // reload and picks for the autopilot. Run by tests/e2e/run.sh (E2E_URL).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { byTestId, candidatesReady, freshPage, launchChromium, modelReady } from './lib.mjs';
+import {
+  byTestId,
+  candidatesReady,
+  freshPage,
+  launchChromium,
+  modelReady,
+  startAutopilot,
+  textMatching,
+} from './lib.mjs';
 import { exportedRecords, storedRecords } from './soak.mjs';
 
 const BASE = process.env.E2E_URL;
@@ -26,24 +34,8 @@ async function readyPage() {
   return { context, page, problems };
 }
 
-/** Starts the autopilot for `steps` steps picking with `chooser`. */
-async function startAutopilot(page, steps, chooser) {
-  await page.locator(byTestId('autopilot-steps')).fill(String(steps));
-  await page.locator(byTestId('autopilot-chooser')).selectOption(chooser);
-  await page.locator(byTestId('autopilot')).click();
-  await page.waitForSelector(`${byTestId('autopilot-status')}[data-running="true"]`);
-}
-
 /** Waits until the autopilot's status matches `pattern`; returns the status text. */
-async function statusMatching(page, pattern, timeout = 4 * SLOW) {
-  const status = page.locator(byTestId('autopilot-status'));
-  await page.waitForFunction(
-    ([selector, source]) => new RegExp(source).test(document.querySelector(selector)?.textContent ?? ''),
-    [byTestId('autopilot-status'), pattern.source],
-    { timeout },
-  );
-  return status.textContent();
-}
+const statusMatching = (page, pattern, timeout = 4 * SLOW) => textMatching(page, 'autopilot-status', pattern, timeout);
 
 /** Steps picked so far, from the running status ("Autopilot: 2 of 50 steps…"). */
 async function stepsPicked(page) {

@@ -1,9 +1,11 @@
 // The soak benchmark (scripts/bench_soak.sh): for each target ({label, url, rounds, longStory,
 // modelBytes} in SOAK_TARGETS), a fresh browser profile writes `rounds` rounds and prints the
 // memory figures every 10 rounds as a Markdown table; with `longStory`, it then writes one round
-// on a new story of ~2,000 tokens and gives the worker's wasm memory against the model file.
+// on a new story of ~2,000 tokens and gives the worker's wasm memory against the model file;
+// with `pickerStories` (S stories of N steps, [S, N]), the autopilot then writes those stories
+// and the picker panel trains on all the rounds, timed from the click to the trained picker.
 import { writeFileSync } from 'node:fs';
-import { byTestId, candidatesReady, launchChromium, modelReady } from './lib.mjs';
+import { byTestId, candidatesReady, launchChromium, modelReady, startAutopilot, textMatching } from './lib.mjs';
 import { GC_FLAGS, markdownTable, memoryFigures, writeRounds } from './soak.mjs';
 
 const TIMEOUT = 600_000;
@@ -40,6 +42,22 @@ try {
         `\nOne round on a story of ~2,000 tokens: worker wasm memory ${(result.longStory.workerWasmBytes / 1e6).toFixed(0)} MB, ` +
           `${ratio.toFixed(2)}× the model file (${(target.modelBytes / 1e6).toFixed(0)} MB)`,
       );
+    }
+    if (target.pickerStories) {
+      const [stories, steps] = target.pickerStories;
+      for (let i = 0; i < stories; i += 1) {
+        await page.locator(byTestId('new-story')).click();
+        await page.locator(byTestId('prompt')).fill(`Tale ${i + 1}: the keeper`);
+        await startAutopilot(page, steps, 'random');
+        await textMatching(page, 'autopilot-status', new RegExp(`Autopilot wrote ${steps} steps`), TIMEOUT);
+      }
+      const start = Date.now();
+      await page.locator(byTestId('picker-train')).click();
+      const status = await textMatching(page, 'picker-status', /^(Trained|The picker was not)/, TIMEOUT);
+      const seconds = (Date.now() - start) / 1000;
+      const evaluation = await page.locator(byTestId('picker-eval')).textContent();
+      result.picker = { seconds, status, evaluation };
+      console.log(`\nPicker trained in the page in ${seconds.toFixed(1)} s (click to trained, records read from IndexedDB included): ${status}\n${evaluation}`);
     }
     results.push(result);
     await context.close();

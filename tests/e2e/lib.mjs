@@ -154,3 +154,11 @@ export async function textMatching(target, id, pattern, timeout) {
   );
   return target.locator(byTestId(id)).textContent();
 }
+
+/** Starts the page's autopilot for `steps` steps picking with `chooser` (its option value). */
+export async function startAutopilot(page, steps, chooser) {
+  await page.locator(byTestId('autopilot-steps')).fill(String(steps));
+  await page.locator(byTestId('autopilot-chooser')).selectOption(chooser);
+  await page.locator(byTestId('autopilot')).click();
+  await page.waitForSelector(`${byTestId('autopilot-status')}[data-running="true"]`);
+}
