@@ -21,6 +21,7 @@ use crate::data::story::Story;
 use crate::engine::generate::CachePool;
 use crate::engine::loader::LoadedModel;
 use crate::error::{Error, Result};
+use crate::picker::simulated::SimulatedWriter;
 use crate::picker::Picker;
 use crate::session::write_round;
 
@@ -89,6 +90,27 @@ impl Chooser for PickerChooser {
         Ok((0..p.len())
             .max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a)))
             .unwrap_or(0))
+    }
+}
+
+/// A scripted writer with a hidden rule (for tests and benchmarks of the picker).
+impl Chooser for SimulatedWriter {
+    fn name(&self) -> String {
+        format!("simulated:{}", self.rule.name())
+    }
+
+    fn choose(&mut self, _: &Story, round: &[&CandidateRecord], seed: u64) -> Result<usize> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        if round.is_empty() {
+            return Err(Error::Invalid("a round without candidates".into()));
+        }
+        if rng.random_bool(self.noise.clamp(0.0, 1.0)) {
+            return Ok(rng.random_range(0..round.len()));
+        }
+        let scores: Vec<f64> = round.iter().map(|r| self.rule.score(r)).collect();
+        let best = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let top: Vec<usize> = (0..round.len()).filter(|&i| scores[i] == best).collect();
+        Ok(top[rng.random_range(0..top.len())])
     }
 }
 

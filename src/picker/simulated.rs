@@ -1,12 +1,8 @@
 //! Simulated writers: scripted choosers with a hidden rule and label noise, to test whether the
-//! picker learns what it should (and nothing from a writer who picks at random).
+//! picker learns what it should (and nothing from a writer who picks at random). They choose
+//! for the autopilot through `crate::autopilot`'s `Chooser`.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
-use crate::autopilot::Chooser;
 use crate::data::records::CandidateRecord;
-use crate::data::story::Story;
 use crate::error::{Error, Result};
 use crate::picker::features::{first_word, PRONOUNS};
 
@@ -80,24 +76,4 @@ pub struct SimulatedWriter {
     pub rule: Rule,
     /// Probability of a random pick instead.
     pub noise: f64,
-}
-
-impl Chooser for SimulatedWriter {
-    fn name(&self) -> String {
-        format!("simulated:{}", self.rule.name())
-    }
-
-    fn choose(&mut self, _: &Story, round: &[&CandidateRecord], seed: u64) -> Result<usize> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        if round.is_empty() {
-            return Err(Error::Invalid("a round without candidates".into()));
-        }
-        if rng.random_bool(self.noise.clamp(0.0, 1.0)) {
-            return Ok(rng.random_range(0..round.len()));
-        }
-        let scores: Vec<f64> = round.iter().map(|r| self.rule.score(r)).collect();
-        let best = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let top: Vec<usize> = (0..round.len()).filter(|&i| scores[i] == best).collect();
-        Ok(top[rng.random_range(0..top.len())])
-    }
 }

@@ -12,8 +12,8 @@
 // BENCH_NEW_TOKENS (new tokens per candidate, default 32), BENCH_THREADS (thread counts for the
 // single-sequence rounds, default "1 2"; set through the Settings menu, which restarts the worker
 // and reloads the model from the cache; skipped on a build without that menu),
-// BENCH_STORY_TOKENS (story lengths for the rounds-as-the-story-grows table, default
-// "50 500 1500"; empty skips it).
+// BENCH_STORY_CHARS (opening lengths in characters for the rounds-as-the-story-grows table,
+// default "50 500 1500 3000"; the table gives the tokens they make; empty skips it).
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -27,7 +27,7 @@ const PROFILES = process.env.BENCH_PROFILES ?? 'target/bench-web/profiles';
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 3);
 const NEW_TOKENS = Number(process.env.BENCH_NEW_TOKENS ?? 32);
 const THREADS = (process.env.BENCH_THREADS ?? '1 2').split(/\s+/).filter(Boolean).map(Number);
-const STORY_TOKENS = (process.env.BENCH_STORY_TOKENS ?? '50 500 1500').split(/\s+/).filter(Boolean).map(Number);
+const STORY_CHARS = (process.env.BENCH_STORY_CHARS ?? '50 500 1500 3000').split(/\s+/).filter(Boolean).map(Number);
 if (!TARGETS.length) throw new Error('BENCH_TARGETS is empty: run scripts/bench_web.sh');
 // 32 tokens with the random models' byte-level tokenizer (`storywriter tokenize`).
 const PROMPT = 'The lighthouse keeper woke up at noon';
@@ -205,7 +205,8 @@ async function writeRounds(page, problems, candidates) {
   };
 }
 
-/** An opening of `n` bytes of varied words: `n` tokens with the random models' byte-level tokenizer. */
+/** An opening of `n` characters of varied words (about half as many tokens: the tokenizer
+ * merges the repeated words). */
 function openingOf(n) {
   const words = 'the keeper lit a lamp and the sea was dark while ships passed near rocks'.split(' ');
   let text = '';
@@ -214,8 +215,8 @@ function openingOf(n) {
 }
 
 /**
- * The round time as the story grows: for each length of STORY_TOKENS, a new story of that many
- * tokens, its first round (the whole story prefilled), then REPEATS rounds each after a pick of
+ * The round time as the story grows: for each length of STORY_CHARS, a new story of that many
+ * characters, its first round (the whole story prefilled), then REPEATS rounds each after a pick of
  * the first card (the kept caches run only the picked candidate's last token): three
  * candidates of NEW_TOKENS tokens, wall time from the click to the round's end.
  */
@@ -225,9 +226,9 @@ async function storyRounds(page, problems) {
   await page.locator(byTestId('override-max-new-tokens')).fill(String(NEW_TOKENS));
   await page.locator(byTestId('settings-toggle')).click();
   const rows = [];
-  for (const tokens of STORY_TOKENS) {
+  for (const chars of STORY_CHARS) {
     await page.locator(byTestId('new-story')).click();
-    await page.locator(byTestId('prompt')).fill(openingOf(tokens));
+    await page.locator(byTestId('prompt')).fill(openingOf(chars));
     const timed = async () => {
       const start = Date.now();
       const stats = await round(page, problems, 'write');
@@ -314,7 +315,7 @@ async function benchTarget({ label, url }, index) {
       }
     }
     console.log(`${label}: rounds as the story grows`);
-    const stories = STORY_TOKENS.length ? await storyRounds(page, problems) : [];
+    const stories = STORY_CHARS.length ? await storyRounds(page, problems) : [];
     return { label, url, model, first_load: first, cached_load: cached, write: [one, three], threaded, stories, problems };
   } finally {
     await context.close();
