@@ -19,10 +19,11 @@ source scripts/lib.sh
 WORK="${1:-target/bench-soak}"
 mkdir -p "$WORK/demo" "$WORK/560m"
 
-prepare_browser_run "${BENCH_DIST:-}"
-# Release for making the 560m model (a dev build quantizes it far slower); dev is enough
-# without it.
-if [[ "${SOAK_560M_ROUNDS:-30}" == 0 ]]; then CLI="$(build_cli dev)"; else CLI="$(build_cli release)"; fi
+# A release CLI for making the 560m model (a dev build quantizes it far slower); dev is
+# enough without it.
+profile=release
+if [[ "${SOAK_560M_ROUNDS:-30}" == 0 ]]; then profile=dev; fi
+prepare_browser_run "${BENCH_DIST:-}" "$profile"
 trap stop_serves EXIT
 
 TARGETS=

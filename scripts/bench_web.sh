@@ -25,9 +25,8 @@ source scripts/lib.sh
 WORK="${1:-target/bench-web}"
 mkdir -p "$WORK"
 
-prepare_browser_run "${BENCH_DIST:-}"
-# Release: quantizing a 560m model with a dev build takes far longer.
-CLI="$(build_cli release)"
+# Release CLI: quantizing a 560m model with a dev build takes far longer.
+prepare_browser_run "${BENCH_DIST:-}" release
 
 trap stop_serves EXIT
 

@@ -146,9 +146,11 @@ build_web_app() {
     trunk build --release --offline && build_threaded_worker dist
 }
 
-# prepare_browser_run [PREBUILT_DIST]: what a run of the app in headless Chromium needs (cargo,
-# Chromium, node and the e2e node packages), and the app itself: sets DIST to PREBUILT_DIST when
-# given, else builds the app into dist/ (tests/e2e/run.sh and scripts/bench_web.sh).
+# prepare_browser_run PREBUILT_DIST [CLI_PROFILE]: what a run of the app in headless Chromium
+# needs (cargo, Chromium, node and the e2e node packages), the app and the CLI: sets DIST to
+# PREBUILT_DIST when not empty, else builds the app into dist/, and sets CLI to the
+# `storywriter` binary of CLI_PROFILE (release or dev, default release). Used by
+# tests/e2e/run.sh and the browser benchmarks.
 prepare_browser_run() {
     ensure_cargo
     ensure_chromium
@@ -163,6 +165,7 @@ prepare_browser_run() {
         build_web_app
         DIST=dist
     fi
+    CLI="$(build_cli "${2:-release}")"
 }
 
 # build_cli [release|dev]: the `storywriter` binary of that cargo profile (default release),

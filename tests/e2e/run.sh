@@ -18,10 +18,9 @@ source scripts/lib.sh
 OUT="${E2E_OUT:-target/e2e}"
 mkdir -p "$OUT"
 
-prepare_browser_run "${E2E_DIST:-}"
-# The dev build: `cargo test` has built it already, and it only serves files and quantizes a
+# The dev CLI: `cargo test` has built it already, and it only serves files and quantizes a
 # tiny model here (a release build would cost minutes and ~600 MB more of target/).
-CLI="$(build_cli dev)"
+prepare_browser_run "${E2E_DIST:-}" dev
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/storywriter-e2e.XXXXXX")"
 cleanup() {

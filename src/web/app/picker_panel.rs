@@ -129,9 +129,9 @@ impl PickerPanel {
         set_text(
             &self.status,
             &format!(
-                "{how}: {} rounds of {} stories ({} held out), model {}.",
+                "{how}: {} rounds of {} ({} held out), model {}.",
                 card.train.rounds + card.test.rounds,
-                card.train.stories + card.test.stories,
+                stories(card.train.stories + card.test.stories),
                 card.test.rounds,
                 card.model.name
             ),
@@ -164,11 +164,11 @@ fn describe(metrics: Option<&Evaluation>) -> String {
         .map(|(name, top1)| format!("{name} {:.0}%", 100.0 * top1))
         .collect();
     format!(
-        "Held out ({} rounds, {} stories): picks your choice first in {:.0}% of rounds \
+        "Held out ({} rounds, {}): picks your choice first in {:.0}% of rounds \
          (95% interval {:.0}–{:.0}%; chance {:.0}%); log loss {:.2} (chance {:.2}). \
          Baselines: {}.",
         m.rounds,
-        m.stories,
+        stories(m.stories),
         100.0 * m.top1,
         100.0 * m.top1_ci95[0],
         100.0 * m.top1_ci95[1],
@@ -177,4 +177,13 @@ fn describe(metrics: Option<&Evaluation>) -> String {
         m.chance_log_loss,
         baselines.join(", ")
     )
+}
+
+/// "1 story", "3 stories".
+fn stories(n: usize) -> String {
+    if n == 1 {
+        "1 story".into()
+    } else {
+        format!("{n} stories")
+    }
 }
