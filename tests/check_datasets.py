@@ -6,8 +6,8 @@ Usage (from the repository root):
     python3 tests/check_datasets.py [EXPORT_DIR]
 
 Without EXPORT_DIR it exports tests/fixtures/records_sample.jsonl (the records of
-tests/dataset.rs) into a temporary directory with the storywriter binary: $STORYWRITER_BIN if
-set, else `cargo run --quiet --bin storywriter --`.
+tests/integration/dataset/) into a temporary directory with the storywriter binary:
+$STORYWRITER_BIN if set, else `cargo run --quiet --bin storywriter --`.
 
 It loads records.jsonl, preferences.jsonl and unpaired.jsonl with `load_dataset("json", data_files=...)`,
 checks columns, types, row counts and values against the JSON lines (the preference pairs are

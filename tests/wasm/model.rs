@@ -123,8 +123,8 @@ fn tokenizer_from_gguf_matches_transformers_in_the_browser() {
 }
 
 /// Same model, prompt, parameters and seed give the same tokens as natively
-/// (tests/fixtures/sampled_tokens.json was written by the native CLI; tests/parity.rs checks
-/// the native side).
+/// (tests/fixtures/sampled_tokens.json was written by the native CLI;
+/// tests/integration/parity/ checks the native side).
 #[wasm_bindgen_test]
 fn seeded_sampling_gives_the_native_tokens() {
     let model = load_gguf(POW2_GGUF, "tiny-pow2-llamacpp-f32.gguf", &Device::Cpu).unwrap();
