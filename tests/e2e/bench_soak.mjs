@@ -1,7 +1,8 @@
 // The soak benchmark (scripts/bench_soak.sh): for each target ({label, url, rounds, longStory,
 // modelBytes} in SOAK_TARGETS), a fresh browser profile writes `rounds` rounds and prints the
 // memory figures every 10 rounds as a Markdown table; with `longStory`, it then writes one round
-// on a new story of ~2,000 tokens and gives the worker's wasm memory against the model file;
+// on a new story of ~2,000 tokens, then a pick, an edit of its first word and a round that
+// recomputes the whole story, giving the worker's wasm memory against the model file after each;
 // with `pickerStories` (S stories of N steps, [S, N]), the autopilot then writes those stories
 // and the picker panel trains on all the rounds, timed from the click to the trained picker.
 import { writeFileSync } from 'node:fs';
@@ -37,11 +38,23 @@ try {
       await page.locator(byTestId('write')).click();
       await candidatesReady(page, TIMEOUT);
       result.longStory = await memoryFigures(page);
-      const ratio = result.longStory.workerWasmBytes / target.modelBytes;
-      console.log(
-        `\nOne round on a story of ~2,000 tokens: worker wasm memory ${(result.longStory.workerWasmBytes / 1e6).toFixed(0)} MB, ` +
-          `${ratio.toFixed(2)}× the model file (${(target.modelBytes / 1e6).toFixed(0)} MB)`,
-      );
+      const report = (what, figures) =>
+        console.log(
+          `\n${what}: worker wasm memory ${(figures.workerWasmBytes / 1e6).toFixed(0)} MB, ` +
+            `${(figures.workerWasmBytes / target.modelBytes).toFixed(2)}× the model file (${(target.modelBytes / 1e6).toFixed(0)} MB)`,
+        );
+      report('One round on a story of ~2,000 tokens', result.longStory);
+      // A pick, then a hand edit of the story's first word: the next round recomputes it all.
+      await page.locator(byTestId('candidate-1')).click();
+      await page.waitForSelector(`${byTestId('candidate-1')}.empty`);
+      await page.locator(byTestId('edit-story')).click();
+      const editor = page.locator(byTestId('story-editor'));
+      await editor.fill(`A${(await editor.inputValue()).slice(3)}`);
+      await page.locator(byTestId('save-edit')).click();
+      await page.locator(byTestId('write')).click();
+      await candidatesReady(page, TIMEOUT);
+      result.editedStory = await memoryFigures(page);
+      report('Then a pick, an edit of the first word and a round that recomputes the story', result.editedStory);
     }
     if (target.pickerStories) {
       const [stories, steps] = target.pickerStories;
