@@ -180,7 +180,7 @@ fi
 
 # ---- The web app in headless Chromium --------------------------------------------------------
 # tests/e2e/run.sh builds the app (trunk) and the CLI, serves them with a tiny random model and
-# drives the page with playwright-core (tests/e2e/app.test.mjs); screenshot: target/e2e/app.png.
+# drives the page with playwright-core (tests/e2e/*.test.mjs); screenshots in target/e2e/.
 if [[ "${SKIP_WASM:-0}" == 1 && "${CI:-}" != true ]]; then
     skip_step e2e "SKIP_WASM=1"
 else
