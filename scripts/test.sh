@@ -81,6 +81,17 @@ skip_step() {
     log "$1: skipped ($2)"
 }
 
+# The e2e tests that failed, each with the first line of its error (a CI log may show only the
+# end of the output, and the summary is there).
+e2e_failures() {
+    [[ -f "$LOG_DIR/e2e.log" ]] || return 0
+    awk '
+        /^✖ failing tests:/ { failing = 1; next }
+        failing && /^✖ / { name = $0; sub(/^✖ /, "", name); want = 1; next }
+        failing && want && NF { sub(/^ +/, ""); printf "  ✖ %.90s: %.150s\n", name, $0; want = 0 }
+    ' "$LOG_DIR/e2e.log" | head -n 12
+}
+
 # Prints the summary and exits: non-zero when any step failed.
 finish() {
     local passed=0 failed=0 ignored=0 line
@@ -108,6 +119,7 @@ finish() {
     echo "  disk           $(disk_report)"
     if [[ ${#FAILED[@]} -gt 0 ]]; then
         echo "  FAILED steps:  ${FAILED[*]}"
+        e2e_failures
     fi
     echo "=========================================================================================="
     echo "tests: $passed passed, $failed failed, $ignored skipped"

@@ -90,10 +90,12 @@ export async function exportedRecords(page) {
   });
   await page.locator(byTestId('export')).click();
   const download = await downloaded;
-  const stream = await download.createReadStream();
-  let text = '';
-  for await (const chunk of stream) text += chunk;
-  return text
+  // Decoded as a whole: a chunk boundary may fall inside a character (the random model writes
+  // many U+FFFD), and decoding chunk by chunk would turn its bytes into extra U+FFFDs.
+  const chunks = [];
+  for await (const chunk of await download.createReadStream()) chunks.push(chunk);
+  return Buffer.concat(chunks)
+    .toString('utf8')
     .split('\n')
     .filter((line) => line.trim())
     .map((line) => JSON.parse(line));

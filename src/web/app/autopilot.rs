@@ -127,8 +127,9 @@ impl Autopilot {
         }
     }
 
-    /// Called when a round has been recorded: picks a candidate as the chooser, then writes
-    /// the next round unless the run is done.
+    /// Called when a round has been recorded: picks a candidate as the chooser (counted at
+    /// once: a stop while the pick is saved still keeps it), then writes the next round unless
+    /// the run is done.
     pub(super) fn round_recorded(&self, app: &Rc<App>) {
         let choice = {
             let mut run = self.run.borrow_mut();
@@ -142,12 +143,22 @@ impl Autopilot {
             let story = &current.story;
             let pending = story.pending_records();
             let seed = round_seed(run.seed, story.next_step());
-            run.chooser.choose(story, &pending, seed).map(|index| {
+            let choice = run.chooser.choose(story, &pending, seed).map(|index| {
                 (
                     pending.get(index).map(|r| r.record_id.clone()),
                     run.chooser.name(),
                 )
-            })
+            });
+            if let Ok((Some(_), name)) = &choice {
+                run.done += 1;
+                let total = run.done + run.remaining;
+                let text = format!(
+                    "Autopilot: {} of {total} steps, picking {name}. Any key or click stops it.",
+                    run.done
+                );
+                set_text(&self.status, &text);
+            }
+            choice
         };
         let (record_id, name) = match choice {
             Ok((Some(record_id), name)) => (record_id, name),
@@ -160,7 +171,7 @@ impl Autopilot {
         );
     }
 
-    /// After a pick is saved: counts it and writes the next round, or ends the run.
+    /// After a pick is saved: writes the next round, or ends the run.
     fn picked(&self, app: &Rc<App>) {
         // Ok: another round to write; Err(steps done): the run is over.
         let next = {
@@ -168,14 +179,6 @@ impl Autopilot {
             let Some(run) = run.as_mut() else {
                 return;
             };
-            run.done += 1;
-            let total = run.done + run.remaining;
-            let text = format!(
-                "Autopilot: {} of {total} steps, picking {}. Any key or click stops it.",
-                run.done,
-                run.chooser.name()
-            );
-            set_text(&self.status, &text);
             if run.remaining == 0 {
                 Err(run.done)
             } else {
