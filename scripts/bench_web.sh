@@ -15,7 +15,8 @@
 # and with native `storywriter bench` on the same file), BASELINE_DIST=DIR (another build, e.g.
 # main's, benchmarked in the same run as "DTYPE baseline"), BENCH_STORY_CHARS (default
 # "50 500 1500 3000": openings of that many characters for the rounds as the story grows; empty
-# skips them), BENCH_STORY_TOKENS (default "50 500 1500": the same natively, in tokens).
+# skips them), BENCH_STORY_TOKENS (default "50 500 1500": the same natively, in tokens),
+# BENCH_PROFILE=1 (the time per engine span of each round, in the browser and natively).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -57,16 +58,21 @@ BENCH_TARGETS="[$TARGETS]" BENCH_DIST="$DIST" BENCH_OUT="$WORK/result.json" \
     BENCH_PROFILES="$WORK/profiles" node tests/e2e/bench_web.mjs
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# Native, same files, same prompt length and new tokens, single sequence, same thread counts.
+# Native, same files, same prompt length and new tokens, single sequence, same thread counts;
+# with BENCH_PROFILE, each run's time per span follows its line (on standard error).
+profile=() native_err=/dev/null
+if [[ -n "${BENCH_PROFILE:-}" ]]; then
+    profile=(--profile) native_err=/dev/stderr
+fi
 for dtype in ${DTYPES:-q8_0 q4_0}; do
     for threads in ${BENCH_THREADS:-1 2}; do
         echo "native $dtype, $threads thread(s): $("$CLI" bench --model "$WORK/$dtype/random-560m-$dtype.gguf" \
-            --prompt-tokens 32 --new-tokens "${BENCH_NEW_TOKENS:-32}" --candidates 1 --threads "$threads" --json 2>/dev/null)"
+            --prompt-tokens 32 --new-tokens "${BENCH_NEW_TOKENS:-32}" --candidates 1 --threads "$threads" --json "${profile[@]}" 2>"$native_err")"
     done
     stories="${BENCH_STORY_TOKENS-50 500 1500}"
     if [[ -n "$stories" ]]; then
         echo "native $dtype, rounds as the story grows: $("$CLI" bench --model "$WORK/$dtype/random-560m-$dtype.gguf" \
             --story-tokens "${stories// /,}" --rounds "${BENCH_REPEATS:-3}" --new-tokens "${BENCH_NEW_TOKENS:-32}" \
-            --candidates 3 --json 2>/dev/null)"
+            --candidates 3 --json "${profile[@]}" 2>"$native_err")"
     fi
 done

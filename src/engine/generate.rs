@@ -19,6 +19,7 @@ use web_time::Instant;
 
 use crate::engine::kv_cache::KvCache;
 use crate::engine::model::Bloom;
+use crate::engine::profile::SpanTotal;
 use crate::engine::sampling::{ends_sentence, log_prob, Sampler, SamplingParams};
 use crate::engine::tokenizer::Tokenizer;
 use crate::error::{Error, Result};
@@ -61,6 +62,9 @@ pub struct GenerationStats {
     pub decode_steps: usize,
     /// Seconds spent decoding.
     pub decode_s: f64,
+    /// Time per span of the engine, when a profile was asked for (`engine::profile`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spans: Vec<SpanTotal>,
 }
 
 /// Candidates and timings.
@@ -319,6 +323,7 @@ impl Round<'_> {
         let _span = tracing::info_span!("decode_step", batch = self.active.len()).entered();
         let eos = self.model.config().eos_token_id;
         if !self.stop {
+            let _span = tracing::trace_span!("sample").entered();
             for (row, &i) in self.rows.iter().zip(&self.active) {
                 let run = &mut self.running[i];
                 let id = run.sampler.sample(row, &run.context)?;
@@ -390,7 +395,10 @@ impl Round<'_> {
             .map(|&i| *self.running[i].context.last().expect("one token"))
             .collect();
         let input = Tensor::new(last.as_slice(), self.model.device())?.unsqueeze(1)?;
-        let logits = self.model.forward(&input, &mut self.cache, &[0])?;
+        let logits = {
+            let _span = tracing::trace_span!("forward").entered();
+            self.model.forward(&input, &mut self.cache, &[0])?
+        };
         self.rows = logits.squeeze(1)?.to_vec2()?;
         self.stats.decode_steps += 1;
         self.stats.decode_s = self.decode_start.elapsed().as_secs_f64();

@@ -9,6 +9,7 @@ pub mod kernels;
 pub mod kv_cache;
 pub mod loader;
 pub mod model;
+pub mod profile;
 pub mod sampling;
 pub mod tokenizer;
 pub mod weights;

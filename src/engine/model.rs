@@ -278,7 +278,10 @@ impl Attention {
         // softmax(alibi + (q · kᵀ) / √head_dim) · v over the cached positions and these:
         // (b, n_head, s, head_dim), the cache storing k and v.
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let context = cache.attend(layer, &q.affine(scale, 0.0)?, &k, &v, slopes)?;
+        let context = {
+            let _span = tracing::trace_span!("attend").entered();
+            cache.attend(layer, &q.affine(scale, 0.0)?, &k, &v, slopes)?
+        };
         // context: (b, n_head, s, head_dim) → (b, s, hidden)
         let context = context.transpose(1, 2)?.reshape((b, s, hidden))?;
         self.dense.forward(&context)

@@ -237,6 +237,7 @@ pub fn from_json<T: for<'de> Deserialize<'de>>(text: &str) -> crate::Result<T> {
 mod tests {
     use super::*;
     use crate::engine::generate::{Candidate, FinishReason, GenerationStats};
+    use crate::engine::profile::SpanTotal;
     use crate::shared::SamplingParams;
 
     fn round_trip<T>(message: T)
@@ -333,6 +334,11 @@ mod tests {
                     generated_tokens: 96,
                     decode_steps: 31,
                     decode_s: 7.5,
+                    spans: vec![SpanTotal {
+                        name: "matmul".into(),
+                        calls: 3,
+                        seconds: 0.5,
+                    }],
                 },
             },
             wasm_memory_bytes: 1 << 20,

@@ -75,10 +75,14 @@ fn spawn(state: &Rc<RefCell<State>>, plan: ThreadPlan, on_event: Handler) -> Res
     let worker = if plan.threads > 1 {
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
-        let url = format!("{THREADED_SCRIPT}?threads={}", plan.threads);
+        let url = format!(
+            "{THREADED_SCRIPT}?threads={}{}",
+            plan.threads,
+            profile_flag("&")
+        );
         Worker::new_with_options(&url, &options)?
     } else {
-        Worker::new(SINGLE_SCRIPT)?
+        Worker::new(&format!("{SINGLE_SCRIPT}{}", profile_flag("?")))?
     };
     // A threaded worker that reports a failed start before `Started` gives way to one thread.
     let fall_back = {
@@ -160,5 +164,18 @@ fn spawn(state: &Rc<RefCell<State>>, plan: ThreadPlan, on_event: Handler) -> Res
 fn post(worker: &Worker, message: &JsValue) {
     if let Err(e) = worker.post_message(message) {
         web_sys::console::error_1(&e);
+    }
+}
+
+/// `profile` after `separator` when the page's address asks for a profile (`?profile`): the
+/// worker then adds the time per engine span to each round's stats.
+fn profile_flag(separator: &str) -> String {
+    let search = web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .unwrap_or_default();
+    if search.contains("profile") {
+        format!("{separator}profile")
+    } else {
+        String::new()
     }
 }

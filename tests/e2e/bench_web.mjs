@@ -13,7 +13,9 @@
 // single-sequence rounds, default "1 2"; set through the Settings menu, which restarts the worker
 // and reloads the model from the cache; skipped on a build without that menu),
 // BENCH_STORY_CHARS (opening lengths in characters for the rounds-as-the-story-grows table,
-// default "50 500 1500 3000"; the table gives the tokens they make; empty skips it).
+// default "50 500 1500 3000"; the table gives the tokens they make; empty skips it),
+// BENCH_PROFILE (set: the page runs with `?profile`, and each round's time per engine span —
+// attention, MLP, matmuls, output projection, sampling — is printed and kept in the JSON).
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -27,6 +29,7 @@ const PROFILES = process.env.BENCH_PROFILES ?? 'target/bench-web/profiles';
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 3);
 const NEW_TOKENS = Number(process.env.BENCH_NEW_TOKENS ?? 32);
 const THREADS = (process.env.BENCH_THREADS ?? '1 2').split(/\s+/).filter(Boolean).map(Number);
+const PROFILE = Boolean(process.env.BENCH_PROFILE);
 const STORY_CHARS = (process.env.BENCH_STORY_CHARS ?? '50 500 1500 3000').split(/\s+/).filter(Boolean).map(Number);
 if (!TARGETS.length) throw new Error('BENCH_TARGETS is empty: run scripts/bench_web.sh');
 // 32 tokens with the random models' byte-level tokenizer (`storywriter tokenize`).
@@ -145,6 +148,8 @@ async function roundStats(page) {
     decode_s: Number(el.dataset.decodeS),
     // The worker's threads (a build before the threads setting has no such attribute).
     threads: el.dataset.threads ? Number(el.dataset.threads) : null,
+    // With BENCH_PROFILE: seconds per engine span ({name, calls, seconds}).
+    spans: el.dataset.spans ? JSON.parse(el.dataset.spans) : null,
   }));
 }
 
@@ -166,6 +171,10 @@ async function round(page, problems, button) {
   );
   return roundStats(page);
 }
+
+/** Spans as "name calls× seconds s" for a log line. */
+const describeSpans = (spans) =>
+  spans.map((s) => `${s.name} ${s.calls}× ${s.seconds.toFixed(3)} s`).join(', ');
 
 const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -190,6 +199,7 @@ async function writeRounds(page, problems, candidates) {
       `  ${candidates} candidate(s), round ${i + 1}/${REPEATS}: prefill ${r.prompt_tokens} tokens in ${r.prefill_s.toFixed(2)} s, ` +
         `decode ${r.generated_tokens} tokens in ${r.decode_s.toFixed(2)} s`,
     );
+    if (r.spans) console.log(`    spans: ${describeSpans(r.spans)}`);
   }
   const prefill = rounds.map((r) => r.prompt_tokens / r.prefill_s);
   const decode = rounds.map((r) => r.generated_tokens / r.decode_s);
@@ -280,7 +290,8 @@ async function benchTarget({ label, url }, index) {
       worker.on('console', (msg) => msg.type() === 'error' && problems.push(`worker console: ${msg.text()}`)),
     );
     console.log(`${label}: first load (download, store in the cache, build)`);
-    await page.goto(url);
+    // `?profile`: the worker times the engine's spans and each round's stats carry them.
+    await page.goto(PROFILE ? `${url}?profile` : url);
     const first = await loadTimeline(page, problems);
     first.wasm_memory_bytes = await wasmMemoryBytes(page);
     console.log(`  ${describeLoad(first)}`);

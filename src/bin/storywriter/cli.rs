@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use storywriter::engine::profile::{self, SpanTimes};
 
 use crate::model_cmds;
 
@@ -96,6 +97,10 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Also print, on standard error, the time spent in each of the engine's spans
+        /// (attention, MLP, matmuls, output projection, sampling).
+        #[arg(long)]
+        profile: bool,
     },
     /// Sampling parameters of each candidate of a story step, from a step table and policies.
     Params(model_cmds::ParamsArgs),
@@ -194,9 +199,16 @@ fn run(command: Command) -> Result<()> {
             story_tokens,
             rounds,
             json,
+            profile,
         } => {
+            let times = if profile {
+                Some(SpanTimes::install().context("a tracing subscriber is installed already")?)
+            } else {
+                None
+            };
             if story_tokens.is_empty() {
-                model_cmds::bench(&model, prompt_tokens, new_tokens, candidates, threads, json)
+                let sizes = (prompt_tokens, new_tokens, candidates);
+                model_cmds::bench(&model, sizes, threads, json, times.as_ref())?;
             } else {
                 model_cmds::bench_stories(
                     &model,
@@ -205,8 +217,12 @@ fn run(command: Command) -> Result<()> {
                     new_tokens,
                     candidates,
                     threads,
-                )
+                )?;
             }
+            if let Some(times) = times {
+                eprint!("{}", profile::table(&times.totals()));
+            }
+            Ok(())
         }
         Command::Params(args) => model_cmds::run_params(&args),
         Command::Write(args) => {

@@ -12,6 +12,7 @@ use serde_json::json;
 use storywriter::engine::generate::{generate, CandidateSpec};
 use storywriter::engine::gguf::TensorTypes;
 use storywriter::engine::loader::{native, LoadedModel};
+use storywriter::engine::profile::SpanTimes;
 use storywriter::engine::sampling::{Sampler, SamplingParams};
 use web_time::Instant;
 
@@ -320,14 +321,14 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Times one prefill and decode.
+/// Times one prefill and decode; `profile`'s span times are reset when the decode starts, so
+/// that they cover the decode only.
 pub fn bench(
     path: &Path,
-    prompt_tokens: usize,
-    new_tokens: usize,
-    candidates: usize,
+    (prompt_tokens, new_tokens, candidates): (usize, usize, usize),
     threads: Option<usize>,
     as_json: bool,
+    profile: Option<&SpanTimes>,
 ) -> Result<()> {
     if prompt_tokens == 0 || candidates == 0 {
         bail!("--prompt-tokens and --candidates must be at least 1");
@@ -360,6 +361,9 @@ pub fn bench(
     let first = sampler.sample(&logits.flatten_all()?.to_vec1::<f32>()?, &ids)?;
     let mut cache = cache.fork(candidates)?;
     let mut last = vec![first; candidates];
+    if let Some(times) = profile {
+        times.reset();
+    }
     let start = Instant::now();
     for _ in 0..new_tokens {
         let input = Tensor::new(last.as_slice(), &Device::Cpu)?.unsqueeze(1)?;

@@ -4,12 +4,13 @@
 //! candle's matmul would first copy the filled part of a block out of its buffer (a strided
 //! view), and runs a 64-deep product of 1–3 rows per head as a general matrix product; at a
 //! story of 1,500 tokens that made attention cost as much as all of BLOOM-560m's weights. These
-//! loops read the keys and values where they lie, one pass over them per step, written so the
-//! compiler vectorizes the 64-wide dot products and sums (simd128 on wasm32, SSE/AVX natively).
+//! loops read the keys and values where they lie, one pass over them per step (keys and values
+//! shared by the batch are read once for all its sequences, not once per sequence), the heads
+//! on rayon's threads, written so the compiler vectorizes the 64-wide dot products and sums
+//! (simd128 on wasm32, AVX2 natively).
 //! No crate offers attention over candle's storage without that copy, hence this file.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape};
-#[cfg(not(target_arch = "wasm32"))]
 use rayon::prelude::*;
 
 /// `(q · kᵀ)` for queries `(b, n_head, 1, d)` and the first `len` positions of a key buffer
@@ -55,33 +56,46 @@ fn check_buffer(b: usize, h: usize, len: usize, buffer: [usize; 4]) -> candle_co
     Ok(())
 }
 
-/// Runs `f(row, out_row)` for every `row_len`-long row of `out`: on rayon's threads natively,
-/// in turn on wasm32; with AVX2 where the CPU has it (the loops are written to vectorize).
-fn for_each_row(out: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+/// The rows of `out` (`(b, h, row_len)`, row-major) grouped by head: `groups[head][seq]`.
+fn rows_by_head(out: &mut [f32], h: usize, row_len: usize) -> Vec<Vec<&mut [f32]>> {
+    let mut groups: Vec<Vec<&mut [f32]>> = (0..h).map(|_| vec![]).collect();
+    for (row, chunk) in out.chunks_exact_mut(row_len).enumerate() {
+        groups[row % h].push(chunk);
+    }
+    groups
+}
+
+/// A kernel's work for one head: fills that head's rows (one per sequence) of the output.
+trait HeadKernel: Sync {
+    fn run(&self, head: usize, rows: &mut [&mut [f32]]);
+}
+
+/// Runs `kernel` for every head's rows of `out` (see [`rows_by_head`]) on rayon's threads,
+/// natively with AVX2 and FMA where the CPU has them (`run` is inlined into a function compiled
+/// for them; the loops are written to vectorize).
+fn for_each_head(out: &mut [f32], h: usize, row_len: usize, kernel: &impl HeadKernel) {
+    let groups = rows_by_head(out, h, row_len);
     #[cfg(target_arch = "x86_64")]
     {
         /// # Safety
-        /// The CPU must support AVX2.
-        #[target_feature(enable = "avx2")]
-        unsafe fn with_avx2(row: usize, out: &mut [f32], f: &(impl Fn(usize, &mut [f32]) + Sync)) {
-            f(row, out)
+        /// The CPU must support AVX2 and FMA.
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn with_avx2(kernel: &impl HeadKernel, head: usize, rows: &mut [&mut [f32]]) {
+            kernel.run(head, rows)
         }
-        if is_x86_feature_detected!("avx2") {
-            out.par_chunks_exact_mut(row_len)
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            groups
+                .into_par_iter()
                 .enumerate()
-                // SAFETY: AVX2 was detected just above.
-                .for_each(|(row, out)| unsafe { with_avx2(row, out, &f) });
+                // SAFETY: AVX2 and FMA were detected just above.
+                .for_each(|(head, mut rows)| unsafe { with_avx2(kernel, head, &mut rows) });
             return;
         }
     }
-    #[cfg(not(target_arch = "wasm32"))]
-    out.par_chunks_exact_mut(row_len)
+    groups
+        .into_par_iter()
         .enumerate()
-        .for_each(|(row, out)| f(row, out));
-    #[cfg(target_arch = "wasm32")]
-    out.chunks_exact_mut(row_len)
-        .enumerate()
-        .for_each(|(row, out)| f(row, out));
+        .for_each(|(head, mut rows)| kernel.run(head, &mut rows));
 }
 
 #[inline(always)]
@@ -103,6 +117,88 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Where sequence `seq`'s positions of head `head` start in a buffer `(bb, h, capacity, d)`:
+/// a shared buffer (`bb` = 1) holds one sequence for all.
+fn buffer_start(buffer: [usize; 4], seq: usize, head: usize) -> usize {
+    let [bb, h, capacity, d] = buffer;
+    let row = if bb == 1 { head } else { seq * h + head };
+    row * capacity * d
+}
+
+/// One head of [`DecodeScores`]: queries `(b, h, 1, d)` against the first `len` keys.
+struct ScoresKernel<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    k_dims: [usize; 4],
+    h: usize,
+    len: usize,
+}
+
+impl HeadKernel for ScoresKernel<'_> {
+    #[inline(always)]
+    fn run(&self, head: usize, rows: &mut [&mut [f32]]) {
+        let (h, d, len) = (self.h, self.k_dims[3], self.len);
+        let query = |seq: usize| &self.q[(seq * h + head) * d..][..d];
+        if self.k_dims[0] == 1 {
+            // Keys shared by the batch: each key is read once for every sequence's query.
+            let keys = &self.k[buffer_start(self.k_dims, 0, head)..][..len * d];
+            for (j, key) in keys.chunks_exact(d).enumerate() {
+                for (seq, row) in rows.iter_mut().enumerate() {
+                    row[j] = dot(query(seq), key);
+                }
+            }
+        } else {
+            for (seq, row) in rows.iter_mut().enumerate() {
+                let keys = &self.k[buffer_start(self.k_dims, seq, head)..][..len * d];
+                for (score, key) in row.iter_mut().zip(keys.chunks_exact(d)) {
+                    *score = dot(query(seq), key);
+                }
+            }
+        }
+    }
+}
+
+/// One head of [`DecodeContext`]: weights `(b, h, 1, n)` times the first `n` values.
+struct ContextKernel<'a> {
+    p: &'a [f32],
+    v: &'a [f32],
+    v_dims: [usize; 4],
+    h: usize,
+    n: usize,
+}
+
+impl HeadKernel for ContextKernel<'_> {
+    #[inline(always)]
+    fn run(&self, head: usize, contexts: &mut [&mut [f32]]) {
+        let (h, d, n) = (self.h, self.v_dims[3], self.n);
+        let weights = |seq: usize| &self.p[(seq * h + head) * n..][..n];
+        if self.v_dims[0] == 1 {
+            // Values shared by the batch: each value is read once for every sequence.
+            let values = &self.v[buffer_start(self.v_dims, 0, head)..][..n * d];
+            for (j, value) in values.chunks_exact(d).enumerate() {
+                for (seq, context) in contexts.iter_mut().enumerate() {
+                    add_scaled(context, weights(seq)[j], value);
+                }
+            }
+        } else {
+            for (seq, context) in contexts.iter_mut().enumerate() {
+                let values = &self.v[buffer_start(self.v_dims, seq, head)..][..n * d];
+                for (&w, value) in weights(seq).iter().zip(values.chunks_exact(d)) {
+                    add_scaled(context, w, value);
+                }
+            }
+        }
+    }
+}
+
+/// `context += w · value`.
+#[inline(always)]
+fn add_scaled(context: &mut [f32], w: f32, value: &[f32]) {
+    for (c, x) in context.iter_mut().zip(value) {
+        *c += w * x;
+    }
+}
+
 impl CustomOp2 for DecodeScores {
     fn name(&self) -> &'static str {
         "decode-scores"
@@ -121,19 +217,17 @@ impl CustomOp2 for DecodeScores {
         if s != 1 || k_dims[3] != d {
             candle_core::bail!("decode scores of queries {:?}", q_layout.shape())
         }
-        let capacity = k_dims[2];
-        let mut out = vec![0f32; b * h * self.len];
         let len = self.len;
-        for_each_row(&mut out, len, |row, scores| {
-            let (seq, head) = (row / h, row % h);
-            let query = &q[row * d..(row + 1) * d];
-            let keys = if k_dims[0] == 1 { head } else { seq * h + head };
-            let keys = &k[keys * capacity * d..][..len * d];
-            for (score, key) in scores.iter_mut().zip(keys.chunks_exact(d)) {
-                *score = dot(query, key);
-            }
-        });
-        Ok((CpuStorage::F32(out), Shape::from((b, h, 1, self.len))))
+        let mut out = vec![0f32; b * h * len];
+        let kernel = ScoresKernel {
+            q,
+            k,
+            k_dims,
+            h,
+            len,
+        };
+        for_each_head(&mut out, h, len, &kernel);
+        Ok((CpuStorage::F32(out), Shape::from((b, h, 1, len))))
     }
 }
 
@@ -155,19 +249,10 @@ impl CustomOp2 for DecodeContext {
         if s != 1 || n != self.len {
             candle_core::bail!("decode context of weights {:?}", p_layout.shape())
         }
-        let (capacity, d) = (v_dims[2], v_dims[3]);
+        let d = v_dims[3];
         let mut out = vec![0f32; b * h * d];
-        for_each_row(&mut out, d, |row, context| {
-            let (seq, head) = (row / h, row % h);
-            let weights = &p[row * n..(row + 1) * n];
-            let values = if v_dims[0] == 1 { head } else { seq * h + head };
-            let values = &v[values * capacity * d..][..n * d];
-            for (&w, value) in weights.iter().zip(values.chunks_exact(d)) {
-                for (c, x) in context.iter_mut().zip(value) {
-                    *c += w * x;
-                }
-            }
-        });
+        let kernel = ContextKernel { p, v, v_dims, h, n };
+        for_each_head(&mut out, h, d, &kernel);
         Ok((CpuStorage::F32(out), Shape::from((b, h, 1, d))))
     }
 }

@@ -385,6 +385,11 @@ impl Writing {
                 .round_stats
                 .set_attribute(&format!("data-{name}"), &value);
         }
+        // With `?profile`: the time per engine span, as JSON, for the benchmarks.
+        if !stats.spans.is_empty() {
+            let spans = serde_json::to_string(&stats.spans).unwrap_or_default();
+            let _ = self.round_stats.set_attribute("data-spans", &spans);
+        }
     }
 
     /// Shows the open story, its title (unless the writer is typing one), the cards and the

@@ -20,6 +20,7 @@ use crate::data::records::CandidateRecord;
 use crate::data::story::TokenPrefix;
 use crate::engine::generate::{CachePool, CandidateSpec, TokenEvent};
 use crate::engine::loader::LoadedModel;
+use crate::engine::profile::SpanTimes;
 use crate::picker::train::TrainOptions;
 use crate::picker::Picker;
 use crate::session::round_input_ids;
@@ -46,12 +47,19 @@ struct State {
     running: Cell<Option<u64>>,
     /// Set by a stop request: the running round ends at its next step.
     stop: Cell<bool>,
+    /// Time per engine span, added to each round's stats when the worker was started with
+    /// `?profile` (the page's address had it).
+    profile: Option<SpanTimes>,
 }
 
 /// Starts the worker: installs the message handler.
 pub fn run() {
     console_error_panic_hook::set_once();
-    let state: Rc<State> = Rc::default();
+    let profiled = scope().location().search().contains("profile");
+    let state = Rc::new(State {
+        profile: profiled.then(SpanTimes::install).flatten(),
+        ..State::default()
+    });
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let data = Array::from(&event.data());
         let json = data.get(0).as_string().unwrap_or_default();
@@ -187,6 +195,9 @@ async fn generate_round(
     known: Option<TokenPrefix>,
     candidates: &[CandidateSpec],
 ) -> crate::Result<()> {
+    if let Some(times) = &state.profile {
+        times.reset();
+    }
     let input_ids = round_input_ids(loaded, text, known.as_ref(), candidates)?;
     let mut running = pool.start_round(&loaded.model, &loaded.tokenizer, &input_ids, candidates)?;
     let mut on_token = |token: TokenEvent<'_>| {
@@ -210,10 +221,14 @@ async fn generate_round(
             last_yield = now_ms();
         }
     }
+    let mut generation = running.finish()?;
+    if let Some(times) = &state.profile {
+        generation.stats.spans = times.totals();
+    }
     post(&Event::RoundDone {
         round,
         input_ids,
-        generation: running.finish()?,
+        generation,
         wasm_memory_bytes: wasm_memory_bytes(),
     });
     Ok(())
