@@ -3,7 +3,8 @@
 # and q4_0): first load and load from the browser's cache, prefill and decode tok/s with 1 and 3
 # candidates, the round time as the story grows (openings of 50 to 3,000 characters; three
 # candidates after a pick), the worker's wasm memory, and the bundle size
-# (tests/e2e/bench_web.mjs, node + playwright-core). Builds the app (trunk, release, simd128) and the CLI, makes the models in
+# (tests/e2e/bench_web.mjs, node + playwright-core); then wllama on the same files in the same
+# Chromium (tests/e2e/bench_wllama.mjs), and native `storywriter bench`. Builds the app (trunk, release, simd128) and the CLI, makes the models in
 # WORK_DIR (kept and reused: ~1.1 GB), serves each with `storywriter serve`, prints Markdown
 # tables and writes WORK_DIR/result.json.
 #
@@ -57,6 +58,21 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load ave
 BENCH_TARGETS="[$TARGETS]" BENCH_DIST="$DIST" BENCH_OUT="$WORK/result.json" \
     BENCH_PROFILES="$WORK/profiles" node tests/e2e/bench_web.mjs
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# The peer in the same browser: wllama (llama.cpp in wasm) on the same files, same thread
+# counts, served cross-origin isolated by the same server.
+WLLAMA_ROOT="$WORK/wllama-root"
+mkdir -p "$WLLAMA_ROOT"
+cp tests/e2e/wllama/index.html "$WLLAMA_ROOT/"
+# Copied, not linked: the server serves no file that resolves outside its root.
+rm -rf "$WLLAMA_ROOT/esm"
+cp -r tests/e2e/node_modules/@wllama/wllama/esm "$WLLAMA_ROOT/esm"
+for dtype in ${DTYPES:-q8_0 q4_0}; do
+    start_serve "$CLI" "$WLLAMA_ROOT" "$WORK/$dtype" "$WORK/serve-wllama-$dtype.log"
+    echo "wllama $dtype:"
+    WLLAMA_URL="$SERVE_URL" WLLAMA_MODEL="${SERVE_URL}models/random-560m-$dtype.gguf" \
+        WLLAMA_OUT="$WORK/wllama-$dtype.json" node tests/e2e/bench_wllama.mjs
+done
 
 # Native, same files, same prompt length and new tokens, single sequence, same thread counts;
 # with BENCH_PROFILE, each run's time per span follows its line (on standard error).

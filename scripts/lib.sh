@@ -155,7 +155,8 @@ prepare_browser_run() {
     ensure_cargo
     ensure_chromium
     ensure_node
-    if [[ ! -d tests/e2e/node_modules/playwright-core ]]; then
+    # playwright-core drives Chromium; @wllama/wllama is the browser benchmarks' peer.
+    if [[ ! -d tests/e2e/node_modules/playwright-core || ! -d tests/e2e/node_modules/@wllama/wllama ]]; then
         (cd tests/e2e && npm ci --no-audit --no-fund)
     fi
     if [[ -n "${1:-}" ]]; then

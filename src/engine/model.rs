@@ -28,6 +28,7 @@ use crate::engine::config::BloomConfig;
 use crate::engine::kernels::q4_0_x86::Q4_0Matrix;
 #[cfg(target_arch = "wasm32")]
 use crate::engine::kernels::{
+    q4k_wasm::Q4kMatrix,
     q_wasm::{Path, SimdMatrix},
     split::RowSplit,
 };
@@ -62,6 +63,9 @@ impl Weight {
                 return simd_linear(matrix, bias, gelu);
             }
             if bias.is_none() && !gelu {
+                if let Some(matrix) = Q4kMatrix::new(q.clone())? {
+                    return Ok(Linear::Q4k(Arc::new(matrix)));
+                }
                 return Ok(Linear::Split(RowSplit::new(q, SPLIT_PARTS)?));
             }
         }
@@ -100,7 +104,10 @@ enum Linear {
     /// q4_0 or q8_0 with this crate's wasm32 simd128 kernels, bias and GELU fused likewise.
     #[cfg(target_arch = "wasm32")]
     Simd(Arc<SimdMatrix>),
-    /// Other quantized types on wasm32 (the q4_k or q6_k output projection): candle's kernels
+    /// q4_k on wasm32 (the output projection of q4_0 files) with this crate's simd128 kernel.
+    #[cfg(target_arch = "wasm32")]
+    Q4k(Arc<Q4kMatrix>),
+    /// Other quantized types on wasm32 (the q6_k output projection, say): candle's kernels
     /// on blocks of rows, run on rayon's threads, since candle's own pool has none on wasm.
     #[cfg(target_arch = "wasm32")]
     Split(RowSplit),
@@ -139,6 +146,8 @@ impl Linear {
             Self::Q4_0(matrix) => Ok(x.contiguous()?.apply_op1_no_bwd(matrix.as_ref())?),
             #[cfg(target_arch = "wasm32")]
             Self::Simd(matrix) => Ok(x.contiguous()?.apply_op1_no_bwd(matrix.as_ref())?),
+            #[cfg(target_arch = "wasm32")]
+            Self::Q4k(matrix) => Ok(x.contiguous()?.apply_op1_no_bwd(matrix.as_ref())?),
             #[cfg(target_arch = "wasm32")]
             Self::Split(matrix) => matrix.forward(x),
         }

@@ -4,6 +4,7 @@
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
+use storywriter::engine::kernels::q4k_wasm::Q4kMatrix;
 use storywriter::engine::kernels::q_wasm::{Path, SimdMatrix};
 use storywriter::engine::kernels::split::RowSplit;
 use wasm_bindgen_test::{console_log, wasm_bindgen_test};
@@ -155,4 +156,45 @@ fn row_split_equals_candle_bit_for_bit() {
             }
         }
     }
+}
+
+/// The q4_k kernel against candle's `QMatMul` (whose wasm path sums the same integers in other
+/// lanes): equal to f32 rounding, for 1 to 5 activation rows and a model-shaped row length.
+#[wasm_bindgen_test]
+fn q4k_equals_candle_to_rounding() {
+    let device = Device::Cpu;
+    for (k, n) in [(256, 40), (1024, 300)] {
+        let w = Tensor::from_vec(values(n * k, 8, 1.0), (n, k), &device).unwrap();
+        let q = std::sync::Arc::new(QTensor::quantize(&w, GgmlDType::Q4K).unwrap());
+        let matrix = Q4kMatrix::new(q.clone()).unwrap().expect("q4_k");
+        for m in 1..=5 {
+            let x = Tensor::from_vec(values(m * k, 9 + m as u32, 2.0), (m, k), &device).unwrap();
+            let expected: Vec<f32> = QMatMul::from_arc(q.clone())
+                .unwrap()
+                .forward(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let typical = expected.iter().map(|v| v.abs()).sum::<f32>() / expected.len() as f32;
+            let x: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+            let mut y = vec![f32::NAN; m * n];
+            matrix.matmul(&x, &mut y);
+            for (i, (got, want)) in y.iter().zip(&expected).enumerate() {
+                assert!(
+                    (got - want).abs() <= 1e-5 * want.abs().max(typical),
+                    "q4_k m={m} k={k} n={n}: y[{}][{}] = {got}, candle {want}",
+                    i / n,
+                    i % n
+                );
+            }
+        }
+    }
+    let q8 = QTensor::quantize(
+        &Tensor::zeros((4, 256), candle_core::DType::F32, &device).unwrap(),
+        GgmlDType::Q8_0,
+    )
+    .unwrap();
+    assert!(Q4kMatrix::new(q8.into()).unwrap().is_none());
 }

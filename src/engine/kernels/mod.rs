@@ -1,12 +1,15 @@
 //! The crate's own matrix kernels for the shapes that dominate a forward pass, where candle's
 //! generic ones are slow: q4_0 weights times q8_0 activations on x86-64 (AVX2 / VNNI), and q4_0
-//! and q8_0 weights times q8_0 activations on wasm32 (simd128, relaxed SIMD), and on wasm32
+//! and q8_0 weights times q8_0 activations on wasm32 (simd128, relaxed SIMD), q4_k weights times
+//! q8_k activations on wasm32 (`q4k_wasm`, the output projection of q4_0 files), and on wasm32
 //! candle's kernels for other types spread over rayon's threads (`split`); and a decode
 //! step's attention read in place from the KV cache's blocks (`attention`).
 
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
 pub mod q4_0_x86;
+#[cfg(target_arch = "wasm32")]
+pub mod q4k_wasm;
 pub mod q8_act;
 #[cfg(target_arch = "wasm32")]
 pub mod q_wasm;

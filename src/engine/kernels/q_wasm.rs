@@ -41,7 +41,7 @@ use super::Epilogue;
 use crate::error::{Error, Result};
 
 /// Activation rows one pass over a weight row multiplies (register blocking).
-const MAX_ROWS: usize = 4;
+pub(super) const MAX_ROWS: usize = 4;
 /// Weight rows of one unit of work: their quants (≤ 34 · k / 32 bytes each) stay in cache while
 /// every activation row passes.
 const ROWS_PER_UNIT: usize = 16;
@@ -66,7 +66,7 @@ impl Kind {
 }
 
 /// f16 bits → f32, for every f16.
-fn f16_table() -> &'static [f32] {
+pub(super) fn f16_table() -> &'static [f32] {
     static TABLE: OnceLock<Vec<f32>> = OnceLock::new();
     TABLE.get_or_init(|| (0..=u16::MAX).map(|b| f16::from_bits(b).to_f32()).collect())
 }
@@ -166,26 +166,13 @@ impl SimdMatrix {
         let act = QuantizedRows::new(x, k);
         let data = self.weights.data().expect("a CPU tensor's bytes");
         let row_bytes = k / BLOCK * self.kind.block_bytes();
-        let out = OutPtr(y.as_mut_ptr());
-        (0..n.div_ceil(ROWS_PER_UNIT))
-            .into_par_iter()
-            .for_each(|unit| {
-                let columns = unit * ROWS_PER_UNIT..n.min((unit + 1) * ROWS_PER_UNIT);
-                let mut sums = [0f32; MAX_ROWS];
-                for row0 in (0..m).step_by(MAX_ROWS) {
-                    let rows = (m - row0).min(MAX_ROWS);
-                    for column in columns.clone() {
-                        let row = &data[column * row_bytes..(column + 1) * row_bytes];
-                        self.dot_rows(row, &act, row0, &mut sums[..rows]);
-                        for (i, sum) in sums[..rows].iter_mut().enumerate() {
-                            self.epilogue.apply(column, std::slice::from_mut(sum));
-                            // SAFETY: `y` holds m × n values and outlives the parallel loop;
-                            // every (row, column) is written by exactly one unit.
-                            unsafe { *out.at((row0 + i) * n + column) = *sum };
-                        }
-                    }
-                }
-            });
+        for_each_unit(n, y, |column, row0, sums| {
+            let row = &data[column * row_bytes..(column + 1) * row_bytes];
+            self.dot_rows(row, &act, row0, sums);
+            for sum in sums {
+                self.epilogue.apply(column, std::slice::from_mut(sum));
+            }
+        });
     }
 
     /// The stored weight row `row` times activation rows `row0..row0 + out.len()` (at most 4).
@@ -210,6 +197,35 @@ impl SimdMatrix {
             (Kind::Q8_0, Path::Relaxed) => with_rows!(row_q8_0_relaxed),
         }
     }
+}
+
+/// Fills `y` (m × n, row-major) in units of [`ROWS_PER_UNIT`] output columns on rayon's threads:
+/// `dot(column, row0, sums)` computes column `column` of activation rows `row0..row0 +
+/// sums.len()` (at most [`MAX_ROWS`]) into `sums`. Shared by the wasm32 matrix kernels.
+pub(super) fn for_each_unit(
+    n: usize,
+    y: &mut [f32],
+    dot: impl Fn(usize, usize, &mut [f32]) + Sync,
+) {
+    let m = y.len() / n.max(1);
+    let out = OutPtr(y.as_mut_ptr());
+    (0..n.div_ceil(ROWS_PER_UNIT))
+        .into_par_iter()
+        .for_each(|unit| {
+            let columns = unit * ROWS_PER_UNIT..n.min((unit + 1) * ROWS_PER_UNIT);
+            let mut sums = [0f32; MAX_ROWS];
+            for row0 in (0..m).step_by(MAX_ROWS) {
+                let rows = (m - row0).min(MAX_ROWS);
+                for column in columns.clone() {
+                    dot(column, row0, &mut sums[..rows]);
+                    for (i, sum) in sums[..rows].iter().enumerate() {
+                        // SAFETY: `y` holds m × n values and outlives the parallel loop;
+                        // every (row, column) is written by exactly one unit.
+                        unsafe { *out.at((row0 + i) * n + column) = *sum };
+                    }
+                }
+            }
+        });
 }
 
 /// The output pointer, shared by the units (each writes its own elements).

@@ -312,14 +312,17 @@ fn filter(scores: &mut [f32], remove: impl Fn(f32) -> bool) {
     }
 }
 
-/// Indices of the finite `scores`, sorted by `keys` ascending, equal keys in index order (the
-/// order of a stable sort; the index tie-break lets a faster unstable sort produce it).
+/// Indices of the finite `scores`, sorted by `keys` ascending (`total_cmp`), equal keys in
+/// index order (the order of a stable sort).
 fn ascending_finite(keys: &[f32], scores: &[f32]) -> Vec<usize> {
     let mut pairs: Vec<(f32, u32)> = (0..scores.len())
         .filter(|&i| scores[i].is_finite())
         .map(|i| (keys[i], i as u32))
         .collect();
-    pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    // A stable radix sort in `total_cmp`'s order (ties keep the index order): the same order as
+    // sorting by (key, index), several times faster over a 250,880-token vocabulary (in wasm,
+    // a comparison sort made this a tenth of a decode step).
+    radsort::sort_by_key(&mut pairs, |pair| pair.0);
     pairs.into_iter().map(|(_, i)| i as usize).collect()
 }
 

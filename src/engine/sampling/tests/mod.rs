@@ -272,3 +272,31 @@ fn processors_run_in_hf_order() {
 }
 
 // ---- sampling ----
+
+#[test]
+fn ascending_finite_is_the_order_of_a_sort_by_key_then_index() {
+    // Ties, signed zeros, tiny and huge keys, and non-finite scores left out.
+    let mut state = 12345u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as u32
+    };
+    let keys: Vec<f32> = (0..5000)
+        .map(|i| match next() % 7 {
+            0 => 0.0,
+            1 => -0.0,
+            2 => (next() % 5) as f32 - 2.0,
+            3 => f32::MIN_POSITIVE * (next() % 3) as f32,
+            4 => -1e30 * (i % 3) as f32,
+            _ => (next() as f32 / 1e6) - 2000.0,
+        })
+        .collect();
+    let scores: Vec<f32> = (0..keys.len())
+        .map(|i| if i % 11 == 0 { NEG } else { 1.0 })
+        .collect();
+    let mut expected: Vec<usize> = (0..keys.len()).filter(|&i| i % 11 != 0).collect();
+    expected.sort_by(|&a, &b| keys[a].total_cmp(&keys[b]).then(a.cmp(&b)));
+    assert_eq!(ascending_finite(&keys, &scores), expected);
+}
