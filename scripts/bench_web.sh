@@ -76,19 +76,22 @@ done
 
 # Native, same files, same prompt length and new tokens, single sequence, same thread counts;
 # with BENCH_PROFILE, each run's time per span follows its line (on standard error).
-profile=() native_err=/dev/null
+# (Descriptor 3, not a path: reopening /dev/stderr would truncate a log it is redirected to.)
+profile=()
+exec 3>/dev/null
 if [[ -n "${BENCH_PROFILE:-}" ]]; then
-    profile=(--profile) native_err=/dev/stderr
+    profile=(--profile)
+    exec 3>&2
 fi
 for dtype in ${DTYPES:-q8_0 q4_0}; do
     for threads in ${BENCH_THREADS:-1 2}; do
         echo "native $dtype, $threads thread(s): $("$CLI" bench --model "$WORK/$dtype/random-560m-$dtype.gguf" \
-            --prompt-tokens 32 --new-tokens "${BENCH_NEW_TOKENS:-32}" --candidates 1 --threads "$threads" --json "${profile[@]}" 2>"$native_err")"
+            --prompt-tokens 32 --new-tokens "${BENCH_NEW_TOKENS:-32}" --candidates 1 --threads "$threads" --json "${profile[@]}" 2>&3)"
     done
     stories="${BENCH_STORY_TOKENS-50 500 1500}"
     if [[ -n "$stories" ]]; then
         echo "native $dtype, rounds as the story grows: $("$CLI" bench --model "$WORK/$dtype/random-560m-$dtype.gguf" \
             --story-tokens "${stories// /,}" --rounds "${BENCH_REPEATS:-3}" --new-tokens "${BENCH_NEW_TOKENS:-32}" \
-            --candidates 3 --json "${profile[@]}" 2>"$native_err")"
+            --candidates 3 --json "${profile[@]}" 2>&3)"
     fi
 done

@@ -155,20 +155,20 @@ fn key_bias(slopes: &Tensor, past: usize, s: usize, start: usize, n: usize) -> R
 
 /// softmax(bias + q · kᵀ) · v for one query per sequence: the scores of every block at once
 /// `(b, n_head, 1, len)`, each block's keys and values read in place.
-fn decode_attention(
-    q: &Tensor,
-    parts: &[Part<'_>],
-    slopes: &Tensor,
-    past: usize,
-) -> Result<Tensor> {
-    let total: usize = parts.iter().map(|p| p.n).sum();
+/// `bias`: [`key_bias`] of every key, `(1, n_head, 1, len)`.
+fn decode_attention(q: &Tensor, parts: &[Part<'_>], bias: &Tensor) -> Result<Tensor> {
+    let span = tracing::trace_span!("attend_scores").entered();
     let scores = parts
         .iter()
         .map(|p| Ok(q.apply_op2_no_bwd(p.k, &DecodeScores { len: p.n })?))
         .collect::<Result<Vec<_>>>()?;
-    let scores = Tensor::cat(&scores, 3)?.broadcast_add(&key_bias(slopes, past, 1, 0, total)?)?;
+    drop(span);
+    let span = tracing::trace_span!("attend_softmax").entered();
+    let scores = Tensor::cat(&scores, 3)?.broadcast_add(bias)?;
     // Softmax in f32, as BLOOM does whatever the weights' type.
     let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    drop(span);
+    let _span = tracing::trace_span!("attend_context").entered();
     let mut context: Option<Tensor> = None;
     for p in parts {
         let weights = probs.narrow(3, p.start, p.n)?.contiguous()?;
@@ -185,15 +185,13 @@ fn decode_attention(
 /// at a time with a running softmax (in f32, as BLOOM does): for block j with scores `x_j`,
 /// `m ← max(m, max x_j)`, `l ← l·e^(m_old − m) + Σ e^(x_j − m)`, `o ← o·e^(m_old − m) +
 /// e^(x_j − m) · v_j`, and the context is `o / l`. The first block holds key 0, which every
-/// query sees, so `m` is finite from the start.
-fn piece_attention(q: &Tensor, parts: &[Part<'_>], slopes: &Tensor, past: usize) -> Result<Tensor> {
-    let s = q.dim(2)?;
+/// query sees, so `m` is finite from the start. `biases`: [`key_bias`] of each part's keys.
+fn piece_attention(q: &Tensor, parts: &[Part<'_>], biases: &[Tensor]) -> Result<Tensor> {
     // (running maximum, running sum, running weighted values)
     let mut state: Option<(Tensor, Tensor, Tensor)> = None;
-    for p in parts {
+    for (p, bias) in parts.iter().zip(biases) {
         // (b, n_head, s, n)
-        let scores = scores(q, &p.k.narrow(2, 0, p.n)?)?
-            .broadcast_add(&key_bias(slopes, past, s, p.start, p.n)?)?;
+        let scores = scores(q, &p.k.narrow(2, 0, p.n)?)?.broadcast_add(bias)?;
         let block_max = scores.max_keepdim(3)?;
         let max = match &state {
             Some((max, _, _)) => max.maximum(&block_max)?,
@@ -228,7 +226,14 @@ pub struct KvCache {
     len: usize,
     /// Room the next new block is made with, at most [`BLOCK`].
     next_capacity: usize,
+    /// The ALiBi biases and mask of the piece being run, built by its first layer and reused
+    /// by the others (they are the same for every layer).
+    biases: Option<(BiasKey, Vec<Tensor>)>,
 }
+
+/// What a piece's biases depend on: the cached positions, the piece's length, and each part's
+/// first key position and length.
+type BiasKey = (usize, usize, Vec<(usize, usize)>);
 
 impl KvCache {
     /// An empty cache for one sequence of a model with `n_layer` blocks.
@@ -239,6 +244,7 @@ impl KvCache {
             batch: 1,
             len: 0,
             next_capacity: BLOCK,
+            biases: None,
         }
     }
 
@@ -350,23 +356,47 @@ impl KvCache {
         let (k_buf, v_buf) = slot.as_ref().expect("allocated above");
         k_buf.slice_set(&k.contiguous()?, 2, block.len)?;
         v_buf.slice_set(&v.contiguous()?, 2, block.len)?;
-        // Every block's key and value buffers, first key position and filled positions, the
-        // last one including the piece.
+        // Every block's first key position and filled positions, the last one including the
+        // piece.
         let last = self.blocks.len() - 1;
         let mut start = 0;
-        let mut parts = Vec::with_capacity(self.blocks.len());
+        let mut spans = Vec::with_capacity(self.blocks.len());
         for (i, block) in self.blocks.iter().enumerate() {
-            let (k, v) = block.layers[layer]
-                .as_ref()
-                .ok_or_else(|| Error::Invalid(format!("layer {layer} of the cache is empty")))?;
             let n = block.len + if i == last { s } else { 0 };
-            parts.push(Part { k, v, start, n });
+            spans.push((start, n));
             start += n;
         }
+        let key = (past, s, spans);
+        let biases = match &self.biases {
+            Some((built, biases)) if *built == key => biases.clone(),
+            _ => {
+                let biases = if s == 1 {
+                    vec![key_bias(slopes, past, 1, 0, start)?]
+                } else {
+                    key.2
+                        .iter()
+                        .map(|&(first, n)| key_bias(slopes, past, s, first, n))
+                        .collect::<Result<_>>()?
+                };
+                self.biases = Some((key.clone(), biases.clone()));
+                biases
+            }
+        };
+        let parts = self
+            .blocks
+            .iter()
+            .zip(&key.2)
+            .map(|(block, &(start, n))| {
+                let (k, v) = block.layers[layer].as_ref().ok_or_else(|| {
+                    Error::Invalid(format!("layer {layer} of the cache is empty"))
+                })?;
+                Ok(Part { k, v, start, n })
+            })
+            .collect::<Result<Vec<_>>>()?;
         if s == 1 {
-            decode_attention(q, &parts, slopes, past)
+            decode_attention(q, &parts, &biases[0])
         } else {
-            piece_attention(q, &parts, slopes, past)
+            piece_attention(q, &parts, &biases)
         }
     }
 

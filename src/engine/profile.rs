@@ -98,12 +98,12 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpanTimes {
 /// The totals as a table (name, calls, seconds, milliseconds per call), for a terminal.
 pub fn table(totals: &[SpanTotal]) -> String {
     let mut out = format!(
-        "{:<12} {:>8} {:>10} {:>12}\n",
+        "{:<15} {:>8} {:>10} {:>12}\n",
         "span", "calls", "seconds", "ms per call"
     );
     for t in totals {
         out += &format!(
-            "{:<12} {:>8} {:>10.3} {:>12.3}\n",
+            "{:<15} {:>8} {:>10.3} {:>12.3}\n",
             t.name,
             t.calls,
             t.seconds,

@@ -220,10 +220,13 @@ impl Picker {
     }
 
     /// Fails unless `records` come from the model the picker was trained on.
-    pub fn check_model(&self, records: &[CandidateRecord]) -> Result<()> {
+    pub fn check_model<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a CandidateRecord>,
+    ) -> Result<()> {
         let trained = &self.card.model;
         match records
-            .iter()
+            .into_iter()
             .find(|r| r.model.content_hash != trained.content_hash)
         {
             Some(other) => Err(Error::Invalid(format!(
@@ -244,8 +247,7 @@ impl Picker {
 
     /// The probability of each candidate of a round (in the given, display, order) being picked.
     pub fn probabilities(&self, round: &[&CandidateRecord]) -> Result<Vec<f64>> {
-        let owned: Vec<CandidateRecord> = round.iter().map(|r| (*r).clone()).collect();
-        self.check_model(&owned)?;
+        self.check_model(round.iter().copied())?;
         Ok(self.scorer.probabilities(&features::round_features(round)))
     }
 

@@ -173,27 +173,25 @@ impl Autopilot {
 
     /// After a pick is saved: writes the next round, or ends the run.
     fn picked(&self, app: &Rc<App>) {
-        // Ok: another round to write; Err(steps done): the run is over.
-        let next = {
+        // `Some(steps done)` when the run is over, `None` when another round is to be written.
+        let finished = {
             let mut run = self.run.borrow_mut();
             let Some(run) = run.as_mut() else {
                 return;
             };
             if run.remaining == 0 {
-                Err(run.done)
+                Some(run.done)
             } else {
                 run.remaining -= 1;
-                Ok(())
+                None
             }
         };
-        match next {
-            Ok(()) => {
-                app.writing.write(app, false);
-                if !app.writing.running() {
-                    self.finish("Autopilot stopped: the next round could not start.");
-                }
-            }
-            Err(done) => self.finish(&format!("Autopilot wrote {done} steps.")),
+        if let Some(done) = finished {
+            return self.finish(&format!("Autopilot wrote {done} steps."));
+        }
+        app.writing.write(app, false);
+        if !app.writing.running() {
+            self.finish("Autopilot stopped: the next round could not start.");
         }
     }
 
