@@ -10,7 +10,9 @@
 //! row at a time (three candidates unpack and read every weight three times) and widens every
 //! product to i32 before multiplying it by its sub-block's scale. Here a weight super-block is
 //! unpacked once for every activation row, and each 32-value sub-block's products are summed
-//! with `i32x4.dot_i16x8_s` before its scale multiplies the sum. The integer sums are candle's
+//! with `i32x4.dot_i16x8_s` (or, in the `+relaxed-simd` build, the 7-bit-exact
+//! `i32x4.relaxed_dot_i8x16_i7x16_add` on the bytes) before its scale multiplies the sum. The
+//! integer sums are candle's
 //! (activations quantized by candle's own `BlockQ8K::from_float`); the f32 accumulation runs in
 //! another order (one sum per row instead of four lanes), so results agree to f32 rounding.
 //!
@@ -150,6 +152,72 @@ fn scales_and_mins(packed: &[u8]) -> ([i32; 8], [i32; 8]) {
     (scales, mins)
 }
 
+/// The 256 nibbles (0..16) of a super-block, in value order: the plain path widens them to
+/// i16x8 (4 vectors a sub-block), the relaxed one keeps bytes (2 vectors a sub-block).
+#[cfg(not(target_feature = "relaxed-simd"))]
+type Unpacked = [v128; QK_K / 8];
+#[cfg(target_feature = "relaxed-simd")]
+type Unpacked = [v128; QK_K / 16];
+
+/// Unpacks the 128 nibble bytes at `q` (byte `32·j + i`: value `64·j + i` low, `64·j + 32 + i`
+/// high).
+///
+/// # Safety
+/// `q` must point to 128 readable bytes.
+#[inline(always)]
+unsafe fn unpack(q: *const u8) -> Unpacked {
+    let low4 = u8x16_splat(0x0F);
+    let mut bytes = [u8x16_splat(0); QK_K / 16];
+    for j in 0..QK_K / 64 {
+        let (first, second) = (
+            v128_load(q.add(32 * j).cast()),
+            v128_load(q.add(32 * j + 16).cast()),
+        );
+        bytes[4 * j] = v128_and(first, low4);
+        bytes[4 * j + 1] = v128_and(second, low4);
+        bytes[4 * j + 2] = u8x16_shr(first, 4);
+        bytes[4 * j + 3] = u8x16_shr(second, 4);
+    }
+    #[cfg(target_feature = "relaxed-simd")]
+    return bytes;
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        let mut w = [i16x8_splat(0); QK_K / 8];
+        for (v, half) in bytes.iter().enumerate() {
+            w[2 * v] = u16x8_extend_low_u8x16(*half);
+            w[2 * v + 1] = u16x8_extend_high_u8x16(*half);
+        }
+        w
+    }
+}
+
+/// The i32x4 lane sums of sub-block `s`'s 32 products with the activation quants at `a`: with
+/// `i32x4.dot_i16x8_s` on the widened values, or, in the `+relaxed-simd` build, with
+/// `i32x4.relaxed_dot_i8x16_i7x16_add` on the bytes (deterministic: the nibbles are 7-bit).
+/// The same integers either way.
+///
+/// # Safety
+/// `a` must point to 32 readable bytes.
+#[inline(always)]
+unsafe fn sub_block_sum(w: &Unpacked, s: usize, a: *const i8) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        let low = i32x4_relaxed_dot_i8x16_i7x16_add(v128_load(a.cast()), w[2 * s], i32x4_splat(0));
+        i32x4_relaxed_dot_i8x16_i7x16_add(v128_load(a.add(16).cast()), w[2 * s + 1], low)
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        let mut sum = i32x4_dot_i16x8(w[4 * s], i16x8_load_extend_i8x8(a));
+        for v in 1..4 {
+            sum = i32x4_add(
+                sum,
+                i32x4_dot_i16x8(w[4 * s + v], i16x8_load_extend_i8x8(a.add(8 * v))),
+            );
+        }
+        sum
+    }
+}
+
 /// The stored weight row `row` times activation rows `row0..row0 + R`, into `out`.
 fn row_dot<const R: usize>(row: &[u8], act: &Q8kRows, row0: usize, out: &mut [f32]) {
     let table = f16_table();
@@ -158,26 +226,8 @@ fn row_dot<const R: usize>(row: &[u8], act: &Q8kRows, row0: usize, out: &mut [f3
         let d = table[u16::from_le_bytes([block[0], block[1]]) as usize];
         let dmin = table[u16::from_le_bytes([block[2], block[3]]) as usize];
         let (scales, mins) = scales_and_mins(&block[4..16]);
-        // The 256 nibbles as i16x8 vectors, in value order: 4 vectors per sub-block.
-        let mut w = [i16x8_splat(0); QK_K / 8];
-        for j in 0..QK_K / 64 {
-            // SAFETY: the 128 nibble bytes follow the 16 header bytes.
-            let (first, second) = unsafe {
-                let q = block.as_ptr().add(16 + 32 * j);
-                (v128_load(q.cast()), v128_load(q.add(16).cast()))
-            };
-            let low4 = u8x16_splat(0x0F);
-            let halves = [
-                v128_and(first, low4),
-                v128_and(second, low4),
-                u8x16_shr(first, 4),
-                u8x16_shr(second, 4),
-            ];
-            for (h, half) in halves.iter().enumerate() {
-                w[8 * j + 2 * h] = u16x8_extend_low_u8x16(*half);
-                w[8 * j + 2 * h + 1] = u16x8_extend_high_u8x16(*half);
-            }
-        }
+        // SAFETY: the 128 nibble bytes follow the 16 header bytes.
+        let w = unsafe { unpack(block.as_ptr().add(16)) };
         for (r, acc) in acc.iter_mut().enumerate() {
             let i = (row0 + r) * act.blocks + b;
             let sums = &act.sums[i * QK_K / 16..][..QK_K / 16];
@@ -188,17 +238,7 @@ fn row_dot<const R: usize>(row: &[u8], act: &Q8kRows, row0: usize, out: &mut [f3
             let mut total = i32x4_splat(0);
             for (s, &scale) in scales.iter().enumerate() {
                 // SAFETY: each sub-block's 32 activation quants lie within the super-block's 256.
-                let sub = unsafe {
-                    let a = quants.add(32 * s);
-                    let mut sub = i32x4_dot_i16x8(w[4 * s], i16x8_load_extend_i8x8(a));
-                    for v in 1..4 {
-                        sub = i32x4_add(
-                            sub,
-                            i32x4_dot_i16x8(w[4 * s + v], i16x8_load_extend_i8x8(a.add(8 * v))),
-                        );
-                    }
-                    sub
-                };
+                let sub = unsafe { sub_block_sum(&w, s, quants.add(32 * s)) };
                 total = i32x4_add(total, i32x4_mul(sub, i32x4_splat(scale)));
             }
             let total = i32x4_extract_lane::<0>(total)
