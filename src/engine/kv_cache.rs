@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 
-use crate::engine::kernels::attention::{DecodeContext, DecodeScores};
+use crate::engine::kernels::attention::{self, DecodePart};
 use crate::error::{Error, Result};
 
 /// The most positions a block holds (and so the most queries of one piece of a forward pass).
@@ -124,12 +124,11 @@ fn weighted(p: &Tensor, v: &Tensor) -> Result<Tensor> {
     Ok(product.transpose(0, 1)?)
 }
 
-/// One block's keys and values as attention reads them: buffers `(1 or b, n_head, capacity,
-/// head_dim)` of which the first `n` positions count, the first at key position `start`.
+/// One block's keys and values as a piece's attention reads them: buffers `(1 or b, n_head,
+/// capacity, head_dim)` of which the first `n` positions count.
 struct Part<'a> {
     k: &'a Tensor,
     v: &'a Tensor,
-    start: usize,
     n: usize,
 }
 
@@ -151,34 +150,6 @@ fn key_bias(slopes: &Tensor, past: usize, s: usize, start: usize, n: usize) -> R
         .collect();
     let mask = Tensor::from_vec(mask, (1, 1, s, n), device)?;
     Ok(alibi.broadcast_add(&mask)?)
-}
-
-/// softmax(bias + q · kᵀ) · v for one query per sequence: the scores of every block at once
-/// `(b, n_head, 1, len)`, each block's keys and values read in place.
-/// `bias`: [`key_bias`] of every key, `(1, n_head, 1, len)`.
-fn decode_attention(q: &Tensor, parts: &[Part<'_>], bias: &Tensor) -> Result<Tensor> {
-    let span = tracing::trace_span!("attend_scores").entered();
-    let scores = parts
-        .iter()
-        .map(|p| Ok(q.apply_op2_no_bwd(p.k, &DecodeScores { len: p.n })?))
-        .collect::<Result<Vec<_>>>()?;
-    drop(span);
-    let span = tracing::trace_span!("attend_softmax").entered();
-    let scores = Tensor::cat(&scores, 3)?.broadcast_add(bias)?;
-    // Softmax in f32, as BLOOM does whatever the weights' type.
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-    drop(span);
-    let _span = tracing::trace_span!("attend_context").entered();
-    let mut context: Option<Tensor> = None;
-    for p in parts {
-        let weights = probs.narrow(3, p.start, p.n)?.contiguous()?;
-        let part = weights.apply_op2_no_bwd(p.v, &DecodeContext { len: p.n })?;
-        context = Some(match context {
-            Some(c) => (c + part)?,
-            None => part,
-        });
-    }
-    context.ok_or_else(|| Error::Invalid("attention over no positions".into()))
 }
 
 /// softmax(bias + q · kᵀ) · v for a piece of `s` queries `(b, n_head, s, head_dim)`, one block
@@ -366,18 +337,31 @@ impl KvCache {
             spans.push((start, n));
             start += n;
         }
+        if s == 1 {
+            // A decode step: one pass over the blocks in place, the biases computed as it goes.
+            let slopes: Vec<f32> = slopes.flatten_all()?.to_vec1()?;
+            let parts = self
+                .blocks
+                .iter()
+                .zip(&spans)
+                .map(|(block, &(start, n))| {
+                    let (k, v) = block.layers[layer].as_ref().ok_or_else(|| {
+                        Error::Invalid(format!("layer {layer} of the cache is empty"))
+                    })?;
+                    Ok(DecodePart { k, v, start, n })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(attention::decode(q, &parts, &slopes)?);
+        }
         let key = (past, s, spans);
         let biases = match &self.biases {
             Some((built, biases)) if *built == key => biases.clone(),
             _ => {
-                let biases = if s == 1 {
-                    vec![key_bias(slopes, past, 1, 0, start)?]
-                } else {
-                    key.2
-                        .iter()
-                        .map(|&(first, n)| key_bias(slopes, past, s, first, n))
-                        .collect::<Result<_>>()?
-                };
+                let biases = key
+                    .2
+                    .iter()
+                    .map(|&(first, n)| key_bias(slopes, past, s, first, n))
+                    .collect::<Result<Vec<_>>>()?;
                 self.biases = Some((key.clone(), biases.clone()));
                 biases
             }
@@ -386,18 +370,14 @@ impl KvCache {
             .blocks
             .iter()
             .zip(&key.2)
-            .map(|(block, &(start, n))| {
+            .map(|(block, &(_, n))| {
                 let (k, v) = block.layers[layer].as_ref().ok_or_else(|| {
                     Error::Invalid(format!("layer {layer} of the cache is empty"))
                 })?;
-                Ok(Part { k, v, start, n })
+                Ok(Part { k, v, n })
             })
             .collect::<Result<Vec<_>>>()?;
-        if s == 1 {
-            decode_attention(q, &parts, &biases[0])
-        } else {
-            piece_attention(q, &parts, &biases)
-        }
+        piece_attention(q, &parts, &biases)
     }
 
     /// Ends a piece of `s` positions: they count as cached from now on.

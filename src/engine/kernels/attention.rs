@@ -1,30 +1,32 @@
-//! Attention of one new position per sequence (a decode step) over a cache block, read in
-//! place from the block's buffer.
+//! Attention of one new position per sequence (a decode step) over the KV cache's blocks, read
+//! in place from their buffers, in one pass: scores, ALiBi biases, softmax and the weighted sum
+//! of the values for each head.
 //!
-//! candle's matmul would first copy the filled part of a block out of its buffer (a strided
-//! view), and runs a 64-deep product of 1–3 rows per head as a general matrix product; at a
-//! story of 1,500 tokens that made attention cost as much as all of BLOOM-560m's weights. These
-//! loops read the keys and values where they lie, one pass over them per step (keys and values
-//! shared by the batch are read once for all its sequences, not once per sequence), the heads
-//! on rayon's threads, written so the compiler vectorizes the 64-wide dot products and sums
-//! (simd128 on wasm32, AVX2 natively).
-//! No crate offers attention over candle's storage without that copy, hence this file.
+//! As candle ops, a decode step's attention copied the filled part of each block out of its
+//! buffer, ran a 64-deep product of 1–3 rows per head as a general matrix product, and then
+//! concatenated, biased, normalized and summed the blocks' results in five more ops; at a story
+//! of 1,500 tokens that cost as much as all of BLOOM-560m's weights, and in the threaded web
+//! build each op also paid a hand-off to rayon's threads. These loops read the keys and values
+//! where they lie, once per step (keys and values shared by the batch once for all its
+//! sequences), the heads on rayon's threads when there is enough work, written so the compiler
+//! vectorizes the 64-wide dot products and sums (simd128 on wasm32, AVX2 natively). No crate
+//! offers attention over candle's storage without those copies, hence this file.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape};
+use candle_core::{CpuStorage, Layout, Storage, Tensor};
 use rayon::prelude::*;
 
-/// `(q · kᵀ)` for queries `(b, n_head, 1, d)` and the first `len` positions of a key buffer
-/// `(1 or b, n_head, capacity, d)`: `(b, n_head, 1, len)`.
-pub struct DecodeScores {
-    /// Filled positions of the buffer.
-    pub len: usize,
-}
-
-/// `p · v` for weights `(b, n_head, 1, len)` and the first `len` positions of a value buffer
-/// `(1 or b, n_head, capacity, d)`: `(b, n_head, 1, d)`.
-pub struct DecodeContext {
-    /// Filled positions of the buffer.
-    pub len: usize,
+/// One block of the cache as [`decode`] reads it: key and value buffers `(1 or b, n_head,
+/// capacity, head_dim)` of which the first `n` positions count, the first at key position
+/// `start`.
+pub struct DecodePart<'a> {
+    /// Keys.
+    pub k: &'a Tensor,
+    /// Values.
+    pub v: &'a Tensor,
+    /// Key position of the buffer's first position.
+    pub start: usize,
+    /// Filled positions.
+    pub n: usize,
 }
 
 /// The contiguous f32 data of a tensor and its four dimensions.
@@ -147,66 +149,99 @@ fn buffer_start(buffer: [usize; 4], seq: usize, head: usize) -> usize {
     row * capacity * d
 }
 
-/// One head of [`DecodeScores`]: queries `(b, h, 1, d)` against the first `len` keys.
-struct ScoresKernel<'a> {
-    q: &'a [f32],
+/// A [`DecodePart`]'s buffers as slices.
+struct PartData<'a> {
     k: &'a [f32],
-    k_dims: [usize; 4],
-    h: usize,
-    len: usize,
-}
-
-impl HeadKernel for ScoresKernel<'_> {
-    #[inline(always)]
-    fn run(&self, head: usize, rows: &mut [&mut [f32]]) {
-        let (h, d, len) = (self.h, self.k_dims[3], self.len);
-        let query = |seq: usize| &self.q[(seq * h + head) * d..][..d];
-        if self.k_dims[0] == 1 {
-            // Keys shared by the batch: each key is read once for every sequence's query.
-            let keys = &self.k[buffer_start(self.k_dims, 0, head)..][..len * d];
-            for (j, key) in keys.chunks_exact(d).enumerate() {
-                for (seq, row) in rows.iter_mut().enumerate() {
-                    row[j] = dot(query(seq), key);
-                }
-            }
-        } else {
-            for (seq, row) in rows.iter_mut().enumerate() {
-                let keys = &self.k[buffer_start(self.k_dims, seq, head)..][..len * d];
-                for (score, key) in row.iter_mut().zip(keys.chunks_exact(d)) {
-                    *score = dot(query(seq), key);
-                }
-            }
-        }
-    }
-}
-
-/// One head of [`DecodeContext`]: weights `(b, h, 1, n)` times the first `n` values.
-struct ContextKernel<'a> {
-    p: &'a [f32],
     v: &'a [f32],
-    v_dims: [usize; 4],
-    h: usize,
+    /// `(1 or b, n_head, capacity, head_dim)`, the same for keys and values.
+    dims: [usize; 4],
+    start: usize,
     n: usize,
 }
 
-impl HeadKernel for ContextKernel<'_> {
+/// One head of [`decode`]: for each sequence, scores `q · kⱼ + slope · j` over every part's
+/// keys, their softmax, and the context `Σ pⱼ vⱼ`.
+struct DecodeKernel<'a> {
+    /// Queries `(b, h, 1, d)`.
+    q: &'a [f32],
+    /// Each part's buffers.
+    parts: Vec<PartData<'a>>,
+    slopes: &'a [f32],
+    h: usize,
+    d: usize,
+    /// Key positions in all.
+    total: usize,
+}
+
+impl HeadKernel for DecodeKernel<'_> {
     #[inline(always)]
     fn run(&self, head: usize, contexts: &mut [&mut [f32]]) {
-        let (h, d, n) = (self.h, self.v_dims[3], self.n);
-        let weights = |seq: usize| &self.p[(seq * h + head) * n..][..n];
-        if self.v_dims[0] == 1 {
-            // Values shared by the batch: each value is read once for every sequence.
-            let values = &self.v[buffer_start(self.v_dims, 0, head)..][..n * d];
-            for (j, value) in values.chunks_exact(d).enumerate() {
-                for (seq, context) in contexts.iter_mut().enumerate() {
-                    add_scaled(context, weights(seq)[j], value);
+        let (h, d, total) = (self.h, self.d, self.total);
+        let b = contexts.len();
+        let query = |seq: usize| &self.q[(seq * h + head) * d..][..d];
+        // Scores, then probabilities: `(b, total)`.
+        let mut p = vec![0f32; b * total];
+        for &PartData {
+            k, dims, start, n, ..
+        } in &self.parts
+        {
+            if dims[0] == 1 {
+                // Keys shared by the batch: each key is read once for every sequence's query.
+                let keys = &k[buffer_start(dims, 0, head)..][..n * d];
+                for (j, key) in keys.chunks_exact(d).enumerate() {
+                    for seq in 0..b {
+                        p[seq * total + start + j] = dot(query(seq), key);
+                    }
+                }
+            } else {
+                for seq in 0..b {
+                    let keys = &k[buffer_start(dims, seq, head)..][..n * d];
+                    let row = &mut p[seq * total + start..][..n];
+                    for (score, key) in row.iter_mut().zip(keys.chunks_exact(d)) {
+                        *score = dot(query(seq), key);
+                    }
                 }
             }
-        } else {
-            for (seq, context) in contexts.iter_mut().enumerate() {
-                let values = &self.v[buffer_start(self.v_dims, seq, head)..][..n * d];
-                for (&w, value) in weights(seq).iter().zip(values.chunks_exact(d)) {
-                    add_scaled(context, w, value);
+        }
+        // softmax(scores + slope · j), in f32 as BLOOM does.
+        let slope = self.slopes[head];
+        for row in p.chunks_exact_mut(total) {
+            let mut max = f32::NEG_INFINITY;
+            for (j, score) in row.iter_mut().enumerate() {
+                *score += slope * j as f32;
+                max = max.max(*score);
+            }
+            let mut sum = 0f32;
+            for score in row.iter_mut() {
+                *score = (*score - max).exp();
+                sum += *score;
+            }
+            for score in row.iter_mut() {
+                *score /= sum;
+            }
+        }
+        for context in contexts.iter_mut() {
+            context.fill(0.0);
+        }
+        for &PartData {
+            v, dims, start, n, ..
+        } in &self.parts
+        {
+            if dims[0] == 1 {
+                // Values shared by the batch: each value is read once for every sequence.
+                let values = &v[buffer_start(dims, 0, head)..][..n * d];
+                for (j, value) in values.chunks_exact(d).enumerate() {
+                    for (seq, context) in contexts.iter_mut().enumerate() {
+                        add_scaled(context, p[seq * total + start + j], value);
+                    }
+                }
+            } else {
+                for (seq, context) in contexts.iter_mut().enumerate() {
+                    let values = &v[buffer_start(dims, seq, head)..][..n * d];
+                    let weights = &p[seq * total + start..][..n];
+                    for (&w, value) in weights.iter().zip(values.chunks_exact(d)) {
+                        add_scaled(context, w, value);
+                    }
                 }
             }
         }
@@ -221,100 +256,162 @@ fn add_scaled(context: &mut [f32], w: f32, value: &[f32]) {
     }
 }
 
-impl CustomOp2 for DecodeScores {
-    fn name(&self) -> &'static str {
-        "decode-scores"
-    }
-
-    fn cpu_fwd(
-        &self,
-        q_storage: &CpuStorage,
-        q_layout: &Layout,
-        k_storage: &CpuStorage,
-        k_layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (q, [b, h, s, d]) = f32_4d(q_storage, q_layout, "queries")?;
-        let (k, k_dims) = f32_4d(k_storage, k_layout, "keys")?;
-        check_buffer(b, h, self.len, k_dims)?;
-        if s != 1 || k_dims[3] != d {
-            candle_core::bail!("decode scores of queries {:?}", q_layout.shape())
-        }
-        let len = self.len;
-        let mut out = vec![0f32; b * h * len];
-        let kernel = ScoresKernel {
-            q,
-            k,
-            k_dims,
-            h,
-            len,
-        };
-        for_each_head(&mut out, (h, len), b * h * len * d, &kernel);
-        Ok((CpuStorage::F32(out), Shape::from((b, h, 1, len))))
+/// The CPU storage of a tensor (attention runs on the CPU only).
+fn cpu(guard: &Storage) -> candle_core::Result<&CpuStorage> {
+    match guard {
+        Storage::Cpu(storage) => Ok(storage),
+        _ => candle_core::bail!("decode attention runs on the CPU"),
     }
 }
 
-impl CustomOp2 for DecodeContext {
-    fn name(&self) -> &'static str {
-        "decode-context"
+/// softmax(slope · j + q · kⱼ) · v over the keys of every part, for queries `(b, n_head, 1,
+/// head_dim)` (one per sequence, already scaled) → `(b, n_head, 1, head_dim)`. `slopes`: the
+/// ALiBi slope of each head. Every key is visible (a decode step's query comes last).
+pub fn decode(q: &Tensor, parts: &[DecodePart<'_>], slopes: &[f32]) -> candle_core::Result<Tensor> {
+    let q = q.contiguous()?;
+    let (q_guard, q_layout) = q.storage_and_layout();
+    let (q_data, [b, h, s, d]) = f32_4d(cpu(&q_guard)?, q_layout, "queries")?;
+    if s != 1 || slopes.len() != h {
+        candle_core::bail!(
+            "decode attention of queries {:?}, {} slopes",
+            q_layout.shape(),
+            slopes.len()
+        )
     }
-
-    fn cpu_fwd(
-        &self,
-        p_storage: &CpuStorage,
-        p_layout: &Layout,
-        v_storage: &CpuStorage,
-        v_layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (p, [b, h, s, n]) = f32_4d(p_storage, p_layout, "weights")?;
-        let (v, v_dims) = f32_4d(v_storage, v_layout, "values")?;
-        check_buffer(b, h, self.len, v_dims)?;
-        if s != 1 || n != self.len {
-            candle_core::bail!("decode context of weights {:?}", p_layout.shape())
+    let guards: Vec<_> = parts
+        .iter()
+        .map(|p| (p.k.storage_and_layout(), p.v.storage_and_layout()))
+        .collect();
+    let mut buffers = Vec::with_capacity(parts.len());
+    for (part, ((k_guard, k_layout), (v_guard, v_layout))) in parts.iter().zip(&guards) {
+        let (k, k_dims) = f32_4d(cpu(k_guard)?, k_layout, "keys")?;
+        let (v, v_dims) = f32_4d(cpu(v_guard)?, v_layout, "values")?;
+        check_buffer(b, h, part.n, k_dims)?;
+        if k_dims != v_dims || k_dims[3] != d {
+            candle_core::bail!("decode attention: keys {k_dims:?}, values {v_dims:?}, head_dim {d}")
         }
-        let d = v_dims[3];
-        let mut out = vec![0f32; b * h * d];
-        let kernel = ContextKernel { p, v, v_dims, h, n };
-        for_each_head(&mut out, (h, d), b * h * n * d, &kernel);
-        Ok((CpuStorage::F32(out), Shape::from((b, h, 1, d))))
+        buffers.push(PartData {
+            k,
+            v,
+            dims: k_dims,
+            start: part.start,
+            n: part.n,
+        });
     }
+    let total = parts.iter().map(|p| p.n).sum::<usize>();
+    if total == 0 || buffers.iter().any(|p| p.start + p.n > total) {
+        candle_core::bail!("decode attention over parts that do not cover 0..{total}")
+    }
+    let kernel = DecodeKernel {
+        q: q_data,
+        parts: buffers,
+        slopes,
+        h,
+        d,
+        total,
+    };
+    let mut out = vec![0f32; b * h * d];
+    for_each_head(&mut out, (h, d), 2 * b * h * total * d, &kernel);
+    Tensor::from_vec(out, (b, h, 1, d), q.device())
 }
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Tensor};
+    use candle_core::{Device, Tensor, D};
 
     use super::*;
 
-    /// The kernels against candle's matmuls, for a shared (batch 1) and an own (batch b) buffer.
+    /// One decode step over a shared block (batch 1) and the sequences' own block, against
+    /// candle's ops on the same keys and values laid out whole.
     #[test]
-    fn decode_attention_matches_candle() {
+    fn decode_matches_candle_ops() {
         let device = Device::Cpu;
-        let (b, h, capacity, d, len) = (3, 4, 20, 64, 13);
-        let q = Tensor::randn(0f32, 1.0, (b, h, 1, d), &device).unwrap();
-        for bb in [1, b] {
-            let k = Tensor::randn(0f32, 1.0, (bb, h, capacity, d), &device).unwrap();
-            let v = Tensor::randn(0f32, 1.0, (bb, h, capacity, d), &device).unwrap();
-            let scores = q.apply_op2(&k, DecodeScores { len }).unwrap();
-            let k_used = k
-                .narrow(2, 0, len)
+        let (b, h, d) = (3, 4, 64);
+        let (shared_len, own_len, capacity) = (13, 2, 20);
+        let slopes: Vec<f32> = (0..h).map(|i| 0.5f32.powi(i as i32 + 1)).collect();
+        let randn =
+            |dims: (usize, usize, usize, usize)| Tensor::randn(0f32, 1.0, dims, &device).unwrap();
+        let q = randn((b, h, 1, d));
+        let (k_shared, v_shared) = (randn((1, h, capacity, d)), randn((1, h, capacity, d)));
+        let (k_own, v_own) = (randn((b, h, capacity, d)), randn((b, h, capacity, d)));
+        let parts = [
+            DecodePart {
+                k: &k_shared,
+                v: &v_shared,
+                start: 0,
+                n: shared_len,
+            },
+            DecodePart {
+                k: &k_own,
+                v: &v_own,
+                start: shared_len,
+                n: own_len,
+            },
+        ];
+        let got = decode(&q, &parts, &slopes).unwrap();
+
+        let whole = |shared: &Tensor, own: &Tensor| {
+            let shared = shared
+                .narrow(2, 0, shared_len)
                 .unwrap()
-                .broadcast_as((b, h, len, d))
+                .broadcast_as((b, h, shared_len, d))
                 .unwrap();
-            let expected = q
-                .matmul(&k_used.contiguous().unwrap().t().unwrap())
-                .unwrap();
-            let diff = (scores.clone() - expected).unwrap().abs().unwrap();
-            assert!(diff.max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-4);
-            let p = candle_nn::ops::softmax_last_dim(&scores).unwrap();
-            let context = p.apply_op2(&v, DecodeContext { len }).unwrap();
-            let v_used = v
-                .narrow(2, 0, len)
-                .unwrap()
-                .broadcast_as((b, h, len, d))
-                .unwrap();
-            let expected = p.matmul(&v_used.contiguous().unwrap()).unwrap();
-            let diff = (context - expected).unwrap().abs().unwrap();
-            assert!(diff.max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-5);
-        }
+            Tensor::cat(
+                &[
+                    &shared.contiguous().unwrap(),
+                    &own.narrow(2, 0, own_len).unwrap(),
+                ],
+                2,
+            )
+            .unwrap()
+        };
+        let (k, v) = (whole(&k_shared, &k_own), whole(&v_shared, &v_own));
+        let total = shared_len + own_len;
+        let positions: Vec<f32> = (0..total).map(|j| j as f32).collect();
+        let bias = Tensor::new(slopes.as_slice(), &device)
+            .unwrap()
+            .reshape((1, h, 1, 1))
+            .unwrap()
+            .broadcast_mul(
+                &Tensor::new(positions.as_slice(), &device)
+                    .unwrap()
+                    .reshape((1, 1, 1, total))
+                    .unwrap(),
+            )
+            .unwrap();
+        let scores = q
+            .matmul(&k.t().unwrap())
+            .unwrap()
+            .broadcast_add(&bias)
+            .unwrap();
+        let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
+        let expected = probs.matmul(&v).unwrap();
+        assert_eq!(got.dims(), expected.dims());
+        let diff = (got - expected)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(D::Minus1)
+            .unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5, "{diff}");
+    }
+
+    #[test]
+    fn decode_names_bad_input() {
+        let device = Device::Cpu;
+        let q = Tensor::zeros((1, 2, 1, 8), candle_core::DType::F32, &device).unwrap();
+        let k = Tensor::zeros((1, 2, 4, 8), candle_core::DType::F32, &device).unwrap();
+        let part = |n| DecodePart {
+            k: &k,
+            v: &k,
+            start: 0,
+            n,
+        };
+        let error = decode(&q, &[part(4)], &[1.0]).unwrap_err().to_string();
+        assert!(error.contains("1 slopes"), "{error}");
+        let error = decode(&q, &[part(5)], &[1.0, 0.5]).unwrap_err().to_string();
+        assert!(error.contains("5 positions"), "{error}");
     }
 }
