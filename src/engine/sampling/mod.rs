@@ -200,10 +200,47 @@ fn temperature(scores: &mut [f32], temperature: f32) {
 /// the k-th largest, so scores tied with the k-th are kept.
 fn top_k(scores: &mut [f32], top_k: usize) {
     let k = top_k.max(1).min(scores.len());
-    let mut sorted = scores.to_vec();
-    let (_, kth, _) = sorted.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-    let kth = *kth;
+    let kth = kth_largest(scores, k);
     filter(scores, |s| s < kth);
+}
+
+/// The `k`-th largest score (`total_cmp` order, duplicates counted), `1 ≤ k ≤ scores.len()`.
+/// For a small `k` (the usual top-k) one pass keeps the `k` largest so far in a heap, most
+/// scores costing one comparison with its smallest; a larger `k` selects in a copy.
+fn kth_largest(scores: &[f32], k: usize) -> f32 {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    /// A score ordered by `total_cmp`.
+    #[derive(PartialEq)]
+    struct Total(f32);
+    impl Eq for Total {}
+    impl PartialOrd for Total {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for Total {
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            self.0.total_cmp(&other.0)
+        }
+    }
+
+    if k > 1024 {
+        let mut sorted = scores.to_vec();
+        let (_, kth, _) = sorted.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+        return *kth;
+    }
+    let mut largest: BinaryHeap<Reverse<Total>> =
+        scores[..k].iter().map(|&s| Reverse(Total(s))).collect();
+    for &s in &scores[k..] {
+        let smallest = largest.peek().expect("k ≥ 1").0 .0;
+        if s.total_cmp(&smallest).is_gt() {
+            largest.pop();
+            largest.push(Reverse(Total(s)));
+        }
+    }
+    largest.peek().expect("k ≥ 1").0 .0
 }
 
 /// `TopPLogitsWarper`: sort ascending, cumulative softmax, remove entries whose cumulative

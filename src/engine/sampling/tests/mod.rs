@@ -300,3 +300,29 @@ fn ascending_finite_is_the_order_of_a_sort_by_key_then_index() {
     expected.sort_by(|&a, &b| keys[a].total_cmp(&keys[b]).then(a.cmp(&b)));
     assert_eq!(ascending_finite(&keys, &scores), expected);
 }
+
+#[test]
+fn kth_largest_is_the_kth_of_a_descending_sort() {
+    let mut state = 99u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as u32
+    };
+    for len in [1usize, 7, 100, 3000] {
+        // Few distinct values, so that ties cross the k-th place.
+        let scores: Vec<f32> = (0..len)
+            .map(|_| (next() % 50) as f32 * 0.25 - 3.0)
+            .collect();
+        let mut sorted = scores.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        for k in [1, 2, 3, 40, 1025, len].into_iter().filter(|&k| k <= len) {
+            assert_eq!(
+                kth_largest(&scores, k).to_bits(),
+                sorted[k - 1].to_bits(),
+                "len {len} k {k}"
+            );
+        }
+    }
+}
