@@ -3,6 +3,7 @@
 
 pub mod portable_math;
 mod sampling_params;
+pub mod total_order;
 
 use serde::{Deserialize, Serialize};
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use sketches_ddsketch::{Config, DDSketch};
 
 use crate::data::params::{ParamSummary, StepParams};
+use crate::shared::total_order::Total;
 
 /// Relative accuracy of the percentiles: within this fraction of the exact order statistic.
 pub const PERCENTILE_RELATIVE_ACCURACY: f64 = 0.005;
@@ -25,33 +26,15 @@ const QUANTILES: [f64; 3] = [0.1, 0.5, 0.9];
 /// Exact counts of distinct values while there are few, a DDSketch after that.
 #[derive(Clone)]
 enum Distribution {
-    Exact(BTreeMap<OrderedValue, u64>),
+    Exact(BTreeMap<Total<f64>, u64>),
     Sketch(DDSketch),
-}
-
-/// A finite `f64` ordered by value, as a map key.
-#[derive(Clone, Copy, PartialEq)]
-struct OrderedValue(f64);
-
-impl Eq for OrderedValue {}
-
-impl PartialOrd for OrderedValue {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for OrderedValue {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
 }
 
 impl Distribution {
     fn add(&mut self, x: f64) {
         match self {
             Self::Exact(counts) => {
-                *counts.entry(OrderedValue(x)).or_insert(0) += 1;
+                *counts.entry(Total(x)).or_insert(0) += 1;
                 if counts.len() > EXACT_DISTINCT_VALUES {
                     let mut sketch = DDSketch::new(Config::new(
                         PERCENTILE_RELATIVE_ACCURACY,

@@ -211,27 +211,14 @@ fn kth_largest(scores: &[f32], k: usize) -> f32 {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
 
-    /// A score ordered by `total_cmp`.
-    #[derive(PartialEq)]
-    struct Total(f32);
-    impl Eq for Total {}
-    impl PartialOrd for Total {
-        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-            Some(self.cmp(other))
-        }
-    }
-    impl Ord for Total {
-        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-            self.0.total_cmp(&other.0)
-        }
-    }
+    use crate::shared::total_order::Total;
 
     if k > 1024 {
         let mut sorted = scores.to_vec();
         let (_, kth, _) = sorted.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
         return *kth;
     }
-    let mut largest: BinaryHeap<Reverse<Total>> =
+    let mut largest: BinaryHeap<Reverse<Total<f32>>> =
         scores[..k].iter().map(|&s| Reverse(Total(s))).collect();
     for &s in &scores[k..] {
         let smallest = largest.peek().expect("k ≥ 1").0 .0;
