@@ -133,6 +133,27 @@ test('HTML in the prompt is shown as text', { timeout: TEST_TIMEOUT }, async () 
   assert.equal(await page.evaluate(() => window.__xss), undefined);
 });
 
+test('Write, Stop and at once Write again: the second round is written, nothing fails', { timeout: TEST_TIMEOUT }, async () => {
+  await waitForModel();
+  await page.locator(byTestId('new-story')).click();
+  await page.locator(byTestId('prompt')).fill('A quick change of mind');
+  // In one task of the page: the worker gets the second round while the first one is still
+  // running or not yet started (its Stop may even arrive before it begins).
+  await page.evaluate(() => {
+    const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
+    $('write').click();
+    $('stop').click();
+    $('write').click();
+  });
+  await waitForCandidates();
+  assert.doesNotMatch((await page.locator(byTestId('notice')).textContent()) ?? '', /failed/i);
+  // One round recorded and waiting for a choice: the stopped one left nothing.
+  const waiting = await page.evaluate(
+    () => [1, 2, 3].filter((i) => /press \d/.test(document.querySelector(`[data-testid="candidate-${i}"] .meta`)?.textContent ?? '')).length,
+  );
+  assert.equal(waiting, 3);
+});
+
 test('the page stays responsive while the worker generates', { timeout: TEST_TIMEOUT }, async () => {
   await waitForModel();
   // A long round: 256 new tokens per candidate.

@@ -197,6 +197,10 @@ impl Writing {
         spawn_local(async move {
             // The opening (or the writer's added words) is saved before generation starts.
             app.save(&stored).await;
+            // Stopped while it was saved: the worker need not start it.
+            if app.writing.running.borrow().as_ref().map(|r| r.round) != Some(round) {
+                return;
+            }
             let request = Request::Generate {
                 round,
                 text: stored.story.text.clone(),

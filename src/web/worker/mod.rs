@@ -112,11 +112,14 @@ async fn handle(request: Request, attachment: JsValue, state: &State) {
             known,
             candidates,
         } => {
+            // The page runs one round at a time, so a round still running here is one it has
+            // left (Stop, then at once Write or the autopilot's next round; or a Stop that came
+            // before its round had started): stop it and wait until it has ended.
             if state.running.get().is_some() {
-                return post_error(
-                    Failed::Generate,
-                    "a round is already being written: stop it or wait for it".into(),
-                );
+                state.stop.set(true);
+                while state.running.get().is_some() {
+                    yield_to_events().await;
+                }
             }
             let Some(loaded) = state.model.borrow_mut().take() else {
                 return post_error(Failed::Generate, "no model is loaded yet".into());
