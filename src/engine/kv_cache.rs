@@ -134,9 +134,16 @@ struct Part<'a> {
 
 /// ALiBi biases and the causal mask of keys `start..start + n` for `s` queries after `past`
 /// cached positions: `slope · j` for key j, −∞ where key j lies after query i (`j > past + i`).
-/// `(1, n_head, 1, n)` when every query sees every key, else `(1, n_head, s, n)`.
-fn key_bias(slopes: &Tensor, past: usize, s: usize, start: usize, n: usize) -> Result<Tensor> {
-    let device = slopes.device();
+/// `(1, n_head, 1, n)` when every query sees every key, else `(1, n_head, s, n)`. `slopes`: one
+/// per head.
+fn key_bias(
+    (slopes, device): (&[f32], &Device),
+    past: usize,
+    s: usize,
+    start: usize,
+    n: usize,
+) -> Result<Tensor> {
+    let slopes = Tensor::from_slice(slopes, (1, slopes.len(), 1, 1), device)?;
     let positions: Vec<f32> = (start..start + n).map(|j| j as f32).collect();
     let positions = Tensor::from_vec(positions, (1, 1, 1, n), device)?;
     let alibi = slopes.broadcast_mul(&positions)?;
@@ -295,8 +302,7 @@ impl KvCache {
     /// Writes the piece's keys and values `(batch, n_head, s, head_dim)` of layer `layer` into
     /// the last block and returns the attention context `(batch, n_head, s, head_dim)` of the
     /// piece's queries `q` (already scaled) over every cached position and the piece itself,
-    /// with ALiBi biases `slope · j` for key j (`slopes`: `(1, n_head, 1, 1)`) and the causal
-    /// mask.
+    /// with ALiBi biases `slope · j` for key j (`slopes`: one per head) and the causal mask.
     ///
     /// A piece of several queries goes over the blocks one at a time with a running softmax
     /// (the maximum, the sum of exponentials and the weighted values rescaled as each block
@@ -309,7 +315,7 @@ impl KvCache {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        slopes: &Tensor,
+        slopes: &[f32],
     ) -> Result<Tensor> {
         let s = k.dim(2)?;
         let past = self.len;
@@ -337,46 +343,45 @@ impl KvCache {
             spans.push((start, n));
             start += n;
         }
+        // Every block's key and value buffers of this layer.
+        let buffers = self
+            .blocks
+            .iter()
+            .map(|block| {
+                block.layers[layer]
+                    .as_ref()
+                    .map(|(k, v)| (k, v))
+                    .ok_or_else(|| Error::Invalid(format!("layer {layer} of the cache is empty")))
+            })
+            .collect::<Result<Vec<_>>>()?;
         if s == 1 {
             // A decode step: one pass over the blocks in place, the biases computed as it goes.
-            let slopes: Vec<f32> = slopes.flatten_all()?.to_vec1()?;
-            let parts = self
-                .blocks
-                .iter()
+            let parts: Vec<DecodePart<'_>> = buffers
+                .into_iter()
                 .zip(&spans)
-                .map(|(block, &(start, n))| {
-                    let (k, v) = block.layers[layer].as_ref().ok_or_else(|| {
-                        Error::Invalid(format!("layer {layer} of the cache is empty"))
-                    })?;
-                    Ok(DecodePart { k, v, start, n })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            return Ok(attention::decode(q, &parts, &slopes)?);
+                .map(|((k, v), &(start, n))| DecodePart { k, v, start, n })
+                .collect();
+            return Ok(attention::decode(q, &parts, slopes)?);
         }
         let key = (past, s, spans);
         let biases = match &self.biases {
             Some((built, biases)) if *built == key => biases.clone(),
             _ => {
+                let device = q.device();
                 let biases = key
                     .2
                     .iter()
-                    .map(|&(first, n)| key_bias(slopes, past, s, first, n))
+                    .map(|&(first, n)| key_bias((slopes, device), past, s, first, n))
                     .collect::<Result<Vec<_>>>()?;
                 self.biases = Some((key.clone(), biases.clone()));
                 biases
             }
         };
-        let parts = self
-            .blocks
-            .iter()
+        let parts: Vec<Part<'_>> = buffers
+            .into_iter()
             .zip(&key.2)
-            .map(|(block, &(_, n))| {
-                let (k, v) = block.layers[layer].as_ref().ok_or_else(|| {
-                    Error::Invalid(format!("layer {layer} of the cache is empty"))
-                })?;
-                Ok(Part { k, v, n })
-            })
-            .collect::<Result<Vec<_>>>()?;
+            .map(|((k, v), &(_, n))| Part { k, v, n })
+            .collect();
         piece_attention(q, &parts, &biases)
     }
 

@@ -263,11 +263,11 @@ struct Attention {
 }
 
 impl Attention {
-    /// x: (b, s, hidden), slopes: (1, n_head, 1, 1) → (b, s, hidden)
+    /// x: (b, s, hidden), slopes: one per head → (b, s, hidden)
     fn forward(
         &self,
         x: &Tensor,
-        slopes: &Tensor,
+        slopes: &[f32],
         cache: &mut KvCache,
         layer: usize,
     ) -> Result<Tensor> {
@@ -326,7 +326,7 @@ impl Block {
     fn forward(
         &self,
         x: &Tensor,
-        slopes: &Tensor,
+        slopes: &[f32],
         cache: &mut KvCache,
         layer: usize,
     ) -> Result<Tensor> {
@@ -356,7 +356,8 @@ pub struct Bloom {
     blocks: Vec<Block>,
     ln_f: LayerNorm,
     lm_head: Linear,
-    alibi_slopes: Tensor,
+    /// ALiBi's slope of each head.
+    alibi_slopes: Vec<f32>,
     device: Device,
 }
 
@@ -402,7 +403,6 @@ impl Bloom {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let slopes = alibi_slopes(config.n_head);
         Ok(Self {
             config: config.clone(),
             word_embeddings,
@@ -410,7 +410,7 @@ impl Bloom {
             blocks,
             ln_f: layer_norm(src, "output_norm", h, eps)?,
             lm_head,
-            alibi_slopes: Tensor::from_vec(slopes, (1, config.n_head, 1, 1), device)?,
+            alibi_slopes: alibi_slopes(config.n_head),
             device: device.clone(),
         })
     }

@@ -67,11 +67,6 @@ fn rows_by_head(out: &mut [f32], h: usize, row_len: usize) -> Vec<Vec<&mut [f32]
     groups
 }
 
-/// A kernel's work for one head: fills that head's rows (one per sequence) of the output.
-trait HeadKernel: Sync {
-    fn run(&self, head: usize, rows: &mut [&mut [f32]]);
-}
-
 /// Multiply-adds below which a kernel call runs on the calling thread: waking rayon's threads
 /// costs more than it saves for a short story (in the threaded web build, ~30 µs a call, 14
 /// calls a layer).
@@ -85,7 +80,7 @@ fn for_each_head(
     out: &mut [f32],
     (h, row_len): (usize, usize),
     work: usize,
-    kernel: &impl HeadKernel,
+    kernel: &DecodeKernel<'_>,
 ) {
     let groups = rows_by_head(out, h, row_len);
     #[cfg(target_arch = "x86_64")]
@@ -93,7 +88,7 @@ fn for_each_head(
         /// # Safety
         /// The CPU must support AVX2 and FMA.
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn with_avx2(kernel: &impl HeadKernel, head: usize, rows: &mut [&mut [f32]]) {
+        unsafe fn with_avx2(kernel: &DecodeKernel<'_>, head: usize, rows: &mut [&mut [f32]]) {
             kernel.run(head, rows)
         }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
@@ -173,7 +168,8 @@ struct DecodeKernel<'a> {
     total: usize,
 }
 
-impl HeadKernel for DecodeKernel<'_> {
+impl DecodeKernel<'_> {
+    /// Fills head `head`'s context of each sequence (`contexts[seq]`, `head_dim` long).
     #[inline(always)]
     fn run(&self, head: usize, contexts: &mut [&mut [f32]]) {
         let (h, d, total) = (self.h, self.d, self.total);

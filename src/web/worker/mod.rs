@@ -89,12 +89,7 @@ async fn handle(request: Request, attachment: JsValue, state: &State) {
     match request {
         Request::LoadModel { source } => {
             // A round runs on the old model: stop it and wait until it has ended.
-            if state.running.get().is_some() {
-                state.stop.set(true);
-                while state.running.get().is_some() {
-                    yield_to_events().await;
-                }
-            }
+            stop_running_round(state).await;
             // Free the old model first: two BLOOM-560m copies may not fit in wasm32 memory.
             state.model.replace(None);
             state.pool.borrow_mut().clear();
@@ -114,13 +109,8 @@ async fn handle(request: Request, attachment: JsValue, state: &State) {
         } => {
             // The page runs one round at a time, so a round still running here is one it has
             // left (Stop, then at once Write or the autopilot's next round; or a Stop that came
-            // before its round had started): stop it and wait until it has ended.
-            if state.running.get().is_some() {
-                state.stop.set(true);
-                while state.running.get().is_some() {
-                    yield_to_events().await;
-                }
-            }
+            // before its round had started).
+            stop_running_round(state).await;
             let Some(loaded) = state.model.borrow_mut().take() else {
                 return post_error(Failed::Generate, "no model is loaded yet".into());
             };
@@ -169,6 +159,16 @@ fn train_picker(records: &[CandidateRecord]) {
 }
 
 /// Lets the worker's event loop run (messages are read) before going on.
+/// Stops the round being written, if any, and waits until it has ended.
+async fn stop_running_round(state: &State) {
+    if state.running.get().is_some() {
+        state.stop.set(true);
+        while state.running.get().is_some() {
+            yield_to_events().await;
+        }
+    }
+}
+
 async fn yield_to_events() {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
         let _ = scope().set_timeout_with_callback(&resolve);
