@@ -21,7 +21,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync }
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, byTestId } from './lib.mjs';
+import { CHROMIUM_FLAGS, byTestId, median, openingOf } from './lib.mjs';
 
 const TARGETS = JSON.parse(process.env.BENCH_TARGETS ?? '[]');
 const DIST = process.env.BENCH_DIST ?? 'dist';
@@ -177,12 +177,6 @@ async function round(page, problems, button) {
 const describeSpans = (spans) =>
   spans.map((s) => `${s.name} ${s.calls}× ${s.seconds.toFixed(3)} s`).join(', ');
 
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
-
 /** One warm-up round and REPEATS measured rounds of `candidates` candidates (a new story). */
 async function writeRounds(page, problems, candidates) {
   await page.locator(byTestId('settings-toggle')).click();
@@ -214,15 +208,6 @@ async function writeRounds(page, problems, candidates) {
     threads: rounds.at(-1)?.threads ?? null,
     wasm_memory_bytes: await wasmMemoryBytes(page),
   };
-}
-
-/** An opening of `n` characters of varied words (about half as many tokens: the tokenizer
- * merges the repeated words). */
-function openingOf(n) {
-  const words = 'the keeper lit a lamp and the sea was dark while ships passed near rocks'.split(' ');
-  let text = '';
-  for (let i = 0; text.length < n; i += 1) text += `${words[(i * 7) % words.length]} `;
-  return text.slice(0, n);
 }
 
 /**

@@ -2,13 +2,14 @@
 // Chromium as the app's benchmark (run by scripts/bench_web.sh, which serves tests/e2e/wllama/
 // next to wllama's esm/ directory and the model, cross-origin isolated so that wllama can use
 // threads). For each thread count: single-sequence decode (a short prompt, then new tokens,
-// greedy, end-of-sequence ignored) and prefill (a long prompt), from llama.cpp's own timings.
+// greedy, end-of-sequence ignored) and prefill (the ~300-character opening that bench_web.mjs
+// prefills), from llama.cpp's own timings.
 //
 // Environment: WLLAMA_URL (the harness page), WLLAMA_MODEL (the model's URL), BENCH_THREADS
 // (default "1 2"), BENCH_NEW_TOKENS (default 32), BENCH_REPEATS (default 3), WLLAMA_OUT (a JSON
 // file to write).
 import { writeFileSync } from 'node:fs';
-import { launchChromium, watch } from './lib.mjs';
+import { launchChromium, median, openingOf, watch } from './lib.mjs';
 
 const URL_ = process.env.WLLAMA_URL;
 const MODEL = process.env.WLLAMA_MODEL;
@@ -17,16 +18,8 @@ const THREADS = (process.env.BENCH_THREADS ?? '1 2').split(/\s+/).filter(Boolean
 const NEW_TOKENS = Number(process.env.BENCH_NEW_TOKENS ?? 32);
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 3);
 const SHORT_PROMPT = 'Once upon a time';
-// About 300 tokens of varied words (the random models' tokenizer has no merges: a token a byte).
-const LONG_PROMPT = Array.from({ length: 70 }, (_, i) =>
-  'the keeper lit a lamp and the sea was dark while ships passed near rocks'.split(' ')[(i * 7) % 15],
-).join(' ');
-
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
+// The opening the app's benchmark prefills per thread count, so that both prefill the same text.
+const LONG_PROMPT = openingOf(300);
 
 const browser = await launchChromium();
 const results = [];

@@ -162,3 +162,19 @@ export async function startAutopilot(page, steps, chooser) {
   await page.locator(byTestId('autopilot')).click();
   await page.waitForSelector(`${byTestId('autopilot-status')}[data-running="true"]`);
 }
+
+/** The median of `values`. */
+export const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+
+/** An opening of `n` characters of varied words, for the browser benchmarks (about half as many
+ * tokens: the tokenizer merges the repeated words). */
+export function openingOf(n) {
+  const words = 'the keeper lit a lamp and the sea was dark while ships passed near rocks'.split(' ');
+  let text = '';
+  for (let i = 0; text.length < n; i += 1) text += `${words[(i * 7) % words.length]} `;
+  return text.slice(0, n);
+}
