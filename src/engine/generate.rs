@@ -14,6 +14,7 @@
 use std::ops::ControlFlow;
 
 use candle_core::Tensor;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
@@ -323,12 +324,11 @@ impl Round<'_> {
         let _span = tracing::info_span!("decode_step", batch = self.active.len()).entered();
         let eos = self.model.config().eos_token_id;
         if !self.stop {
-            let _span = tracing::trace_span!("sample").entered();
-            for (row, &i) in self.rows.iter().zip(&self.active) {
+            let drawn = self.sample()?;
+            for (&i, (id, logprob)) in self.active.iter().zip(drawn) {
                 let run = &mut self.running[i];
-                let id = run.sampler.sample(row, &run.context)?;
                 run.context.push(id);
-                run.logprobs.push(log_prob(row, id));
+                run.logprobs.push(logprob);
                 self.stats.generated_tokens += 1;
                 let text = self.tokenizer.decode(run.text_ids(eos))?;
                 let complete = text.trim_end_matches('\u{FFFD}');
@@ -403,6 +403,24 @@ impl Round<'_> {
         self.stats.decode_steps += 1;
         self.stats.decode_s = self.decode_start.elapsed().as_secs_f64();
         Ok(true)
+    }
+
+    /// Each active candidate's next token and its log-probability, drawn from its row of
+    /// logits; the candidates on rayon's threads (each one's sampler is its own).
+    fn sample(&mut self) -> Result<Vec<(u32, f32)>> {
+        let _span = tracing::trace_span!("sample").entered();
+        let active = &self.active;
+        let runs: Vec<&mut Running> = (self.running.iter_mut().enumerate())
+            .filter(|(i, _)| active.contains(i))
+            .map(|(_, run)| run)
+            .collect();
+        runs.into_par_iter()
+            .zip(&self.rows)
+            .map(|(run, row)| {
+                let id = run.sampler.sample(row, &run.context)?;
+                Ok((id, log_prob(row, id)))
+            })
+            .collect()
     }
 
     /// The candidates (one per spec, in order) and the timings.

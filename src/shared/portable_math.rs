@@ -10,15 +10,15 @@
 
 const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
 const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+const INV_LN2: f64 = f64::from_bits(0x3ff7_1547_652b_82fe);
+const P1: f64 = f64::from_bits(0x3fc5_5555_5555_553e);
+const P2: f64 = f64::from_bits(0xbf66_c16c_16be_bd93);
+const P3: f64 = f64::from_bits(0x3f11_566a_af25_de2c);
+const P4: f64 = f64::from_bits(0xbebb_bd41_c5d2_6bf1);
+const P5: f64 = f64::from_bits(0x3e66_3769_72be_a4d0);
 
 /// `e^x`, deterministic across platforms.
 pub fn exp(x: f64) -> f64 {
-    const INV_LN2: f64 = f64::from_bits(0x3ff7_1547_652b_82fe);
-    const P1: f64 = f64::from_bits(0x3fc5_5555_5555_553e);
-    const P2: f64 = f64::from_bits(0xbf66_c16c_16be_bd93);
-    const P3: f64 = f64::from_bits(0x3f11_566a_af25_de2c);
-    const P4: f64 = f64::from_bits(0xbebb_bd41_c5d2_6bf1);
-    const P5: f64 = f64::from_bits(0x3e66_3769_72be_a4d0);
     if x.is_nan() {
         return x;
     }
@@ -113,4 +113,132 @@ pub fn ln(x: f64) -> f64 {
     let r = t2 + t1;
     let dk = k as f64;
     s * (hfsq + r) + dk * LN2_LO - hfsq + f + dk * LN2_HI
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sum of a softmax's exponentials over a whole vocabulary (250,880 of them per token and
+// candidate): the same `exp`, branch-free, so that it runs two lanes at a time in wasm SIMD.
+
+/// Below this, `e^x` is counted as 0. `e^-708` ≈ 3.3e-308; a sum that also holds `e^0 = 1` (the
+/// maximum's own term) cannot tell, and down to here [`exp_nonpositive`] equals [`exp`] bit for
+/// bit (the reduction's `k` stays ≥ −1022, so no subnormal scaling).
+const EXP_FLOOR: f64 = -708.0;
+
+/// `e^x` for `x ≤ 0` (`-inf` included), bit for bit [`exp`]'s for `x ≥ EXP_FLOOR`, else 0:
+/// [`exp`]'s branches as selections, so that a SIMD lane can take them all at once.
+pub fn exp_nonpositive(x: f64) -> f64 {
+    let ax = x.abs();
+    // Truncated through an integer (exact here): `f64::trunc` is a libm call on x86-64.
+    let kf = if ax > 0.5 * std::f64::consts::LN_2 {
+        (INV_LN2 * x - 0.5) as i64 as f64
+    } else {
+        0.0
+    };
+    let hi = x - kf * LN2_HI;
+    let lo = kf * LN2_LO;
+    let r = hi - lo;
+    let rr = r * r;
+    let c = r - rr * (P1 + rr * (P2 + rr * (P3 + rr * (P4 + rr * P5))));
+    let y = 1.0 + (r * c / (2.0 - c) - lo + hi);
+    // 2^k for k in [-1022, 0]; garbage (then discarded) below the floor.
+    let scale = f64::from_bits(((kf.max(-1022.0) as i64 + 1023) as u64) << 52);
+    if x.is_nan() || x < EXP_FLOOR {
+        0.0
+    } else if ax < 3.725_290_298_461_914e-9 {
+        1.0 + x
+    } else {
+        y * scale
+    }
+}
+
+/// `Σ e^(x_i − max)` over `xs` in `f64`, `max` their largest value (so that every term is at
+/// most 1 and one of them is exactly 1), summed in four interleaved partial sums (`i mod 4`),
+/// then `(s0 + s2) + (s1 + s3)`: the same number on every platform, two lanes at a time in wasm
+/// SIMD. Terms are [`exp_nonpositive`]'s.
+pub fn sum_exp(xs: &[f32], max: f32) -> f64 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return simd::sum_exp(xs, max as f64);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    sum_exp_scalar(xs, max)
+}
+
+/// [`sum_exp`] one term at a time (the reference the SIMD version is tested against).
+pub fn sum_exp_scalar(xs: &[f32], max: f32) -> f64 {
+    let mut partial = [0.0f64; 4];
+    for (i, &x) in xs.iter().enumerate() {
+        partial[i % 4] += exp_nonpositive(x as f64 - max as f64);
+    }
+    (partial[0] + partial[2]) + (partial[1] + partial[3])
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd {
+    //! [`super::exp_nonpositive`] on two `f64` lanes, operation for operation.
+    use core::arch::wasm32::*;
+
+    use super::{EXP_FLOOR, INV_LN2, LN2_HI, LN2_LO, P1, P2, P3, P4, P5};
+
+    /// `e^x` of both lanes, as [`super::exp_nonpositive`].
+    #[inline(always)]
+    fn exp_nonpositive(x: v128) -> v128 {
+        let splat = f64x2_splat;
+        let ax = f64x2_abs(x);
+        let reduce = f64x2_gt(ax, splat(0.5 * std::f64::consts::LN_2));
+        let kf = v128_and(
+            f64x2_trunc(f64x2_sub(f64x2_mul(splat(INV_LN2), x), splat(0.5))),
+            reduce,
+        ); // +0.0 where not reduced
+        let hi = f64x2_sub(x, f64x2_mul(kf, splat(LN2_HI)));
+        let lo = f64x2_mul(kf, splat(LN2_LO));
+        let r = f64x2_sub(hi, lo);
+        let rr = f64x2_mul(r, r);
+        let poly = f64x2_add(splat(P4), f64x2_mul(rr, splat(P5)));
+        let poly = f64x2_add(splat(P3), f64x2_mul(rr, poly));
+        let poly = f64x2_add(splat(P2), f64x2_mul(rr, poly));
+        let poly = f64x2_add(splat(P1), f64x2_mul(rr, poly));
+        let c = f64x2_sub(r, f64x2_mul(rr, poly));
+        let q = f64x2_div(f64x2_mul(r, c), f64x2_sub(splat(2.0), c));
+        let y = f64x2_add(splat(1.0), f64x2_add(f64x2_sub(q, lo), hi));
+        // 2^k: k + 1023 in the low mantissa bits of k + (2^52 + 1023), shifted into the exponent.
+        let biased = f64x2_add(
+            f64x2_max(kf, splat(-1022.0)),
+            splat(4_503_599_627_371_519.0),
+        );
+        let scale = i64x2_shl(biased, 52);
+        let scaled = f64x2_mul(y, scale);
+        let tiny = f64x2_lt(ax, splat(3.725_290_298_461_914e-9));
+        let result = v128_bitselect(f64x2_add(splat(1.0), x), scaled, tiny);
+        v128_and(result, f64x2_ge(x, splat(EXP_FLOOR))) // 0 below the floor (and for NaN)
+    }
+
+    /// Both lanes of four promoted `f32`s, shifted by `-max`.
+    #[inline(always)]
+    fn shifted(four: v128, max: v128) -> (v128, v128) {
+        let low = f64x2_promote_low_f32x4(four);
+        let high = f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 0, 1>(four, four));
+        (f64x2_sub(low, max), f64x2_sub(high, max))
+    }
+
+    /// [`super::sum_exp`]: lanes of `even` hold the partial sums of `i mod 4` = 0 and 1, lanes
+    /// of `odd` those of 2 and 3.
+    pub fn sum_exp(xs: &[f32], max: f64) -> f64 {
+        let max = f64x2_splat(max);
+        let (mut even, mut odd) = (f64x2_splat(0.0), f64x2_splat(0.0));
+        let mut chunks = xs.chunks_exact(4);
+        for chunk in &mut chunks {
+            // SAFETY: `chunk` holds four f32, 16 readable bytes; v128_load allows any alignment.
+            let four = unsafe { v128_load(chunk.as_ptr().cast()) };
+            let (low, high) = shifted(four, max);
+            even = f64x2_add(even, exp_nonpositive(low));
+            odd = f64x2_add(odd, exp_nonpositive(high));
+        }
+        let mut rest = [f32::NEG_INFINITY; 4];
+        rest[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        // SAFETY: `rest` is four f32.
+        let (low, high) = shifted(unsafe { v128_load(rest.as_ptr().cast()) }, max);
+        even = f64x2_add(even, exp_nonpositive(low));
+        odd = f64x2_add(odd, exp_nonpositive(high));
+        let sum = f64x2_add(even, odd);
+        f64x2_extract_lane::<0>(sum) + f64x2_extract_lane::<1>(sum)
+    }
 }

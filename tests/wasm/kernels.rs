@@ -7,6 +7,7 @@ use candle_core::{Device, Module, Tensor};
 use storywriter::engine::kernels::q4k_wasm::Q4kMatrix;
 use storywriter::engine::kernels::q_wasm::{Path, SimdMatrix};
 use storywriter::engine::kernels::split::RowSplit;
+use storywriter::shared::portable_math::{sum_exp, sum_exp_scalar};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test};
 
 /// Every path this build can run.
@@ -197,4 +198,30 @@ fn q4k_equals_candle_to_rounding() {
     )
     .unwrap();
     assert!(Q4kMatrix::new(q8.into()).unwrap().is_none());
+}
+
+/// The softmax sum over a vocabulary (`portable_math::sum_exp`) on two SIMD lanes gives the
+/// scalar reference's number bit for bit (so log-probabilities recorded in the browser equal
+/// native ones), for lengths around the 4-wide step, `-inf` and terms below the floor.
+#[wasm_bindgen_test]
+fn softmax_sum_matches_the_scalar_reference_bit_for_bit() {
+    for (n, seed, scale) in [
+        (1, 1, 1.0),
+        (3, 2, 5.0),
+        (4, 3, 30.0),
+        (7, 4, 1e-8),
+        (1_001, 5, 800.0),
+        (250_880, 6, 12.0),
+    ] {
+        let mut xs = values(n, seed, scale);
+        if n > 10 {
+            xs[7] = f32::NEG_INFINITY;
+        }
+        let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        assert_eq!(
+            sum_exp(&xs, max).to_bits(),
+            sum_exp_scalar(&xs, max).to_bits(),
+            "{n} values of scale {scale}"
+        );
+    }
 }

@@ -51,7 +51,7 @@
 //! the *distribution* is HF's, the random stream is ours.
 
 use crate::error::{Error, Result};
-use crate::shared::portable_math::{exp, ln};
+use crate::shared::portable_math::{exp, ln, sum_exp};
 pub use crate::shared::SamplingParams;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -90,18 +90,22 @@ impl Sampler {
                 logits.len()
             )));
         }
-        let scores = process_logits(&self.params, logits, context_ids);
-        if scores.iter().any(|s| s.is_nan() || *s == f32::INFINITY) {
+        let kept = process_kept(&self.params, logits, context_ids);
+        if kept
+            .scores
+            .iter()
+            .any(|s| s.is_nan() || *s == f32::INFINITY)
+        {
             return Err(invalid(
                 "processed scores overflowed (extreme logits for this temperature/penalty)".into(),
             ));
         }
         if self.params.greedy {
-            return Ok(argmax(&scores) as u32);
+            return Ok(kept.id(argmax(&kept.scores)));
         }
         let u = uniform(&mut self.rng);
-        draw(&scores, u)
-            .map(|i| i as u32)
+        draw(&kept.scores, u)
+            .map(|i| kept.id(i))
             .ok_or_else(|| invalid("no token left to sample after processing".into()))
     }
 
@@ -117,36 +121,68 @@ impl Sampler {
 /// Never panics. Like HF, context ids outside the vocabulary are ignored here (use
 /// [`Sampler::sample`] for checked input), and a parameter at its "off" value skips its step.
 pub fn process_logits(params: &SamplingParams, logits: &[f32], context_ids: &[u32]) -> Vec<f32> {
-    let mut scores = logits.to_vec();
-    if scores.is_empty() {
-        return scores;
-    }
-    if params.repetition_penalty != 1.0 {
-        repetition_penalty(&mut scores, context_ids, params.repetition_penalty);
-    }
-    if params.greedy {
-        return scores;
-    }
-    if params.temperature != 1.0 {
-        temperature(&mut scores, params.temperature);
-    }
-    if params.top_k != 0 {
-        top_k(&mut scores, params.top_k);
-    }
-    if params.top_p < 1.0 {
-        top_p(&mut scores, params.top_p);
-    }
-    if params.min_p > 0.0 {
-        min_p(&mut scores, params.min_p);
-    }
-    if params.typical_p < 1.0 {
-        typical_p(&mut scores, params.typical_p);
+    let kept = process_kept(params, logits, context_ids);
+    let Some(ids) = kept.ids else {
+        return kept.scores;
+    };
+    let mut scores = vec![f32::NEG_INFINITY; logits.len()];
+    for (&id, s) in ids.iter().zip(kept.scores) {
+        scores[id as usize] = s;
     }
     scores
 }
 
+/// The tokens still in play after processing: their scores, in vocabulary order, and their ids
+/// once top-k has dropped the rest (`None`: every token of the vocabulary).
+///
+/// The warpers after top-k see only its survivors: every other score is `-inf`, whose
+/// probability is 0 and whose place in any sum or sort changes nothing, so working on the few
+/// survivors gives the very same numbers as working on the whole vocabulary, without a dozen
+/// passes over 250,880 scores per token.
+struct Kept {
+    ids: Option<Vec<u32>>,
+    scores: Vec<f32>,
+}
+
+impl Kept {
+    /// The vocabulary id of the `i`-th kept score.
+    fn id(&self, i: usize) -> u32 {
+        self.ids.as_ref().map_or(i as u32, |ids| ids[i])
+    }
+}
+
+/// [`process_logits`], keeping only top-k's survivors.
+fn process_kept(params: &SamplingParams, logits: &[f32], context_ids: &[u32]) -> Kept {
+    let mut scores = logits.to_vec();
+    if !scores.is_empty() && params.repetition_penalty != 1.0 {
+        repetition_penalty(&mut scores, context_ids, params.repetition_penalty);
+    }
+    if scores.is_empty() || params.greedy {
+        return Kept { ids: None, scores };
+    }
+    if params.temperature != 1.0 {
+        temperature(&mut scores, params.temperature);
+    }
+    let mut kept = if params.top_k != 0 {
+        top_k(&scores, params.top_k)
+    } else {
+        Kept { ids: None, scores }
+    };
+    if params.top_p < 1.0 {
+        top_p(&mut kept.scores, params.top_p);
+    }
+    if params.min_p > 0.0 {
+        min_p(&mut kept.scores, params.min_p);
+    }
+    if params.typical_p < 1.0 {
+        typical_p(&mut kept.scores, params.typical_p);
+    }
+    kept
+}
+
 /// `log_softmax(logits)[id]`, computed stably in `f64` (max subtracted), for recording the
 /// model's log-probability of a token. NaN if `id` is out of range or the logits are unusable.
+/// The sum over the vocabulary is [`sum_exp`]'s (SIMD in wasm, the same number everywhere).
 pub fn log_prob(logits: &[f32], id: u32) -> f32 {
     let Some(&x) = logits.get(id as usize) else {
         return f32::NAN;
@@ -155,8 +191,7 @@ pub fn log_prob(logits: &[f32], id: u32) -> f32 {
     if !m.is_finite() {
         return f32::NAN;
     }
-    let sum: f64 = logits.iter().map(|&l| exp(l as f64 - m as f64)).sum();
-    (x as f64 - m as f64 - ln(sum)) as f32
+    (x as f64 - m as f64 - ln(sum_exp(logits, m))) as f32
 }
 
 /// True when `text` ends a sentence: `.`, `!`, `?`, `…`, `。`, `！`, `？` or `．`, possibly
@@ -178,14 +213,16 @@ pub fn ends_sentence(text: &str) -> bool {
 /// ignored) has its score `s` replaced by `s * penalty` if `s < 0`, else `s / penalty` — once per
 /// id, however often it occurs (HF gathers the original scores, then scatters).
 fn repetition_penalty(scores: &mut [f32], context_ids: &[u32], penalty: f32) {
-    let mut seen = vec![false; scores.len()];
-    for &id in context_ids {
-        let i = id as usize;
-        if i < scores.len() && !seen[i] {
-            seen[i] = true;
-            let s = scores[i];
-            scores[i] = if s < 0.0 { s * penalty } else { s / penalty };
-        }
+    let mut ids: Vec<u32> = context_ids
+        .iter()
+        .copied()
+        .filter(|&id| (id as usize) < scores.len())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        let s = &mut scores[id as usize];
+        *s = if *s < 0.0 { *s * penalty } else { *s / penalty };
     }
 }
 
@@ -197,11 +234,20 @@ fn temperature(scores: &mut [f32], temperature: f32) {
 }
 
 /// `TopKLogitsWarper`: `k = max(top_k, 1)` clamped to the vocabulary; removes every score below
-/// the k-th largest, so scores tied with the k-th are kept.
-fn top_k(scores: &mut [f32], top_k: usize) {
+/// the k-th largest, so scores tied with the k-th are kept. Returns the survivors.
+fn top_k(scores: &[f32], top_k: usize) -> Kept {
     let k = top_k.max(1).min(scores.len());
     let kth = kth_largest(scores, k);
-    filter(scores, |s| s < kth);
+    let (ids, scores) = scores
+        .iter()
+        .enumerate()
+        .filter(|&(_, &s)| s.partial_cmp(&kth) != Some(std::cmp::Ordering::Less)) // NaN kept, as HF
+        .map(|(i, &s)| (i as u32, s))
+        .unzip();
+    Kept {
+        ids: Some(ids),
+        scores,
+    }
 }
 
 /// The `k`-th largest score (`total_cmp` order, duplicates counted), `1 ≤ k ≤ scores.len()`.
@@ -308,6 +354,9 @@ fn check_logits(logits: &[f32]) -> Result<()> {
     if logits.is_empty() {
         return Err(invalid("logits are empty (vocabulary of 0 tokens)".into()));
     }
+    if logits.iter().all(|l| l.is_finite()) {
+        return Ok(()); // the usual case, in one pass
+    }
     if let Some(i) = logits.iter().position(|l| l.is_nan()) {
         return Err(invalid(format!("logits contain NaN (first at index {i})")));
     }
@@ -325,15 +374,6 @@ fn check_logits(logits: &[f32]) -> Result<()> {
 /// in Python floats, so `0.9` must become `0.9f64`, not `0.8999999761581421`.
 fn python_float(x: f32) -> f64 {
     x.to_string().parse().unwrap_or(x as f64)
-}
-
-/// Sets the scores selected by `remove` to `-inf` (HF's `filter_value`).
-fn filter(scores: &mut [f32], remove: impl Fn(f32) -> bool) {
-    for s in scores {
-        if remove(*s) {
-            *s = f32::NEG_INFINITY;
-        }
-    }
 }
 
 /// Indices of the finite `scores`, sorted by `keys` ascending (`total_cmp`), equal keys in

@@ -316,6 +316,38 @@ fn exp_and_ln_match_std_within_an_ulp() {
     assert_eq!(ln(f64::INFINITY), f64::INFINITY);
 }
 
+#[test]
+fn exp_nonpositive_is_exp_bit_for_bit_down_to_its_floor() {
+    use crate::shared::portable_math::{exp_nonpositive, sum_exp, sum_exp_scalar};
+    let mut x = -708.0f64;
+    while x <= 0.0 {
+        assert_eq!(exp_nonpositive(x).to_bits(), exp(x).to_bits(), "exp({x})");
+        x += 0.000_987_654_3;
+    }
+    for x in [
+        0.0,
+        -0.0,
+        -1e-300,
+        -1e-9,
+        -3.7e-9,
+        -0.5 * std::f64::consts::LN_2,
+        -std::f64::consts::LN_2,
+        -708.0,
+    ] {
+        assert_eq!(exp_nonpositive(x).to_bits(), exp(x).to_bits(), "exp({x})");
+    }
+    for x in [-708.1, -745.0, -1e6, f64::NEG_INFINITY] {
+        assert_eq!(exp_nonpositive(x), 0.0, "exp({x})");
+    }
+    let xs: Vec<f32> = (0..10_001)
+        .map(|i| (i as f32 * 0.731).sin() * 40.0)
+        .collect();
+    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let naive: f64 = xs.iter().map(|&v| exp(v as f64 - max as f64)).sum();
+    assert!((sum_exp(&xs, max) - naive).abs() <= 1e-14 * naive);
+    assert_eq!(sum_exp(&xs, max), sum_exp_scalar(&xs, max));
+}
+
 // ---- cross-check with transformers ----
 
 #[derive(serde::Deserialize)]
