@@ -207,11 +207,7 @@ impl DecodeKernel<'_> {
                 *score += slope * j as f32;
                 max = max.max(*score);
             }
-            let mut sum = 0f32;
-            for score in row.iter_mut() {
-                *score = (*score - max).exp();
-                sum += *score;
-            }
+            let sum = exp_shifted(row, max);
             for score in row.iter_mut() {
                 *score /= sum;
             }
@@ -242,6 +238,19 @@ impl DecodeKernel<'_> {
             }
         }
     }
+}
+
+/// `row[j] ← e^(row[j] − max)`; returns their sum (four lanes at a time on wasm32, where
+/// `f32::exp` is a scalar library call).
+#[inline(always)]
+fn exp_shifted(row: &mut [f32], max: f32) -> f32 {
+    #[cfg(target_arch = "wasm32")]
+    return super::simd_math::exp_shifted_in_place(row, max);
+    #[cfg(not(target_arch = "wasm32"))]
+    row.iter_mut().fold(0f32, |sum, score| {
+        *score = (*score - max).exp();
+        sum + *score
+    })
 }
 
 /// `context += w · value`.

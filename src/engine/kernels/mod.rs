@@ -3,7 +3,8 @@
 //! and q8_0 weights times q8_0 activations on wasm32 (simd128, relaxed SIMD), q4_k weights times
 //! q8_k activations on wasm32 (`q4k_wasm`, the output projection of q4_0 files), and on wasm32
 //! candle's kernels for other types spread over rayon's threads (`split`); and a decode
-//! step's attention read in place from the KV cache's blocks (`attention`).
+//! step's attention read in place from the KV cache's blocks (`attention`), with `exp` and
+//! GELU's `tanh` on wasm SIMD lanes (`simd_math`).
 
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
@@ -13,6 +14,8 @@ pub mod q4k_wasm;
 pub mod q8_act;
 #[cfg(target_arch = "wasm32")]
 pub mod q_wasm;
+#[cfg(target_arch = "wasm32")]
+pub mod simd_math;
 #[cfg(target_arch = "wasm32")]
 pub mod split;
 
@@ -64,6 +67,9 @@ impl Epilogue {
             }
         }
         if self.gelu {
+            #[cfg(target_arch = "wasm32")]
+            simd_math::gelu_in_place(y);
+            #[cfg(not(target_arch = "wasm32"))]
             y.iter_mut().for_each(|y| *y = gelu(*y));
         }
     }
