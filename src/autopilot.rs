@@ -104,13 +104,15 @@ impl Chooser for SimulatedWriter {
         if round.is_empty() {
             return Err(Error::Invalid("a round without candidates".into()));
         }
-        if rng.random_bool(self.noise.clamp(0.0, 1.0)) {
-            return Ok(rng.random_range(0..round.len()));
+        let noisy = rng.random_bool(self.noise.clamp(0.0, 1.0));
+        let scores: Option<Vec<f64>> = round.iter().map(|r| self.rule.score(r)).collect();
+        match scores {
+            Some(scores) if !noisy => {
+                let best = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                Ok(scores.iter().position(|&s| s == best).unwrap_or(0))
+            }
+            _ => Ok(rng.random_range(0..round.len())),
         }
-        let scores: Vec<f64> = round.iter().map(|r| self.rule.score(r)).collect();
-        let best = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let top: Vec<usize> = (0..round.len()).filter(|&i| scores[i] == best).collect();
-        Ok(top[rng.random_range(0..top.len())])
     }
 }
 

@@ -11,12 +11,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::data::records::CandidateRecord;
 
 /// Version of the feature set; a picker trained on another version is refused.
-pub const FEATURE_VERSION: u32 = 1;
+pub const FEATURE_VERSION: u32 = 2;
 
 /// The features, in vector order.
-pub const FEATURE_NAMES: [&str; 25] = [
+pub const FEATURE_NAMES: [&str; 26] = [
     "temperature",
-    "temperature_squared",
+    "temperature_deviation_squared",
     "log1p_top_k",
     "top_p",
     "typical_p",
@@ -32,6 +32,7 @@ pub const FEATURE_NAMES: [&str; 25] = [
     "logprob_min",
     "logprob_std",
     "repeated_trigrams",
+    "repeated_tokens",
     "story_bigram_overlap",
     "other_candidates_overlap",
     "distinct_1",
@@ -190,7 +191,9 @@ fn candidate_features(record: &CandidateRecord, index: usize, other_overlap: f32
     let flag = |b: bool| f32::from(u8::from(b));
     [
         p.temperature,
-        p.temperature * p.temperature,
+        // With `temperature`, a parabola that can peak at any temperature; unlike t² it is not
+        // nearly collinear with t, so the fit does not need huge opposite weights.
+        (p.temperature - 1.0).powi(2),
         (p.top_k as f32).ln_1p(),
         p.top_p,
         p.typical_p,
@@ -206,6 +209,7 @@ fn candidate_features(record: &CandidateRecord, index: usize, other_overlap: f32
         if lp_min.is_finite() { lp_min } else { 0.0 },
         lp_std,
         repeated_share(ids, 3),
+        repeated_token_share(record),
         ratio(in_story, bigrams.len()),
         other_overlap,
         distinct(ids, 1),
@@ -215,6 +219,26 @@ fn candidate_features(record: &CandidateRecord, index: usize, other_overlap: f32
         flag(first_word.chars().next().is_some_and(char::is_uppercase)),
         flag(text.starts_with(|c: char| c.is_ascii_punctuation())),
     ]
+}
+
+/// Tokens of the story's end that [`repeated_token_share`] looks back on.
+pub const RECENT_STORY_TOKENS: usize = 64;
+
+/// Share of a candidate's tokens (a final end-of-sequence token aside) that repeat a token of
+/// the story's last [`RECENT_STORY_TOKENS`] or an earlier token of the candidate.
+pub fn repeated_token_share(record: &CandidateRecord) -> f32 {
+    repeats_after(&record.input_ids, content_ids(record))
+}
+
+/// Share of `ids` repeating a token of the last [`RECENT_STORY_TOKENS`] of `story` or an
+/// earlier one of `ids`.
+fn repeats_after(story: &[u32], ids: &[u32]) -> f32 {
+    let mut seen: HashSet<u32> = story[story.len().saturating_sub(RECENT_STORY_TOKENS)..]
+        .iter()
+        .copied()
+        .collect();
+    let repeats = ids.iter().filter(|&&id| !seen.insert(id)).count();
+    ratio(repeats, ids.len())
 }
 
 /// The first run of letters of a text (what "first word" means for the features).
@@ -280,5 +304,10 @@ mod tests {
         assert_eq!(distinct(&[1, 1, 2, 2], 1), 0.5);
         assert_eq!(distinct(&[], 2), 1.0);
         assert!(is_latin('é') && !is_latin('猫') && !is_latin('ж'));
+        // 7 repeats the story, the second 8 the candidate itself; 9 is new.
+        assert_eq!(repeats_after(&[5, 6, 7], &[7, 8, 8, 9]), 0.5);
+        let old_story: Vec<u32> = (0..RECENT_STORY_TOKENS as u32 + 1).collect();
+        assert_eq!(repeats_after(&old_story, &[0, 1]), 0.5);
+        assert_eq!(repeats_after(&[1], &[]), 0.0);
     }
 }

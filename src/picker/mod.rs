@@ -60,8 +60,12 @@ pub struct PickerCard {
     pub skipped_undecided: usize,
     /// The settings.
     pub options: TrainOptions,
-    /// How the optimization went.
+    /// How the optimization of the kept scorer went.
     pub training: TrainReport,
+    /// Whether the scorer is the params-only one, kept because it predicted the validation
+    /// rounds at least as well as the one reading every feature.
+    #[serde(default)]
+    pub uses_params_only: bool,
     /// Held-out metrics (`None` when no story was left for testing).
     pub test_metrics: Option<Evaluation>,
     /// The app that trained it.
@@ -128,8 +132,9 @@ fn majority_model(rounds: &[PickRound]) -> ModelIdentity {
 
 impl Picker {
     /// Trains a picker on the learnable rounds of `records`: stories split into held-out
-    /// test, validation (early stopping) and training sets, never sharing a story. Needs at
-    /// least two stories (one to learn from, one to test on).
+    /// test, validation (early stopping, and the choice between the full and the params-only
+    /// scorer) and training sets, never sharing a story. Needs at least two stories (one to
+    /// learn from, one to test on).
     pub fn train(records: &[CandidateRecord], options: &TrainOptions) -> Result<Self> {
         Self::train_with_progress(records, options, &mut |_| {})
     }
@@ -177,7 +182,7 @@ impl Picker {
             train_scorer(&all, &fit_data, &validation_data, options, &mut |epoch| {
                 on_progress(0.5 * epoch as f64 / epochs)
             })?;
-        let (params_only, _) = train_scorer(
+        let (params_only, params_only_training) = train_scorer(
             &PARAM_FEATURES,
             &fit_data,
             &validation_data,
@@ -185,6 +190,15 @@ impl Picker {
             &mut |epoch| on_progress(0.5 + 0.5 * epoch as f64 / epochs),
         )?;
         on_progress(1.0);
+        // The nested model wins when it predicts the validation rounds at least as well: the
+        // other features then only add noise (a writer who reads the parameters alone).
+        let uses_params_only = !validation_data.is_empty()
+            && params_only_training.validation_log_loss <= training.validation_log_loss;
+        let (scorer, training) = if uses_params_only {
+            (params_only.clone(), params_only_training)
+        } else {
+            (scorer, training)
+        };
         let test_data = labelled(rounds, &test);
         let test_metrics = Some(evaluate(
             &scorer,
@@ -213,6 +227,7 @@ impl Picker {
                 skipped_undecided: summary.undecided,
                 options: options.clone(),
                 training,
+                uses_params_only,
                 test_metrics,
                 app_version: crate::data::story::APP_VERSION.into(),
             },

@@ -16,8 +16,10 @@ use storywriter::picker::train::TrainOptions;
 use storywriter::picker::Picker;
 use storywriter::records::CandidateRecord;
 
-/// Stories per simulated writer, and steps per story: 320 rounds each.
-const STORIES: u64 = 80;
+/// Stories per simulated writer, and steps per story: 640 rounds each. The tiny model starts
+/// only about one round in eight with a pronoun that the other candidates lack, so the pronoun
+/// writer needs this many rounds for its rule to show on held-out stories.
+const STORIES: u64 = 160;
 const STEPS: u32 = 4;
 /// Share of a simulated writer's picks made at random instead of by its rule.
 const NOISE: f64 = 0.1;
@@ -170,19 +172,16 @@ fn assert_learns(rule: Rule, beat_params_only: bool) {
 }
 
 #[test]
-#[ignore = "not met yet: held-out top-1 below 0.60 or below a baseline on tiny-model logs"]
 fn learns_the_pronoun_rule() {
     assert_learns(Rule::Pronoun, true);
 }
 
 #[test]
-#[ignore = "not met yet: held-out top-1 below 0.60 or below a baseline on tiny-model logs"]
 fn learns_the_less_repetition_rule() {
     assert_learns(Rule::LessRepetition, true);
 }
 
 #[test]
-#[ignore = "not met yet: held-out top-1 below 0.60 or below a baseline on tiny-model logs"]
 fn learns_the_temperature_rule() {
     assert_learns(Rule::TemperatureNear08, false);
 }
