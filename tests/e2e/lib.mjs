@@ -1,7 +1,8 @@
 // What the e2e tests and the browser benchmarks share: how Chromium is started, how page
 // problems are collected, and how a test waits for the model and for a round.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 /** The flags of the contract; playwright gives every launch a fresh profile directory. */
@@ -130,6 +131,28 @@ export function serverRequests(log) {
   return readFileSync(log, 'utf8')
     .split('\n')
     .filter((line) => /^\S+ (GET|HEAD|POST|PUT|DELETE|OPTIONS) \S+ \d{3}/.test(line));
+}
+
+/**
+ * Writes `name` into the served directory `models` (at `models/` of `base`): a page holding the
+ * app's `?embed=1` view in an iframe with the README's sandbox, `iframe` its other attributes,
+ * between `before` and `after`. Returns its URL on another site: the same server under the other
+ * name of this machine, localhost or 127.0.0.1 (a public site may not frame a local address).
+ */
+export function writeEmbedder(base, models, name, { iframe, before = '', after = '', bodyStyle = '' }) {
+  const src = new URL('?embed=1', base);
+  const embedder = new URL(`models/${name}`, base);
+  embedder.hostname = embedder.hostname === 'localhost' ? '127.0.0.1' : 'localhost';
+  const style = bodyStyle ? ` style="${bodyStyle}"` : '';
+  writeFileSync(
+    join(models, name),
+    `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Another site</title>
+<link rel="icon" href="data:,"></head><body${style}>${before}
+<iframe src="${src.href}" title="Storywriter" ${iframe}
+  sandbox="allow-scripts allow-same-origin allow-downloads allow-forms allow-popups allow-popups-to-escape-sandbox"
+  allow="clipboard-write"></iframe>${after}</body></html>\n`,
+  );
+  return embedder.href;
 }
 
 /** Waits until the page's model-error shows a message. */

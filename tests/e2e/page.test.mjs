@@ -7,7 +7,7 @@
 // request log).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   byTestId,
@@ -23,6 +23,7 @@ import {
   storyIs,
   textMatching,
   watch,
+  writeEmbedder,
 } from './lib.mjs';
 
 const BASE = process.env.E2E_URL;
@@ -339,22 +340,14 @@ test('?embed=1 gives the compact view, and a round can be written in an iframe o
   const all = (value) => Object.fromEntries([...parts.hidden, ...parts.shown].map((name) => [name, value]));
   assert.deepEqual(await visibility(page), all(true));
 
-  // The README's snippet on a page of another site: the same server under the name localhost
-  // (a site of its own; a public one may not frame a local address, Local Network Access).
-  const src = new URL('?embed=1', BASE);
-  const embedder = new URL('models/embedder.html', BASE);
-  embedder.hostname = embedder.hostname === 'localhost' ? '127.0.0.1' : 'localhost';
-  writeFileSync(
-    join(MODELS, 'embedder.html'),
-    `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Another site</title>
-<link rel="icon" href="data:,"></head><body><h1>A page embedding the app</h1>
-<iframe src="${src.href}" title="Storywriter" width="100%" height="720" style="max-width: 960px; border: 0"
-  loading="lazy" sandbox="allow-scripts allow-same-origin allow-downloads allow-forms"
-  allow="clipboard-write"></iframe></body></html>\n`,
-  );
+  // The README's snippet on a page of another site.
+  const embedder = writeEmbedder(BASE, MODELS, 'embedder.html', {
+    before: '<h1>A page embedding the app</h1>',
+    iframe: 'width="100%" height="600" style="max-width: 960px; border: 0" loading="lazy"',
+  });
   const { isolated, tab, tabProblems } = await freshTab();
   try {
-    await tab.goto(embedder.href);
+    await tab.goto(embedder);
     const frame = await (await tab.waitForSelector('iframe')).contentFrame();
     await waitForModel(frame);
     assert.equal(await frame.evaluate(() => document.body.classList.contains('embed')), true);

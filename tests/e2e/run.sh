@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # End-to-end tests of the web app in headless Chromium (tests/e2e/app.test.mjs, page.test.mjs,
-# hub.test.mjs, storage.test.mjs and autopilot.test.mjs, node + playwright-core). Installs what
+# hub.test.mjs, storage.test.mjs, autopilot.test.mjs and layout.test.mjs, node + playwright-core). Installs what
 # is missing (node packages with `npm ci`, trunk, wasm-bindgen-cli, Chromium), builds the app
 # (trunk) and the CLI, makes a test model directory (a tiny random q8_0 model listed in
 # index.json, a corrupt .gguf that is not listed, and a hub stand-in), serves both with `storywriter serve` on a free port, runs the
 # tests and stops the server.
 #
 # Environment: E2E_DIST=DIR serves an already built app instead of building one (DIR must hold
-# index.html); E2E_OUT=DIR is where the screenshot and the server log go (default target/e2e).
+# index.html); E2E_OUT=DIR is where the screenshots and the server log go (default target/e2e;
+# the layout's screenshots in DIR/layout/).
 # Arguments are passed on to node (e.g. --test-name-pattern=export).
 set -euo pipefail
 
@@ -54,4 +55,4 @@ echo "serving $DIST and $MODELS at $URL"
 E2E_URL="$URL" E2E_MODELS="$MODELS" E2E_OUT="$OUT" E2E_SERVE_LOG="$OUT/serve.log" \
     E2E_HUB_REFERENCES="$WORK" node --test --test-concurrency=1 --test-reporter=spec "$@" \
     tests/e2e/app.test.mjs tests/e2e/page.test.mjs tests/e2e/hub.test.mjs tests/e2e/storage.test.mjs \
-    tests/e2e/autopilot.test.mjs
+    tests/e2e/autopilot.test.mjs tests/e2e/layout.test.mjs

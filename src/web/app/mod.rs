@@ -1,5 +1,6 @@
-//! The page, as one component per panel: `models` (model sources, loading, the cache),
-//! `story_list`, `writing` (the story, the writing buttons and the candidate cards),
+//! The page, as one component per panel: `models` (the header's status, the demo notices,
+//! model sources, loading, the cache), `story_list`, `writing` (the story and the writing
+//! buttons) with `cards` (the candidate cards, kept in view while a round streams),
 //! `branches`, `settings_panel` (settings and the chart) and `transfer` (export and import).
 //!
 //! Each component holds its DOM nodes and its slice of state; what several of them read — the
@@ -12,6 +13,7 @@
 
 mod autopilot;
 mod branches;
+mod cards;
 mod models;
 mod picker_panel;
 mod settings_panel;

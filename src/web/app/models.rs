@@ -1,6 +1,8 @@
-//! The models panel: the status line and loading progress, the model sources (the list next to
-//! the page, a URL, a local file or a dropped one, the hub loader) and the models cached in the
-//! Origin Private File System.
+//! The models panel: the header's status line (one line, cut short; a tap shows it whole) and
+//! loading progress, the demo notices (the page's, collapsible and dismissed for good, and the
+//! embedded view's one line for visitors), the model sources (the list next to the page, a URL,
+//! a local file or a dropped one, the hub loader) and the models cached in the Origin Private
+//! File System.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,7 +14,8 @@ use web_sys::{HtmlElement, HtmlInputElement, HtmlProgressElement, HtmlSelectElem
 use super::{click, fetch_text, with_app, App};
 use crate::shared::ModelIdentity;
 use crate::web::dom::{
-    append, by_testid, clear, closest, document, el, input, now_ms, on, set_text, show, text_el,
+    append, by_testid, clear, closest, document, el, input, local_storage, now_ms, on, set_text,
+    show, text_el, toggle_class,
 };
 use crate::web::error::Context;
 use crate::web::protocol::{CachedModel, ModelSource, Phase, Request};
@@ -30,6 +33,9 @@ requests, and allow this page with CORS), try again, or pick another source unde
 
 /// Where the page finds the models next to it (written by the serve command).
 const INDEX_URL: &str = "models/index.json";
+
+/// `localStorage` key set once the writer has dismissed the demo notice.
+const DEMO_HINT_DISMISSED_KEY: &str = "storywriter.demo-hint-dismissed";
 
 /// `models/index.json`.
 #[derive(Deserialize)]
@@ -56,11 +62,13 @@ struct Loading {
 /// The models panel's nodes and state.
 pub(super) struct Models {
     status: HtmlElement,
+    status_line: HtmlElement,
     progress: HtmlProgressElement,
     progress_text: HtmlElement,
     memory: HtmlElement,
     error: HtmlElement,
     demo_hint: HtmlElement,
+    embed_notice: HtmlElement,
     sources: HtmlElement,
     cached: HtmlElement,
     url: HtmlInputElement,
@@ -75,11 +83,13 @@ impl Models {
     pub(super) fn new() -> Self {
         Self {
             status: by_testid("model-status"),
+            status_line: by_testid("model-status-line"),
             progress: by_testid("model-progress").unchecked_into(),
             progress_text: by_testid("model-progress-text"),
             memory: by_testid("model-memory"),
             error: by_testid("model-error"),
             demo_hint: by_testid("demo-hint"),
+            embed_notice: by_testid("embed-notice"),
             sources: by_testid("model-sources"),
             cached: by_testid("cached-models"),
             url: input("model-url"),
@@ -89,9 +99,26 @@ impl Models {
         }
     }
 
-    /// Installs the listeners of the sources, of a file dropped on the page and (one, delegated)
-    /// of the cached models' buttons.
+    /// Installs the listeners of the status line, the demo notice, the sources, a file dropped
+    /// on the page and (one, delegated) the cached models' buttons.
     pub(super) fn wire(&self, app: &Rc<App>) {
+        click(app, &self.status_line, |app| app.models.toggle_status());
+        on::<web_sys::KeyboardEvent>(
+            &self.status_line,
+            "keydown",
+            with_app(app, |app, event: web_sys::KeyboardEvent| {
+                if matches!(event.key().as_str(), "Enter" | " ") {
+                    event.prevent_default();
+                    app.models.toggle_status();
+                }
+            }),
+        );
+        click(app, &by_testid("demo-hint-dismiss"), |app| {
+            if let Some(storage) = local_storage() {
+                let _ = storage.set_item(DEMO_HINT_DISMISSED_KEY, "1");
+            }
+            show(&app.models.demo_hint, false);
+        });
         click(app, &by_testid("model-url-load"), |app| {
             let url = app.models.url.value();
             let url = url.trim();
@@ -199,7 +226,7 @@ impl Models {
         self.loading.take();
         *self.source.borrow_mut() = Some((source.clone(), attachment.clone()));
         show(&self.error, false);
-        show(&self.demo_hint, false);
+        self.show_demo_notices(false);
         self.set_status(&format!("Loading {label}…"));
         app.writing.update_buttons(app);
         app.send(&Request::LoadModel { source }, &attachment);
@@ -228,8 +255,31 @@ impl Models {
         );
     }
 
+    /// Sets the status line's text; the whole of it is also its tooltip, as the line may be cut.
     fn set_status(&self, text: &str) {
         set_text(&self.status, text);
+        let _ = self.status_line.set_attribute("title", text);
+    }
+
+    /// Lets the header's status line wrap to show all of its text, or cuts it to one line again.
+    fn toggle_status(&self) {
+        let expanded = self.status_line.get_attribute("aria-expanded").as_deref() != Some("true");
+        let _ = self
+            .status_line
+            .set_attribute("aria-expanded", if expanded { "true" } else { "false" });
+        if let Some(header) = self.status_line.parent_element() {
+            toggle_class(&header, "expanded", expanded);
+        }
+    }
+
+    /// Shows the notices of a demo model (or hides them): the page's, unless the writer
+    /// dismissed it before, and the embedded view's (the style sheet shows one or the other).
+    fn show_demo_notices(&self, demo: bool) {
+        let dismissed = local_storage()
+            .and_then(|s| s.get_item(DEMO_HINT_DISMISSED_KEY).ok().flatten())
+            .is_some();
+        show(&self.demo_hint, demo && !dismissed);
+        show(&self.embed_notice, demo);
     }
 
     fn open_sources(&self) {
@@ -253,7 +303,7 @@ impl Models {
             .collect::<Vec<_>>()
             .join(", ");
         self.set_status(&format!("Model ready: {name} ({details}{origin})"));
-        show(&self.demo_hint, demo);
+        self.show_demo_notices(demo);
     }
 
     /// The model did not load: the error, with a hint that fits its source.

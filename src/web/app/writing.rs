@@ -1,5 +1,6 @@
 //! The writing area: the story and its title, the hand editor, the prompt and the writing
-//! buttons (with their keys), and the candidate cards of the round being written or decided.
+//! buttons (with their keys), and what the candidate cards (`cards.rs`) show of the round being
+//! written or decided.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -10,19 +11,15 @@ use web_sys::{
     HtmlButtonElement, HtmlElement, HtmlInputElement, HtmlTextAreaElement, KeyboardEvent,
 };
 
+use super::cards::{Cards, Reveal};
 use super::{click, default_title, with_app, App};
 use crate::data::records::timestamp_now;
 use crate::data::story::{PlannedCandidate, Story};
 use crate::engine::generate::{Generation, GenerationStats};
 use crate::session::candidate_specs;
-use crate::shared::SamplingParams;
-use crate::web::dom::{
-    append, by_testid, clear, document, input, now_ms, on, set_text, show, text_el, textarea,
-    toggle_class,
-};
+use crate::web::dom::{by_testid, document, input, now_ms, on, set_text, show, textarea};
 use crate::web::idb::StoredStory;
 use crate::web::protocol::Request;
-use crate::web::settings::policy_source;
 
 /// A round being generated.
 struct Running {
@@ -44,7 +41,7 @@ pub(super) struct Writing {
     regenerate: HtmlButtonElement,
     undo: HtmlButtonElement,
     edit: HtmlButtonElement,
-    cards: [HtmlElement; 3],
+    cards: Cards,
     round_stats: HtmlElement,
     running: RefCell<Option<Running>>,
     next_round: Cell<u64>,
@@ -70,7 +67,7 @@ impl Writing {
             regenerate: button("regenerate"),
             undo: button("undo"),
             edit: button("edit-story"),
-            cards: [1, 2, 3].map(|i| by_testid(&format!("candidate-{i}"))),
+            cards: Cards::new(),
             round_stats: by_testid("round-stats"),
             running: RefCell::default(),
             next_round: Cell::new(1),
@@ -84,7 +81,7 @@ impl Writing {
         click(app, &self.regenerate, |app| app.writing.write(app, false));
         click(app, &self.stop, |app| app.writing.stop(app));
         click(app, &self.undo, |app| app.change_story(Story::undo));
-        for (index, card) in self.cards.iter().enumerate() {
+        for (index, card) in self.cards.nodes().iter().enumerate() {
             click(app, card, move |app| app.writing.choose(app, index + 1));
         }
         on::<web_sys::Event>(
@@ -193,6 +190,7 @@ impl Writing {
         self.prompt.set_value("");
         app.notice("");
         app.render_all();
+        self.reveal_cards(Reveal::Start);
         let app = app.clone();
         spawn_local(async move {
             // The opening (or the writer's added words) is saved before generation starts.
@@ -289,15 +287,9 @@ impl Writing {
             let seconds = (now_ms() - running.started_ms) / 1000.0;
             (seconds > 0.0).then(|| *count as f64 / seconds)
         };
-        let Some(card) = self.cards.get(candidate) else {
-            return;
-        };
-        if let Some(body) = part(card, "text") {
-            let _ = body.append_with_str_1(text);
-        }
-        if let (Some(meta), Some(speed)) = (part(card, "meta"), speed) {
-            set_text(&meta, &format!("{speed:.1} tok/s · generating…"));
-        }
+        let meta = speed.map(|speed| format!("{speed:.1} tok/s · generating…"));
+        self.cards.stream(candidate, text, meta.as_deref());
+        self.reveal_cards(Reveal::Follow);
     }
 
     /// Records a finished round in the open story, saves it and shows its candidates.
@@ -337,6 +329,7 @@ impl Writing {
         spawn_local(async move {
             app.save(&stored).await;
             app.render_all();
+            app.writing.reveal_cards(Reveal::Follow);
             app.autopilot.round_recorded(&app);
         });
     }
@@ -414,6 +407,13 @@ impl Writing {
         self.update_buttons(app);
     }
 
+    /// Scrolls the cards into view with the writing buttons (their row) above them.
+    fn reveal_cards(&self, how: Reveal) {
+        if let Some(buttons) = self.stop.parent_element() {
+            self.cards.reveal(&buttons, how);
+        }
+    }
+
     /// Enables the buttons that can act now.
     pub(super) fn update_buttons(&self, app: &App) {
         let state = app.state.borrow();
@@ -442,17 +442,17 @@ impl Writing {
             .map(|c| c.story.pending_records())
             .unwrap_or_default();
         let chances = app.picker.chances(&pending);
-        for (index, card) in self.cards.iter().enumerate() {
-            toggle_class(card, "chosen-before", false);
+        let cards = &self.cards;
+        for index in 0..cards.nodes().len() {
             if let Some(running) = &*running {
                 match running.planned.get(index) {
-                    Some(planned) => fill_card(card, index + 1, planned, "", "waiting…"),
-                    None => empty_card(card),
+                    Some(planned) => cards.fill(index, planned, "", "waiting…"),
+                    None => cards.empty(index),
                 }
                 continue;
             }
             let Some(record) = pending.get(index) else {
-                empty_card(card);
+                cards.empty(index);
                 continue;
             };
             let planned = PlannedCandidate {
@@ -476,12 +476,12 @@ impl Writing {
                 record.output_ids.len(),
                 index + 1
             );
-            fill_card(card, index + 1, &planned, &record.output_text, &meta);
+            cards.fill(index, &planned, &record.output_text, &meta);
             if let Some(chance) = chances.as_ref().and_then(|c| c.get(index)) {
                 let line = format!("Picker: {:.0}% chance you pick this", 100.0 * chance);
-                append(card, &text_el("div", "chance", &line));
+                cards.add_line(index, "chance", &line);
             }
-            toggle_class(card, "chosen-before", record.chosen);
+            cards.mark_chosen_before(index, record.chosen);
         }
     }
 }
@@ -514,39 +514,4 @@ fn key(app: &Rc<App>, event: &KeyboardEvent) {
         _ => return,
     }
     event.prevent_default();
-}
-
-fn part(card: &HtmlElement, class: &str) -> Option<web_sys::Element> {
-    card.query_selector(&format!(".{class}")).ok().flatten()
-}
-
-fn params_line(params: &SamplingParams) -> String {
-    format!(
-        "temperature {:.2} · top-k {} · top-p {:.2} · typical-p {:.2} · repetition {:.2} · max {} tokens",
-        params.temperature,
-        params.top_k,
-        params.top_p,
-        params.typical_p,
-        params.repetition_penalty,
-        params.max_new_tokens
-    )
-}
-
-fn fill_card(card: &HtmlElement, index: usize, planned: &PlannedCandidate, text: &str, meta: &str) {
-    clear(card);
-    toggle_class(card, "empty", false);
-    append(card, &text_el("div", "head", &format!("Candidate {index}")));
-    let source = policy_source(&planned.policy, planned.param_table.as_deref());
-    append(card, &text_el("div", "source", &source));
-    append(
-        card,
-        &text_el("div", "params", &params_line(&planned.params)),
-    );
-    append(card, &text_el("div", "text", text));
-    append(card, &text_el("div", "meta", meta));
-}
-
-fn empty_card(card: &HtmlElement) {
-    clear(card);
-    toggle_class(card, "empty", true);
 }
