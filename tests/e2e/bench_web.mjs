@@ -143,6 +143,8 @@ async function roundStats(page) {
     round: Number(el.dataset.round),
     candidates: Number(el.dataset.candidates),
     prompt_tokens: Number(el.dataset.promptTokens),
+    // Story tokens a kept cache already held (0 from a build without the attribute).
+    reused_tokens: Number(el.dataset.reusedTokens ?? 0),
     prefill_s: Number(el.dataset.prefillS),
     generated_tokens: Number(el.dataset.generatedTokens),
     decode_steps: Number(el.dataset.decodeSteps),
@@ -239,7 +241,8 @@ async function storyRounds(page, problems) {
       rounds.push(await timed());
     }
     const row = {
-      story_tokens: first.prompt_tokens,
+      // The new story's opening may start with what an earlier story's cache holds.
+      story_tokens: first.reused_tokens + first.prompt_tokens,
       first,
       rounds,
       round_wall_s: median(rounds.map((r) => r.wall_s)),

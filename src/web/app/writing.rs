@@ -372,6 +372,7 @@ impl Writing {
             ("round", round.to_string()),
             ("candidates", candidates.to_string()),
             ("prompt-tokens", stats.prompt_tokens.to_string()),
+            ("reused-tokens", stats.reused_tokens.to_string()),
             ("prefill-s", stats.prefill_s.to_string()),
             ("generated-tokens", stats.generated_tokens.to_string()),
             ("decode-steps", stats.decode_steps.to_string()),
