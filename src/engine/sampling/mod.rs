@@ -44,7 +44,7 @@
 //!
 //! Randomness: one ChaCha20 stream per [`Sampler`], seeded with `seed_from_u64`; every sampling
 //! step consumes exactly one `u64` (53 bits → a uniform in `[0, 1)`), whatever the parameters.
-//! Exponentials and logarithms use the `exp` and `ln` at the end of this file, written with IEEE
+//! Exponentials and logarithms use `shared::portable_math`'s `exp` and `ln`, written with IEEE
 //! basic operations only, so the same seed and logits give the same tokens on every platform,
 //! wasm32 included (checked: native and wasm32 agree bit for bit; platform `libm`s may differ in
 //! the last bit). The draws differ from torch's RNG, of course:
