@@ -87,6 +87,7 @@ fn main() -> Result<()> {
                     rejected_all_at: None,
                     edited_at: None,
                     edited_text: None,
+                    hidden_mean: None,
                 };
                 if is_chosen {
                     parent = Some(record_id);

@@ -58,7 +58,7 @@ pub struct LinearScorer {
 
 impl LinearScorer {
     /// The score of one candidate.
-    pub fn score(&self, x: &Features) -> f64 {
+    pub fn score(&self, x: &[f32]) -> f64 {
         self.features
             .iter()
             .enumerate()
@@ -171,7 +171,11 @@ pub fn train_scorer(
         return Err(Error::Invalid("no rounds to train on".into()));
     }
     let n = features.len();
-    let all: Vec<&Features> = train.iter().flat_map(|(f, _)| f).collect();
+    let all: Vec<&[f32]> = train
+        .iter()
+        .flat_map(|(f, _)| f)
+        .map(Vec::as_slice)
+        .collect();
     let count = all.len() as f32;
     let mean: Vec<f32> = features
         .iter()
