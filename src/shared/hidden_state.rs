@@ -92,7 +92,7 @@ mod tests {
         let json = serde_json::to_string(&state).unwrap();
         assert_eq!(json.len(), 2732 + 2, "1024 f16 values in one base64 string");
         assert_eq!(serde_json::from_str::<HiddenState>(&json).unwrap(), state);
-        assert!(HiddenState::from_base64("AAA=")
+        assert!(HiddenState::from_base64("AAAA")
             .unwrap_err()
             .contains("f16"));
         assert!(HiddenState::from_base64("not base64!").is_err());
