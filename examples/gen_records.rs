@@ -1,7 +1,7 @@
 //! Writes a large seeded selection log in our record schema, for `scripts/bench_stats.sh`.
 //!
-//! Usage: `cargo run --release --example gen_records -- OUT.jsonl [RECORDS] [SEED]`
-//! (default 1,000,000 records, seed 0). Stories of 1–60 steps, three candidates a step, one of
+//! Usage: `cargo run --release --example gen_records -- OUT.jsonl [RECORDS] [SEED] [HIDDEN]`
+//! (default 1,000,000 records, seed 0, no hidden state; HIDDEN random values in `hidden_mean`). Stories of 1–60 steps, three candidates a step, one of
 //! them chosen at nine steps in ten; each record carries a 100-token input window and a 32-token
 //! output with log-probabilities (about 2.3 KB of JSON), so parsing costs what real logs cost.
 
@@ -14,14 +14,16 @@ use storywriter::generate::FinishReason;
 use storywriter::loader::ModelIdentity;
 use storywriter::records::{CandidateRecord, RECORD_SCHEMA};
 use storywriter::sampling::SamplingParams;
+use storywriter::shared::HiddenState;
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let out = args
         .next()
-        .context("usage: gen_records OUT.jsonl [RECORDS] [SEED]")?;
+        .context("usage: gen_records OUT.jsonl [RECORDS] [SEED] [HIDDEN]")?;
     let total: usize = args.next().map_or(Ok(1_000_000), |s| s.parse())?;
     let seed: u64 = args.next().map_or(Ok(0), |s| s.parse())?;
+    let hidden: usize = args.next().map_or(Ok(0), |s| s.parse())?;
     let file = std::fs::File::create(&out).with_context(|| format!("cannot create {out}"))?;
     let mut writer = BufWriter::with_capacity(1 << 20, file);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -87,6 +89,11 @@ fn main() -> Result<()> {
                     rejected_all_at: None,
                     edited_at: None,
                     edited_text: None,
+                    hidden_mean: (hidden > 0).then(|| {
+                        let values: Vec<f32> =
+                            (0..hidden).map(|_| rng.random_range(-1.0..1.0)).collect();
+                        HiddenState::from_f32(&values)
+                    }),
                 };
                 if is_chosen {
                     parent = Some(record_id);

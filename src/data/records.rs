@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::shared::FinishReason;
+use crate::shared::HiddenState;
 use crate::shared::ModelIdentity;
 use crate::shared::SamplingParams;
 
@@ -99,6 +100,11 @@ pub struct CandidateRecord {
     /// The story text after that edit.
     #[serde(default)]
     pub edited_text: Option<String>,
+    /// The mean of BLOOM's final hidden state over the states that produced the generated ids,
+    /// taken while generating, as f16 in base64 (the picker's text features); absent in older
+    /// records, and left out of exported datasets unless asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_mean: Option<HiddenState>,
 }
 
 /// A fresh random record or story id: 32 lowercase hex digits from the system's entropy source

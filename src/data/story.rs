@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::data::design::PlannedCandidate;
 use crate::data::records::{new_id, timestamp_now, CandidateRecord, RECORD_SCHEMA};
 use crate::error::{Error, Result};
-use crate::shared::{Candidate, FinishReason, ModelIdentity};
+use crate::shared::{Candidate, FinishReason, HiddenState, ModelIdentity};
 
 /// The app name and version written into every record.
 pub const APP_VERSION: &str = concat!("storywriter ", env!("CARGO_PKG_VERSION"));
@@ -126,6 +126,8 @@ impl Story {
                 rejected_all_at: None,
                 edited_at: None,
                 edited_text: None,
+                hidden_mean: (!candidate.hidden_mean.is_empty())
+                    .then(|| HiddenState::from_f32(&candidate.hidden_mean)),
             });
         }
         self.pending = self.records[first..]
@@ -357,6 +359,7 @@ mod tests {
                 params: plan.params.clone(),
                 seed: plan.seed,
                 finish_reason: FinishReason::Length,
+                hidden_mean: vec![],
             })
             .collect();
         let model = ModelIdentity {

@@ -83,6 +83,8 @@ struct Running {
     context: Vec<u32>,
     prompt_len: usize,
     logprobs: Vec<f32>,
+    /// Sum of the final hidden states that produced its tokens (one per log-probability).
+    hidden_sum: Vec<f32>,
     emitted: usize,
     finish: Option<FinishReason>,
 }
@@ -231,6 +233,7 @@ impl CachePool {
                     context: prompt_ids.to_vec(),
                     prompt_len: prompt_ids.len(),
                     logprobs: vec![],
+                    hidden_sum: vec![],
                     emitted: 0,
                     finish: (spec.params.max_new_tokens == 0).then_some(FinishReason::Length),
                 })
@@ -243,7 +246,7 @@ impl CachePool {
         let active: Vec<usize> = (0..specs.len())
             .filter(|&i| running[i].finish.is_none())
             .collect();
-        let mut rows = vec![];
+        let (mut rows, mut hidden) = (vec![], vec![]);
         let mut cache = model.new_cache();
         if !active.is_empty() {
             let start = Instant::now();
@@ -256,8 +259,12 @@ impl CachePool {
             stats.prompt_tokens = fresh.len();
             cache.reserve(fresh.len());
             let input = Tensor::new(fresh, model.device())?.unsqueeze(0)?;
-            let logits = model.forward(&input, &mut cache, &[fresh.len() - 1])?;
+            // The last position's final hidden state (1, 1, hidden) and its logits: every
+            // candidate's first token comes from them.
+            let last = model.final_hidden(&input, &mut cache, &[fresh.len() - 1])?;
+            let logits = model.logits(&last)?;
             rows = vec![logits.flatten_all()?.to_vec1()?; active.len()];
+            hidden = vec![last.flatten_all()?.to_vec1()?; active.len()];
             stats.prefill_s = start.elapsed().as_secs_f64();
             self.keep(window.to_vec(), cache.clone());
             cache = cache.fork(active.len())?;
@@ -274,6 +281,7 @@ impl CachePool {
             active,
             cache,
             rows,
+            hidden,
             stats,
             decode_start: Instant::now(),
             slid: false,
@@ -297,6 +305,8 @@ pub struct Round<'a> {
     cache: KvCache,
     /// The next-token logits of each active candidate.
     rows: Vec<Vec<f32>>,
+    /// The final hidden state each row of logits came from.
+    hidden: Vec<Vec<f32>>,
     stats: GenerationStats,
     decode_start: Instant,
     /// Positions were dropped from the cache: it no longer holds a prefix of the ids.
@@ -325,10 +335,18 @@ impl Round<'_> {
         let eos = self.model.config().eos_token_id;
         if !self.stop {
             let drawn = self.sample()?;
-            for (&i, (id, logprob)) in self.active.iter().zip(drawn) {
+            for ((&i, (id, logprob)), state) in self.active.iter().zip(drawn).zip(&self.hidden) {
                 let run = &mut self.running[i];
                 run.context.push(id);
                 run.logprobs.push(logprob);
+                if run.hidden_sum.is_empty() {
+                    run.hidden_sum = state.clone();
+                } else {
+                    run.hidden_sum
+                        .iter_mut()
+                        .zip(state)
+                        .for_each(|(s, h)| *s += h);
+                }
                 self.stats.generated_tokens += 1;
                 let text = self.tokenizer.decode(run.text_ids(eos))?;
                 let complete = text.trim_end_matches('\u{FFFD}');
@@ -395,11 +413,15 @@ impl Round<'_> {
             .map(|&i| *self.running[i].context.last().expect("one token"))
             .collect();
         let input = Tensor::new(last.as_slice(), self.model.device())?.unsqueeze(1)?;
-        let logits = {
+        // (b, 1, hidden) final hidden states and their (b, 1, vocab) logits.
+        let (hidden, logits) = {
             let _span = tracing::trace_span!("forward").entered();
-            self.model.forward(&input, &mut self.cache, &[0])?
+            let hidden = self.model.final_hidden(&input, &mut self.cache, &[0])?;
+            let logits = self.model.logits(&hidden)?;
+            (hidden, logits)
         };
         self.rows = logits.squeeze(1)?.to_vec2()?;
+        self.hidden = hidden.squeeze(1)?.to_vec2()?;
         self.stats.decode_steps += 1;
         self.stats.decode_s = self.decode_start.elapsed().as_secs_f64();
         Ok(true)
@@ -431,6 +453,8 @@ impl Round<'_> {
             .into_iter()
             .zip(self.specs)
             .map(|(run, spec)| {
+                let tokens = run.logprobs.len() as f32;
+                let hidden_mean = run.hidden_sum.iter().map(|s| s / tokens).collect();
                 Ok(Candidate {
                     text: self.tokenizer.decode(run.text_ids(eos))?,
                     ids: run.new_ids().to_vec(),
@@ -438,6 +462,7 @@ impl Round<'_> {
                     params: spec.params,
                     seed: spec.seed,
                     finish_reason: run.finish.unwrap_or(FinishReason::Stopped),
+                    hidden_mean,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -443,6 +443,18 @@ impl Bloom {
         cache: &mut KvCache,
         positions: &[usize],
     ) -> Result<Tensor> {
+        self.logits(&self.final_hidden(ids, cache, positions)?)
+    }
+
+    /// Runs `ids` (b, s) after what `cache` holds and returns the final hidden states (after
+    /// `ln_f`: the input of `lm_head`), (b, positions, hidden), at the given positions of the
+    /// new tokens only; [`Self::logits`] turns them into logits.
+    pub fn final_hidden(
+        &self,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        positions: &[usize],
+    ) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
         if s == 0 {
             return Err(Error::Invalid("forward needs at least one token".into()));
@@ -484,11 +496,16 @@ impl Bloom {
             done += piece;
         }
         kept.sort_by_key(|(k, _)| *k);
+        // (b, positions, hidden): only the asked-for positions go through ln_f.
         let x = Tensor::cat(&kept.into_iter().map(|(_, t)| t).collect::<Vec<_>>(), 1)?;
-        // Only the asked-for positions go through ln_f and the (large) lm_head.
+        Ok(self.ln_f.forward(&x)?)
+    }
+
+    /// The `lm_head` (tied to the embeddings unless the file has its own): final hidden states (b, positions, hidden) → logits (b, positions,
+    /// vocab).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let _span = tracing::trace_span!("lm_head").entered();
-        let x = self.ln_f.forward(&x)?;
-        self.lm_head.forward(&x)
+        self.lm_head.forward(hidden)
     }
 }
 

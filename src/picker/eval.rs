@@ -81,7 +81,7 @@ pub fn evaluate(
         feature("temperature"),
         feature("position_1"),
     );
-    type Rule<'a> = Box<dyn Fn(&Features) -> f64 + 'a>;
+    type Rule<'a> = Box<dyn Fn(&[f32]) -> f64 + 'a>;
     let rules: Vec<(&str, Rule<'_>)> = vec![
         (
             "highest-mean-logprob",
@@ -104,7 +104,7 @@ pub fn evaluate(
         let p = crate::picker::train::softmax(&scores);
         losses.push(-p[*chosen].max(1e-12).ln());
         for (credits, (_, rule)) in baseline_top1.iter_mut().zip(&rules) {
-            let scores: Vec<f64> = features.iter().map(rule).collect();
+            let scores: Vec<f64> = features.iter().map(|x| rule(x)).collect();
             credits.push(top1_credit(&scores, *chosen));
         }
         chance += 1.0 / features.len() as f64;

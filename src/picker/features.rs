@@ -3,8 +3,9 @@
 //! rounds of a log ([`rounds_from_records`]).
 //!
 //! Token statistics use the token ids (language-independent); the first-word features use the
-//! first run of letters of the text. BLOOM's final hidden state is not a feature (yet): it would
-//! have to be taken while generating and stored with the records.
+//! first run of letters of the text. BLOOM's final hidden state (the record's `hidden_mean`,
+//! taken while generating) follows the named features when asked for: `hidden_width` more
+//! values ([`round_features`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -49,8 +50,8 @@ pub const FEATURES: usize = FEATURE_NAMES.len();
 /// The features that describe only how a candidate was sampled (the "params-only" baseline).
 pub const PARAM_FEATURES: [usize; 7] = [0, 1, 2, 3, 4, 5, 6];
 
-/// A candidate's feature vector.
-pub type Features = [f32; FEATURES];
+/// A candidate's feature vector: the [`FEATURES`] named ones, then any hidden-state values.
+pub type Features = Vec<f32>;
 
 /// English personal and possessive pronouns (lowercase) for `first_word_pronoun`.
 pub const PRONOUNS: [&str; 18] = [
@@ -71,11 +72,28 @@ pub struct PickRound {
 }
 
 impl PickRound {
-    /// The feature vector of every candidate.
-    pub fn features(&self) -> Vec<Features> {
+    /// The feature vector of every candidate, with `hidden_width` hidden-state values (see
+    /// [`round_features`]).
+    pub fn features(&self, hidden_width: usize) -> Vec<Features> {
         let refs: Vec<&CandidateRecord> = self.records.iter().collect();
-        round_features(&refs)
+        round_features(&refs, hidden_width)
     }
+}
+
+/// The width of the records' hidden states when every record has one and all have the same
+/// (non-zero) width; `None` otherwise.
+pub fn common_hidden_width<'a>(
+    records: impl IntoIterator<Item = &'a CandidateRecord>,
+) -> Option<usize> {
+    let mut width = None;
+    for record in records {
+        let w = record.hidden_mean.as_ref().map(|h| h.width())?;
+        if w == 0 || width.is_some_and(|known| known != w) {
+            return None;
+        }
+        width = Some(w);
+    }
+    width
 }
 
 /// What [`rounds_from_records`] found.
@@ -142,8 +160,10 @@ pub fn rounds_from_records(records: &[CandidateRecord]) -> RoundSummary {
     summary
 }
 
-/// The features of each candidate of a round (in the given order, which is the display order).
-pub fn round_features(round: &[&CandidateRecord]) -> Vec<Features> {
+/// The features of each candidate of a round (in the given order, which is the display order):
+/// the named ones, then the first `hidden_width` values of its hidden state (zeros where it has
+/// fewer: check the records with [`common_hidden_width`] first).
+pub fn round_features(round: &[&CandidateRecord], hidden_width: usize) -> Vec<Features> {
     let token_sets: Vec<HashSet<u32>> = round
         .iter()
         .map(|r| content_ids(r).iter().copied().collect())
@@ -156,8 +176,14 @@ pub fn round_features(round: &[&CandidateRecord]) -> Vec<Features> {
                 .filter(|&j| j != i)
                 .map(|j| jaccard(&token_sets[i], &token_sets[j]))
                 .collect();
-            let other_overlap = mean(&others);
-            candidate_features(record, i + 1, other_overlap)
+            let mut features = candidate_features(record, i + 1, mean(&others)).to_vec();
+            if hidden_width > 0 {
+                let hidden = record.hidden_mean.as_ref().map(|h| h.to_f32());
+                let mut hidden = hidden.unwrap_or_default();
+                hidden.resize(hidden_width, 0.0);
+                features.extend(hidden);
+            }
+            features
         })
         .collect()
 }
@@ -171,7 +197,11 @@ fn content_ids(record: &CandidateRecord) -> &[u32] {
     }
 }
 
-fn candidate_features(record: &CandidateRecord, index: usize, other_overlap: f32) -> Features {
+fn candidate_features(
+    record: &CandidateRecord,
+    index: usize,
+    other_overlap: f32,
+) -> [f32; FEATURES] {
     let p = &record.params;
     let position = record.display_position.map_or(index, |d| d as usize);
     let ids = content_ids(record);

@@ -5,8 +5,14 @@
 //! top-1 and log loss against chance and baselines with bootstrap intervals; [`simulated`] holds
 //! scripted writers with hidden rules for testing the learning. A [`Picker`] is saved as
 //! safetensors (the weights and feature scaling) plus a JSON card ([`PickerCard`]: features,
-//! feature version, the model its training candidates came from, data sizes, metrics); loading
-//! one of another feature version, or scoring candidates of another model, is an error.
+//! feature version, the hidden-state width, the model its training candidates came from, data
+//! sizes, metrics); loading one of another feature version, or scoring candidates of another
+//! model, is an error.
+//!
+//! BLOOM's final hidden state (each record's `hidden_mean`) joins the features when every
+//! training record has one of the same width, and is kept only when it predicts the validation
+//! rounds better than the named features alone. A picker that reads it refuses records without
+//! it (or of another width) rather than guessing.
 
 pub mod eval;
 pub mod features;
@@ -23,7 +29,8 @@ use crate::error::{Error, Result};
 use crate::shared::ModelIdentity;
 use eval::{evaluate, Evaluation, Labelled};
 use features::{
-    rounds_from_records, PickRound, FEATURES, FEATURE_NAMES, FEATURE_VERSION, PARAM_FEATURES,
+    common_hidden_width, rounds_from_records, PickRound, FEATURES, FEATURE_NAMES, FEATURE_VERSION,
+    PARAM_FEATURES,
 };
 use train::{split_by_story, train_scorer, LinearScorer, TrainOptions, TrainReport};
 
@@ -46,8 +53,15 @@ pub struct PickerCard {
     pub schema: String,
     /// [`FEATURE_VERSION`] at training time.
     pub feature_version: u32,
-    /// The feature names, in weight order.
+    /// The named features (the scorer's indices below their count).
     pub features: Vec<String>,
+    /// Hidden-state values the scorer reads after the named features (indices from
+    /// `features.len()` on); 0 when it reads none.
+    #[serde(default)]
+    pub hidden_width: usize,
+    /// Why the scorer reads the hidden state or not.
+    #[serde(default)]
+    pub hidden_state: String,
     /// The model whose candidates it was trained on.
     pub model: ModelIdentity,
     /// Training rounds (validation included).
@@ -99,10 +113,15 @@ pub fn learnable_rounds(records: &[CandidateRecord]) -> Result<features::RoundSu
     Ok(summary)
 }
 
-fn labelled(rounds: &[PickRound], indices: &[usize]) -> Vec<Labelled> {
+fn labelled(rounds: &[PickRound], indices: &[usize], hidden_width: usize) -> Vec<Labelled> {
     indices
         .iter()
-        .map(|&i| (rounds[i].features(), rounds[i].chosen.unwrap_or(0)))
+        .map(|&i| {
+            (
+                rounds[i].features(hidden_width),
+                rounds[i].chosen.unwrap_or(0),
+            )
+        })
         .collect()
 }
 
@@ -132,15 +151,16 @@ fn majority_model(rounds: &[PickRound]) -> ModelIdentity {
 
 impl Picker {
     /// Trains a picker on the learnable rounds of `records`: stories split into held-out
-    /// test, validation (early stopping, and the choice between the full and the params-only
-    /// scorer) and training sets, never sharing a story. Needs at least two stories (one to
+    /// test, validation (early stopping, and the choice between the scorers: params-only, the
+    /// named features, and those plus the hidden state when every record has one) and
+    /// training sets, never sharing a story. Needs at least two stories (one to
     /// learn from, one to test on).
     pub fn train(records: &[CandidateRecord], options: &TrainOptions) -> Result<Self> {
         Self::train_with_progress(records, options, &mut |_| {})
     }
 
     /// Like [`Picker::train`], telling `on_progress` how far training is (0 to 1) after each
-    /// epoch: the full scorer first, then the params-only baseline.
+    /// epoch: the scorers one after the other.
     pub fn train_with_progress(
         records: &[CandidateRecord],
         options: &TrainOptions,
@@ -174,32 +194,57 @@ impl Picker {
         } else {
             (validation, fit)
         };
-        let fit_data = labelled(&rest_rounds, &fit);
-        let validation_data = labelled(&rest_rounds, &validation);
-        let all: Vec<usize> = (0..FEATURES).collect();
-        let epochs = options.max_epochs.max(1) as f64;
-        let (scorer, training) =
-            train_scorer(&all, &fit_data, &validation_data, options, &mut |epoch| {
-                on_progress(0.5 * epoch as f64 / epochs)
-            })?;
-        let (params_only, params_only_training) = train_scorer(
-            &PARAM_FEATURES,
-            &fit_data,
-            &validation_data,
-            options,
-            &mut |epoch| on_progress(0.5 + 0.5 * epoch as f64 / epochs),
-        )?;
+        let width = common_hidden_width(rounds.iter().flat_map(|r| &r.records));
+        let hidden = width.unwrap_or(0);
+        let fit_data = labelled(&rest_rounds, &fit, hidden);
+        let validation_data = labelled(&rest_rounds, &validation, hidden);
+        // The scorers, simplest first: a later one is kept only when it predicts the validation
+        // rounds strictly better (the extra features otherwise only add noise).
+        let named: Vec<usize> = (0..FEATURES).collect();
+        let mut subsets = vec![PARAM_FEATURES.to_vec(), named];
+        if hidden > 0 {
+            subsets.push((0..FEATURES + hidden).collect());
+        }
+        let (runs, epochs) = (subsets.len() as f64, options.max_epochs.max(1) as f64);
+        let mut trained = Vec::with_capacity(subsets.len());
+        for (k, subset) in subsets.iter().enumerate() {
+            trained.push(train_scorer(
+                subset,
+                &fit_data,
+                &validation_data,
+                options,
+                &mut |epoch| on_progress((k as f64 + epoch as f64 / epochs) / runs),
+            )?);
+        }
         on_progress(1.0);
-        // The nested model wins when it predicts the validation rounds at least as well: the
-        // other features then only add noise (a writer who reads the parameters alone).
-        let uses_params_only = !validation_data.is_empty()
-            && params_only_training.validation_log_loss <= training.validation_log_loss;
-        let (scorer, training) = if uses_params_only {
-            (params_only.clone(), params_only_training)
+        // Without validation rounds the named features are kept (nothing to choose by).
+        let kept = if validation_data.is_empty() {
+            1
         } else {
-            (scorer, training)
+            (0..trained.len()).fold(0, |best, k| {
+                let loss = |k: usize| trained[k].1.validation_log_loss;
+                if loss(k) < loss(best) {
+                    k
+                } else {
+                    best
+                }
+            })
         };
-        let test_data = labelled(rounds, &test);
+        let hidden_state = match (width, kept) {
+            (None, _) => "not read: not every training record has a hidden state of one width \
+                          (records written before they were recorded, or mixed models)"
+                .to_string(),
+            (Some(w), 2) => format!("read: {w} values"),
+            (Some(w), _) => format!(
+                "not read: the {w} values did not predict the validation rounds better than \
+                 the named features alone"
+            ),
+        };
+        let hidden_width = if kept == 2 { hidden } else { 0 };
+        let uses_params_only = kept == 0;
+        let params_only = trained[0].0.clone();
+        let (scorer, training) = trained.swap_remove(kept);
+        let test_data = labelled(rounds, &test, hidden_width);
         let test_metrics = Some(evaluate(
             &scorer,
             &params_only,
@@ -214,6 +259,8 @@ impl Picker {
                 schema: PICKER_SCHEMA.into(),
                 feature_version: FEATURE_VERSION,
                 features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+                hidden_width,
+                hidden_state,
                 model: majority_model(rounds),
                 train: SplitSize {
                     rounds: rest.len(),
@@ -260,10 +307,41 @@ impl Picker {
         }
     }
 
+    /// Fails unless every record has a hidden state of the width the picker reads (when it
+    /// reads one).
+    pub fn check_hidden<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a CandidateRecord>,
+    ) -> Result<()> {
+        let expected = self.card.hidden_width;
+        if expected == 0 {
+            return Ok(());
+        }
+        for record in records {
+            let width = record.hidden_mean.as_ref().map_or(0, |h| h.width());
+            if width != expected {
+                return Err(Error::Invalid(format!(
+                    "the picker reads BLOOM's hidden state ({expected} values), but record {} \
+                     has {}: score it with a picker trained on records without hidden states, \
+                     or generate the candidates again",
+                    record.record_id,
+                    if width == 0 {
+                        "none".to_string()
+                    } else {
+                        format!("{width} values")
+                    }
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The probability of each candidate of a round (in the given, display, order) being picked.
     pub fn probabilities(&self, round: &[&CandidateRecord]) -> Result<Vec<f64>> {
         self.check_model(round.iter().copied())?;
-        Ok(self.scorer.probabilities(&features::round_features(round)))
+        self.check_hidden(round.iter().copied())?;
+        let features = features::round_features(round, self.card.hidden_width);
+        Ok(self.scorer.probabilities(&features))
     }
 
     /// Evaluates the picker on the learnable rounds of `records` (all of them: give it logs it
@@ -271,11 +349,13 @@ impl Picker {
     pub fn evaluate(&self, records: &[CandidateRecord], seed: u64) -> Result<Evaluation> {
         let summary = learnable_rounds(records)?;
         self.check_model(records)?;
-        let all: Vec<usize> = (0..summary.rounds.len()).collect();
+        let rounds = &summary.rounds;
+        self.check_hidden(rounds.iter().flat_map(|r| &r.records))?;
+        let all: Vec<usize> = (0..rounds.len()).collect();
         Ok(evaluate(
             &self.scorer,
             &self.params_only,
-            &labelled(&summary.rounds, &all),
+            &labelled(rounds, &all, self.card.hidden_width),
             stories(&summary.rounds, &all),
             seed,
         ))
@@ -348,7 +428,9 @@ impl Picker {
                 features,
             };
             let n = s.features.len();
-            if s.features.iter().any(|&i| i >= FEATURES)
+            if s.features
+                .iter()
+                .any(|&i| i >= FEATURES + card.hidden_width)
                 || [s.mean.len(), s.scale.len(), s.weights.len()] != [n; 3]
             {
                 return Err(Error::Format(format!(
@@ -357,9 +439,18 @@ impl Picker {
             }
             Ok(s)
         };
+        let (picker, params_only) = (scorer("picker")?, scorer("params_only")?);
+        let reads_hidden = picker.features.iter().filter(|&&i| i >= FEATURES).count();
+        if reads_hidden != card.hidden_width {
+            return Err(Error::Format(format!(
+                "{origin}: the card says the picker reads a hidden state of {} values, but its \
+                 weights read {reads_hidden}: the card and the weights do not belong together",
+                card.hidden_width
+            )));
+        }
         Ok(Self {
-            scorer: scorer("picker")?,
-            params_only: scorer("params_only")?,
+            scorer: picker,
+            params_only,
             card,
         })
     }

@@ -58,7 +58,7 @@ pub struct LinearScorer {
 
 impl LinearScorer {
     /// The score of one candidate.
-    pub fn score(&self, x: &Features) -> f64 {
+    pub fn score(&self, x: &[f32]) -> f64 {
         self.features
             .iter()
             .enumerate()
@@ -112,10 +112,11 @@ pub fn split_by_story(rounds: &[PickRound], fraction: f64, seed: u64) -> (Vec<us
     (0..rounds.len()).partition(|&i| story_hash(&rounds[i].story_id, seed) < cut)
 }
 
-/// Rounds as padded tensors: features `[R, K, F]` (standardized), a mask `[R, K]` (0 for a
-/// candidate, −1e9 for padding) and the one-hot choice `[R, K]`.
+/// Rounds as padded tensors: features `[R·K, F]` (standardized) and their transpose, a mask
+/// `[R, K]` (0 for a candidate, −1e9 for padding) and the one-hot choice `[R, K]`.
 struct Batch {
     x: Tensor,
+    x_t: Tensor,
     mask: Tensor,
     target: Tensor,
 }
@@ -139,22 +140,35 @@ fn batch(
         }
         target[r * k + chosen] = 1.0;
     }
+    let x = Tensor::from_vec(x, (rounds.len() * k, n), device)?;
     Ok(Batch {
-        x: Tensor::from_vec(x, (rounds.len() * k, n), device)?,
+        x_t: x.t()?.contiguous()?,
+        x,
         mask: Tensor::from_vec(mask, (rounds.len(), k), device)?,
         target: Tensor::from_vec(target, (rounds.len(), k), device)?,
     })
 }
 
-/// Mean negative log-probability of the chosen candidates.
-fn loss(batch: &Batch, w: &Tensor) -> Result<Tensor> {
-    let rows = batch.mask.dim(0)?;
+/// Each candidate's log-probability `[R, K]` under weights `w` `[F, 1]`.
+fn log_probs(batch: &Batch, w: &Tensor) -> Result<Tensor> {
     let logits = batch.x.matmul(w)?.reshape(batch.mask.shape())?;
-    let logits = (logits + &batch.mask)?;
-    let log_p = candle_nn::ops::log_softmax(&logits, 1)?;
-    Ok((log_p * &batch.target)?
-        .sum_all()?
-        .affine(-1.0 / rows.max(1) as f64, 0.0)?)
+    Ok(candle_nn::ops::log_softmax(&(logits + &batch.mask)?, 1)?)
+}
+
+/// Mean negative log-probability of the chosen candidates.
+fn loss(batch: &Batch, w: &Tensor) -> Result<f64> {
+    let rows = batch.mask.dim(0)?.max(1) as f64;
+    let sum = (log_probs(batch, w)? * &batch.target)?.sum_all()?;
+    Ok(-f64::from(sum.to_scalar::<f32>()?) / rows)
+}
+
+/// The gradient of [`loss`] with respect to `w`, `xᵀ (softmax − target) / R`, computed
+/// directly: candle's backprop would also build the gradient of the `[R·K, F]` features.
+fn loss_gradient(batch: &Batch, w: &Tensor) -> Result<Tensor> {
+    let rows = batch.mask.dim(0)?.max(1) as f64;
+    let residual = (log_probs(batch, w)?.exp()? - &batch.target)?.affine(1.0 / rows, 0.0)?;
+    // (F, R·K) · (R·K, 1) → (F, 1)
+    Ok(batch.x_t.matmul(&residual.flatten_all()?.unsqueeze(1)?)?)
 }
 
 /// Trains a scorer on the `features` subset with `train` rounds, stopping early on the
@@ -171,7 +185,11 @@ pub fn train_scorer(
         return Err(Error::Invalid("no rounds to train on".into()));
     }
     let n = features.len();
-    let all: Vec<&Features> = train.iter().flat_map(|(f, _)| f).collect();
+    let all: Vec<&[f32]> = train
+        .iter()
+        .flat_map(|(f, _)| f)
+        .map(Vec::as_slice)
+        .collect();
     let count = all.len() as f32;
     let mean: Vec<f32> = features
         .iter()
@@ -215,15 +233,17 @@ pub fn train_scorer(
     // only when they predict the validation rounds better than it.
     let check = validation_batch.as_ref().unwrap_or(&train_batch);
     let mut report = TrainReport {
-        validation_log_loss: f64::from(loss(check, w.as_tensor())?.to_scalar::<f32>()?),
+        validation_log_loss: loss(check, w.as_tensor())?,
         ..TrainReport::default()
     };
     let mut best = vec![0f32; n];
     for epoch in 1..=options.max_epochs {
         let penalty = w.as_tensor().sqr()?.sum_all()?.affine(options.l2, 0.0)?;
-        let objective = (loss(&train_batch, w.as_tensor())? + penalty)?;
-        optimizer.backward_step(&objective)?;
-        let value = f64::from(loss(check, w.as_tensor())?.to_scalar::<f32>()?);
+        // w · g with g the loss's gradient, held constant: its gradient is g.
+        let gradient = loss_gradient(&train_batch, &w.as_tensor().detach())?;
+        let linearized = (w.as_tensor() * gradient)?.sum_all()?;
+        optimizer.backward_step(&(linearized + penalty)?)?;
+        let value = loss(check, w.as_tensor())?;
         report.epochs = epoch;
         on_epoch(epoch);
         if value < report.validation_log_loss - 1e-6 {

@@ -1,12 +1,14 @@
 //! The vocabulary the engine and the data layer share: what a candidate was sampled with, why it
 //! stopped, and which model made it. Nothing here depends on candle.
 
+pub mod hidden_state;
 pub mod portable_math;
 mod sampling_params;
 pub mod total_order;
 
 use serde::{Deserialize, Serialize};
 
+pub use hidden_state::HiddenState;
 pub use sampling_params::SamplingParams;
 
 /// Why a candidate stopped.
@@ -38,6 +40,14 @@ pub struct Candidate {
     pub seed: u64,
     /// Why it stopped.
     pub finish_reason: FinishReason,
+    /// The mean of BLOOM's final hidden state (after `ln_f`) over the states that produced its
+    /// tokens; empty when it has none. Serialized compactly, rounded to f16 ([`HiddenState`]).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "hidden_state::as_f16"
+    )]
+    pub hidden_mean: Vec<f32>,
 }
 
 /// What a model is, recorded with every candidate it generates.

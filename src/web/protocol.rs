@@ -326,6 +326,7 @@ mod tests {
                     params: SamplingParams::default(),
                     seed: 4,
                     finish_reason: FinishReason::Length,
+                    hidden_mean: vec![],
                 }],
                 stats: GenerationStats {
                     prompt_tokens: 32,

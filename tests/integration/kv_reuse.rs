@@ -208,7 +208,8 @@ fn same_tokens(a: &Generation, b: &Generation) {
     }
 }
 
-fn plan(seed: u64) -> Vec<PlannedCandidate> {
+/// Three manual candidates of six tokens, seeded from `seed`.
+pub fn plan(seed: u64) -> Vec<PlannedCandidate> {
     specs(seed, 6)
         .into_iter()
         .map(|spec| PlannedCandidate {

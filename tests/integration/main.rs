@@ -9,6 +9,7 @@ mod common;
 mod auto_cli;
 mod bad_files;
 mod dataset;
+mod hidden_state;
 mod kv_reuse;
 mod params;
 mod parity;

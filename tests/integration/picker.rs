@@ -12,9 +12,10 @@ use storywriter::data::params::{ParamSummary, PolicyMix, StepTable};
 use storywriter::loader::{native, LoadedModel};
 use storywriter::picker::eval::Evaluation;
 use storywriter::picker::simulated::{Rule, SimulatedWriter};
-use storywriter::picker::train::TrainOptions;
+use storywriter::picker::train::{LinearScorer, TrainOptions};
 use storywriter::picker::Picker;
 use storywriter::records::CandidateRecord;
+use storywriter::shared::HiddenState;
 
 /// Stories per simulated writer, and steps per story: 640 rounds each. The tiny model starts
 /// only about one round in eight with a pronoun that the other candidates lack, so the pronoun
@@ -116,9 +117,34 @@ fn log_of(rule: Rule) -> &'static [CandidateRecord] {
     .as_slice()
 }
 
+/// The records without their hidden states (as written before they were recorded).
+fn without_hidden(log: &[CandidateRecord]) -> Vec<CandidateRecord> {
+    log.iter()
+        .map(|r| CandidateRecord {
+            hidden_mean: None,
+            ..r.clone()
+        })
+        .collect()
+}
+
 fn held_out(rule: Rule) -> Evaluation {
-    let picker = Picker::train(log_of(rule), &TrainOptions::default()).unwrap();
+    let log = log_of(rule);
+    assert!(log
+        .iter()
+        .all(|r| r.hidden_mean.as_ref().unwrap().width() == 256));
+    let picker = Picker::train(log, &TrainOptions::default()).unwrap();
+    let named_only = Picker::train(&without_hidden(log), &TrainOptions::default()).unwrap();
+    assert_eq!(named_only.card.hidden_width, 0);
+    assert!(named_only.card.hidden_state.starts_with("not read"));
     let metrics = picker.card.test_metrics.clone().unwrap();
+    let before = named_only.card.test_metrics.unwrap();
+    eprintln!(
+        "{}: hidden state {}; without hidden states: top1 {:.3}, log loss {:.3}",
+        rule.name(),
+        picker.card.hidden_state,
+        before.top1,
+        before.log_loss
+    );
     eprintln!(
         "{}: train {} rounds, test {} rounds ({} stories): top1 {:.3} [{:.3}, {:.3}], log loss \
          {:.3} (chance {:.3}, ln k {:.3}), baselines {:?}",
@@ -265,4 +291,59 @@ fn a_picker_of_another_feature_version_or_model_is_refused() {
         message.contains("trained on candidates of model tiny-pow2"),
         "{message}"
     );
+}
+
+#[test]
+fn a_picker_reading_hidden_states_refuses_records_without_them_or_of_another_width() {
+    let log = log_of(Rule::Random);
+    let mut picker = Picker::train(log, &TrainOptions::default()).unwrap();
+    // A scorer reading the 26 named features and the 256 hidden-state values.
+    let n = picker.card.features.len() + 256;
+    picker.scorer = LinearScorer {
+        features: (0..n).collect(),
+        mean: vec![0.0; n],
+        scale: vec![1.0; n],
+        weights: (0..n).map(|i| i as f32 * 1e-3).collect(),
+    };
+    picker.card.hidden_width = 256;
+    let (weights, card) = picker.to_files().unwrap();
+    let again = Picker::from_files(&weights, &card, "p.safetensors").unwrap();
+    assert_eq!(again.scorer, picker.scorer);
+    let round: Vec<&CandidateRecord> = log[..3].iter().collect();
+    let p = again.probabilities(&round).unwrap();
+    assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+
+    let mut wider: serde_json::Value = serde_json::from_str(&card).unwrap();
+    wider["hidden_width"] = 1024.into();
+    let message = error_of(Picker::from_files(
+        &weights,
+        &wider.to_string(),
+        "wide.safetensors",
+    ));
+    assert!(
+        message.contains("wide.safetensors")
+            && message.contains("hidden state of 1024 values")
+            && message.contains("read 256"),
+        "{message}"
+    );
+
+    let bare = without_hidden(&log[..3]);
+    let message = picker
+        .probabilities(&bare.iter().collect::<Vec<_>>())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("hidden state (256 values)") && message.contains("has none"),
+        "{message}"
+    );
+    let mut narrow = log[..3].to_vec();
+    for record in &mut narrow {
+        let values = record.hidden_mean.as_ref().unwrap().to_f32();
+        record.hidden_mean = Some(HiddenState::from_f32(&values[..128]));
+    }
+    let message = picker
+        .probabilities(&narrow.iter().collect::<Vec<_>>())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("has 128 values"), "{message}");
 }

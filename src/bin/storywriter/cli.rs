@@ -118,6 +118,10 @@ enum Command {
         /// Directory to write (created if missing; the three files are replaced).
         #[arg(long)]
         output_dir: PathBuf,
+        /// Keep each record's `hidden_mean` (BLOOM's final hidden state, f16 in base64) in
+        /// records.jsonl; left out otherwise.
+        #[arg(long)]
+        with_hidden_states: bool,
     },
     /// Merge candidate record logs into a record store, without duplicates.
     Import {
@@ -230,7 +234,11 @@ fn run(command: Command) -> Result<()> {
             crate::write::run(args, &loaded)
         }
         Command::Stats(args) => crate::stats::run(args),
-        Command::Export { logs, output_dir } => crate::records_io::export(&logs, &output_dir),
+        Command::Export {
+            logs,
+            output_dir,
+            with_hidden_states,
+        } => crate::records_io::export(&logs, &output_dir, with_hidden_states),
         Command::Import { logs, into } => crate::records_io::import(&logs, &into),
         Command::Serve(args) => crate::serve::run(args),
         Command::Picker { command } => crate::picker_cmd::run(command),

@@ -80,15 +80,16 @@ fn report_json(report: &MergeReport, bad_lines: usize) -> serde_json::Value {
     })
 }
 
-/// `storywriter export`: merges the logs (as `import` would) and writes the dataset.
-pub fn export(logs: &[PathBuf], output_dir: &Path) -> Result<()> {
+/// `storywriter export`: merges the logs (as `import` would) and writes the dataset (the
+/// records' hidden states only with `hidden_states`).
+pub fn export(logs: &[PathBuf], output_dir: &Path, hidden_states: bool) -> Result<()> {
     let mut merger = Merger::new(Vec::new());
     let bad_lines = read_logs(logs, &mut merger)?;
     let report = merger.finish();
     if report.records.is_empty() {
         bail!("no valid records in the logs, nothing exported");
     }
-    let files = DatasetFiles::build(&report.records);
+    let files = DatasetFiles::build_with(&report.records, hidden_states);
     std::fs::create_dir_all(output_dir)
         .with_context(|| format!("cannot create {}", output_dir.display()))?;
     for (name, contents) in files.files() {

@@ -352,3 +352,20 @@ pub fn dataset_card(records: &[CandidateRecord], pairs: &[PreferencePair]) -> St
     }
     out
 }
+
+/// Tells in the card about the records' `hidden_mean` (BLOOM's final hidden state, the mean
+/// over a candidate's tokens, f16 in base64): described when `kept` in `records.jsonl`, else
+/// said to be left out when `with_hidden` records had one. Nothing when none had.
+pub(super) fn add_hidden_states_to_card(card: &mut String, with_hidden: usize, kept: bool) {
+    if with_hidden == 0 {
+        return;
+    }
+    card.push_str(&format!("\n## Hidden states\n\n{with_hidden} records carry `hidden_mean`: the mean of BLOOM's final hidden state (after `ln_f`, the input of the `lm_head`) over the states that produced the candidate's tokens, taken while generating. "));
+    card.push_str(if kept {
+        "It is a string in `records.jsonl`: the vector's f16 values, little-endian, in base64 \
+         (`numpy.frombuffer(base64.b64decode(s), dtype=\"<f2\")`); records without it have no \
+         such key.\n"
+    } else {
+        "It is left out of `records.jsonl`; `storywriter export --with-hidden-states` keeps it.\n"
+    });
+}

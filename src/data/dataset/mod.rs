@@ -13,6 +13,7 @@ mod export;
 mod merge;
 mod read;
 
+use card::add_hidden_states_to_card;
 pub use card::dataset_card;
 pub use export::{
     preference_pairs, preferences_jsonl, record_json_line, records_jsonl, PreferencePair,
@@ -48,14 +49,36 @@ pub struct DatasetFiles {
 }
 
 impl DatasetFiles {
-    /// Builds the files from records (expected to have distinct ids, as a merge gives).
+    /// Builds the files from records (expected to have distinct ids, as a merge gives),
+    /// leaving their hidden states out of `records.jsonl`.
     pub fn build(records: &[CandidateRecord]) -> Self {
+        Self::build_with(records, false)
+    }
+
+    /// Like [`Self::build`]; with `hidden_states`, `records.jsonl` keeps each record's
+    /// `hidden_mean` (the card says which).
+    pub fn build_with(records: &[CandidateRecord], hidden_states: bool) -> Self {
         let pairs = preference_pairs(records);
         let unpaired = unpaired_examples(records);
         let mut card = dataset_card(records, &pairs);
         add_unpaired_to_card(&mut card, &unpaired);
+        let with_hidden = records.iter().filter(|r| r.hidden_mean.is_some()).count();
+        add_hidden_states_to_card(&mut card, with_hidden, hidden_states);
+        let stripped: Vec<CandidateRecord>;
+        let rows = if hidden_states || with_hidden == 0 {
+            records
+        } else {
+            stripped = records
+                .iter()
+                .map(|r| CandidateRecord {
+                    hidden_mean: None,
+                    ..r.clone()
+                })
+                .collect();
+            &stripped
+        };
         Self {
-            records_jsonl: records_jsonl(records),
+            records_jsonl: records_jsonl(rows),
             preferences_jsonl: preferences_jsonl(&pairs),
             card,
             pairs: pairs.len(),

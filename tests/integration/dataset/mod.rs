@@ -128,6 +128,7 @@ impl Sample {
                 rejected_all_at: None,
                 edited_at: None,
                 edited_text: None,
+                hidden_mean: None,
             };
             ids.push(record.record_id.clone());
             self.records.push(record);

@@ -229,6 +229,7 @@ fn generated_records() -> Vec<CandidateRecord> {
                 rejected_all_at: None,
                 edited_at: None,
                 edited_text: None,
+                hidden_mean: None,
             });
         }
         let chosen = &records[records.len() - 2];

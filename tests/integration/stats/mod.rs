@@ -139,6 +139,7 @@ fn generate_records(seed: u64) -> Vec<Generated> {
                     rejected_all_at: None,
                     edited_at: None,
                     edited_text: None,
+                    hidden_mean: None,
                 };
                 if is_chosen {
                     parent = Some(record_id);
