@@ -42,6 +42,9 @@ fn tokenizer_error(origin: &str, e: impl std::fmt::Display) -> Error {
 impl Tokenizer {
     /// Reads a Hugging Face `tokenizer.json`.
     pub fn from_json(bytes: &[u8], origin: &str) -> Result<Self> {
+        // Checked first: `tokenizers` panics on some malformed JSON (inside `decoder`, for one).
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+            .map_err(|e| Error::Format(format!("{origin}: not valid JSON: {e}")))?;
         let inner =
             tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| tokenizer_error(origin, e))?;
         Ok(Self { inner })
@@ -353,5 +356,15 @@ mod tests {
         };
         assert_eq!(merges.len(), DEMO_MERGES.len());
         assert!(merges.iter().all(|m| matches!(m, Value::String(_))));
+    }
+
+    /// Found by fuzzing: malformed JSON inside `decoder` made `tokenizers` panic.
+    #[test]
+    fn malformed_json_is_an_error_not_a_panic() {
+        let text = br#"{"decoder": {&"type": "ByteLevel"}, "model": {}}"#;
+        match Tokenizer::from_json(text, "t.json") {
+            Err(e) => assert!(e.to_string().starts_with("t.json: not valid JSON: "), "{e}"),
+            Ok(_) => panic!("malformed JSON was accepted"),
+        }
     }
 }
