@@ -184,8 +184,8 @@ run_step native-tests cargo test
 # ---- Fuzzing ---------------------------------------------------------------------------------
 # Each fuzz target of fuzz/ briefly (scripts/fuzz.sh: cargo-fuzz on the pinned nightly, seeded
 # from tests/fixtures/): FUZZ_SECONDS per target (default 20; 0 skips the step). The build takes
-# most of the step's time (~7 min on 2 cores); a crash fails the step and leaves its input in
-# fuzz/artifacts/.
+# most of the step's time (9½ min from scratch on a busy 2-core machine, then 8 × FUZZ_SECONDS);
+# a crash fails the step and leaves its input in fuzz/artifacts/.
 if [[ "${FUZZ_SECONDS:-20}" == 0 ]]; then
     skip_step fuzz "FUZZ_SECONDS=0"
 else
