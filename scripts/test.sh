@@ -9,7 +9,8 @@
 #   * chromium + chromium-driver (Debian packages) when /usr/bin/chromedriver is absent,
 #   * wasm-bindgen-cli at exactly the `wasm-bindgen` version in Cargo.lock (cargo install),
 #   * trunk (cargo install --locked trunk@0.21.14), to build the web app, and the pinned nightly
-#     with rust-src (rustup), to build its threaded worker,
+#     with rust-src (rustup), to build its threaded worker and the fuzz targets,
+#   * cargo-fuzz (cargo install), by scripts/fuzz.sh,
 #   * node + npm (Debian packages) when missing, and the e2e tests' node packages (npm ci),
 #   * the python package datasets (pip), for tests/check_datasets.py.
 #
@@ -27,7 +28,8 @@
 # Environment knobs: FAIL_FAST=1 stops at the first failing step (default: run every step and
 # report all failures); SKIP_WASM=1 skips the browser tests, wasm and e2e (local use only; CI
 # never sets it);
-# WASM_BINDGEN_TEST_TIMEOUT (seconds for one wasm test binary, default 600 here).
+# WASM_BINDGEN_TEST_TIMEOUT (seconds for one wasm test binary, default 600 here);
+# FUZZ_SECONDS (seconds per fuzz target, default 20; 0 skips fuzzing, local use only).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -178,6 +180,17 @@ run_step fmt cargo fmt --all --check
 run_step clippy cargo clippy --all-targets -- -D warnings
 run_step clippy-wasm cargo clippy --target "$WASM_TARGET" --lib --bins --test wasm -- -D warnings
 run_step native-tests cargo test
+
+# ---- Fuzzing ---------------------------------------------------------------------------------
+# Each fuzz target of fuzz/ briefly (scripts/fuzz.sh: cargo-fuzz on the pinned nightly, seeded
+# from tests/fixtures/): FUZZ_SECONDS per target (default 20; 0 skips the step). The build takes
+# most of the step's time (9½ min from scratch on a busy 2-core machine, then 8 × FUZZ_SECONDS);
+# a crash fails the step and leaves its input in fuzz/artifacts/.
+if [[ "${FUZZ_SECONDS:-20}" == 0 ]]; then
+    skip_step fuzz "FUZZ_SECONDS=0"
+else
+    run_step fuzz ./scripts/fuzz.sh all "${FUZZ_SECONDS:-20}"
+fi
 
 if [[ "${SKIP_WASM:-0}" == 1 && "${CI:-}" != true ]]; then
     skip_step wasm-tests "SKIP_WASM=1"

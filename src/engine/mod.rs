@@ -11,6 +11,7 @@ pub mod loader;
 pub mod model;
 pub mod profile;
 pub mod sampling;
+pub mod st_header;
 pub mod tokenizer;
 pub mod weights;
 

@@ -35,6 +35,56 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
+/// Any JSON value, read to the end without being kept: every string decoded (serde's
+/// `IgnoredAny` skips strings without checking their escapes, a lone surrogate for one).
+struct ValidJson;
+
+impl<'de> serde::Deserialize<'de> for ValidJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(ValidJson)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ValidJson {
+    type Value = ValidJson;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Self, A::Error> {
+        while seq.next_element::<ValidJson>()?.is_some() {}
+        Ok(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self, A::Error> {
+        while map.next_entry::<ValidJson, ValidJson>()?.is_some() {}
+        Ok(self)
+    }
+}
+
 fn tokenizer_error(origin: &str, e: impl std::fmt::Display) -> Error {
     Error::Format(format!("{origin}: invalid tokenizer: {e}"))
 }
@@ -42,6 +92,9 @@ fn tokenizer_error(origin: &str, e: impl std::fmt::Display) -> Error {
 impl Tokenizer {
     /// Reads a Hugging Face `tokenizer.json`.
     pub fn from_json(bytes: &[u8], origin: &str) -> Result<Self> {
+        // Checked first: `tokenizers` panics on some malformed JSON (inside `decoder`, for one).
+        serde_json::from_slice::<ValidJson>(bytes)
+            .map_err(|e| Error::Format(format!("{origin}: not valid JSON: {e}")))?;
         let inner =
             tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| tokenizer_error(origin, e))?;
         Ok(Self { inner })
@@ -353,5 +406,20 @@ mod tests {
         };
         assert_eq!(merges.len(), DEMO_MERGES.len());
         assert!(merges.iter().all(|m| matches!(m, Value::String(_))));
+    }
+
+    /// Found by fuzzing: malformed JSON inside `decoder` (a syntax error, a lone surrogate)
+    /// made `tokenizers` panic.
+    #[test]
+    fn malformed_json_is_an_error_not_a_panic() {
+        for text in [
+            br#"{"decoder": {&"type": "ByteLevel"}, "model": {}}"#.as_slice(),
+            br#"{"decoder": {"type": "\ud800"}, "model": {}}"#,
+        ] {
+            match Tokenizer::from_json(text, "t.json") {
+                Err(e) => assert!(e.to_string().starts_with("t.json: not valid JSON: "), "{e}"),
+                Ok(_) => panic!("malformed JSON was accepted"),
+            }
+        }
     }
 }

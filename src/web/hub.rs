@@ -12,27 +12,19 @@ use std::collections::HashMap;
 
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::engine::gguf::{plan_gguf, tensor_layout, PlannedTensor, TensorTypes};
-use crate::engine::loader::{hf_name, open_hf, qkv_hf_to_contiguous, TensorStore};
+use crate::engine::gguf::{plan_gguf, PlannedTensor, TensorTypes};
+use crate::engine::loader::{open_hf, qkv_hf_to_contiguous, TensorStore};
+use crate::engine::st_header::{header_len, header_tensors, HeaderTensor};
 use crate::error::{Error, Result};
 use crate::web::opfs::PartialFile;
 
 /// Tensors are read in pieces of whole rows, at most this many values each (16 MB as f32):
 /// the embedding table of bloom-560m (257 M values) takes 62 range requests.
 const PIECE_VALUES: usize = 4 << 20;
-
-/// One tensor's entry in a safetensors header.
-#[derive(Deserialize)]
-struct TensorInfo {
-    dtype: String,
-    shape: Vec<usize>,
-    data_offsets: [u64; 2],
-}
 
 /// Progress of a hub download: bytes fetched so far of all the tensors' bytes.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
@@ -94,17 +86,6 @@ async fn fetch(url: &str, range: Option<(u64, u64)>) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn dtype_of(name: &str, dtype: &str) -> Result<DType> {
-    match dtype {
-        "F32" => Ok(DType::F32),
-        "F16" => Ok(DType::F16),
-        "BF16" => Ok(DType::BF16),
-        other => Err(Error::Format(format!(
-            "model.safetensors: tensor `{name}` has dtype {other}; expected F32, F16 or BF16"
-        ))),
-    }
-}
-
 /// Downloads `repo` from the hub at `base`, quantizes it to `dtype` (q4_0 or q8_0) and writes
 /// the GGUF file into `file` as the pieces arrive. `progress(done, total)` follows the tensor
 /// bytes.
@@ -121,20 +102,8 @@ pub async fn quantize_from_hub(
     let tokenizer_json = fetch(&format!("{root}/tokenizer.json"), None).await?;
     let weights_url = format!("{root}/model.safetensors");
     let size = fetch(&weights_url, Some((0, 8))).await?;
-    let header_len = u64::from_le_bytes(
-        size.as_slice()
-            .try_into()
-            .map_err(|_| Error::Format(format!("{weights_url}: shorter than 8 bytes")))?,
-    );
-    if header_len > 100 << 20 {
-        return Err(Error::Format(format!(
-            "{weights_url}: a header of {header_len} bytes is not a safetensors header"
-        )));
-    }
+    let header_len = header_len(&size, &weights_url)?;
     let header_bytes = fetch(&weights_url, Some((8, 8 + header_len))).await?;
-    let mut header: HashMap<String, serde_json::Value> = serde_json::from_slice(&header_bytes)
-        .map_err(|e| Error::Format(format!("{weights_url}: header is not valid JSON: {e}")))?;
-    header.remove("__metadata__");
     let data_start = 8 + header_len;
     let hash: String = Sha256::new()
         .chain_update(&header_bytes)
@@ -155,39 +124,13 @@ pub async fn quantize_from_hub(
         &Device::Cpu,
     )?;
     let config = opened.config.clone();
-    let layout = tensor_layout(&config);
-    let mut infos = Vec::with_capacity(layout.len());
-    for (gguf_name, shape) in &layout {
-        let hf = hf_name(gguf_name).unwrap_or_else(|| gguf_name.clone());
-        let (key, value) = [format!("transformer.{hf}"), hf.clone()]
-            .into_iter()
-            .find_map(|k| header.get(&k).map(|v| (k, v.clone())))
-            .ok_or_else(|| {
-                Error::Format(format!(
-                    "{weights_url}: tensor `transformer.{hf}` (or `{hf}`) is missing"
-                ))
-            })?;
-        let info: TensorInfo = serde_json::from_value(value)
-            .map_err(|e| Error::Format(format!("{weights_url}: tensor `{key}`: {e}")))?;
-        if info.shape != *shape {
-            return Err(Error::Format(format!(
-                "{weights_url}: tensor `{key}` has shape {:?}, expected {shape:?}",
-                info.shape
-            )));
-        }
-        let element = dtype_of(&key, &info.dtype)?;
-        let expected = (shape.iter().product::<usize>() * element.size_in_bytes()) as u64;
-        let [start, end] = info.data_offsets;
-        if end.checked_sub(start) != Some(expected) {
-            return Err(Error::Format(format!(
-                "{weights_url}: tensor `{key}` spans bytes {start}..{end}, expected {expected} bytes"
-            )));
-        }
-        if gguf_name == "blk.0.ffn_up.weight" {
-            // As `open_hf` records it for a local checkpoint.
-            opened.identity.quantization = info.dtype.to_lowercase();
-        }
-        infos.push((key, element, info));
+    let tensors = header_tensors(&header_bytes, &config, &weights_url)?;
+    if let Some(t) = tensors
+        .iter()
+        .find(|t| t.gguf_name == "blk.0.ffn_up.weight")
+    {
+        // As `open_hf` records it for a local checkpoint.
+        opened.identity.quantization = t.info.dtype.to_lowercase();
     }
 
     let plan = plan_gguf(&opened, TensorTypes::default_for(dtype))?;
@@ -199,12 +142,19 @@ pub async fn quantize_from_hub(
     };
     file.set_len(plan.file_bytes).map_err(write_error)?;
 
-    let total: u64 = infos
+    let total: u64 = tensors
         .iter()
-        .map(|(_, _, i)| i.data_offsets[1] - i.data_offsets[0])
+        .map(|t| t.info.data_offsets[1] - t.info.data_offsets[0])
         .sum();
     let mut done = 0;
-    for ((gguf_name, shape), (key, element, info)) in layout.iter().zip(&infos) {
+    for HeaderTensor {
+        gguf_name,
+        shape,
+        key,
+        dtype: element,
+        info,
+    } in &tensors
+    {
         // The file's tensors made from this one: itself, and a separate `output.weight`.
         let targets: Vec<&PlannedTensor> = plan
             .tensors

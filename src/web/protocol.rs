@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::dataset::check_record;
 use crate::data::records::CandidateRecord;
 use crate::data::story::TokenPrefix;
 use crate::engine::generate::{CandidateSpec, Generation};
@@ -233,6 +234,41 @@ pub fn from_json<T: for<'de> Deserialize<'de>>(text: &str) -> crate::Result<T> {
         .map_err(|e| crate::Error::Format(format!("worker message: {e}: {text:.200}")))
 }
 
+impl Request {
+    /// The checks serde cannot make: the candidates of [`Request::Generate`] must have valid
+    /// parameters and the records of [`Request::TrainPicker`] must pass [`check_record`] (a
+    /// number beyond f32's range parses as infinite, for one).
+    pub fn check(&self) -> crate::Result<()> {
+        let bad = |what: String| crate::Error::Format(format!("worker message: {what}"));
+        match self {
+            Request::Generate { candidates, .. } => {
+                for (index, spec) in candidates.iter().enumerate() {
+                    spec.params
+                        .validate()
+                        .map_err(|e| bad(format!("candidates[{index}].params: {e}")))?;
+                }
+            }
+            Request::TrainPicker { records } => {
+                for (index, record) in records.iter().enumerate() {
+                    check_record(record).map_err(|e| bad(format!("records[{index}]: {e}")))?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// What fails when this request does.
+    pub fn failed(&self) -> Failed {
+        match self {
+            Request::LoadModel { .. } => Failed::Load,
+            Request::ListCached | Request::DeleteCached { .. } => Failed::Cache,
+            Request::TrainPicker { .. } => Failed::Picker,
+            Request::Generate { .. } | Request::Stop { .. } => Failed::Generate,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,5 +428,30 @@ mod tests {
         assert_eq!(to_json(&Request::ListCached), r#"{"type":"list-cached"}"#);
         let bad = from_json::<Request>(r#"{"type":"launch"}"#).unwrap_err();
         assert!(bad.to_string().contains("worker message"), "{bad}");
+    }
+
+    /// Found by fuzzing: a log-probability beyond f32's range parsed as -inf, and the request
+    /// did not survive its own JSON (infinity is written as null).
+    #[test]
+    fn numbers_beyond_f32_are_refused_by_the_checks() {
+        let text =
+            include_str!("../../tests/fixtures/fuzz/worker_message-overflowing-logprob.json");
+        let request: Request = from_json(text).unwrap();
+        assert_eq!(request.failed(), Failed::Picker);
+        let error = request.check().unwrap_err().to_string();
+        assert!(
+            error.contains("records[0]: field `logprobs[10]`: must be finite"),
+            "{error}"
+        );
+        let hot = r#"{"type":"generate","round":1,"text":"a","candidates":[{"seed":1,
+            "params":{"greedy":false,"temperature":1e99,"top_k":0,"top_p":1,"min_p":0,
+            "typical_p":1,"repetition_penalty":1,"max_new_tokens":4,"stop_at_sentence_end":false}}]}"#;
+        let error = from_json::<Request>(hot).unwrap().check().unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("candidates[0].params: temperature"),
+            "{error}"
+        );
     }
 }

@@ -14,7 +14,7 @@ use storywriter::autopilot::{
     story_id, write_story, AutoPlan, Chooser, PickerChooser, PositionChooser, RandomChooser,
     StepMeanChooser,
 };
-use storywriter::data::params::load_table;
+use storywriter::data::params::read_table;
 use storywriter::data::story::Story;
 use storywriter::engine::loader::LoadedModel;
 use storywriter::picker::simulated::{Rule, SimulatedWriter};
@@ -50,7 +50,7 @@ pub struct AutoArgs {
     /// Run seed: story i is the same on any machine and in any shard.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Parameter table: `bundled`, a file or an http(s) URL.
+    /// Parameter table: `bundled`, a file or an http(s) URL (an invalid one is an error).
     #[arg(long, default_value = "bundled")]
     table: String,
     /// Policy of each candidate (shuffled over positions every round).
@@ -129,7 +129,8 @@ pub fn run(args: AutoArgs, model: &LoadedModel) -> Result<()> {
         bail!("no opening: the prompts file has no non-empty line");
     }
     let chooser_name = chooser(&args.chooser)?.name();
-    let (table, warnings, table_name) = load_table(&args.table, model.model.config().vocab_size);
+    let (table, warnings) = read_table(&args.table, model.model.config().vocab_size)?;
+    let table_name = args.table.clone();
     for warning in &warnings {
         eprintln!("warning: {}: {}", warning.path, warning.message);
     }

@@ -21,13 +21,10 @@ use crate::output::print_json;
 /// Arguments of `storywriter params`.
 #[derive(Args)]
 pub struct ParamsArgs {
-    /// `bundled`, a table file or an http(s) URL serving one; falls back to the bundled
-    /// table with a warning unless --strict.
+    /// `bundled`, a table file or an http(s) URL serving one; a table that cannot be read or
+    /// is invalid is an error.
     #[arg(long, default_value = "bundled")]
     table: String,
-    /// Fail instead of falling back when the table cannot be read or is invalid.
-    #[arg(long)]
-    strict: bool,
     /// Story step (1 = continuing the opening prompt).
     #[arg(long, default_value_t = 1)]
     step: u32,
@@ -201,18 +198,13 @@ pub fn run_generate(args: GenerateArgs) -> Result<()> {
 /// Prints each candidate's sampling parameters for a story step.
 pub fn run_params(args: &ParamsArgs) -> Result<()> {
     use storywriter::data::params::{
-        candidate_params, load_table, read_table, Policy, PolicyMix, TableWarning,
+        candidate_params, read_table, Policy, PolicyMix, TableWarning,
     };
     if args.step == 0 {
         bail!("--step must be at least 1 (steps start at 1)");
     }
     let mix: PolicyMix = args.policy.parse()?;
-    let (table, warnings) = if args.strict {
-        read_table(&args.table, args.vocab_size)?
-    } else {
-        let (table, warnings, _) = load_table(&args.table, args.vocab_size);
-        (table, warnings)
-    };
+    let (table, warnings) = read_table(&args.table, args.vocab_size)?;
     for warning in &warnings {
         eprintln!("warning: {warning}");
     }

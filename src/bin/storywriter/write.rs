@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use storywriter::data::dataset::read_records;
 use storywriter::data::design::{plan_round, Display};
-use storywriter::data::params::{load_table, PolicyMix};
+use storywriter::data::params::{read_table, PolicyMix};
 use storywriter::data::records::{new_seed, CandidateRecord};
 use storywriter::data::story::{PlannedCandidate, Story};
 use storywriter::engine::generate::CachePool;
@@ -38,7 +38,7 @@ pub struct WriteArgs {
     /// Start a new story even when the log holds one.
     #[arg(long)]
     pub new: bool,
-    /// Parameter table: `bundled`, a file or an http(s) URL.
+    /// Parameter table: `bundled`, a file or an http(s) URL (an invalid one is an error).
     #[arg(long, default_value = "bundled")]
     pub table: String,
     /// Policy of each candidate, comma separated (step-mean, step-sample, coupled-random, fixed).
@@ -54,7 +54,8 @@ const HELP: &str = "1/2/3… pick · r regenerate · u undo · + TEXT add your o
 /// Runs the writer on stdin/stdout until `q` or the end of input.
 pub fn run(args: WriteArgs, model: &LoadedModel) -> Result<()> {
     let vocab = model.model.config().vocab_size;
-    let (table, warnings, table_name) = load_table(&args.table, vocab);
+    let (table, warnings) = read_table(&args.table, vocab)?;
+    let table_name = args.table.clone();
     for warning in &warnings {
         eprintln!("warning: {}: {}", warning.path, warning.message);
     }

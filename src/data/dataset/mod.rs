@@ -21,8 +21,8 @@ pub use export::{
 };
 pub use merge::{merge_records, Conflict, MergeOutcome, MergeReport, Merger};
 pub use read::{
-    parse_line, parse_records, read_records, record_lines, LineContent, LineError, RecordLine,
-    RecordLines,
+    check_record, parse_line, parse_records, read_records, record_lines, LineContent, LineError,
+    RecordLine, RecordLines,
 };
 
 use crate::data::records::CandidateRecord;

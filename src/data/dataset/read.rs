@@ -212,8 +212,8 @@ fn json_message(error: &serde_json::Error) -> String {
 }
 
 /// The checks serde cannot make: the schema tag, ids, integer ranges, finite log-probabilities,
-/// valid parameters and a consistent choice.
-fn check_record(record: &CandidateRecord) -> std::result::Result<(), String> {
+/// valid parameters and a consistent choice; the error names the field.
+pub fn check_record(record: &CandidateRecord) -> std::result::Result<(), String> {
     if !is_known_schema(&record.schema) {
         return Err(format!(
             "field `schema`: expected \"{RECORD_SCHEMA}\" or \"{RECORD_SCHEMA_V1}\", got {:?}",

@@ -473,24 +473,3 @@ pub fn read_table(spec: &str, vocab_size: usize) -> Result<(StepTable, Vec<Table
 /// How long fetching a table from a URL may take in all.
 #[cfg(not(target_arch = "wasm32"))]
 pub const URL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Like [`read_table`], but any failure falls back to the bundled table, with a warning (empty
-/// path) that says what failed. Also returns the name of the table used: `spec`, or `bundled`
-/// after a fallback.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn load_table(spec: &str, vocab_size: usize) -> (StepTable, Vec<TableWarning>, String) {
-    match read_table(spec, vocab_size) {
-        Ok((table, warnings)) => (table, warnings, spec.to_string()),
-        Err(e) => {
-            let (table, mut warnings) = StepTable::bundled_for(vocab_size);
-            warnings.insert(
-                0,
-                TableWarning {
-                    path: String::new(),
-                    message: format!("cannot use the table: {e}; using the bundled table instead"),
-                },
-            );
-            (table, warnings, "bundled".to_string())
-        }
-    }
-}

@@ -72,6 +72,9 @@ pub fn run() {
                 }
             }
             Ok(request) => {
+                if let Err(e) = request.check() {
+                    return post_error(request.failed(), e.to_string());
+                }
                 let state = state.clone();
                 wasm_bindgen_futures::spawn_local(async move {
                     handle(request, attachment, &state).await;

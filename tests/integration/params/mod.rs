@@ -6,8 +6,8 @@ use std::net::TcpListener;
 
 use serde_json::{json, Value};
 use storywriter::params::{
-    candidate_params, load_table, read_table, ParamSummary, Policy, PolicyMix, StepParams,
-    StepTable, TableWarning, BUNDLED_VOCAB_SIZE, COUPLED_SUM, MAX_NEW_TOKENS_CAP, TREND_HORIZON,
+    candidate_params, read_table, ParamSummary, Policy, PolicyMix, StepParams, StepTable,
+    TableWarning, BUNDLED_VOCAB_SIZE, COUPLED_SUM, MAX_NEW_TOKENS_CAP, TREND_HORIZON,
 };
 use storywriter::sampling::SamplingParams;
 

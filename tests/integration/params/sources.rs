@@ -40,13 +40,13 @@ fn distinct_table() -> (StepTable, StepTable) {
 fn a_table_is_fetched_from_a_url() {
     let (table, parsed) = distinct_table();
     let url = serve_once("200 OK", table.to_json_pretty());
-    let (loaded, warnings, _) = load_table(&url, VOCAB);
+    let (loaded, warnings) = read_table(&url, VOCAB).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(loaded, parsed);
 }
 
 #[test]
-fn a_failing_url_falls_back_to_the_bundled_table() {
+fn a_failing_url_is_an_error_naming_it() {
     // A port that was just closed.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -54,33 +54,23 @@ fn a_failing_url_falls_back_to_the_bundled_table() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}/steps.json");
-    let (loaded, warnings, _) = load_table(&url, VOCAB);
-    assert_eq!(loaded, StepTable::bundled());
-    assert_eq!(warnings.len(), 1);
-    assert_eq!(warnings[0].path, "");
-    assert!(warnings[0].message.contains(&url), "{}", warnings[0]);
-    assert!(warnings[0].message.contains("using the bundled table"));
-    assert!(read_table(&url, VOCAB).is_err());
+    let error = read_table(&url, VOCAB).unwrap_err().to_string();
+    assert!(error.contains(&url), "{error}");
 
     let url = serve_once("404 Not Found", "no".into());
-    let (loaded, warnings, _) = load_table(&url, VOCAB);
-    assert_eq!(loaded, StepTable::bundled());
-    assert!(warnings[0].message.contains("404"), "{}", warnings[0]);
+    let error = read_table(&url, VOCAB).unwrap_err().to_string();
+    assert!(error.contains("404"), "{error}");
 }
 
 #[test]
-fn an_invalid_served_table_falls_back_with_the_reason() {
+fn an_invalid_served_table_is_an_error_with_the_reason() {
     let mut value = bundled_value();
     set(&mut value, "/steps/1/top_k/std", json!("wide"));
     let url = serve_once("200 OK", value.to_string());
-    let (loaded, warnings, _) = load_table(&url, VOCAB);
-    assert_eq!(loaded, StepTable::bundled());
+    let error = read_table(&url, VOCAB).unwrap_err().to_string();
     assert!(
-        warnings[0]
-            .message
-            .contains(&format!("{url}: steps[1].top_k.std: expected a number")),
-        "{}",
-        warnings[0]
+        error.contains(&format!("{url}: steps[1].top_k.std: expected a number")),
+        "{error}"
     );
 }
 
@@ -92,11 +82,10 @@ fn tables_load_from_files() {
     let (table, parsed) = distinct_table();
     std::fs::write(&path, table.to_json_pretty()).unwrap();
     let spec = path.to_str().unwrap();
-    assert_eq!(load_table(spec, VOCAB), (parsed, vec![], spec.to_string()));
+    assert_eq!(read_table(spec, VOCAB).unwrap(), (parsed, vec![]));
     let missing = dir.join("missing.json");
-    let (loaded, warnings, _) = load_table(missing.to_str().unwrap(), VOCAB);
-    assert_eq!(loaded, StepTable::bundled());
-    assert!(warnings[0].message.contains("missing.json"));
+    let error = read_table(missing.to_str().unwrap(), VOCAB).unwrap_err();
+    assert!(error.to_string().contains("missing.json"), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -142,25 +131,29 @@ fn cli_prints_each_candidates_policy_and_parameters() {
 }
 
 #[test]
-fn cli_reports_warnings_and_errors() {
-    let out = storywriter(&["params", "--table", "/nonexistent/steps.json"]);
-    assert!(out.status.success());
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["candidates"].as_array().unwrap().len(), 3);
-    assert!(report["warnings"][0]["message"]
-        .as_str()
-        .unwrap()
-        .contains("/nonexistent/steps.json"));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: cannot use the table"));
-
-    for args in [
-        vec!["params", "--table", "/nonexistent/steps.json", "--strict"],
-        vec!["params", "--policy", "step-mean,hot"],
-        vec!["params", "--step", "0"],
+fn cli_reports_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"schema":"storywriter.step-params/1","global":{}}"#,
+    )
+    .unwrap();
+    let bad = bad.to_str().unwrap();
+    for (args, says) in [
+        (
+            vec!["params", "--table", "/nonexistent/steps.json"],
+            "/nonexistent/steps.json",
+        ),
+        (vec!["params", "--table", bad], bad),
+        (vec!["params", "--policy", "step-mean,hot"], "hot"),
+        (vec!["params", "--step", "0"], "--step"),
     ] {
         let out = storywriter(&args);
         assert!(!out.status.success(), "{args:?}");
         assert!(out.stdout.is_empty());
-        assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
