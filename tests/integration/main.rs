@@ -11,6 +11,7 @@ mod bad_files;
 mod dataset;
 mod hidden_state;
 mod kv_reuse;
+mod odd_input;
 mod params;
 mod parity;
 mod picker;
