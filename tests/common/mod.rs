@@ -7,6 +7,7 @@ use serde::Deserialize;
 use storywriter::generate::{generate, CandidateSpec};
 use storywriter::loader::LoadedModel;
 use storywriter::sampling::SamplingParams;
+use storywriter::story::PlannedCandidate;
 
 /// `<model>/reference.json`: what transformers computed for each prompt.
 #[derive(Deserialize)]
@@ -104,4 +105,19 @@ pub fn check_pinned_param_draws() {
         [1063322078, 46, 1064224100, 1064803203, 1066666618, 31],
     ];
     assert_eq!(got, recorded, "{out:?}");
+}
+
+/// A planned candidate with the default parameters but `max_new_tokens`, policy "fixed", no
+/// table and no design: what the tests of a round write with.
+pub fn fixed_candidate(max_new_tokens: usize, seed: u64) -> PlannedCandidate {
+    PlannedCandidate {
+        params: SamplingParams {
+            max_new_tokens,
+            ..SamplingParams::default()
+        },
+        policy: "fixed".into(),
+        param_table: None,
+        seed,
+        design: None,
+    }
 }

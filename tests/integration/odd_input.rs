@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use candle_core::Device;
 use storywriter::generate::CachePool;
 use storywriter::loader::native;
-use storywriter::sampling::SamplingParams;
 use storywriter::session::write_round;
 use storywriter::story::{PlannedCandidate, Story};
+
+use crate::common::fixed_candidate;
 
 /// Words, a tab, a bell, right-to-left marks and overrides, and emoji (a family joined by
 /// zero-width joiners, a crab), repeated to `chars` characters.
@@ -34,18 +35,7 @@ fn an_opening_of_50000_odd_characters_writes_a_round_and_keeps_it_exact() {
         "ids round-trip"
     );
     let mut story = Story::new(&text);
-    let planned: Vec<PlannedCandidate> = (0..3)
-        .map(|i| PlannedCandidate {
-            params: SamplingParams {
-                max_new_tokens: 5,
-                ..SamplingParams::default()
-            },
-            policy: "fixed".into(),
-            param_table: None,
-            seed: 40 + i,
-            design: None,
-        })
-        .collect();
+    let planned: Vec<PlannedCandidate> = (0..3).map(|i| fixed_candidate(5, 40 + i)).collect();
     let records = write_round(
         &mut story,
         &model,

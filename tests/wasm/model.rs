@@ -3,7 +3,7 @@
 
 use std::ops::ControlFlow;
 
-use crate::common::{Reference, Sampled, TokenizerCases};
+use crate::common::{fixed_candidate, Reference, Sampled, TokenizerCases};
 use candle_core::{Device, Tensor};
 use storywriter::generate::{generate, CachePool, CandidateSpec};
 use storywriter::loader::{load_gguf, open_hf, LoadedModel, TensorStore};
@@ -141,16 +141,7 @@ fn a_story_round_is_recorded_in_the_browser() {
     let model = load_gguf(POW2_GGUF, "tiny-pow2.gguf", &Device::Cpu).unwrap();
     let mut story = Story::new("Once upon a time");
     let planned: Vec<PlannedCandidate> = (0..3)
-        .map(|i| PlannedCandidate {
-            params: SamplingParams {
-                max_new_tokens: 4 + i,
-                ..SamplingParams::default()
-            },
-            policy: "fixed".into(),
-            param_table: None,
-            seed: storywriter::records::new_seed(),
-            design: None,
-        })
+        .map(|i| fixed_candidate(4 + i, storywriter::records::new_seed()))
         .collect();
     let records = write_round(
         &mut story,
