@@ -16,13 +16,49 @@
 
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::engine::kernels::attention::{self, DecodePart};
+use crate::engine::kernels::f16;
 use crate::error::{Error, Result};
 
 /// The most positions a block holds (and so the most queries of one piece of a forward pass).
 pub const BLOCK: usize = 256;
+
+/// What a cache stores keys and values as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvDtype {
+    /// Single precision: the logits of `transformers` to within f32 rounding.
+    #[default]
+    F32,
+    /// Half precision: half the memory and half the bytes a decode step reads; keys and values
+    /// are rounded to f16 (a relative error of at most 2⁻¹¹) and every product stays f32.
+    F16,
+}
+
+impl From<KvDtype> for DType {
+    fn from(dtype: KvDtype) -> Self {
+        match dtype {
+            KvDtype::F32 => DType::F32,
+            KvDtype::F16 => DType::F16,
+        }
+    }
+}
+
+impl std::str::FromStr for KvDtype {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Self::F32),
+            "f16" => Ok(Self::F16),
+            other => Err(Error::Invalid(format!(
+                "KV cache type {other:?}: expected f32 or f16"
+            ))),
+        }
+    }
+}
 
 /// Positions of every layer for a batch of sequences (or one shared sequence).
 #[derive(Debug)]
@@ -168,8 +204,8 @@ fn piece_attention(q: &Tensor, parts: &[Part<'_>], biases: &[Tensor]) -> Result<
     // (running maximum, running sum, running weighted values)
     let mut state: Option<(Tensor, Tensor, Tensor)> = None;
     for (p, bias) in parts.iter().zip(biases) {
-        // (b, n_head, s, n)
-        let scores = scores(q, &p.k.narrow(2, 0, p.n)?)?.broadcast_add(bias)?;
+        // (b, n_head, s, n), keys and values widened to f32 from an f16 cache
+        let scores = scores(q, &f16::to_f32(&p.k.narrow(2, 0, p.n)?)?)?.broadcast_add(bias)?;
         let block_max = scores.max_keepdim(3)?;
         let max = match &state {
             Some((max, _, _)) => max.maximum(&block_max)?,
@@ -177,7 +213,7 @@ fn piece_attention(q: &Tensor, parts: &[Part<'_>], biases: &[Tensor]) -> Result<
         };
         let exp = scores.broadcast_sub(&max)?.exp()?;
         let sum = exp.sum_keepdim(3)?;
-        let values = weighted(&exp, &p.v.narrow(2, 0, p.n)?)?;
+        let values = weighted(&exp, &f16::to_f32(&p.v.narrow(2, 0, p.n)?)?)?;
         state = Some(match state {
             Some((old_max, old_sum, old_values)) => {
                 let rescale = (old_max - &max)?.exp()?;
@@ -200,6 +236,9 @@ fn piece_attention(q: &Tensor, parts: &[Part<'_>], biases: &[Tensor]) -> Result<
 pub struct KvCache {
     blocks: Vec<Arc<Block>>,
     n_layer: usize,
+    /// What keys and values are stored as: f32, or f16 (half the memory, widened to f32 as
+    /// attention reads them).
+    dtype: DType,
     batch: usize,
     len: usize,
     /// Room the next new block is made with, at most [`BLOCK`].
@@ -214,11 +253,13 @@ pub struct KvCache {
 type BiasKey = (usize, usize, Vec<(usize, usize)>);
 
 impl KvCache {
-    /// An empty cache for one sequence of a model with `n_layer` blocks.
-    pub fn new(n_layer: usize) -> Self {
+    /// An empty cache for one sequence of a model with `n_layer` blocks, storing keys and values
+    /// as `dtype` (f32 or f16).
+    pub fn new(n_layer: usize, dtype: KvDtype) -> Self {
         Self {
             blocks: vec![],
             n_layer,
+            dtype: dtype.into(),
             batch: 1,
             len: 0,
             next_capacity: BLOCK,
@@ -327,12 +368,18 @@ impl KvCache {
         let slot = &mut block.layers[layer];
         if slot.is_none() {
             let (b, h, _, d) = k.dims4()?;
-            let zeros = || Tensor::zeros((b, h, block.capacity, d), k.dtype(), k.device());
+            let zeros = || Tensor::zeros((b, h, block.capacity, d), self.dtype, k.device());
             *slot = Some((zeros()?, zeros()?));
         }
         let (k_buf, v_buf) = slot.as_ref().expect("allocated above");
-        k_buf.slice_set(&k.contiguous()?, 2, block.len)?;
-        v_buf.slice_set(&v.contiguous()?, 2, block.len)?;
+        let stored = |t: &Tensor| -> Result<Tensor> {
+            Ok(match self.dtype {
+                DType::F16 => f16::narrow_finite(t)?,
+                _ => t.contiguous()?,
+            })
+        };
+        k_buf.slice_set(&stored(k)?, 2, block.len)?;
+        v_buf.slice_set(&stored(v)?, 2, block.len)?;
         // Every block's first key position and filled positions, the last one including the
         // piece.
         let last = self.blocks.len() - 1;

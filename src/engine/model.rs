@@ -32,7 +32,7 @@ use crate::engine::kernels::{
     q_wasm::{Path, SimdMatrix},
     split::RowSplit,
 };
-pub use crate::engine::kv_cache::KvCache;
+pub use crate::engine::kv_cache::{KvCache, KvDtype};
 use crate::error::{Error, Result};
 
 /// A tensor as a file stores it: dense (any float type, used as f32) or quantized.
@@ -358,6 +358,8 @@ pub struct Bloom {
     lm_head: Linear,
     /// ALiBi's slope of each head.
     alibi_slopes: Vec<f32>,
+    /// What new caches store keys and values as.
+    kv_dtype: KvDtype,
     device: Device,
 }
 
@@ -411,6 +413,7 @@ impl Bloom {
             ln_f: layer_norm(src, "output_norm", h, eps)?,
             lm_head,
             alibi_slopes: alibi_slopes(config.n_head),
+            kv_dtype: KvDtype::default(),
             device: device.clone(),
         })
     }
@@ -430,9 +433,20 @@ impl Bloom {
         &self.device
     }
 
+    /// Makes the caches of [`Self::new_cache`] store keys and values as `dtype` (f32 unless
+    /// set).
+    pub fn set_kv_dtype(&mut self, dtype: KvDtype) {
+        self.kv_dtype = dtype;
+    }
+
+    /// What the caches of [`Self::new_cache`] store keys and values as.
+    pub fn kv_dtype(&self) -> KvDtype {
+        self.kv_dtype
+    }
+
     /// A fresh cache for one sequence.
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.config.n_layer)
+        KvCache::new(self.config.n_layer, self.kv_dtype)
     }
 
     /// Runs `ids` (b, s) after what `cache` holds and returns the logits (b, positions, vocab)

@@ -275,3 +275,66 @@ fn simd_exp_tanh_and_gelu_match_the_library_functions() {
     }
     assert!((sum - want.iter().sum::<f32>()).abs() <= 1e-6);
 }
+
+/// The f16 cache's widening on simd128 lanes gives, for each of the 65,536 halves, what `half`'s
+/// scalar conversion gives (any NaN for a NaN), at every length (the lanes and the tail).
+#[wasm_bindgen_test]
+fn f16_widening_is_exact_for_every_half() {
+    use half::f16;
+    let all: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
+    for len in [all.len(), 13, 8, 7, 0] {
+        let src = &all[all.len() - len..];
+        let mut out = vec![0f32; len];
+        storywriter::engine::kernels::f16::widen(src, &mut out);
+        for (h, x) in src.iter().zip(&out) {
+            let want = h.to_f32();
+            assert!(
+                x.to_bits() == want.to_bits() || (x.is_nan() && want.is_nan()),
+                "{:#06x}: {x} vs {want}",
+                h.to_bits()
+            );
+        }
+    }
+}
+
+/// The decode kernel's f16 `dot` and `add_scaled` widen in registers: bit for bit what the same
+/// sums in the same order give over the values widened to f32 (lengths with and without a
+/// tail, finite halves of every magnitude, subnormals included).
+#[wasm_bindgen_test]
+fn f16_dot_and_add_scaled_equal_the_widened_f32_sums() {
+    use half::f16;
+    use storywriter::engine::kernels::f16::{add_scaled, dot};
+    let finite: Vec<f16> = (0..=u16::MAX)
+        .map(f16::from_bits)
+        .filter(|h| h.is_finite())
+        .collect();
+    for len in [64, 67, 5] {
+        for (n, k) in finite.chunks_exact(len).enumerate().step_by(97) {
+            let q = values(len, n as u32, 1.0);
+            let wide: Vec<f32> = k.iter().map(|h| h.to_f32()).collect();
+            let mut acc = [0f32; 8];
+            for (x, y) in q.chunks_exact(8).zip(wide.chunks_exact(8)) {
+                for i in 0..8 {
+                    acc[i] += x[i] * y[i];
+                }
+            }
+            let rest = len - len % 8;
+            let tail: f32 = q[rest..]
+                .iter()
+                .zip(&wide[rest..])
+                .map(|(x, y)| x * y)
+                .sum();
+            let want = acc.iter().sum::<f32>() + tail;
+            assert_eq!(
+                dot(&q, k).to_bits(),
+                want.to_bits(),
+                "dot, len {len}, chunk {n}"
+            );
+            let mut got = q.clone();
+            add_scaled(&mut got, 0.37, k);
+            for (i, (g, (c, x))) in got.iter().zip(q.iter().zip(&wide)).enumerate() {
+                assert_eq!(g.to_bits(), (c + 0.37 * x).to_bits(), "add_scaled at {i}");
+            }
+        }
+    }
+}

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use storywriter::engine::profile::{self, SpanTimes};
+use storywriter::model::KvDtype;
 
 use crate::model_cmds;
 
@@ -101,6 +102,9 @@ enum Command {
         /// (attention, MLP, matmuls, output projection, sampling).
         #[arg(long)]
         profile: bool,
+        /// What the KV cache stores keys and values as: f32, or f16 (the web app's).
+        #[arg(long, default_value = "f32")]
+        kv_cache: KvDtype,
     },
     /// Sampling parameters of each candidate of a story step, from a step table and policies.
     Params(model_cmds::ParamsArgs),
@@ -204,6 +208,7 @@ fn run(command: Command) -> Result<()> {
             rounds,
             json,
             profile,
+            kv_cache,
         } => {
             let times = if profile {
                 Some(SpanTimes::install().context("a tracing subscriber is installed already")?)
@@ -212,7 +217,7 @@ fn run(command: Command) -> Result<()> {
             };
             if story_tokens.is_empty() {
                 let sizes = (prompt_tokens, new_tokens, candidates);
-                model_cmds::bench(&model, sizes, threads, json, times.as_ref())?;
+                model_cmds::bench(&model, sizes, (threads, kv_cache), json, times.as_ref())?;
             } else {
                 model_cmds::bench_stories(
                     &model,
@@ -220,7 +225,7 @@ fn run(command: Command) -> Result<()> {
                     rounds,
                     new_tokens,
                     candidates,
-                    threads,
+                    (threads, kv_cache),
                 )?;
             }
             if let Some(times) = times {
@@ -230,7 +235,8 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Params(args) => model_cmds::run_params(&args),
         Command::Write(args) => {
-            let loaded = model_cmds::load(&args.model)?;
+            let mut loaded = model_cmds::load(&args.model)?;
+            loaded.model.set_kv_dtype(args.kv_cache);
             crate::write::run(args, &loaded)
         }
         Command::Stats(args) => crate::stats::run(args),

@@ -14,6 +14,7 @@ use storywriter::engine::gguf::TensorTypes;
 use storywriter::engine::loader::{native, LoadedModel};
 use storywriter::engine::profile::SpanTimes;
 use storywriter::engine::sampling::{Sampler, SamplingParams};
+use storywriter::model::KvDtype;
 use web_time::Instant;
 
 use crate::output::print_json;
@@ -118,14 +119,16 @@ pub fn bench_stories(
     rounds: usize,
     new_tokens: usize,
     candidates: usize,
-    threads: Option<usize>,
+    (threads, kv_cache): (Option<usize>, KvDtype),
 ) -> Result<()> {
-    let loaded = load(model)?;
+    let mut loaded = load(model)?;
+    loaded.model.set_kv_dtype(kv_cache);
     let rows =
         crate::bench_rounds::story_rounds(&loaded, story_tokens, rounds, new_tokens, candidates)?;
     print_json(json!({
         "model": loaded.identity,
         "threads": threads.unwrap_or_else(candle_core::utils::get_num_threads),
+        "kv_cache": kv_cache,
         "candidates": candidates,
         "new_tokens": new_tokens,
         "stories": rows,
@@ -318,7 +321,7 @@ fn peak_rss_mb() -> Option<f64> {
 pub fn bench(
     path: &Path,
     (prompt_tokens, new_tokens, candidates): (usize, usize, usize),
-    threads: Option<usize>,
+    (threads, kv_cache): (Option<usize>, KvDtype),
     as_json: bool,
     profile: Option<&SpanTimes>,
 ) -> Result<()> {
@@ -326,7 +329,8 @@ pub fn bench(
         bail!("--prompt-tokens and --candidates must be at least 1");
     }
     let start = Instant::now();
-    let loaded = load(path)?;
+    let mut loaded = load(path)?;
+    loaded.model.set_kv_dtype(kv_cache);
     let load_s = start.elapsed().as_secs_f64();
     let model = &loaded.model;
     // A fixed pseudo-random prompt over the tokenizer's ids.
@@ -372,6 +376,7 @@ pub fn bench(
     let report = json!({
         "model": loaded.identity,
         "threads": threads.unwrap_or_else(candle_core::utils::get_num_threads),
+        "kv_cache": kv_cache,
         "prompt_tokens": prompt_tokens,
         "new_tokens": new_tokens,
         "candidates": candidates,

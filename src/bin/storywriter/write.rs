@@ -47,6 +47,10 @@ pub struct WriteArgs {
     /// Seed of the candidates' parameters and RNG seeds (default: random).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// What the KV cache stores keys and values as: f32, or f16 (half the memory, the web
+    /// app's).
+    #[arg(long, default_value = "f32")]
+    pub kv_cache: storywriter::model::KvDtype,
 }
 
 const HELP: &str = "1/2/3… pick · r regenerate · u undo · + TEXT add your own text · q quit";

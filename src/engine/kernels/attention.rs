@@ -9,10 +9,11 @@
 //! build each op also paid a hand-off to rayon's threads. These loops read the keys and values
 //! where they lie, once per step (keys and values shared by the batch once for all its
 //! sequences), the heads on rayon's threads when there is enough work, written so the compiler
-//! vectorizes the 64-wide dot products and sums (simd128 on wasm32, AVX2 natively). No crate
+//! vectorizes the 64-wide dot products and sums (simd128 on wasm32, AVX2 natively). An f16 cache
+//! is widened to f32 one head's block at a time as it is read; every product and sum is f32. No crate
 //! offers attention over candle's storage without those copies, hence this file.
 
-use candle_core::{CpuStorage, Layout, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
 use rayon::prelude::*;
 
 /// One block of the cache as [`decode`] reads it: key and value buffers `(1 or b, n_head,
@@ -29,14 +30,14 @@ pub struct DecodePart<'a> {
     pub n: usize,
 }
 
-/// The contiguous f32 data of a tensor and its four dimensions.
-fn f32_4d<'a>(
+/// The contiguous data of a tensor of element type `T` and its four dimensions.
+fn data_4d<'a, T: Stored>(
     storage: &'a CpuStorage,
     layout: &Layout,
     what: &str,
-) -> candle_core::Result<(&'a [f32], [usize; 4])> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!("decode attention needs f32 {what}")
+) -> candle_core::Result<(&'a [T], [usize; 4])> {
+    let Some(data) = T::data(storage) else {
+        candle_core::bail!("decode attention needs {} {what}", T::NAME)
     };
     let Some((start, end)) = layout.contiguous_offsets() else {
         candle_core::bail!("decode attention needs contiguous {what}, got {layout:?}")
@@ -47,6 +48,64 @@ fn f32_4d<'a>(
         .try_into()
         .map_err(|_| candle_core::Error::Msg(format!("{what} must have 4 dimensions")))?;
     Ok((&data[start..end], dims))
+}
+
+/// What the cache stores keys and values as: f32, or f16 widened to f32 as they are read (every
+/// product and sum is f32, in the same order for both, so an f16 cache gives bit for bit what
+/// its values widened to f32 give).
+pub(crate) trait Stored: Copy + Send + Sync + 'static {
+    /// The type's name in messages.
+    const NAME: &'static str;
+    /// The storage's data, when it holds this type.
+    fn data(storage: &CpuStorage) -> Option<&[Self]>;
+    /// `q · k`, in eight partial sums.
+    fn dot(q: &[f32], k: &[Self]) -> f32;
+    /// `context += w · value`.
+    fn add_scaled(context: &mut [f32], w: f32, value: &[Self]);
+}
+
+impl Stored for f32 {
+    const NAME: &'static str = "f32";
+
+    fn data(storage: &CpuStorage) -> Option<&[Self]> {
+        match storage {
+            CpuStorage::F32(data) => Some(data),
+            _ => None,
+        }
+    }
+
+    #[inline(always)]
+    fn dot(q: &[f32], k: &[f32]) -> f32 {
+        dot(q, k)
+    }
+
+    #[inline(always)]
+    fn add_scaled(context: &mut [f32], w: f32, value: &[f32]) {
+        for (c, x) in context.iter_mut().zip(value) {
+            *c += w * x;
+        }
+    }
+}
+
+impl Stored for half::f16 {
+    const NAME: &'static str = "f16";
+
+    fn data(storage: &CpuStorage) -> Option<&[Self]> {
+        match storage {
+            CpuStorage::F16(data) => Some(data),
+            _ => None,
+        }
+    }
+
+    #[inline(always)]
+    fn dot(q: &[f32], k: &[half::f16]) -> f32 {
+        super::f16::dot(q, k)
+    }
+
+    #[inline(always)]
+    fn add_scaled(context: &mut [f32], w: f32, value: &[half::f16]) {
+        super::f16::add_scaled(context, w, value)
+    }
 }
 
 /// Checks that a buffer `(bb, h, capacity, d)` fits a batch `b` of `h` heads, `len` positions.
@@ -76,11 +135,11 @@ const PARALLEL_WORK: usize = 1 << 20;
 /// the call does at least [`PARALLEL_WORK`] multiply-adds (`work`), natively with AVX2 and FMA
 /// where the CPU has them (`run` is inlined into a function compiled for them; the loops are
 /// written to vectorize).
-fn for_each_head(
+fn for_each_head<T: Stored>(
     out: &mut [f32],
     (h, row_len): (usize, usize),
     work: usize,
-    kernel: &DecodeKernel<'_>,
+    kernel: &DecodeKernel<'_, T>,
 ) {
     let groups = rows_by_head(out, h, row_len);
     #[cfg(target_arch = "x86_64")]
@@ -88,7 +147,11 @@ fn for_each_head(
         /// # Safety
         /// The CPU must support AVX2 and FMA.
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn with_avx2(kernel: &DecodeKernel<'_>, head: usize, rows: &mut [&mut [f32]]) {
+        unsafe fn with_avx2<T: Stored>(
+            kernel: &DecodeKernel<'_, T>,
+            head: usize,
+            rows: &mut [&mut [f32]],
+        ) {
             kernel.run(head, rows)
         }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
@@ -117,9 +180,9 @@ fn run_groups<'a>(
     }
 }
 
+/// `a · b` in eight partial sums (so that the loop vectorizes), added in order, then the tail.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight partial sums, so that the loop vectorizes.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = a8
@@ -145,9 +208,9 @@ fn buffer_start(buffer: [usize; 4], seq: usize, head: usize) -> usize {
 }
 
 /// A [`DecodePart`]'s buffers as slices.
-struct PartData<'a> {
-    k: &'a [f32],
-    v: &'a [f32],
+struct PartData<'a, T> {
+    k: &'a [T],
+    v: &'a [T],
     /// `(1 or b, n_head, capacity, head_dim)`, the same for keys and values.
     dims: [usize; 4],
     start: usize,
@@ -156,11 +219,11 @@ struct PartData<'a> {
 
 /// One head of [`decode`]: for each sequence, scores `q · kⱼ + slope · j` over every part's
 /// keys, their softmax, and the context `Σ pⱼ vⱼ`.
-struct DecodeKernel<'a> {
+struct DecodeKernel<'a, T> {
     /// Queries `(b, h, 1, d)`.
     q: &'a [f32],
     /// Each part's buffers.
-    parts: Vec<PartData<'a>>,
+    parts: Vec<PartData<'a, T>>,
     slopes: &'a [f32],
     h: usize,
     d: usize,
@@ -168,7 +231,7 @@ struct DecodeKernel<'a> {
     total: usize,
 }
 
-impl DecodeKernel<'_> {
+impl<T: Stored> DecodeKernel<'_, T> {
     /// Fills head `head`'s context of each sequence (`contexts[seq]`, `head_dim` long).
     #[inline(always)]
     fn run(&self, head: usize, contexts: &mut [&mut [f32]]) {
@@ -186,7 +249,7 @@ impl DecodeKernel<'_> {
                 let keys = &k[buffer_start(dims, 0, head)..][..n * d];
                 for (j, key) in keys.chunks_exact(d).enumerate() {
                     for seq in 0..b {
-                        p[seq * total + start + j] = dot(query(seq), key);
+                        p[seq * total + start + j] = T::dot(query(seq), key);
                     }
                 }
             } else {
@@ -194,7 +257,7 @@ impl DecodeKernel<'_> {
                     let keys = &k[buffer_start(dims, seq, head)..][..n * d];
                     let row = &mut p[seq * total + start..][..n];
                     for (score, key) in row.iter_mut().zip(keys.chunks_exact(d)) {
-                        *score = dot(query(seq), key);
+                        *score = T::dot(query(seq), key);
                     }
                 }
             }
@@ -224,7 +287,7 @@ impl DecodeKernel<'_> {
                 let values = &v[buffer_start(dims, 0, head)..][..n * d];
                 for (j, value) in values.chunks_exact(d).enumerate() {
                     for (seq, context) in contexts.iter_mut().enumerate() {
-                        add_scaled(context, p[seq * total + start + j], value);
+                        T::add_scaled(context, p[seq * total + start + j], value);
                     }
                 }
             } else {
@@ -232,7 +295,7 @@ impl DecodeKernel<'_> {
                     let values = &v[buffer_start(dims, seq, head)..][..n * d];
                     let weights = &p[seq * total + start..][..n];
                     for (&w, value) in weights.iter().zip(values.chunks_exact(d)) {
-                        add_scaled(context, w, value);
+                        T::add_scaled(context, w, value);
                     }
                 }
             }
@@ -253,14 +316,6 @@ fn exp_shifted(row: &mut [f32], max: f32) -> f32 {
     })
 }
 
-/// `context += w · value`.
-#[inline(always)]
-fn add_scaled(context: &mut [f32], w: f32, value: &[f32]) {
-    for (c, x) in context.iter_mut().zip(value) {
-        *c += w * x;
-    }
-}
-
 /// The CPU storage of a tensor (attention runs on the CPU only).
 fn cpu(guard: &Storage) -> candle_core::Result<&CpuStorage> {
     match guard {
@@ -275,7 +330,7 @@ fn cpu(guard: &Storage) -> candle_core::Result<&CpuStorage> {
 pub fn decode(q: &Tensor, parts: &[DecodePart<'_>], slopes: &[f32]) -> candle_core::Result<Tensor> {
     let q = q.contiguous()?;
     let (q_guard, q_layout) = q.storage_and_layout();
-    let (q_data, [b, h, s, d]) = f32_4d(cpu(&q_guard)?, q_layout, "queries")?;
+    let (q_data, [b, h, s, d]) = data_4d::<f32>(cpu(&q_guard)?, q_layout, "queries")?;
     if s != 1 || slopes.len() != h {
         candle_core::bail!(
             "decode attention of queries {:?}, {} slopes",
@@ -283,14 +338,28 @@ pub fn decode(q: &Tensor, parts: &[DecodePart<'_>], slopes: &[f32]) -> candle_co
             slopes.len()
         )
     }
+    let out = match parts.first().map(|p| p.k.dtype()) {
+        Some(DType::F16) => decode_stored::<half::f16>(q_data, [b, h, d], parts, slopes)?,
+        _ => decode_stored::<f32>(q_data, [b, h, d], parts, slopes)?,
+    };
+    Tensor::from_vec(out, (b, h, 1, d), q.device())
+}
+
+/// [`decode`] over keys and values stored as `T`: the contexts `(b, h, 1, d)`, row-major.
+fn decode_stored<T: Stored>(
+    q: &[f32],
+    [b, h, d]: [usize; 3],
+    parts: &[DecodePart<'_>],
+    slopes: &[f32],
+) -> candle_core::Result<Vec<f32>> {
     let guards: Vec<_> = parts
         .iter()
         .map(|p| (p.k.storage_and_layout(), p.v.storage_and_layout()))
         .collect();
     let mut buffers = Vec::with_capacity(parts.len());
     for (part, ((k_guard, k_layout), (v_guard, v_layout))) in parts.iter().zip(&guards) {
-        let (k, k_dims) = f32_4d(cpu(k_guard)?, k_layout, "keys")?;
-        let (v, v_dims) = f32_4d(cpu(v_guard)?, v_layout, "values")?;
+        let (k, k_dims) = data_4d::<T>(cpu(k_guard)?, k_layout, "keys")?;
+        let (v, v_dims) = data_4d::<T>(cpu(v_guard)?, v_layout, "values")?;
         check_buffer(b, h, part.n, k_dims)?;
         if k_dims != v_dims || k_dims[3] != d {
             candle_core::bail!("decode attention: keys {k_dims:?}, values {v_dims:?}, head_dim {d}")
@@ -308,7 +377,7 @@ pub fn decode(q: &Tensor, parts: &[DecodePart<'_>], slopes: &[f32]) -> candle_co
         candle_core::bail!("decode attention over parts that do not cover 0..{total}")
     }
     let kernel = DecodeKernel {
-        q: q_data,
+        q,
         parts: buffers,
         slopes,
         h,
@@ -317,7 +386,7 @@ pub fn decode(q: &Tensor, parts: &[DecodePart<'_>], slopes: &[f32]) -> candle_co
     };
     let mut out = vec![0f32; b * h * d];
     for_each_head(&mut out, (h, d), 2 * b * h * total * d, &kernel);
-    Tensor::from_vec(out, (b, h, 1, d), q.device())
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -401,6 +470,58 @@ mod tests {
             .max(D::Minus1)
             .unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-5, "{diff}");
+    }
+
+    /// Over f16 buffers, the result of the same buffers widened to f32 bit for bit: the widening
+    /// is exact and every product is f32.
+    #[test]
+    fn decode_over_an_f16_cache_reads_the_widened_values() {
+        use candle_core::DType;
+        let device = Device::Cpu;
+        let (b, h, d, capacity) = (3, 2, 64, 9);
+        let randn = |dims| Tensor::randn(0f32, 1.0, dims, &device).unwrap();
+        let half = |t: &Tensor| t.to_dtype(DType::F16).unwrap();
+        let q = randn((b, h, 1, d));
+        let (k_shared, v_shared) = (
+            half(&randn((1, h, capacity, d))),
+            half(&randn((1, h, capacity, d))),
+        );
+        let (k_own, v_own) = (
+            half(&randn((b, h, capacity, d))),
+            half(&randn((b, h, capacity, d))),
+        );
+        let widened = |t: &Tensor| crate::engine::kernels::f16::to_f32(t).unwrap();
+        let (k_shared_f32, v_shared_f32) = (widened(&k_shared), widened(&v_shared));
+        let (k_own_f32, v_own_f32) = (widened(&k_own), widened(&v_own));
+        let parts = |ks: &'static str| -> Vec<DecodePart<'_>> {
+            let (shared, own) = if ks == "f16" {
+                ((&k_shared, &v_shared), (&k_own, &v_own))
+            } else {
+                ((&k_shared_f32, &v_shared_f32), (&k_own_f32, &v_own_f32))
+            };
+            vec![
+                DecodePart {
+                    k: shared.0,
+                    v: shared.1,
+                    start: 0,
+                    n: 7,
+                },
+                DecodePart {
+                    k: own.0,
+                    v: own.1,
+                    start: 7,
+                    n: 2,
+                },
+            ]
+        };
+        let slopes = [0.5, 0.25];
+        let from_f16 = decode(&q, &parts("f16"), &slopes).unwrap();
+        let from_f32 = decode(&q, &parts("f32"), &slopes).unwrap();
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let values: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            values.iter().map(|x| x.to_bits()).collect()
+        };
+        assert_eq!(bits(&from_f16), bits(&from_f32));
     }
 
     #[test]

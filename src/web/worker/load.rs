@@ -9,6 +9,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::post::{post, post_error, scope, wasm_memory_bytes, Throttle};
 use crate::engine::loader::{load_gguf, load_gguf_reader, LoadedModel};
+use crate::engine::model::KvDtype;
 use crate::web::error::{Context, Error, Result};
 use crate::web::protocol::{Event, Failed, ModelSource, Phase};
 use crate::web::{hub, opfs};
@@ -75,6 +76,10 @@ pub(super) async fn load(source: ModelSource, attachment: JsValue) -> Result<(Lo
             (name, false, loaded, false)
         }
     };
+    let mut loaded = loaded;
+    // Half the cache's memory in wasm32's 4 GiB and half the bytes a decode step reads; the
+    // logits stay within the f16 checkpoints' parity tolerance (tests/integration/parity).
+    loaded.model.set_kv_dtype(KvDtype::F16);
     let ready = ready_event(&loaded, &name, demo, from_cache);
     Ok((loaded, ready))
 }

@@ -85,23 +85,7 @@ fn quantized_round_trip_stays_close() {
         let mut same_top = 0;
         for case in &reference.cases {
             let logits = last_logits(&model, &case.input_ids);
-            let n = logits.len() as f32;
-            let mean = case.last_logits.iter().sum::<f32>() / n;
-            let std = (case
-                .last_logits
-                .iter()
-                .map(|x| (x - mean).powi(2))
-                .sum::<f32>()
-                / n)
-                .sqrt();
-            let rms = (logits
-                .iter()
-                .zip(&case.last_logits)
-                .map(|(a, b)| (a - b).powi(2))
-                .sum::<f32>()
-                / n)
-                .sqrt();
-            worst = worst.max(rms / std);
+            worst = worst.max(relative_rms(&logits, &case.last_logits));
             same_top += usize::from(argmax(&logits) == argmax(&case.last_logits));
         }
         let cases = reference.cases.len();
@@ -145,9 +129,6 @@ fn quantized_round_trip_of_a_tame_model_is_tight() {
     let dense = open().build(&Device::Cpu).unwrap();
     let ids: Vec<u32> = (0..40).map(|i| 4 + (i * 37) % 256).collect();
     let expected = last_logits(&dense, &ids);
-    let n = expected.len() as f32;
-    let mean = expected.iter().sum::<f32>() / n;
-    let std = (expected.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / n).sqrt();
     for (dtype, tolerance) in [
         (GgmlDType::Q8_0, 0.015),
         (GgmlDType::Q4K, 0.09),
@@ -156,19 +137,8 @@ fn quantized_round_trip_of_a_tame_model_is_tight() {
         let mut out = Cursor::new(Vec::new());
         write_gguf(&mut out, open(), TensorTypes::default_for(dtype), |_| {}).unwrap();
         let model = load_gguf(out.get_ref(), "tame.gguf", &Device::Cpu).unwrap();
-        let logits = last_logits(&model, &ids);
-        let rms = (logits
-            .iter()
-            .zip(&expected)
-            .map(|(a, b)| (a - b).powi(2))
-            .sum::<f32>()
-            / n)
-            .sqrt();
-        eprintln!("tame {dtype:?}: rms |Δlogit| / std = {:.3}", rms / std);
-        assert!(
-            rms / std <= tolerance,
-            "{dtype:?}: {} > {tolerance}",
-            rms / std
-        );
+        let error = relative_rms(&last_logits(&model, &ids), &expected);
+        eprintln!("tame {dtype:?}: rms |Δlogit| / std = {error:.3}");
+        assert!(error <= tolerance, "{dtype:?}: {error} > {tolerance}");
     }
 }

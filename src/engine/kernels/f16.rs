@@ -1,0 +1,207 @@
+//! f16 ⇄ f32 for the KV cache kept in half precision: its keys and values are stored as f16
+//! (half the memory and half the bytes a decode step reads) and widened to f32 as attention
+//! reads them, so every product and sum stays in f32.
+//!
+//! Natively `half`'s slice conversions use the CPU's F16C instructions when it has them. On
+//! wasm32 `half` converts one value at a time with branches; here eight values are widened per
+//! step on simd128 lanes: [`widen`] exactly for every half (normal, subnormal, zero, infinity,
+//! NaN), and the decode kernel's [`dot`] and [`add_scaled`] in registers, exactly for every
+//! finite half (the cache stores no infinities: [`narrow_finite`] clamps to f16's range).
+
+use candle_core::{CpuStorage, DType, Storage, Tensor};
+use half::f16;
+#[cfg(not(target_arch = "wasm32"))]
+use half::slice::HalfFloatSliceExt;
+
+/// `dst[i] ← src[i]` as f32, exactly; `dst` is at least as long as `src`.
+#[inline]
+pub fn widen(src: &[f16], dst: &mut [f32]) {
+    let dst = &mut dst[..src.len()];
+    #[cfg(target_arch = "wasm32")]
+    widen_simd128(src, dst);
+    #[cfg(not(target_arch = "wasm32"))]
+    src.convert_to_f32_slice(dst);
+}
+
+/// [`widen`] on wasm32: the bits of |h| shifted into an f32's place make `h · 2⁻¹¹²` (for
+/// subnormal halves as well), so one product by 2¹¹² gives |h|; halves with every exponent bit
+/// set (infinity, NaN) get every f32 exponent bit; then the sign.
+#[cfg(target_arch = "wasm32")]
+fn widen_simd128(src: &[f16], dst: &mut [f32]) {
+    use core::arch::wasm32::*;
+    #[inline(always)]
+    fn four(h: v128) -> v128 {
+        let magnitude = i32x4_shl(v128_and(h, i32x4_splat(0x7fff)), 13);
+        let value = f32x4_mul(magnitude, f32x4_splat(f32::from_bits(0x7780_0000))); // 2^112
+        let special = i32x4_ge(magnitude, i32x4_splat(0x7c00 << 13));
+        let value = v128_bitselect(v128_or(magnitude, i32x4_splat(0x7f80_0000)), value, special);
+        v128_or(value, i32x4_shl(v128_and(h, i32x4_splat(0x8000)), 16))
+    }
+    let mut src_chunks = src.chunks_exact(8);
+    let mut dst_chunks = dst.chunks_exact_mut(8);
+    for (s, d) in (&mut src_chunks).zip(&mut dst_chunks) {
+        // SAFETY: `s` is eight f16 (16 bytes) and `d` eight f32 (32 bytes); unaligned loads and
+        // stores are allowed.
+        unsafe {
+            let h = v128_load(s.as_ptr().cast());
+            v128_store(d.as_mut_ptr().cast(), four(u32x4_extend_low_u16x8(h)));
+            v128_store(
+                d.as_mut_ptr().add(4).cast(),
+                four(u32x4_extend_high_u16x8(h)),
+            );
+        }
+    }
+    for (s, d) in src_chunks
+        .remainder()
+        .iter()
+        .zip(dst_chunks.into_remainder())
+    {
+        *d = s.to_f32();
+    }
+}
+
+/// Eight halves at `src` widened to two f32 lanes of four, exact for every finite half: the
+/// bits of h as an i16, sign-extended and shifted into an f32's place with the exponent's top
+/// bits cleared, are `h · 2⁻¹¹²` (for subnormal halves too); one product by 2¹¹² gives h.
+///
+/// # Safety
+/// `src` must point to eight readable halves.
+#[cfg(target_arch = "wasm32")]
+#[inline(always)]
+unsafe fn widen8_finite(src: *const f16) -> (core::arch::wasm32::v128, core::arch::wasm32::v128) {
+    use core::arch::wasm32::*;
+    let h = v128_load(src.cast());
+    let four = |x: v128| {
+        let scaled = v128_and(i32x4_shl(x, 13), i32x4_splat(0x8fff_e000_u32 as i32));
+        f32x4_mul(scaled, f32x4_splat(f32::from_bits(0x7780_0000))) // 2^112
+    };
+    (
+        four(i32x4_extend_low_i16x8(h)),
+        four(i32x4_extend_high_i16x8(h)),
+    )
+}
+
+/// `q · k` for halves `k`, with the products and the eight partial sums of
+/// `attention::dot` in the same order, so that the result is bit for bit that of `k` widened
+/// to f32.
+#[inline(always)]
+pub fn dot(q: &[f32], k: &[f16]) -> f32 {
+    let (q8, k8) = (q.chunks_exact(8), k.chunks_exact(8));
+    let tail: f32 = q8
+        .remainder()
+        .iter()
+        .zip(k8.remainder())
+        .map(|(x, y)| x * y.to_f32())
+        .sum();
+    #[cfg(target_arch = "wasm32")]
+    let acc = {
+        use core::arch::wasm32::*;
+        let (mut low, mut high) = (f32x4_splat(0.0), f32x4_splat(0.0));
+        for (x, y) in q8.zip(k8) {
+            // SAFETY: `x` is eight f32 and `y` eight halves; unaligned loads are allowed.
+            unsafe {
+                let (a, b) = widen8_finite(y.as_ptr());
+                low = f32x4_add(low, f32x4_mul(v128_load(x.as_ptr().cast()), a));
+                high = f32x4_add(high, f32x4_mul(v128_load(x.as_ptr().add(4).cast()), b));
+            }
+        }
+        // SAFETY: two v128 are eight f32.
+        unsafe { core::mem::transmute::<[v128; 2], [f32; 8]>([low, high]) }
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    let acc = {
+        let mut acc = [0f32; 8];
+        let mut wide = [0f32; 8];
+        for (x, y) in q8.zip(k8) {
+            y.convert_to_f32_slice(&mut wide);
+            for i in 0..8 {
+                acc[i] += x[i] * wide[i];
+            }
+        }
+        acc
+    };
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `context += w · value` for halves `value` (each element as `attention`'s f32 version
+/// computes it).
+#[inline(always)]
+pub fn add_scaled(context: &mut [f32], w: f32, value: &[f16]) {
+    let mut c8 = context.chunks_exact_mut(8);
+    let mut v8 = value.chunks_exact(8);
+    for (c, v) in (&mut c8).zip(&mut v8) {
+        #[cfg(target_arch = "wasm32")]
+        // SAFETY: `c` is eight f32 and `v` eight halves; unaligned loads and stores are allowed.
+        unsafe {
+            use core::arch::wasm32::*;
+            let (a, b) = widen8_finite(v.as_ptr());
+            let w = f32x4_splat(w);
+            let (low, high) = (c.as_mut_ptr(), c.as_mut_ptr().add(4));
+            v128_store(
+                low.cast(),
+                f32x4_add(v128_load(low.cast()), f32x4_mul(w, a)),
+            );
+            v128_store(
+                high.cast(),
+                f32x4_add(v128_load(high.cast()), f32x4_mul(w, b)),
+            );
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let mut wide = [0f32; 8];
+            v.convert_to_f32_slice(&mut wide);
+            for (c, x) in c.iter_mut().zip(wide) {
+                *c += w * x;
+            }
+        }
+    }
+    for (c, v) in c8.into_remainder().iter_mut().zip(v8.remainder()) {
+        *c += w * v.to_f32();
+    }
+}
+
+/// `t` rounded to f16 for the cache, clamped to f16's finite range first (±65,504), so that
+/// the cache holds no infinities.
+pub fn narrow_finite(t: &Tensor) -> candle_core::Result<Tensor> {
+    t.clamp(-65_504f32, 65_504f32)?.to_dtype(DType::F16)
+}
+
+/// An f16 tensor as a contiguous f32 tensor of the same shape (see [`widen`]); an f32 tensor as
+/// it is.
+pub fn to_f32(t: &Tensor) -> candle_core::Result<Tensor> {
+    if t.dtype() == DType::F32 {
+        return Ok(t.clone());
+    }
+    let t = t.contiguous()?;
+    let (guard, layout) = t.storage_and_layout();
+    let (Storage::Cpu(CpuStorage::F16(data)), Some((start, end))) =
+        (&*guard, layout.contiguous_offsets())
+    else {
+        candle_core::bail!("f16 widening needs a contiguous f16 CPU tensor")
+    };
+    let mut out = vec![0f32; end - start];
+    widen(&data[start..end], &mut out);
+    Tensor::from_vec(out, t.shape(), t.device())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every one of the 65,536 halves widens to what `half`'s scalar conversion gives (NaNs to
+    /// NaN), on both paths.
+    #[test]
+    fn widen_is_exact_for_every_half() {
+        let all: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
+        let mut out = vec![0f32; all.len()];
+        widen(&all, &mut out);
+        for (h, x) in all.iter().zip(&out) {
+            let expected = h.to_f32();
+            assert!(
+                x.to_bits() == expected.to_bits() || (x.is_nan() && expected.is_nan()),
+                "{:#06x}: {x} vs {expected}",
+                h.to_bits()
+            );
+        }
+    }
+}
