@@ -41,11 +41,55 @@ export async function memoryFigures(page) {
 }
 
 /**
- * Writes `rounds` rounds on the open story (its opening already written), picking candidate
- * 1 + (round mod 3) each time; reads `memoryFigures` after round 1 and every `every` rounds.
- * Returns the rows ({ round, seconds, ...figures }).
+ * A census of the page's JS heap from a heap snapshot taken through the DevTools protocol (the
+ * snapshot collects garbage first): a Map from "type name" (e.g. "closure onclick",
+ * "native HTMLDivElement") to { count, bytes } of the objects of that type and name.
  */
-export async function writeRounds(page, { rounds, every = 10, timeout = 120_000, onRow = () => {} }) {
+export async function heapCensus(page) {
+  const cdp = await page.context().newCDPSession(page);
+  const chunks = [];
+  cdp.on('HeapProfiler.addHeapSnapshotChunk', ({ chunk }) => chunks.push(chunk));
+  await cdp.send('HeapProfiler.enable');
+  await cdp.send('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
+  await cdp.detach();
+  const snapshot = JSON.parse(chunks.join(''));
+  const fields = snapshot.snapshot.meta.node_fields;
+  const types = snapshot.snapshot.meta.node_types[fields.indexOf('type')];
+  const [type, name, size] = ['type', 'name', 'self_size'].map((f) => fields.indexOf(f));
+  const census = new Map();
+  for (let i = 0; i < snapshot.nodes.length; i += fields.length) {
+    const key = `${types[snapshot.nodes[i + type]]} ${snapshot.strings[snapshot.nodes[i + name]]}`;
+    const entry = census.get(key) ?? { count: 0, bytes: 0 };
+    entry.count += 1;
+    entry.bytes += snapshot.nodes[i + size];
+    census.set(key, entry);
+  }
+  return census;
+}
+
+/**
+ * What grew from census `before` to census `after`: [key, { count, bytes }] of the growth,
+ * largest count first, for the keys whose count grew.
+ */
+export function censusGrowth(before, after) {
+  const growth = [];
+  for (const [key, { count, bytes }] of after) {
+    const was = before.get(key) ?? { count: 0, bytes: 0 };
+    if (count > was.count) growth.push([key, { count: count - was.count, bytes: bytes - was.bytes }]);
+  }
+  return growth.sort((a, b) => b[1].count - a[1].count);
+}
+
+/**
+ * Writes `rounds` rounds on the open story (its opening already written), picking candidate
+ * 1 + (round mod 3) each time; reads `memoryFigures` after round 1 and every `every` rounds,
+ * and awaits `afterRound(round)` after each round when given. Returns the rows ({ round,
+ * seconds, ...figures }).
+ */
+export async function writeRounds(
+  page,
+  { rounds, every = 10, timeout = 120_000, onRow = () => {}, afterRound = async () => {} },
+) {
   const rows = [];
   const started = Date.now();
   for (let round = 1; round <= rounds; round += 1) {
@@ -58,6 +102,7 @@ export async function writeRounds(page, { rounds, every = 10, timeout = 120_000,
       rows.push(row);
       onRow(row);
     }
+    await afterRound(round);
   }
   return rows;
 }

@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { byTestId, candidatesReady, freshPage, launchChromium, modelReady } from './lib.mjs';
 import {
   GC_FLAGS,
+  censusGrowth,
   exportedRecords,
+  heapCensus,
   markdownTable,
   storedRecords,
   writeRounds,
@@ -129,10 +131,16 @@ test(`${ROUNDS} rounds: IndexedDB and the export hold exactly the ${3 * ROUNDS} 
   await page.goto(BASE);
   await modelReady(page, SLOW);
   await page.locator(byTestId('prompt')).fill('The soak test began');
+  // Heap snapshots a third of the way and at the end: what the page keeps per round.
+  const censuses = new Map();
+  const firstCensus = Math.max(2, Math.floor(ROUNDS / 3));
   const rows = await writeRounds(page, {
     rounds: ROUNDS,
     timeout: SLOW,
     onRow: (row) => t.diagnostic(JSON.stringify(row)),
+    afterRound: async (round) => {
+      if (round === firstCensus || round === ROUNDS) censuses.set(round, await heapCensus(page));
+    },
   });
   const table = markdownTable(rows);
   writeFileSync(join(OUT, 'soak.md'), `${table}\n`);
@@ -140,6 +148,33 @@ test(`${ROUNDS} rounds: IndexedDB and the export hold exactly the ${3 * ROUNDS} 
   for (const row of rows) {
     assert.ok(row.jsHeapBytes > 0 && row.workerWasmBytes > 0 && row.domNodes > 0, JSON.stringify(row));
   }
+  // Between the two snapshots: the JS objects that grew, per round. A listener kept per render
+  // (a closure that is never dropped) would add at least one function per round; the branches
+  // list adds its DOM nodes (proportional to the story, as the DOM node count shows).
+  const span = ROUNDS - firstCensus;
+  const growth = censusGrowth(censuses.get(firstCensus), censuses.get(ROUNDS));
+  const lines = growth
+    .slice(0, 15)
+    .map(([key, { count, bytes }]) => `| ${key.slice(0, 60)} | ${(count / span).toFixed(2)} | ${(bytes / span).toFixed(0)} |`);
+  const growthTable = [
+    `| objects that grew, rounds ${firstCensus} → ${ROUNDS} | per round | bytes per round |`,
+    '|---|---|---|',
+    ...lines,
+  ].join('\n');
+  writeFileSync(join(OUT, 'heap-growth.md'), `${growthTable}\n`);
+  t.diagnostic(`\n${growthTable}`);
+  const functions = growth
+    .filter(([key]) => key.startsWith('closure '))
+    .reduce((sum, [, { count }]) => sum + count, 0);
+  const functionsAtEnd = [...censuses.get(ROUNDS)]
+    .filter(([key]) => key.startsWith('closure '))
+    .reduce((sum, [, { count }]) => sum + count, 0);
+  t.diagnostic(`functions in the page's heap: ${functionsAtEnd} at round ${ROUNDS}, ${functions} more than at round ${firstCensus}`);
+  assert.ok(functionsAtEnd > 100, `the snapshot holds no functions (${functionsAtEnd}): the census is broken`);
+  assert.ok(
+    functions < span / 2,
+    `the page keeps ${functions} more functions after ${span} rounds: a listener or closure per round?\n${growthTable}`,
+  );
 
   const stored = await storedRecords(page);
   assert.equal(stored.length, 3 * ROUNDS);
