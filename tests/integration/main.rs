@@ -21,3 +21,4 @@ mod stats;
 mod stored_records;
 mod story;
 mod write_cli;
+mod write_soak;
