@@ -176,6 +176,8 @@ pub enum Event {
         from_cache: bool,
         /// Its vocabulary size (the parameter table clamps top_k to it).
         vocab_size: usize,
+        /// Its context length in tokens (the window the story is read through).
+        context_length: usize,
         /// The worker's WebAssembly memory after loading, in bytes (it never shrinks).
         wasm_memory_bytes: u64,
     },
@@ -344,6 +346,7 @@ mod tests {
             demo: false,
             from_cache: true,
             vocab_size: 250_880,
+            context_length: 2048,
             wasm_memory_bytes: 4 << 30,
         });
         round_trip(Event::Token {

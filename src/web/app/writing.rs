@@ -1,4 +1,4 @@
-//! The writing area: the story and its title, the hand editor, the prompt and the writing
+//! The writing area: the story's title, the hand editor, the prompt and the writing
 //! buttons (with their keys), and what the candidate cards (`cards.rs`) show of the round being
 //! written or decided.
 
@@ -31,7 +31,6 @@ struct Running {
 
 /// The writing area's nodes and state.
 pub(super) struct Writing {
-    story: HtmlElement,
     title: HtmlInputElement,
     prompt: HtmlTextAreaElement,
     editor_box: HtmlElement,
@@ -57,7 +56,6 @@ impl Writing {
     /// Finds the writing area's nodes.
     pub(super) fn new() -> Self {
         Self {
-            story: by_testid("story"),
             title: input("story-title"),
             prompt: textarea("prompt"),
             editor_box: by_testid("story-editor-box"),
@@ -390,17 +388,16 @@ impl Writing {
         }
     }
 
-    /// Shows the open story, its title (unless the writer is typing one), the cards and the
+    /// Shows the open story's title (unless the writer is typing one), the cards and the
     /// buttons.
     pub(super) fn render(&self, app: &Rc<App>) {
-        let (title, text) = app
+        let title = app
             .state
             .borrow()
             .current
             .as_ref()
-            .map(|c| (c.title.clone(), c.story.text.clone()))
+            .map(|c| c.title.clone())
             .unwrap_or_default();
-        set_text(&self.story, &text);
         if document().active_element().as_ref() != Some(self.title.as_ref()) {
             self.title.set_value(&title);
         }
