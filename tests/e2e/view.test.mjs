@@ -1,7 +1,8 @@
 // End-to-end tests of the writer's view in headless Chromium, through data-testid and data-*
-// attributes (never colours): who wrote which words of the story, the counts under it, and the
-// tree of rounds and candidates walked by keyboard. Run by tests/e2e/run.sh, which passes
-// E2E_URL and E2E_OUT (the tree's screenshot, tree.png, is the README's).
+// attributes (never colours): who wrote which words of the story, the counts under it, a picked
+// passage's tokens with their probabilities, and the tree of rounds and candidates walked by
+// keyboard. Run by tests/e2e/run.sh, which passes E2E_URL and E2E_OUT (the screenshots of the
+// tree and the tokens, tree.png and tokens.png, are the README's).
 //
 // The tests share one page and one story, each step continuing the one before; once a step
 // fails the later ones are skipped.
@@ -67,8 +68,13 @@ async function round(words = '') {
     await (attempt === 0 && words ? page.locator(byTestId('write')).click() : pressKeyIn(page, 'r'));
     await candidatesReady(page, SLOW);
     const texts = await cardTexts(page);
+    const tokens = await page.evaluate(() =>
+      [1, 2, 3].map((i) =>
+        Number(document.querySelector(`[data-testid="candidate-${i}"] .meta`)?.textContent.match(/(\d+) tokens/)?.[1]),
+      ),
+    );
     const at = texts.findIndex((t) => t.trim().length > 0);
-    if (at >= 0) return { texts, pick: at + 1 };
+    if (at >= 0) return { texts, tokens, pick: at + 1 };
   }
   throw new Error('ten rounds without a candidate with text');
 }
@@ -88,12 +94,15 @@ const passages = () =>
 const storyText = () => page.locator(byTestId('story')).textContent();
 
 let expected;
+/** How many tokens the step-1 pick has. */
+let firstTokens;
 step('the writer\'s words and each picked candidate are marked apart, and stay so after a reload', async () => {
   await page.goto(BASE);
   await modelReady(page, SLOW);
   const first = await round(OPENING);
   await pressKeyIn(page, String(first.pick));
   await storyIs(page, OPENING + first.texts[first.pick - 1], SLOW);
+  firstTokens = first.tokens[first.pick - 1];
   const second = await round(ADDED);
   await pressKeyIn(page, String(second.pick));
   const picked = OPENING + first.texts[first.pick - 1] + ADDED + second.texts[second.pick - 1];
@@ -159,6 +168,26 @@ step('the counts: words, tokens, steps, time and the share of the model\'s windo
   // The hand-edited ending is not tokenized until the next round: "+".
   assert.match(line, new RegExp(`^${words} words · ${counts.tokens}\\+ tokens · 2 steps · .+ spent · window ${share}% of 2048 tokens$`));
   assert.ok(await page.locator(byTestId('context-warning')).isHidden());
+});
+
+step('the token view: a click on a picked passage shows its tokens with their probabilities', async () => {
+  await page.locator(`${byTestId('story')} [data-author="model"][data-step="1"]`).click();
+  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="token"]').length === n, firstTokens, {
+    timeout: SLOW,
+  });
+  assert.ok(await page.locator(byTestId('tokens-box')).isVisible());
+  const tokens = await page.evaluate(() =>
+    [...document.querySelectorAll('[data-testid="token"]')].map((t) => ({ prob: Number(t.dataset.prob), label: t.dataset.label })),
+  );
+  for (const { prob, label } of tokens) {
+    assert.ok(prob > 0 && prob <= 1, `probability ${prob}`);
+    // The label is the percentage, rounded (data-prob keeps four decimals).
+    const [, percent] = label.match(/^(\d+)%: $/);
+    assert.ok(Math.abs(Number(percent) - 100 * prob) <= 0.51, `${label} for ${prob}`);
+  }
+  const spoken = await page.locator(byTestId('tokens')).ariaSnapshot();
+  assert.match(spoken, /\d+%: /);
+  await page.locator(byTestId('tokens-box')).screenshot({ path: join(OUT, 'tokens.png') });
 });
 
 /** Every tree item: kind, record, outcome, whether on the current path, and whether folded. */

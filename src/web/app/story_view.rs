@@ -7,10 +7,15 @@
 //! `data-label` that the style sheet gives screen readers as the passage's alternative text
 //! (`content: "" / attr(data-label)`), so the story's text content stays the story. With the
 //! focus on the story, the arrow keys move it from passage to passage (one listener).
+//!
+//! A click on a model passage (or Enter on it) opens its tokens under the story: each token's
+//! text (asked of the worker, `Request::Decode`) with its probability from the record's
+//! stored log-probabilities (`data-prob`, and as the token's label for screen readers).
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{Element, HtmlElement, KeyboardEvent};
 
 use super::cards::params_line;
@@ -18,7 +23,8 @@ use super::{with_app, App};
 use crate::data::authorship::{passages, Author};
 use crate::data::counts::{counts, Counts, Fill};
 use crate::data::story::Story;
-use crate::web::dom::{append, by_testid, clear, document, on, set_text, show, text_el};
+use crate::web::dom::{append, by_testid, clear, closest, document, on, set_text, show, text_el};
+use crate::web::protocol::Request;
 use crate::web::settings::policy_source;
 
 /// The story's text and its counts.
@@ -26,6 +32,10 @@ pub(super) struct StoryView {
     story: HtmlElement,
     counts: HtmlElement,
     warning: HtmlElement,
+    tokens_box: HtmlElement,
+    tokens: HtmlElement,
+    /// The record whose tokens were asked for, and its log-probabilities.
+    asked: RefCell<Option<(String, Vec<f32>)>>,
 }
 
 impl StoryView {
@@ -35,6 +45,9 @@ impl StoryView {
             story: by_testid("story"),
             counts: by_testid("story-counts"),
             warning: by_testid("context-warning"),
+            tokens_box: by_testid("tokens-box"),
+            tokens: by_testid("tokens"),
+            asked: RefCell::default(),
         }
     }
 
@@ -45,11 +58,67 @@ impl StoryView {
             &self.story,
             "keydown",
             with_app(app, |app, event: KeyboardEvent| {
-                if app.story_view.move_focus(&event.key()) {
+                let key = event.key();
+                if key == "Enter" {
+                    app.story_view.open_tokens(app, &event);
+                } else if app.story_view.move_focus(&key) {
                     event.prevent_default();
                 }
             }),
         );
+        on::<web_sys::Event>(
+            &self.story,
+            "click",
+            with_app(app, |app, event: web_sys::Event| {
+                app.story_view.open_tokens(app, &event)
+            }),
+        );
+    }
+
+    /// Asks the worker for the tokens of the model passage `event` is on.
+    fn open_tokens(&self, app: &App, event: &web_sys::Event) {
+        let Some(id) =
+            closest(event, "[data-author=model]").and_then(|p| p.get_attribute("data-record"))
+        else {
+            return;
+        };
+        let ids = {
+            let state = app.state.borrow();
+            let Some(record) = state.current.as_ref().and_then(|c| c.story.record(&id)) else {
+                return;
+            };
+            self.asked
+                .replace(Some((id.clone(), record.logprobs.clone())));
+            record.output_ids.clone()
+        };
+        app.send(&Request::Decode { record_id: id, ids }, &JsValue::UNDEFINED);
+    }
+
+    /// Shows the tokens the worker decoded for the record asked last: each as text, with its
+    /// probability.
+    pub(super) fn show_tokens(&self, record_id: &str, pieces: &[String]) {
+        let asked = self.asked.borrow();
+        let Some((_, logprobs)) = asked.as_ref().filter(|(id, _)| id == record_id) else {
+            return;
+        };
+        clear(&self.tokens);
+        let _ = self.tokens.set_attribute("data-record", record_id);
+        for (piece, logprob) in pieces.iter().zip(logprobs) {
+            let prob = logprob.exp();
+            let token = text_el("span", "token", piece);
+            set_attributes(
+                &token,
+                &[
+                    ("data-testid", "token"),
+                    ("data-prob", &format!("{prob:.4}")),
+                    ("data-label", &format!("{:.0}%: ", 100.0 * prob)),
+                    ("data-band", &band(prob).to_string()),
+                    ("title", &format!("{:.1}%", 100.0 * prob)),
+                ],
+            );
+            append(&self.tokens, &token);
+        }
+        show(&self.tokens_box, true);
     }
 
     /// Moves the focus among the passages for `key`; false when the key is not one of them.
@@ -183,6 +252,16 @@ impl StoryView {
         };
         show(&self.warning, warning.is_some());
         set_text(&self.warning, &warning.unwrap_or_default());
+    }
+}
+
+/// A probability's band for the style sheet: 0 (below 10%) to 3 (50% and more).
+fn band(prob: f32) -> u8 {
+    match prob {
+        p if p >= 0.5 => 3,
+        p if p >= 0.25 => 2,
+        p if p >= 0.1 => 1,
+        _ => 0,
     }
 }
 
