@@ -2,6 +2,7 @@
 //! edits) or a picked candidate. Derived from the records along the story's path and its current
 //! text, so it needs nothing stored beyond them and survives a reload.
 
+use crate::data::records::CandidateRecord;
 use crate::data::story::Story;
 
 /// Who wrote a passage.
@@ -35,6 +36,20 @@ pub fn passages(story: &Story) -> Vec<Passage> {
     let mut spans: Vec<Passage> = vec![];
     for record in story.path.iter().filter_map(|id| story.record(id)) {
         spans = carry(&spans, &known, &record.input_text);
+        if let Some((start, original)) = kept_tokens(story, record) {
+            // A reroll's input ends with the tokens it kept of another candidate: theirs.
+            let mut relabeled = vec![];
+            for span in &spans {
+                push(
+                    &mut relabeled,
+                    span.start,
+                    span.end.min(start),
+                    span.author.clone(),
+                );
+            }
+            push(&mut relabeled, start, record.input_text.len(), original);
+            spans = relabeled;
+        }
         let start = record.input_text.len();
         known = format!("{}{}", record.input_text, record.output_text);
         push(
@@ -45,6 +60,21 @@ pub fn passages(story: &Story) -> Vec<Passage> {
         );
     }
     carry(&spans, &known, &story.text)
+}
+
+/// Where the tokens a rerolled candidate's input kept of the candidate it was rerolled from
+/// begin, and that candidate as their author; `None` for other records.
+fn kept_tokens(story: &Story, record: &CandidateRecord) -> Option<(usize, Author)> {
+    let original = story.record(record.rerolled_from.as_deref()?)?;
+    let kept = record
+        .input_text
+        .strip_prefix(original.input_text.as_str())?;
+    original.output_text.starts_with(kept).then(|| {
+        (
+            original.input_text.len(),
+            Author::Model(original.record_id.clone()),
+        )
+    })
 }
 
 /// `spans` of `old` carried over to `new`: the common beginning and end keep their authors, the
@@ -193,6 +223,25 @@ mod tests {
         assert_eq!(
             shown(&story),
             pairs(&[("Été", "W"), (" 😀 ", "r0"), ("é", "W")])
+        );
+    }
+
+    #[test]
+    fn a_rerolls_kept_tokens_stay_the_original_candidates() {
+        // r0 wrote " a cat."; a reroll kept " a" of it and wrote " dog." after.
+        let mut story = story(&["Once"], &[" a cat."], "Once a cat.");
+        story.go_to("r0", false).unwrap();
+        story.edit("Once a");
+        let id = round_with(&mut story, &[1], &[(" dog.", &[1])], "t")[0].clone();
+        for record in &mut story.records {
+            if record.record_id == id {
+                record.rerolled_from = Some("r0".into());
+            }
+        }
+        story.choose(&id, "human").unwrap();
+        assert_eq!(
+            shown(&story),
+            pairs(&[("Once", "W"), (" a", "r0"), (" dog.", &id)])
         );
     }
 

@@ -105,6 +105,11 @@ pub struct CandidateRecord {
     /// records, and left out of exported datasets unless asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden_mean: Option<HiddenState>,
+    /// For a candidate of a "reroll from here" round: the record whose first tokens its input
+    /// kept (its input is that record's input and those tokens). Absent otherwise, and in
+    /// older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerolled_from: Option<String>,
 }
 
 /// A fresh random record or story id: 32 lowercase hex digits from the system's entropy source

@@ -128,6 +128,7 @@ impl Story {
                 edited_text: None,
                 hidden_mean: (!candidate.hidden_mean.is_empty())
                     .then(|| HiddenState::from_f32(&candidate.hidden_mean)),
+                rerolled_from: None,
             });
         }
         self.pending = self.records[first..]

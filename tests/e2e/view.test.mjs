@@ -1,14 +1,15 @@
 // End-to-end tests of the writer's view in headless Chromium, through data-testid and data-*
 // attributes (never colours): who wrote which words of the story, the counts under it, a picked
-// passage's tokens with their probabilities, and the tree of rounds and candidates walked by
-// keyboard. Run by tests/e2e/run.sh, which passes E2E_URL and E2E_OUT (the screenshots of the
-// tree and the tokens, tree.png and tokens.png, are the README's).
+// passage's tokens with their probabilities, the tree of rounds and candidates walked by
+// keyboard, and "reroll from here" on a token, found with rerolled_from in the export. Run by
+// tests/e2e/run.sh, which passes E2E_URL and E2E_OUT (the screenshots of the tree and the
+// tokens, tree.png and tokens.png, are the README's).
 //
 // The tests share one page and one story, each step continuing the one before; once a step
 // fails the later ones are skipped.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   byTestId,
@@ -301,6 +302,66 @@ step('the tree: walked by keyboard to a rejected candidate, continued from it, t
   await firstRound.locator(':scope > .line').click();
   await storyIs(page, OPENING, SLOW);
   await candidatesReady(page, SLOW);
+});
+
+/** The records of every story, as Export downloads them. */
+async function exportedRecords() {
+  const [download] = await Promise.all([
+    page.waitForEvent('download', (d) => d.suggestedFilename() === 'records.jsonl'),
+    page.locator(byTestId('export')).click(),
+  ]);
+  const path = join(OUT, 'view-records.jsonl');
+  await download.saveAs(path);
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((line) => line.trim())
+    .map((line) => JSON.parse(line));
+}
+
+step('reroll from a token: new candidates continue the tokens before it, recorded with rerolled_from', async () => {
+  const fresh = await round();
+  await pressKeyIn(page, String(fresh.pick));
+  await storyIs(page, OPENING + fresh.texts[fresh.pick - 1], SLOW);
+  const passage = page.locator(`${byTestId('story')} [data-author="model"]`);
+  const original = await passage.getAttribute('data-record');
+  await passage.click();
+  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="token"]').length === n, fresh.tokens[fresh.pick - 1], {
+    timeout: SLOW,
+  });
+  // The last token the reroll can start from (those before it decode exactly); Enter on it.
+  const from = page.locator(`${byTestId('tokens')} [data-index]`).last();
+  const kept = Number(await from.getAttribute('data-index'));
+  const keptText = await page.evaluate(
+    (n) => [...document.querySelectorAll('[data-testid="token"]')].slice(0, n).map((t) => t.textContent).join(''),
+    kept,
+  );
+  await from.focus();
+  await page.keyboard.press('Enter');
+  await candidatesReady(page, SLOW);
+  await storyIs(page, OPENING + keptText, SLOW);
+  const cards = await cardTexts(page);
+  await pressKeyIn(page, '1');
+  await storyIs(page, OPENING + keptText + cards[0], SLOW);
+  // The kept tokens are still the original candidate's words.
+  const shown = await passages();
+  assert.deepEqual(shown[0].text, OPENING);
+  if (keptText) assert.deepEqual([shown[1].record, shown[1].text], [original, keptText]);
+
+  const records = await exportedRecords();
+  const originalRecord = records.find((r) => r.record_id === original);
+  const rerolled = records.filter((r) => r.rerolled_from === original);
+  assert.equal(rerolled.length, 3);
+  for (const record of rerolled) {
+    assert.equal(record.input_text, OPENING + keptText);
+    assert.deepEqual(record.input_ids, [...originalRecord.input_ids, ...originalRecord.output_ids.slice(0, kept)]);
+    assert.equal(record.policy, originalRecord.policy);
+    assert.deepEqual(record.params, originalRecord.params);
+    assert.equal(record.step, originalRecord.step);
+    assert.equal(record.parent_record_id, originalRecord.parent_record_id);
+  }
+  assert.equal(rerolled.filter((r) => r.chosen).length, 1);
+  // Records of other rounds carry no rerolled_from.
+  assert.ok(records.filter((r) => !rerolled.includes(r)).every((r) => r.rerolled_from == null));
 });
 
 test('no console errors, page errors or worker errors', () => {

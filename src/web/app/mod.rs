@@ -247,7 +247,7 @@ impl App {
                 self.writing
                     .round_done(self, round, &input_ids, &generation);
             }
-            Event::Pieces { record_id, pieces } => self.story_view.show_tokens(&record_id, &pieces),
+            Event::Pieces { record_id, pieces } => self.story_view.show_tokens(&record_id, pieces),
             Event::Cached { models } => self.models.render_cached(&models),
             Event::PickerProgress { done } => self.picker.progress(done),
             Event::PickerTrained { picker } => self.picker.trained(self, *picker),

@@ -34,8 +34,16 @@ pub(super) struct StoryView {
     warning: HtmlElement,
     tokens_box: HtmlElement,
     tokens: HtmlElement,
-    /// The record whose tokens were asked for, and its log-probabilities.
-    asked: RefCell<Option<(String, Vec<f32>)>>,
+    /// The record whose tokens were asked for, its log-probabilities and, once shown, their
+    /// texts.
+    asked: RefCell<Option<Asked>>,
+}
+
+/// A record whose tokens are shown (or asked for).
+struct Asked {
+    record_id: String,
+    logprobs: Vec<f32>,
+    pieces: Vec<String>,
 }
 
 impl StoryView {
@@ -73,6 +81,42 @@ impl StoryView {
                 app.story_view.open_tokens(app, &event)
             }),
         );
+        on::<web_sys::Event>(
+            &self.tokens,
+            "click",
+            with_app(app, |app, event: web_sys::Event| {
+                app.story_view.reroll(app, &event)
+            }),
+        );
+        on::<KeyboardEvent>(
+            &self.tokens,
+            "keydown",
+            with_app(app, |app, event: KeyboardEvent| {
+                if event.key() == "Enter" {
+                    app.story_view.reroll(app, &event);
+                }
+            }),
+        );
+    }
+
+    /// Rerolls from the token `event` is on (one whose tokens before it decode exactly).
+    fn reroll(&self, app: &Rc<App>, event: &web_sys::Event) {
+        let Some(at) = closest(event, "[data-index]")
+            .and_then(|t| t.get_attribute("data-index"))
+            .and_then(|i| i.parse::<usize>().ok())
+        else {
+            return;
+        };
+        let (record_id, kept_text) = {
+            let asked = self.asked.borrow();
+            let Some(asked) = asked.as_ref() else {
+                return;
+            };
+            let kept: String = asked.pieces.iter().take(at).map(String::as_str).collect();
+            (asked.record_id.clone(), kept)
+        };
+        show(&self.tokens_box, false);
+        app.writing.reroll(app, &record_id, at, &kept_text);
     }
 
     /// Asks the worker for the tokens of the model passage `event` is on.
@@ -87,23 +131,31 @@ impl StoryView {
             let Some(record) = state.current.as_ref().and_then(|c| c.story.record(&id)) else {
                 return;
             };
-            self.asked
-                .replace(Some((id.clone(), record.logprobs.clone())));
+            self.asked.replace(Some(Asked {
+                record_id: id.clone(),
+                logprobs: record.logprobs.clone(),
+                pieces: vec![],
+            }));
             record.output_ids.clone()
         };
         app.send(&Request::Decode { record_id: id, ids }, &JsValue::UNDEFINED);
     }
 
     /// Shows the tokens the worker decoded for the record asked last: each as text, with its
-    /// probability.
-    pub(super) fn show_tokens(&self, record_id: &str, pieces: &[String]) {
-        let asked = self.asked.borrow();
-        let Some((_, logprobs)) = asked.as_ref().filter(|(id, _)| id == record_id) else {
+    /// probability; a click (or Enter) on one rerolls from it, where the tokens before it
+    /// decode to exactly their text (none split a character).
+    pub(super) fn show_tokens(&self, record_id: &str, pieces: Vec<String>) {
+        let mut asked = self.asked.borrow_mut();
+        let Some(asked) = asked.as_mut().filter(|a| a.record_id == record_id) else {
             return;
         };
         clear(&self.tokens);
         let _ = self.tokens.set_attribute("data-record", record_id);
-        for (piece, logprob) in pieces.iter().zip(logprobs) {
+        let exact = pieces
+            .iter()
+            .position(|p| p.contains('\u{fffd}'))
+            .unwrap_or(pieces.len());
+        for (at, (piece, logprob)) in pieces.iter().zip(&asked.logprobs).enumerate() {
             let prob = logprob.exp();
             let token = text_el("span", "token", piece);
             set_attributes(
@@ -116,8 +168,20 @@ impl StoryView {
                     ("title", &format!("{:.1}%", 100.0 * prob)),
                 ],
             );
+            if at <= exact {
+                set_attributes(
+                    &token,
+                    &[
+                        ("data-index", &at.to_string()),
+                        ("role", "button"),
+                        ("tabindex", "0"),
+                        ("aria-description", "reroll from here"),
+                    ],
+                );
+            }
             append(&self.tokens, &token);
         }
+        asked.pieces = pieces;
         show(&self.tokens_box, true);
     }
 
