@@ -94,6 +94,7 @@ fn main() -> Result<()> {
                             (0..hidden).map(|_| rng.random_range(-1.0..1.0)).collect();
                         HiddenState::from_f32(&values)
                     }),
+                    rerolled_from: None,
                 };
                 if is_chosen {
                     parent = Some(record_id);

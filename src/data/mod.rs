@@ -2,6 +2,8 @@
 //! statistics over logs, and the dataset export. It does not depend on the engine (nor on
 //! candle): the types both speak are in [`crate::shared`].
 
+pub mod authorship;
+pub mod counts;
 pub mod dataset;
 pub mod design;
 pub mod events;
@@ -11,4 +13,5 @@ pub mod records;
 pub mod stats;
 pub mod stored;
 pub mod story;
+pub mod tree;
 pub mod unpaired;

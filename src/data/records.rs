@@ -105,6 +105,11 @@ pub struct CandidateRecord {
     /// records, and left out of exported datasets unless asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden_mean: Option<HiddenState>,
+    /// For a candidate of a "reroll from here" round: the record whose first tokens its input
+    /// kept (its input is that record's input and those tokens). Absent otherwise, and in
+    /// older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerolled_from: Option<String>,
 }
 
 /// A fresh random record or story id: 32 lowercase hex digits from the system's entropy source
@@ -134,9 +139,14 @@ pub fn timestamp_now() -> String {
 /// Milliseconds from `start` to `end` (RFC 3339 timestamps); `None` if either is missing or
 /// unreadable, or `end` is earlier.
 pub fn millis_between(start: &str, end: &Option<String>) -> Option<u64> {
-    let start = humantime::parse_rfc3339_weak(start.trim_end_matches('Z')).ok()?;
-    let end = humantime::parse_rfc3339_weak(end.as_deref()?.trim_end_matches('Z')).ok()?;
+    let start = parse_timestamp(start)?;
+    let end = parse_timestamp(end.as_deref()?)?;
     end.duration_since(start).ok().map(|d| d.as_millis() as u64)
+}
+
+/// An RFC 3339 timestamp as a time; `None` when unreadable.
+pub fn parse_timestamp(at: &str) -> Option<std::time::SystemTime> {
+    humantime::parse_rfc3339_weak(at.trim_end_matches('Z')).ok()
 }
 
 #[cfg(test)]

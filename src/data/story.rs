@@ -128,6 +128,7 @@ impl Story {
                 edited_text: None,
                 hidden_mean: (!candidate.hidden_mean.is_empty())
                     .then(|| HiddenState::from_f32(&candidate.hidden_mean)),
+                rerolled_from: None,
             });
         }
         self.pending = self.records[first..]
@@ -177,7 +178,7 @@ impl Story {
 
     /// The record ids of the round generated at `created_at` after the choice `parent`, for the
     /// current text.
-    fn round(&self, parent: Option<&str>, created_at: &str) -> Vec<String> {
+    pub(crate) fn round(&self, parent: Option<&str>, created_at: &str) -> Vec<String> {
         self.records
             .iter()
             .filter(|r| {
@@ -331,15 +332,21 @@ impl Story {
     }
 }
 
+/// Rounds recorded without a model, for the data layer's tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
     use crate::data::design::{plan_round, Display};
     use crate::data::params::{PolicyMix, StepTable};
 
-    /// Records a round of two candidates writing `texts`, created at `at` (rounds in one
-    /// millisecond would share their time).
-    fn round(story: &mut Story, texts: [&str; 2], at: &str) -> Vec<String> {
+    /// Records a round fed `input_ids` whose candidates write `outputs` (text and ids; at most
+    /// three), created at `at`. Returns the new record ids.
+    pub(crate) fn round_with(
+        story: &mut Story,
+        input_ids: &[u32],
+        outputs: &[(&str, &[u32])],
+        at: &str,
+    ) -> Vec<String> {
         let table = StepTable::bundled();
         let planned = plan_round(
             &table,
@@ -349,13 +356,13 @@ mod tests {
             7,
             Display::InMixOrder,
         );
-        let candidates: Vec<Candidate> = texts
+        let candidates: Vec<Candidate> = outputs
             .iter()
             .zip(&planned)
-            .map(|(text, plan)| Candidate {
-                ids: vec![1],
+            .map(|((text, ids), plan)| Candidate {
+                ids: ids.to_vec(),
                 text: text.to_string(),
-                logprobs: vec![0.0],
+                logprobs: vec![0.0; ids.len()],
                 params: plan.params.clone(),
                 seed: plan.seed,
                 finish_reason: FinishReason::Length,
@@ -368,7 +375,7 @@ mod tests {
             quantization: "f32".into(),
             content_hash: String::new(),
         };
-        let records = story.add_round(&[1], &planned[..2], &candidates, &model);
+        let records = story.add_round(input_ids, &planned[..outputs.len()], &candidates, &model);
         let ids: Vec<String> = records
             .unwrap()
             .iter()
@@ -383,6 +390,20 @@ mod tests {
         }
         ids
     }
+
+    /// Records a round of two candidates writing `texts`, created at `at` (rounds in one
+    /// millisecond would share their time).
+    pub(crate) fn round(story: &mut Story, texts: [&str; 2], at: &str) -> Vec<String> {
+        round_with(story, &[1], &[(texts[0], &[1]), (texts[1], &[1])], at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::round;
+    use super::*;
+    use crate::data::design::{plan_round, Display};
+    use crate::data::params::{PolicyMix, StepTable};
 
     #[test]
     fn plan_round_is_reproducible_with_consecutive_seeds() {

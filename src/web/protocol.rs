@@ -101,6 +101,14 @@ pub enum Request {
         /// Its name in the cache.
         name: String,
     },
+    /// The text of each of a record's generated ids, answered by [`Event::Pieces`] (nothing
+    /// while no model is loaded or a round runs).
+    Decode {
+        /// The record they belong to (echoed).
+        record_id: String,
+        /// The ids.
+        ids: Vec<u32>,
+    },
     /// Train a picker on these records (the writer's own), reporting
     /// [`Event::PickerProgress`] then [`Event::PickerTrained`] or [`Event::Error`].
     TrainPicker {
@@ -176,6 +184,8 @@ pub enum Event {
         from_cache: bool,
         /// Its vocabulary size (the parameter table clamps top_k to it).
         vocab_size: usize,
+        /// Its context length in tokens (the window the story is read through).
+        context_length: usize,
         /// The worker's WebAssembly memory after loading, in bytes (it never shrinks).
         wasm_memory_bytes: u64,
     },
@@ -198,6 +208,14 @@ pub enum Event {
         generation: Generation,
         /// The worker's WebAssembly memory after the round, in bytes.
         wasm_memory_bytes: u64,
+    },
+    /// The text of each id of a [`Request::Decode`] (bytes of a character split across ids
+    /// come out as U+FFFD).
+    Pieces {
+        /// The record asked about.
+        record_id: String,
+        /// One text per id.
+        pieces: Vec<String>,
     },
     /// The cached models.
     Cached {
@@ -262,7 +280,10 @@ impl Request {
     pub fn failed(&self) -> Failed {
         match self {
             Request::LoadModel { .. } => Failed::Load,
-            Request::ListCached | Request::DeleteCached { .. } => Failed::Cache,
+            // Failures of these show as a notice only.
+            Request::ListCached | Request::DeleteCached { .. } | Request::Decode { .. } => {
+                Failed::Cache
+            }
             Request::TrainPicker { .. } => Failed::Picker,
             Request::Generate { .. } | Request::Stop { .. } => Failed::Generate,
         }
@@ -300,6 +321,14 @@ mod tests {
         });
         round_trip(Request::LoadModel {
             source: ModelSource::File { name: "b".into() },
+        });
+        round_trip(Request::Decode {
+            record_id: "r".into(),
+            ids: vec![5, 6],
+        });
+        round_trip(Event::Pieces {
+            record_id: "r".into(),
+            pieces: vec![" a".into(), "\u{fffd}".into()],
         });
         round_trip(Request::Generate {
             round: 7,
@@ -344,6 +373,7 @@ mod tests {
             demo: false,
             from_cache: true,
             vocab_size: 250_880,
+            context_length: 2048,
             wasm_memory_bytes: 4 << 30,
         });
         round_trip(Event::Token {

@@ -99,6 +99,7 @@ fn records_carry_it_compactly_and_old_records_still_read() {
         // 256 f16 values: 684 base64 characters.
         let bare = record_json_line(&CandidateRecord {
             hidden_mean: None,
+            rerolled_from: None,
             ..record.clone()
         });
         assert_eq!(line.len() - bare.len(), r#","hidden_mean":"""#.len() + 684);

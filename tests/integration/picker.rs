@@ -122,6 +122,7 @@ fn without_hidden(log: &[CandidateRecord]) -> Vec<CandidateRecord> {
     log.iter()
         .map(|r| CandidateRecord {
             hidden_mean: None,
+            rerolled_from: None,
             ..r.clone()
         })
         .collect()

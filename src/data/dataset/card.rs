@@ -38,6 +38,7 @@ const RECORD_FIELDS: &[(&str, &str, &str)] = &[
     ("rejected_all_at", "string or null", "When the writer rejected the whole round (asked for new candidates) without picking."),
     ("edited_at", "string or null", "When the story was edited by hand after this candidate was picked."),
     ("edited_text", "string or null", "The story text after that edit."),
+    ("rerolled_from", "string (only when set)", "For a candidate of a \"reroll from here\" round: the `record_id` whose first tokens its input kept (its input is that record's input and those tokens)."),
 ];
 
 const PAIR_FIELDS: &[(&str, &str, &str)] = &[

@@ -168,7 +168,7 @@ fn part(card: &HtmlElement, class: &str) -> Option<web_sys::Element> {
 }
 
 /// A candidate's sampling parameters in one line.
-fn params_line(params: &SamplingParams) -> String {
+pub(super) fn params_line(params: &SamplingParams) -> String {
     format!(
         "temperature {:.2} · top-k {} · top-p {:.2} · typical-p {:.2} · repetition {:.2} · max {} tokens",
         params.temperature,

@@ -1,14 +1,16 @@
 //! The page, as one component per panel: `models` (the header's status, the demo notices,
-//! model sources, loading, the cache), `story_list`, `writing` (the story and the writing
-//! buttons) with `cards` (the candidate cards, kept in view while a round streams),
-//! `branches`, `settings_panel` (settings and the chart) and `transfer` (export and import).
+//! model sources, loading, the cache), `story_list`, `story_view` (the story by author, and its
+//! counts), `writing` (the title, editor and writing buttons) with `cards` (the candidate
+//! cards, kept in view while a round streams), `tree_view`, `branches`, `settings_panel`
+//! (settings and the chart) and `transfer` (export and import).
 //!
 //! Each component holds its DOM nodes and its slice of state; what several of them read — the
 //! database, the loaded model's identity and the open story — is the app's `State`. The model
 //! worker's events reach the panels in one place, `App::dispatch`. Listeners are installed once
 //! at start-up and hold a `Weak` of the app; the lists that are drawn again (stories, branches,
-//! cached models) have one delegated listener each, which reads ids from data attributes, so
-//! drawing a list creates no listener and nothing outlives its elements. A choice, an undo or
+//! the tree, the story's passages, cached models) have one delegated listener each, which reads
+//! ids from data attributes, so drawing a list creates no listener and nothing outlives its
+//! elements. A choice, an undo or
 //! an edit is written to IndexedDB first and shown after the write has committed.
 
 mod autopilot;
@@ -18,7 +20,9 @@ mod models;
 mod picker_panel;
 mod settings_panel;
 mod story_list;
+mod story_view;
 mod transfer;
+mod tree_view;
 mod writing;
 
 use std::cell::RefCell;
@@ -43,7 +47,9 @@ use models::Models;
 use picker_panel::PickerPanel;
 use settings_panel::SettingsPanel;
 use story_list::StoryList;
+use story_view::StoryView;
 use transfer::Transfer;
+use tree_view::TreeView;
 use writing::Writing;
 
 /// What several panels read.
@@ -53,6 +59,8 @@ struct State {
     db: Option<Db>,
     /// The loaded model's identity (recorded with its candidates); `None` until one is ready.
     model: Option<ModelIdentity>,
+    /// The loaded model's context length, in tokens; `None` until one is ready.
+    context_length: Option<usize>,
     /// The open story.
     current: Option<StoredStory>,
 }
@@ -64,10 +72,12 @@ struct App {
     notice: HtmlElement,
     models: Models,
     stories: StoryList,
+    story_view: StoryView,
     writing: Writing,
     autopilot: Autopilot,
     picker: PickerPanel,
     branches: Branches,
+    tree: TreeView,
     settings: SettingsPanel,
     transfer: Transfer,
 }
@@ -96,10 +106,12 @@ pub fn run() {
         notice: by_testid("notice"),
         models: Models::new(),
         stories: StoryList::new(),
+        story_view: StoryView::new(),
         writing: Writing::new(),
         autopilot: Autopilot::new(),
         picker: PickerPanel::new(),
         branches: Branches::new(),
+        tree: TreeView::new(),
         settings: SettingsPanel::new(),
         transfer: Transfer::new(),
     });
@@ -115,10 +127,12 @@ pub fn run() {
     }
     app.models.wire(&app);
     app.stories.wire(&app);
+    app.story_view.wire(&app);
     app.writing.wire(&app);
     app.autopilot.wire(&app);
     app.picker.wire(&app);
     app.branches.wire(&app);
+    app.tree.wire(&app);
     app.settings.wire(&app);
     app.transfer.wire(&app);
     app.start_worker();
@@ -203,11 +217,17 @@ impl App {
                 demo,
                 from_cache,
                 vocab_size,
+                context_length,
                 wasm_memory_bytes,
             } => {
                 self.models.show_memory(wasm_memory_bytes);
                 self.models.ready(&identity, &name, demo, from_cache);
-                self.state.borrow_mut().model = Some(identity);
+                {
+                    let mut state = self.state.borrow_mut();
+                    state.model = Some(identity);
+                    state.context_length = Some(context_length);
+                }
+                self.render_story();
                 self.send(&Request::ListCached, &JsValue::UNDEFINED);
                 self.writing.update_buttons(self);
                 self.settings.model_ready(self, vocab_size);
@@ -227,6 +247,7 @@ impl App {
                 self.writing
                     .round_done(self, round, &input_ids, &generation);
             }
+            Event::Pieces { record_id, pieces } => self.story_view.show_tokens(&record_id, pieces),
             Event::Cached { models } => self.models.render_cached(&models),
             Event::PickerProgress { done } => self.picker.progress(done),
             Event::PickerTrained { picker } => self.picker.trained(self, *picker),
@@ -263,9 +284,19 @@ impl App {
 
     /// Shows the open story everywhere it appears.
     fn render_all(self: &Rc<Self>) {
+        self.render_story();
         self.writing.render(self);
         self.branches.render(self);
+        self.tree
+            .render(self.state.borrow().current.as_ref().map(|c| &c.story));
         self.settings.render_chart(self);
+    }
+
+    /// Shows the open story's text and counts.
+    fn render_story(&self) {
+        let state = self.state.borrow();
+        let story = state.current.as_ref().map(|c| &c.story);
+        self.story_view.render(story, state.context_length);
     }
 
     /// Applies `change` to the open story, saves it, then shows it (unless a round is running).

@@ -1,4 +1,4 @@
-//! The writing area: the story and its title, the hand editor, the prompt and the writing
+//! The writing area: the story's title, the hand editor, the prompt and the writing
 //! buttons (with their keys), and what the candidate cards (`cards.rs`) show of the round being
 //! written or decided.
 
@@ -13,8 +13,8 @@ use web_sys::{
 
 use super::cards::{Cards, Reveal};
 use super::{click, default_title, with_app, App};
-use crate::data::records::timestamp_now;
-use crate::data::story::{PlannedCandidate, Story};
+use crate::data::records::{new_seed, timestamp_now};
+use crate::data::story::{PlannedCandidate, Story, TokenPrefix};
 use crate::engine::generate::{Generation, GenerationStats};
 use crate::session::candidate_specs;
 use crate::web::dom::{by_testid, document, input, now_ms, on, set_text, show, textarea};
@@ -27,11 +27,12 @@ struct Running {
     planned: Vec<PlannedCandidate>,
     started_ms: f64,
     tokens: Vec<usize>,
+    /// The record a "reroll from here" round continues part of.
+    rerolled_from: Option<String>,
 }
 
 /// The writing area's nodes and state.
 pub(super) struct Writing {
-    story: HtmlElement,
     title: HtmlInputElement,
     prompt: HtmlTextAreaElement,
     editor_box: HtmlElement,
@@ -57,7 +58,6 @@ impl Writing {
     /// Finds the writing area's nodes.
     pub(super) fn new() -> Self {
         Self {
-            story: by_testid("story"),
             title: input("story-title"),
             prompt: textarea("prompt"),
             editor_box: by_testid("story-editor-box"),
@@ -179,6 +179,67 @@ impl Writing {
             Ok(planned) => planned,
             Err(e) => return app.notice(&format!("Check the manual overrides in Settings: {e}")),
         };
+        let known = stored.story.token_prefix();
+        self.start(app, stored, planned, known, None);
+    }
+
+    /// Rerolls from token `kept` of record `record_id`: the story goes back to that record's
+    /// round, keeps the record's input and its first `kept` tokens (`kept_text`), and a round of
+    /// candidates with the record's policy and parameters (new seeds) continues them, its
+    /// records marked `rerolled_from` the record.
+    pub(super) fn reroll(&self, app: &Rc<App>, record_id: &str, kept: usize, kept_text: &str) {
+        if self.running() || app.state.borrow().model.is_none() {
+            return;
+        }
+        let prepared = {
+            let mut state = app.state.borrow_mut();
+            let Some(current) = state.current.as_mut() else {
+                return;
+            };
+            let Some(record) = current.story.record(record_id).cloned() else {
+                return;
+            };
+            if kept > record.output_ids.len() {
+                return;
+            }
+            if let Err(e) = current.story.go_to(record_id, false) {
+                drop(state);
+                return app.notice(&e.to_string());
+            }
+            let text = format!("{}{kept_text}", record.input_text);
+            current.story.edit(&text);
+            current.updated_at = timestamp_now();
+            let known = TokenPrefix {
+                text_len: text.len(),
+                ids: [&record.input_ids[..], &record.output_ids[..kept]].concat(),
+            };
+            (current.clone(), record, known)
+        };
+        let (stored, record, known) = prepared;
+        let count = app.settings.plan(record.step).map_or(1, |p| p.len());
+        let first_seed = new_seed();
+        let planned = (0..count)
+            .map(|i| PlannedCandidate {
+                params: record.params.clone(),
+                policy: record.policy.clone(),
+                param_table: record.param_table.clone(),
+                seed: (first_seed + i as u64) & ((1 << 53) - 1),
+                design: None,
+            })
+            .collect();
+        self.start(app, stored, planned, Some(known), Some(record.record_id));
+    }
+
+    /// Starts a round of `planned` candidates continuing `stored`'s text (whose beginning's ids
+    /// are `known`): saves the story first, then asks the worker.
+    fn start(
+        &self,
+        app: &Rc<App>,
+        stored: StoredStory,
+        planned: Vec<PlannedCandidate>,
+        known: Option<TokenPrefix>,
+        rerolled_from: Option<String>,
+    ) {
         let round = self.next_round.get();
         self.next_round.set(round + 1);
         *self.running.borrow_mut() = Some(Running {
@@ -186,6 +247,7 @@ impl Writing {
             tokens: vec![0; planned.len()],
             planned: planned.clone(),
             started_ms: now_ms(),
+            rerolled_from,
         });
         self.prompt.set_value("");
         app.notice("");
@@ -202,7 +264,7 @@ impl Writing {
             let request = Request::Generate {
                 round,
                 text: stored.story.text.clone(),
-                known: stored.story.token_prefix(),
+                known,
                 candidates: candidate_specs(&planned),
             };
             app.send(&request, &JsValue::UNDEFINED);
@@ -314,6 +376,7 @@ impl Writing {
             let (Some(model), Some(current)) = (model.as_ref(), current.as_mut()) else {
                 return;
             };
+            let first = current.story.records.len();
             let added =
                 current
                     .story
@@ -321,6 +384,9 @@ impl Writing {
             if let Err(e) = added {
                 drop(state);
                 return app.notice(&format!("The round could not be recorded: {e}"));
+            }
+            for record in &mut current.story.records[first..] {
+                record.rerolled_from.clone_from(&running.rerolled_from);
             }
             current.updated_at = timestamp_now();
             current.clone()
@@ -390,17 +456,16 @@ impl Writing {
         }
     }
 
-    /// Shows the open story, its title (unless the writer is typing one), the cards and the
+    /// Shows the open story's title (unless the writer is typing one), the cards and the
     /// buttons.
     pub(super) fn render(&self, app: &Rc<App>) {
-        let (title, text) = app
+        let title = app
             .state
             .borrow()
             .current
             .as_ref()
-            .map(|c| (c.title.clone(), c.story.text.clone()))
+            .map(|c| c.title.clone())
             .unwrap_or_default();
-        set_text(&self.story, &text);
         if document().active_element().as_ref() != Some(self.title.as_ref()) {
             self.title.set_value(&title);
         }

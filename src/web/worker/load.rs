@@ -224,6 +224,7 @@ fn ready_event(loaded: &LoadedModel, name: &str, demo: bool, from_cache: bool) -
         demo,
         from_cache,
         vocab_size: loaded.model.config().vocab_size,
+        context_length: loaded.model.config().context_length,
         wasm_memory_bytes: wasm_memory_bytes(),
     }
 }

@@ -139,6 +139,15 @@ async fn handle(request: Request, attachment: JsValue, state: &State) {
             }
             list_cached().await;
         }
+        Request::Decode { record_id, ids } => {
+            if let Some(loaded) = &*state.model.borrow() {
+                let pieces = ids
+                    .iter()
+                    .map(|id| loaded.tokenizer.decode(&[*id]).unwrap_or_default())
+                    .collect();
+                post(&Event::Pieces { record_id, pieces });
+            }
+        }
         Request::TrainPicker { records } => train_picker(&records),
     }
 }

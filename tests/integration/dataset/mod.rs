@@ -129,6 +129,7 @@ impl Sample {
                 edited_at: None,
                 edited_text: None,
                 hidden_mean: None,
+                rerolled_from: None,
             };
             ids.push(record.record_id.clone());
             self.records.push(record);

@@ -230,6 +230,7 @@ fn generated_records() -> Vec<CandidateRecord> {
                 edited_at: None,
                 edited_text: None,
                 hidden_mean: None,
+                rerolled_from: None,
             });
         }
         let chosen = &records[records.len() - 2];

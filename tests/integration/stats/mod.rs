@@ -140,6 +140,7 @@ fn generate_records(seed: u64) -> Vec<Generated> {
                     edited_at: None,
                     edited_text: None,
                     hidden_mean: None,
+                    rerolled_from: None,
                 };
                 if is_chosen {
                     parent = Some(record_id);

@@ -1,0 +1,317 @@
+//! The tree panel: the story's rounds and their candidates as an ARIA tree (see
+//! [`crate::data::tree`]), drawn once per change of the story (never per token). Every item
+//! is an `li` with `data-kind` (`round` or `candidate`) and `data-record` (the round's first
+//! record, or the candidate's); candidates carry `data-outcome` and the current path
+//! `data-current`. One delegated listener per event reads them: a click or Enter continues from
+//! the item (a round waits for a choice again; a candidate is taken), the arrow keys move (up
+//! and down: siblings, left: parent, right: first child), Space or the fold marker folds.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use wasm_bindgen::JsCast;
+use web_sys::{Element, HtmlElement, KeyboardEvent};
+
+use super::{with_app, App};
+use crate::data::story::Story;
+use crate::data::tree::{outcome, Outcome, Round, Tree};
+use crate::web::dom::{append, by_testid, clear, closest, document, el, on, text_el};
+
+/// Characters of a candidate's text shown in its item.
+const EXCERPT_CHARS: usize = 60;
+
+/// The tree and the items the writer folded.
+pub(super) struct TreeView {
+    root: HtmlElement,
+    /// `kind:record` of the folded items (kept while the page lives, across redraws).
+    folded: RefCell<HashSet<String>>,
+}
+
+impl TreeView {
+    /// Finds the tree.
+    pub(super) fn new() -> Self {
+        Self {
+            root: by_testid("tree"),
+            folded: RefCell::default(),
+        }
+    }
+
+    /// Installs the tree's click and key listeners (one each, for every item).
+    pub(super) fn wire(&self, app: &Rc<App>) {
+        on::<web_sys::Event>(
+            &self.root,
+            "click",
+            with_app(app, |app, event: web_sys::Event| {
+                let Some(item) = closest(&event, "li[role=treeitem]") else {
+                    return;
+                };
+                if closest(&event, ".fold").is_some() {
+                    app.tree.fold(&item);
+                } else {
+                    continue_from(app, &item);
+                }
+            }),
+        );
+        on::<KeyboardEvent>(
+            &self.root,
+            "keydown",
+            with_app(app, |app, event: KeyboardEvent| {
+                let Some(item) = closest(&event, "li[role=treeitem]") else {
+                    return;
+                };
+                let tree = &app.tree;
+                let to = match event.key().as_str() {
+                    "ArrowDown" => item.next_element_sibling(),
+                    "ArrowUp" => item.previous_element_sibling(),
+                    "ArrowLeft" => item
+                        .parent_element()
+                        .and_then(|group| group.closest("li[role=treeitem]").ok().flatten()),
+                    "ArrowRight" => {
+                        if item.get_attribute("aria-expanded").as_deref() == Some("false") {
+                            tree.fold(&item);
+                        }
+                        first_child(&item)
+                    }
+                    "Enter" => {
+                        continue_from(app, &item);
+                        None
+                    }
+                    " " => {
+                        tree.fold(&item);
+                        None
+                    }
+                    _ => return,
+                };
+                event.prevent_default();
+                if let Some(to) = to {
+                    focus(&to);
+                }
+            }),
+        );
+    }
+
+    /// Folds or unfolds `item` (when it has children).
+    fn fold(&self, item: &Element) {
+        let Some(expanded) = item.get_attribute("aria-expanded") else {
+            return;
+        };
+        let open = expanded == "false";
+        let _ = item.set_attribute("aria-expanded", if open { "true" } else { "false" });
+        let mut folded = self.folded.borrow_mut();
+        if open {
+            folded.remove(&key(item));
+        } else {
+            folded.insert(key(item));
+        }
+    }
+
+    /// Draws the open story's tree; the focus stays on the item it was on.
+    pub(super) fn render(&self, story: Option<&Story>) {
+        let focused = document()
+            .active_element()
+            .filter(|active| self.root.contains(Some(active.as_ref())))
+            .map(|active| key(&active));
+        clear(&self.root);
+        let Some(story) = story else {
+            return;
+        };
+        let tree = Tree::new(story);
+        let draw = Draw {
+            story,
+            tree: &tree,
+            folded: &self.folded.borrow(),
+            last_on_path: RefCell::default(),
+        };
+        draw.rounds(&self.root, None);
+        // The tree's one tab stop: the item focused before, else the current path's last one.
+        let before = focused
+            .as_deref()
+            .and_then(|key| self.root.query_selector(&item_selector(key)).ok().flatten());
+        let target = before
+            .or_else(|| draw.last_on_path.take().map(Into::into))
+            .or_else(|| self.root.first_element_child());
+        if let Some(target) = target.and_then(|t| t.dyn_into::<HtmlElement>().ok()) {
+            target.set_tab_index(0);
+            if focused.is_some() {
+                let _ = target.focus();
+            }
+        }
+    }
+}
+
+/// What drawing one story's tree reads.
+struct Draw<'a> {
+    story: &'a Story,
+    tree: &'a Tree<'a>,
+    folded: &'a HashSet<String>,
+    /// The last item drawn on the current path.
+    last_on_path: RefCell<Option<HtmlElement>>,
+}
+
+impl Draw<'_> {
+    /// Appends to `list` the rounds continuing `pick` (`None`: the opening's).
+    fn rounds(&self, list: &Element, pick: Option<&str>) {
+        for &at in self.tree.rounds_after(pick) {
+            let round = &self.tree.rounds[at];
+            let Some(first) = round.records.first() else {
+                continue;
+            };
+            let on_path = round.records.iter().any(|r| {
+                self.story.path.contains(&r.record_id) || self.story.pending.contains(&r.record_id)
+            });
+            let label = format!(
+                "Step {} · {} {}",
+                first.step,
+                round.records.len(),
+                if round.records.len() == 1 {
+                    "candidate"
+                } else {
+                    "candidates"
+                }
+            );
+            let item = self.item("round", &first.record_id, &label, on_path);
+            let _ = item.set_attribute("data-step", &first.step.to_string());
+            let group = self.group(&item, "round", &first.record_id, false);
+            for record in &round.records {
+                self.candidate(&group, round, record);
+            }
+            append(list, &item);
+        }
+    }
+
+    /// Appends candidate `record` of `round` to `group`, with the rounds continuing it.
+    fn candidate(
+        &self,
+        group: &Element,
+        round: &Round,
+        record: &crate::data::records::CandidateRecord,
+    ) {
+        let outcome = outcome(self.story, round, record);
+        let on_path = self.story.path.contains(&record.record_id);
+        let excerpt: String = record.output_text.chars().take(EXCERPT_CHARS).collect();
+        let more = if record.output_text.chars().count() > EXCERPT_CHARS {
+            "…"
+        } else {
+            ""
+        };
+        let label = format!(
+            "{} · {}{} · {} · “{excerpt}{more}”",
+            record.candidate,
+            describe(outcome),
+            if on_path { ", in the story" } else { "" },
+            record.policy
+        );
+        let item = self.item("candidate", &record.record_id, &label, on_path);
+        let _ = item.set_attribute("data-outcome", outcome.name());
+        let after = self.tree.rounds_after(Some(&record.record_id));
+        if !after.is_empty() {
+            // A single line of rounds is drawn without indenting (200 rounds stay readable);
+            // branches indent.
+            let branching = round
+                .records
+                .iter()
+                .filter(|r| !self.tree.rounds_after(Some(&r.record_id)).is_empty())
+                .count()
+                > 1;
+            let chain = after.len() == 1 && !branching;
+            let group = self.group(&item, "candidate", &record.record_id, chain);
+            self.rounds(&group, Some(&record.record_id));
+        }
+        append(group, &item);
+    }
+
+    /// A tree item of `kind` for `record`, labelled `label` (set as text).
+    fn item(&self, kind: &str, record: &str, label: &str, on_path: bool) -> HtmlElement {
+        let item = el("li", kind);
+        for (name, value) in [
+            ("role", "treeitem"),
+            ("data-testid", "tree-node"),
+            ("data-kind", kind),
+            ("data-record", record),
+            ("data-current", if on_path { "true" } else { "false" }),
+            ("tabindex", "-1"),
+        ] {
+            let _ = item.set_attribute(name, value);
+        }
+        if on_path {
+            self.last_on_path.replace(Some(item.clone()));
+        }
+        let line = el("span", "line");
+        let fold = el("span", "fold");
+        let _ = fold.set_attribute("aria-hidden", "true");
+        append(&line, &fold);
+        append(&line, &text_el("span", "label", label));
+        append(&item, &line);
+        item
+    }
+
+    /// The group holding `item`'s children (folded as the writer left it); `chain`: drawn
+    /// without indenting.
+    fn group(&self, item: &Element, kind: &str, record: &str, chain: bool) -> Element {
+        let folded = self.folded.contains(&format!("{kind}:{record}"));
+        let _ = item.set_attribute("aria-expanded", if folded { "false" } else { "true" });
+        let group = el("ul", if chain { "chain" } else { "" });
+        let _ = group.set_attribute("role", "group");
+        append(item, &group);
+        group.into()
+    }
+}
+
+/// An outcome in words.
+fn describe(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Chosen => "chosen",
+        Outcome::Waiting => "waiting",
+        Outcome::Rejected => "rejected",
+        Outcome::NotPicked => "not picked",
+    }
+}
+
+/// An item's `kind:record` key.
+fn key(item: &Element) -> String {
+    format!(
+        "{}:{}",
+        item.get_attribute("data-kind").unwrap_or_default(),
+        item.get_attribute("data-record").unwrap_or_default()
+    )
+}
+
+/// The selector of the item with `key`.
+fn item_selector(key: &str) -> String {
+    let (kind, record) = key.split_once(':').unwrap_or_default();
+    format!("li[data-kind=\"{kind}\"][data-record=\"{record}\"]")
+}
+
+/// The first item under `item`.
+fn first_child(item: &Element) -> Option<Element> {
+    item.query_selector(":scope > ul > li").ok().flatten()
+}
+
+/// Moves the tree's one tab stop to `item` and focuses it.
+fn focus(item: &Element) {
+    let Some(item) = item.dyn_ref::<HtmlElement>() else {
+        return;
+    };
+    if let Some(tree) = item.closest("[role=tree]").ok().flatten() {
+        while let Some(old) = tree
+            .query_selector("li[tabindex=\"0\"]")
+            .ok()
+            .flatten()
+            .and_then(|o| o.dyn_into::<HtmlElement>().ok())
+        {
+            old.set_tab_index(-1);
+        }
+    }
+    item.set_tab_index(0);
+    let _ = item.focus();
+}
+
+/// Continues the story from `item`: a round waits for a choice again, a candidate is taken.
+fn continue_from(app: &Rc<App>, item: &Element) {
+    let Some(record) = item.get_attribute("data-record") else {
+        return;
+    };
+    let pick = item.get_attribute("data-kind").as_deref() == Some("candidate");
+    app.change_story(move |story| story.go_to(&record, pick));
+}
