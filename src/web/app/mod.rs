@@ -33,7 +33,7 @@ use crate::data::story::Story;
 use crate::shared::ModelIdentity;
 use crate::web::dom::{by_testid, document, on, set_text, toggle_class, window};
 use crate::web::error::{Context, Error, Result};
-use crate::web::idb::{Db, StoredStory};
+use crate::web::idb::{Db, SaveError, StoredStory};
 use crate::web::protocol::{Event, Failed, Request};
 use crate::web::worker_client::WorkerClient;
 
@@ -298,6 +298,13 @@ impl App {
         let app = self.clone();
         spawn_local(async move {
             if app.save(&changed).await {
+                let revision = app
+                    .state
+                    .borrow()
+                    .current
+                    .as_ref()
+                    .map_or(0, |c| c.revision);
+                changed.revision = changed.revision.max(revision);
                 let saved = app.state.borrow().db.is_some();
                 app.state.borrow_mut().current = Some(changed);
                 if saved {
@@ -318,10 +325,27 @@ impl App {
             return true;
         };
         match db.save_story(stored).await {
-            Ok(()) => {
+            Ok(revision) => {
+                if let Some(current) = self.state.borrow_mut().current.as_mut() {
+                    if current.story.id == stored.story.id {
+                        current.revision = current.revision.max(revision);
+                    }
+                }
                 story_list::remember_current(&stored.story.id);
                 self.stories.refresh(self).await;
                 true
+            }
+            Err(e @ SaveError::ChangedElsewhere { .. }) => {
+                // The other page's version replaces this one's (not in the middle of a round).
+                let fresh = story_list::read_story(self, &db, &stored.story.id).await;
+                if let Some(fresh) = fresh.filter(|_| !self.writing.running()) {
+                    self.state.borrow_mut().current = Some(fresh);
+                    self.render_all();
+                }
+                self.notice(&format!(
+                    "Not saved: {e}. This page now shows the story as it was saved there."
+                ));
+                false
             }
             Err(e) => {
                 self.notice(&format!("Not saved: {e}"));
