@@ -1,7 +1,8 @@
 // Two tabs of the app on the same story (one browser profile, so one IndexedDB): a pick made in
-// one tab is never overwritten by the other. The second tab, still showing the story as it was
-// before that pick, has its own pick refused with a message saying why, and then shows the
-// story as the first tab saved it. Run by tests/e2e/run.sh (E2E_URL, E2E_OUT).
+// one tab shows in the other at once (BroadcastChannel), and is never overwritten by it: a tab
+// that missed the announcement, still showing the story from before that pick, has its own pick
+// refused with a message saying why, and then shows the story as the first tab saved it. Run by
+// tests/e2e/run.sh (E2E_URL, E2E_OUT).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -28,28 +29,70 @@ const browser = browserForFile();
 
 const storyText = (page) => page.locator(byTestId('story')).textContent();
 
-test('two tabs on one story: the second tab cannot overwrite the first tab’s pick, and then shows it', { timeout: 5 * SLOW }, async () => {
+/** A first tab with a round waiting, and a second tab of the same profile on the same story
+ * (`setUp(second)` runs before it loads). */
+async function twoTabs(opening, setUp = async () => {}) {
   const { context, page: first, problems } = await freshPage(browser(), SLOW);
-  const opening = 'Two lamps burned in the tower';
   await first.goto(BASE);
   await modelReady(first, SLOW);
   await first.locator(byTestId('prompt')).fill(opening);
   await first.locator(byTestId('write')).click();
   await candidatesReady(first, SLOW);
-
-  // The second tab opens the same story, with the same round waiting.
   const second = await context.newPage();
   watch(second, problems);
+  await setUp(second);
   await second.goto(BASE);
   await modelReady(second, SLOW);
   await storyIs(second, opening, SLOW);
   await candidatesReady(second, SLOW);
+  return { context, first, second, problems };
+}
 
-  // The first tab picks candidate 1; its story grows by that text.
+/** The first tab picks candidate 1; returns the story it then shows. */
+async function pickInFirst(first, opening) {
   const picked = await cardText(first, 1);
   await pressKeyIn(first, '1');
   await storyIs(first, opening + picked, SLOW);
-  const afterFirst = await storyText(first);
+  return { picked, story: await storyText(first) };
+}
+
+/** The second tab writes a round and picks candidate 3: saved; both picks are stored. */
+async function secondPicksToo(second, story) {
+  await second.locator(byTestId('write')).click();
+  await candidatesReady(second, SLOW);
+  const next = await cardText(second, 3);
+  await pressKeyIn(second, '3');
+  await storyIs(second, story + next, SLOW);
+  assert.doesNotMatch(await second.locator(byTestId('notice')).textContent(), /Not saved/);
+  assert.equal((await exportedRecords(second)).filter((r) => r.chosen).length, 2);
+  return story + next;
+}
+
+test('two tabs on one story: a pick in one shows in the other at once', { timeout: 5 * SLOW }, async () => {
+  const opening = 'One lamp burned in the tower';
+  const { context, first, second, problems } = await twoTabs(opening);
+  const { story } = await pickInFirst(first, opening);
+  // The second tab does nothing: the first tab's pick reaches it.
+  await storyIs(second, story, SLOW);
+  const notice = await textMatching(second, 'notice', /another tab/, SLOW);
+  assert.match(notice, /changed in another tab: it now shows the picks made there/);
+  // And the other way round.
+  const both = await secondPicksToo(second, story);
+  await storyIs(first, both, SLOW);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test('two tabs on one story: a tab that missed the other’s pick cannot overwrite it, and then shows it', { timeout: 5 * SLOW }, async () => {
+  const opening = 'Two lamps burned in the tower';
+  // The second tab gets no announcements (as in a browser without BroadcastChannel).
+  const { context, first, second, problems } = await twoTabs(opening, (tab) =>
+    tab.addInitScript(() => {
+      delete window.BroadcastChannel;
+    }),
+  );
+  const { picked, story } = await pickInFirst(first, opening);
+  assert.equal(await storyText(second), opening, 'the second tab was told of the pick');
 
   // The second tab, which has not seen that pick, picks candidate 2: refused, and then it shows
   // the story as the first tab saved it.
@@ -58,7 +101,7 @@ test('two tabs on one story: the second tab cannot overwrite the first tab’s p
   console.log(`second tab's notice: ${notice}`);
   assert.match(notice, /^Not saved: this story was changed in another tab or window/);
   assert.match(notice, /the picks made there stay/);
-  await storyIs(second, afterFirst, SLOW);
+  await storyIs(second, story, SLOW);
   await second.screenshot({ path: join(OUT, 'two-tabs.png') });
 
   // Stored: exactly the first tab's pick.
@@ -67,16 +110,10 @@ test('two tabs on one story: the second tab cannot overwrite the first tab’s p
   assert.equal(chosen[0].output_text, picked);
   const third = await context.newPage();
   await third.goto(BASE);
-  await storyIs(third, afterFirst, SLOW);
+  await storyIs(third, story, SLOW);
 
   // A pick the second tab makes now (it has read the first tab's version) is saved.
-  await second.locator(byTestId('write')).click();
-  await candidatesReady(second, SLOW);
-  const next = await cardText(second, 3);
-  await pressKeyIn(second, '3');
-  await storyIs(second, afterFirst + next, SLOW);
-  assert.doesNotMatch(await second.locator(byTestId('notice')).textContent(), /Not saved/);
-  assert.equal((await exportedRecords(second)).filter((r) => r.chosen).length, 2);
+  await secondPicksToo(second, story);
   assert.deepEqual(problems, []);
   await context.close();
 });

@@ -1,7 +1,8 @@
 //! The page, as one component per panel: `models` (the header's status, the demo notices,
 //! model sources, loading, the cache), `story_list`, `writing` (the story and the writing
 //! buttons) with `cards` (the candidate cards, kept in view while a round streams),
-//! `branches`, `settings_panel` (settings and the chart) and `transfer` (export and import).
+//! `branches`, `settings_panel` (settings and the chart), `transfer` (export and import) and
+//! `tabs` (other tabs of the app on the same story).
 //!
 //! Each component holds its DOM nodes and its slice of state; what several of them read — the
 //! database, the loaded model's identity and the open story — is the app's `State`. The model
@@ -18,6 +19,7 @@ mod models;
 mod picker_panel;
 mod settings_panel;
 mod story_list;
+mod tabs;
 mod transfer;
 mod writing;
 
@@ -43,6 +45,7 @@ use models::Models;
 use picker_panel::PickerPanel;
 use settings_panel::SettingsPanel;
 use story_list::StoryList;
+use tabs::Tabs;
 use transfer::Transfer;
 use writing::Writing;
 
@@ -70,6 +73,7 @@ struct App {
     branches: Branches,
     settings: SettingsPanel,
     transfer: Transfer,
+    tabs: Tabs,
 }
 
 /// A listener's body run with the app while the page lives; the listener holds only a `Weak`.
@@ -102,6 +106,7 @@ pub fn run() {
         branches: Branches::new(),
         settings: SettingsPanel::new(),
         transfer: Transfer::new(),
+        tabs: Tabs::new(),
     });
     let embed = window()
         .location()
@@ -121,6 +126,7 @@ pub fn run() {
     app.branches.wire(&app);
     app.settings.wire(&app);
     app.transfer.wire(&app);
+    app.tabs.wire(&app);
     app.start_worker();
     let weak = Rc::downgrade(&app);
     crate::web::threads::bind_setting(move || {
@@ -331,6 +337,7 @@ impl App {
                         current.revision = current.revision.max(revision);
                     }
                 }
+                self.tabs.announce(&stored.story.id, revision);
                 story_list::remember_current(&stored.story.id);
                 self.stories.refresh(self).await;
                 true
