@@ -8,7 +8,9 @@
 //!
 //! - its weights: the GGUF file's tensors as they are stored, plus what loading adds (the
 //!   largest tensor read once more, small tensors widened to f32): measured at 1.05× the file
-//!   for both bloom-560m files (BENCHMARKS.md, "Hub loader memory"); counted as 1/16 more;
+//!   for both bloom-560m files (BENCHMARKS.md, "Hub loader memory"); counted as 1/16 more.
+//!   Once the file's type is known ([`MemoryNeed::with_weight_type`]), an f16 or bf16 file
+//!   counts twice: candle widens those matrices to f32 when the model is built;
 //! - the keys and values of a full context (f32, one sequence of `context_length` positions:
 //!   `2 × n_layer × context_length × hidden_size × 4` bytes; 402 MB for bloom-560m), when the
 //!   shape is known;
@@ -49,6 +51,17 @@ impl MemoryNeed {
             kv_cache: config.map(|c| (kv_cache_bytes(c), c.context_length)),
             headroom: HEADROOM,
         }
+    }
+
+    /// The need once the type of the file's matrices is known (`quantization` as in
+    /// `ModelIdentity`, e.g. `q8_0`, `f16`): f16 and bf16 matrices are widened to f32 when the
+    /// model is built, so such a file counts twice (and 1/16 more).
+    pub fn with_weight_type(mut self, quantization: &str) -> Self {
+        if matches!(quantization, "f16" | "bf16") {
+            let widened = self.file_bytes.saturating_mul(2);
+            self.weights = widened.saturating_add(widened / 16);
+        }
+        self
     }
 
     /// All of it.
@@ -181,6 +194,24 @@ mod tests {
             MemoryNeed::new(u64::MAX, Some(&shape(usize::MAX, usize::MAX)))
                 .check("a")
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn f16_matrices_count_twice() {
+        let config = BloomConfig::bloom_560m();
+        let file = 1_800_000_000;
+        let need = MemoryNeed::new(file, Some(&config));
+        assert!(need.check("a").is_ok());
+        for quantization in ["q4_0", "q8_0", "f32"] {
+            assert_eq!(need.with_weight_type(quantization), need);
+        }
+        let f16 = need.with_weight_type("f16");
+        assert_eq!(f16.weights, 2 * file + 2 * file / 16);
+        let message = f16.check("bloom-f16.gguf").unwrap_err();
+        assert!(
+            message.contains("3.83 GB of memory for its weights"),
+            "{message}"
         );
     }
 

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
+use crate::engine::gguf::format::dtype_name;
 use crate::engine::gguf::{plan_gguf, PlannedTensor, TensorTypes};
 use crate::engine::loader::{open_hf, qkv_hf_to_contiguous, TensorStore};
 use crate::engine::memory_budget::MemoryNeed;
@@ -136,10 +137,7 @@ pub async fn quantize_from_hub(
 
     let plan = plan_gguf(&opened, TensorTypes::default_for(dtype))?;
     // Refused before any tensor is fetched when the quantized file cannot fit in memory.
-    let what = format!(
-        "{repo} quantized to {}",
-        format!("{dtype:?}").to_lowercase()
-    );
+    let what = format!("{repo} quantized to {}", dtype_name(dtype));
     MemoryNeed::new(plan.file_bytes, Some(&config))
         .check(&what)
         .map_err(Error::Format)?;

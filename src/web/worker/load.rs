@@ -10,7 +10,6 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::post::{post, post_error, scope, wasm_memory_bytes, Throttle};
-use crate::engine::config::BloomConfig;
 use crate::engine::loader::{open_gguf, open_gguf_reader, LoadedModel, OpenedModel};
 use crate::engine::memory_budget::MemoryNeed;
 use crate::web::error::{Context, Error, Result};
@@ -29,7 +28,7 @@ pub(super) async fn load(source: ModelSource, attachment: JsValue) -> Result<(Lo
             bytes,
         } => {
             if let Some(bytes) = bytes {
-                check_memory(&name, bytes, None)?;
+                check_memory(&name, bytes)?;
             }
             match cached_copy(&name, bytes).await {
                 Some(file) => {
@@ -73,7 +72,7 @@ pub(super) async fn load(source: ModelSource, attachment: JsValue) -> Result<(Lo
                 .await
                 .context(format!("could not open the cached {name}"))?
                 .ok_or_else(|| Error::Other(format!("{name} is not in the cache any more")))?;
-            check_memory(&name, file.size() as u64, None)?;
+            check_memory(&name, file.size() as u64)?;
             let loaded = build_cached(&name, &file).await?;
             (name, false, loaded, true)
         }
@@ -81,7 +80,7 @@ pub(super) async fn load(source: ModelSource, attachment: JsValue) -> Result<(Lo
             let file: web_sys::File = attachment
                 .dyn_into()
                 .map_err(|_| Error::Other(format!("{name}: no file came with the request")))?;
-            check_memory(&name, file.size() as u64, None)?;
+            check_memory(&name, file.size() as u64)?;
             let loaded = build_new(&name, NewFile::Local(&file)).await?;
             (name, false, loaded, false)
         }
@@ -233,16 +232,20 @@ fn build_reader<R: Read + Seek>(reader: R, name: &str, size: u64) -> Result<Load
     build_checked(open_gguf_reader(reader, name, &Device::Cpu)?, name, size)
 }
 
-/// Builds an opened model of a `size`-byte file, once its shape shows that it fits in memory.
+/// Builds an opened model of a `size`-byte file, once its shape and type show that it fits in
+/// memory.
 fn build_checked(opened: OpenedModel<'_>, name: &str, size: u64) -> Result<LoadedModel> {
-    check_memory(name, size, Some(&opened.config))?;
+    MemoryNeed::new(size, Some(&opened.config))
+        .with_weight_type(&opened.identity.quantization)
+        .check(name)
+        .map_err(Error::Other)?;
     Ok(opened.build(&Device::Cpu)?)
 }
 
-/// Refuses a model file of `bytes` (of shape `config`, when known) that cannot fit in the
+/// Refuses a model file of `bytes`, its shape and type not known yet, that cannot fit in the
 /// worker's WebAssembly memory, with a message naming `what` and the sizes.
-fn check_memory(what: &str, bytes: u64, config: Option<&BloomConfig>) -> Result<()> {
-    MemoryNeed::new(bytes, config)
+fn check_memory(what: &str, bytes: u64) -> Result<()> {
+    MemoryNeed::new(bytes, None)
         .check(what)
         .map_err(Error::Other)
 }
@@ -395,7 +398,7 @@ async fn download_with(
         )))
     })?;
     // Too large for memory: refused from the announced length, before the body is read.
-    if let Some(Err(e)) = total.map(|total| check_memory(url, total, None)) {
+    if let Some(Err(e)) = total.map(|total| check_memory(url, total)) {
         let _ = body.cancel();
         return Err(CopyError::Source(e));
     }
