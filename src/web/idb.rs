@@ -485,10 +485,10 @@ impl Db {
             .get(&stored.story.id.as_str().into())?;
         // Awaited within the transaction: its success event's microtasks run while it is active.
         let current = Outcome::of_request(&request).wait().await?;
-        let current: Option<StoredStory> = match current.as_string() {
-            Some(text) => Some(serde_json::from_str(&text)?),
-            None => None,
-        };
+        // A stored header that does not parse is overwritten, as before revisions were kept.
+        let current = current
+            .as_string()
+            .and_then(|text| serde_json::from_str::<StoredStory>(&text).ok());
         let mut revision = stored.revision;
         if let Some(current) = current {
             if current.revision > stored.revision && current.saved_by != self.page {
