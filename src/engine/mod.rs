@@ -8,6 +8,7 @@ pub mod init;
 pub mod kernels;
 pub mod kv_cache;
 pub mod loader;
+pub mod memory_budget;
 pub mod model;
 pub mod profile;
 pub mod sampling;

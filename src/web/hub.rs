@@ -16,8 +16,10 @@ use sha2::{Digest, Sha256};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
+use crate::engine::gguf::format::dtype_name;
 use crate::engine::gguf::{plan_gguf, PlannedTensor, TensorTypes};
 use crate::engine::loader::{open_hf, qkv_hf_to_contiguous, TensorStore};
+use crate::engine::memory_budget::MemoryNeed;
 use crate::engine::st_header::{header_len, header_tensors, HeaderTensor};
 use crate::error::{Error, Result};
 use crate::web::opfs::PartialFile;
@@ -134,6 +136,11 @@ pub async fn quantize_from_hub(
     }
 
     let plan = plan_gguf(&opened, TensorTypes::default_for(dtype))?;
+    // Refused before any tensor is fetched when the quantized file cannot fit in memory.
+    let what = format!("{repo} quantized to {}", dtype_name(dtype));
+    MemoryNeed::new(plan.file_bytes, Some(&config))
+        .check(&what)
+        .map_err(Error::Format)?;
     let write_error = |e: wasm_bindgen::JsValue| {
         Error::Format(format!(
             "could not write the model into the browser's storage: {}",

@@ -47,6 +47,46 @@ pub struct StoredStory {
     pub updated_at: String,
     /// The story, records included.
     pub story: Story,
+    /// How many times it was saved (0 for a story not saved yet, or saved before revisions
+    /// were kept): a save from a page that read an older revision than the stored one, written
+    /// by another page since, is refused ([`SaveError::ChangedElsewhere`]).
+    #[serde(default)]
+    pub revision: u64,
+    /// The page (tab) that saved it last ([`Db::page`]).
+    #[serde(default)]
+    pub saved_by: String,
+}
+
+/// Why a story was not saved.
+#[derive(Debug)]
+pub enum SaveError {
+    /// Another tab or window saved the story since this page read it: nothing was written, so
+    /// that page's picks stay; the page should read the story again.
+    ChangedElsewhere {
+        /// When the other page saved it (RFC 3339).
+        updated_at: String,
+    },
+    /// IndexedDB failed.
+    Failed(Error),
+}
+
+impl std::fmt::Display for SaveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SaveError::ChangedElsewhere { updated_at } => write!(
+                f,
+                "this story was changed in another tab or window (saved there at {updated_at}) \
+                 after this page read it; nothing was saved here, so the picks made there stay"
+            ),
+            SaveError::Failed(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: Into<Error>> From<E> for SaveError {
+    fn from(e: E) -> Self {
+        SaveError::Failed(e.into())
+    }
 }
 
 /// What the story list shows of a stored story.
@@ -67,6 +107,8 @@ pub struct Db {
     /// A hash of each record's stored JSON as last written or read, keyed by
     /// `story id/record id`: a save writes only the records whose JSON differs.
     written: Rc<RefCell<HashMap<String, u64>>>,
+    /// This page's id, random, recorded as a story's `saved_by`.
+    page: String,
 }
 
 /// An event listener owned by Rust (freed when dropped).
@@ -292,6 +334,11 @@ impl Db {
         let db = Db {
             db,
             written: Rc::default(),
+            page: format!(
+                "{:x}-{:x}",
+                js_sys::Date::now() as u64,
+                (js_sys::Math::random() * 2f64.powi(52)) as u64
+            ),
         };
         let problems = db.migrate_v1().await?;
         Ok((db, problems))
@@ -363,7 +410,7 @@ impl Db {
         let write = self.transaction(&all, IdbTransactionMode::Readwrite)?;
         let done = Outcome::of_transaction(&write);
         for stored in &moved {
-            self.put_story(&write, stored)?;
+            self.put_story(&write, stored, stored.revision)?;
         }
         self.put_records(&write.object_store(RECORDS)?, &compact(&loose))?;
         for key in moved_stories {
@@ -382,10 +429,13 @@ impl Db {
         &self,
         transaction: &IdbTransaction,
         stored: &StoredStory,
+        revision: u64,
     ) -> Result<Vec<(String, u64)>> {
         let header = StoredStory {
             title: stored.title.clone(),
             updated_at: stored.updated_at.clone(),
+            revision,
+            saved_by: self.page.clone(),
             story: Story {
                 id: stored.story.id.clone(),
                 text: stored.story.text.clone(),
@@ -423,15 +473,36 @@ impl Db {
         Ok(changed)
     }
 
-    /// Writes the story's header and its new or changed records; resolves once the transaction
-    /// has committed.
-    pub async fn save_story(&self, stored: &StoredStory) -> Result<()> {
+    /// Writes the story's header and its new or changed records; resolves with the revision
+    /// written once the transaction has committed. Refused, writing nothing, when another page
+    /// saved a later revision than `stored.revision` (read in the same transaction, so two tabs
+    /// cannot both pass the check).
+    pub async fn save_story(&self, stored: &StoredStory) -> std::result::Result<u64, SaveError> {
         let transaction = self.transaction(&[HEADERS, RECORDS], IdbTransactionMode::Readwrite)?;
         let done = Outcome::of_transaction(&transaction);
-        let changed = self.put_story(&transaction, stored)?;
+        let request = transaction
+            .object_store(HEADERS)?
+            .get(&stored.story.id.as_str().into())?;
+        // Awaited within the transaction: its success event's microtasks run while it is active.
+        let current = Outcome::of_request(&request).wait().await?;
+        // A stored header that does not parse is overwritten, as before revisions were kept.
+        let current = current
+            .as_string()
+            .and_then(|text| serde_json::from_str::<StoredStory>(&text).ok());
+        let mut revision = stored.revision;
+        if let Some(current) = current {
+            if current.revision > stored.revision && current.saved_by != self.page {
+                transaction.abort()?;
+                return Err(SaveError::ChangedElsewhere {
+                    updated_at: current.updated_at,
+                });
+            }
+            revision = revision.max(current.revision);
+        }
+        let changed = self.put_story(&transaction, stored, revision + 1)?;
         done.wait().await?;
         self.written.borrow_mut().extend(changed);
-        Ok(())
+        Ok(revision + 1)
     }
 
     /// Writes records that belong to no stored story (kept for export).

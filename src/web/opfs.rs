@@ -298,7 +298,8 @@ impl std::io::Seek for SyncReader<'_> {
     }
 }
 
-/// The cached files with their sizes, by name.
+/// The cached files with their sizes, by name; `.partial` files left by a cut-off download are
+/// removed.
 pub async fn list() -> Result<Vec<CachedModel>, JsValue> {
     let directory = root().await?;
     let entries = directory.entries();
@@ -309,6 +310,14 @@ pub async fn list() -> Result<Vec<CachedModel>, JsValue> {
             break;
         }
         let pair: Array = js_sys::Reflect::get(&next, &"value".into())?.unchecked_into();
+        let name = pair.get(0).as_string().unwrap_or_default();
+        if name.ends_with(".partial") {
+            // Left by a download or hub load that was cut off (a closed tab, a killed worker):
+            // removed, unless another tab is writing it now (its access handle locks it, so the
+            // removal fails and it stays); never listed as a model.
+            let _ = JsFuture::from(directory.remove_entry(&name)).await;
+            continue;
+        }
         let handle = pair.get(1);
         if let Some(handle) = handle.dyn_ref::<FileSystemFileHandle>() {
             let file: web_sys::File = JsFuture::from(handle.get_file()).await?.unchecked_into();

@@ -231,3 +231,64 @@ test('a server without range requests gives a clear error', { timeout: TEST_TIME
   assert.match(message, /model\.safetensors/);
   assert.match(message, /range requests/);
 });
+
+/**
+ * The stand-in's tiny safetensors header reshaped to bloom-7b1 (30 layers of width 4096, a
+ * 250,880-row embedding), with the byte offsets that shape has: only the header, no tensor data.
+ */
+function bloom7b1Header() {
+  const tiny = readFileSync(join(MODELS, 'hub', REPO, 'resolve', 'main', 'model.safetensors'));
+  const header = JSON.parse(tiny.subarray(8, 8 + Number(tiny.readBigUInt64LE(0))).toString());
+  const config = JSON.parse(readFileSync(join(MODELS, 'hub', REPO, 'resolve', 'main', 'config.json')));
+  const [H, V, L] = [4096, 250880, 30];
+  const big = { [config.hidden_size]: H, [3 * config.hidden_size]: 3 * H, [4 * config.hidden_size]: 4 * H, [config.vocab_size]: V };
+  const tensors = {};
+  let offset = 0;
+  const add = (name, { dtype, shape }) => {
+    const bigShape = shape.map((d) => big[d]);
+    const bytes = bigShape.reduce((a, b) => a * b, 4);
+    tensors[name] = { dtype, shape: bigShape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  };
+  for (const [name, info] of Object.entries(header)) {
+    if (name === '__metadata__' || /\.h\.[1-9]/.test(name)) continue;
+    if (name.includes('.h.0.')) {
+      for (let l = 0; l < L; l++) add(name.replace('.h.0.', `.h.${l}.`), info);
+    } else add(name, info);
+  }
+  const json = Buffer.from(JSON.stringify(tensors));
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(json.length));
+  return { bytes: Buffer.concat([length, json]), config: { ...config, hidden_size: H, n_head: 32, n_layer: L, vocab_size: V } };
+}
+
+test('a model too large for WebAssembly memory is refused before any tensor is downloaded', { timeout: TEST_TIMEOUT }, async () => {
+  const { bytes, config } = bloom7b1Header();
+  const ranges = [];
+  const message = await hubError('big/bloom-7b1', (tab) =>
+    tab.route(`${HUB}/big/bloom-7b1/resolve/main/*`, (route) => {
+      const file = new URL(route.request().url()).pathname.split('/').pop();
+      if (file === 'config.json') return route.fulfill({ status: 200, body: JSON.stringify(config) });
+      if (file === 'tokenizer.json') {
+        return route.fulfill({ status: 200, body: readFileSync(join(MODELS, 'hub', REPO, 'resolve', 'main', file)) });
+      }
+      // model.safetensors: its header, by range; a range past it is tensor data.
+      const [, start, end] = /bytes=(\d+)-(\d+)/.exec(route.request().headers().range ?? '') ?? [];
+      ranges.push([Number(start), Number(end)]);
+      if (start === undefined || Number(end) >= bytes.length) return route.fulfill({ status: 500, body: 'tensor data asked for' });
+      return route.fulfill({
+        status: 206,
+        headers: { 'Content-Range': `bytes ${start}-${end}/${bytes.length + 7_000_000_000}` },
+        body: bytes.subarray(Number(start), Number(end) + 1),
+      });
+    }),
+  );
+  console.log(`model-error (too large): ${message}`);
+  assert.match(message, /big\/bloom-7b1 quantized to q8_0 is too large for the browser/);
+  // The q8_0 file's size, the keys and values of 2048 positions, and the limit, named.
+  assert.match(message, /the model file is 7\.\d\d GB/);
+  assert.match(message, /1\.01 GB for the keys and values of a full 2048-token story/);
+  assert.match(message, /more than the 4\.29 GB a WebAssembly page can address/);
+  // Only the header was read: its length, then the header itself.
+  assert.deepEqual(ranges, [[0, 7], [8, bytes.length - 1]]);
+});

@@ -3,6 +3,7 @@
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 
 /** The flags of the contract; playwright gives every launch a fresh profile directory. */
@@ -40,6 +41,17 @@ export function launchChromium(extraArgs = []) {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     args: [...CHROMIUM_FLAGS, ...extraArgs],
   });
+}
+
+/** One Chromium for the tests of a file: launched before them with `extraArgs`, closed after
+ * them; returns a function giving it. */
+export function browserForFile(extraArgs = []) {
+  let browser;
+  before(async () => {
+    browser = await launchChromium(extraArgs);
+  });
+  after(async () => browser?.close());
+  return () => browser;
 }
 
 /** A page in a fresh profile of `browser` (downloads accepted, `timeout` as the default);

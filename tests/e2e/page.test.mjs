@@ -7,7 +7,7 @@
 // request log).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   byTestId,
@@ -464,6 +464,46 @@ test('a corrupt local model file gives a clear error and is not cached', { timeo
   console.log(`model-error (file): ${message}`);
   assert.match(message, /corrupt\.gguf|gguf|truncat|end of|too short|invalid/i);
   assert.ok(!cached.includes('corrupt.gguf'), `cached: ${cached.join(', ')}`);
+});
+
+/** A sparse file of 5 GiB in the served models directory (no disk used), removed after `body`. */
+async function withHugeModel(body) {
+  const path = join(MODELS, 'huge-5gib.gguf');
+  writeFileSync(path, '');
+  truncateSync(path, 5 * 2 ** 30);
+  try {
+    return await body(path);
+  } finally {
+    rmSync(path, { force: true });
+  }
+}
+
+/** The too-large message names the file, its 5.37 GB and the 4.29 GB limit; nothing is cached. */
+function assertTooLarge({ message, cached }) {
+  assert.match(message, /huge-5gib\.gguf is too large for the browser: the model file is 5\.37 GB/);
+  assert.match(message, /more than the 4\.29 GB a WebAssembly page can address/);
+  assert.ok(!cached.some((name) => name.startsWith('huge-5gib')), `cached: ${cached.join(', ')}`);
+}
+
+test('a model file from a URL too large for WebAssembly memory is refused from its length', { timeout: TEST_TIMEOUT }, async () => {
+  const result = await withHugeModel(() =>
+    loadError(async (tab) => {
+      await tab.locator(byTestId('model-url')).fill(new URL('models/huge-5gib.gguf', BASE).href);
+      await tab.locator(byTestId('model-url-load')).click();
+    }),
+  );
+  console.log(`model-error (URL too large): ${result.message}`);
+  assertTooLarge(result);
+});
+
+test('a local model file too large for WebAssembly memory is refused from its size', { timeout: TEST_TIMEOUT }, async () => {
+  const result = await withHugeModel((path) =>
+    loadError(async (tab) => {
+      await tab.locator(byTestId('model-file')).setInputFiles(path);
+    }),
+  );
+  console.log(`model-error (file too large): ${result.message}`);
+  assertTooLarge(result);
 });
 
 test('no console errors, page errors or worker errors on the shared page', () => {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tests of the web app in headless Chromium (tests/e2e/app.test.mjs, page.test.mjs,
-# hub.test.mjs, storage.test.mjs, autopilot.test.mjs, view.test.mjs and layout.test.mjs, node +
-# playwright-core). Installs what is missing (node packages with `npm ci`, trunk, wasm-bindgen-cli, Chromium), builds the app
+# hub.test.mjs, storage.test.mjs, autopilot.test.mjs, view.test.mjs, tabs.test.mjs, import.test.mjs
+# and layout.test.mjs, node + playwright-core). Installs what is missing (node packages with `npm ci`, trunk, wasm-bindgen-cli, Chromium), builds the app
 # (trunk) and the CLI, makes a test model directory (a tiny random q8_0 model listed in
 # index.json, a corrupt .gguf that is not listed, and a hub stand-in), serves both with `storywriter serve` on a free port, runs the
 # tests and stops the server.
@@ -55,4 +55,5 @@ echo "serving $DIST and $MODELS at $URL"
 E2E_URL="$URL" E2E_MODELS="$MODELS" E2E_OUT="$OUT" E2E_SERVE_LOG="$OUT/serve.log" \
     E2E_HUB_REFERENCES="$WORK" node --test --test-concurrency=1 --test-reporter=spec "$@" \
     tests/e2e/app.test.mjs tests/e2e/page.test.mjs tests/e2e/hub.test.mjs tests/e2e/storage.test.mjs \
-    tests/e2e/autopilot.test.mjs tests/e2e/view.test.mjs tests/e2e/layout.test.mjs
+    tests/e2e/autopilot.test.mjs tests/e2e/view.test.mjs tests/e2e/tabs.test.mjs tests/e2e/import.test.mjs \
+    tests/e2e/layout.test.mjs

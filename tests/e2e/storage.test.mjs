@@ -203,3 +203,33 @@ test(`${ROUNDS} rounds: IndexedDB and the export hold exactly the ${3 * ROUNDS} 
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test('a .partial model left by a cut-off download is removed and never listed', { timeout: 3 * SLOW }, async () => {
+  const { context, page, problems } = await freshPage(browser, SLOW);
+  // What a tab closed in the middle of a download leaves: the file under its `.partial` name.
+  await page.goto(new URL('manifest.webmanifest', BASE).href);
+  await page.evaluate(async () => {
+    const root = await navigator.storage.getDirectory();
+    const handle = await root.getFileHandle('cut-off-q8_0.gguf.partial', { create: true });
+    const writable = await handle.createWritable();
+    await writable.write(new Uint8Array(4096).fill(7));
+    await writable.close();
+  });
+  await page.goto(BASE);
+  await modelReady(page, SLOW);
+  // The cache list, once it shows the demo model, has been read after the removal.
+  await page.waitForFunction(
+    () => document.querySelector('[data-testid="cached-models"]')?.textContent.includes('demo-tiny'),
+    null,
+    { timeout: SLOW },
+  );
+  assert.doesNotMatch(await page.locator(byTestId('cached-models')).textContent(), /partial|cut-off/);
+  const names = await page.evaluate(async () => {
+    const names = [];
+    for await (const name of (await navigator.storage.getDirectory()).keys()) names.push(name);
+    return names;
+  });
+  assert.deepEqual(names.filter((name) => name.endsWith('.partial')), [], `cache: ${names.join(', ')}`);
+  assert.deepEqual(problems.filter((p) => !p.includes('/favicon.ico')), []);
+  await context.close();
+});

@@ -1,5 +1,6 @@
 //! Unit tests of the table and the policies' random draws.
 
+use rand::Rng;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -49,4 +50,50 @@ fn top_k_limit_stays_within_the_vocabulary() {
     let (table, warnings) = StepTable::bundled_for(50);
     assert!(warnings.iter().any(|w| w.path.ends_with("top_k.std")));
     assert!(table.top_k_limit() <= 50.0);
+}
+
+/// serde_json reads floats correctly rounded (its `float_roundtrip` feature): a table written
+/// and read back holds the same bits. Without it, a table the `step_table` fuzz target made
+/// read back with `10.22222222222222` as `10.222222222222221`, and this test fails.
+#[test]
+fn a_table_written_and_read_back_is_bit_identical() {
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    let mut table = StepTable::bundled();
+    table.global.top_k.mean = 10.22222222222222;
+    for row in &mut table.steps {
+        for summary in [&mut row.temperature, &mut row.top_p, &mut row.typical_p] {
+            // 17 significant digits, in 0.1..0.9 (inside every parameter's sane range).
+            let mut q: Vec<f64> = (0..4).map(|_| rng.random_range(0.1..0.9)).collect();
+            q[1..].sort_by(f64::total_cmp);
+            *summary = ParamSummary {
+                mean: q[0],
+                std: q[0] / 8.0,
+                p10: q[1],
+                p50: q[2],
+                p90: q[3],
+            };
+        }
+    }
+    let (again, warnings) =
+        StepTable::from_json(&table.to_json_pretty(), "round trip", BUNDLED_VOCAB_SIZE).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(again, table);
+    for v in [
+        10.222222222222221_f64,
+        0.1 + 0.2,
+        1.0 / 3.0,
+        f64::MIN_POSITIVE,
+        1e300,
+    ] {
+        let back: f64 = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+        assert_eq!(back.to_bits(), v.to_bits(), "{v:e}");
+    }
+    for _ in 0..100_000 {
+        let v = f64::from_bits(rng.random::<u64>());
+        if !v.is_finite() {
+            continue;
+        }
+        let back: f64 = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+        assert_eq!(back.to_bits(), v.to_bits(), "{v:e}");
+    }
 }

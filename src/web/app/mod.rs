@@ -2,7 +2,8 @@
 //! model sources, loading, the cache), `story_list`, `story_view` (the story by author, and its
 //! counts), `writing` (the title, editor and writing buttons) with `cards` (the candidate
 //! cards, kept in view while a round streams), `tree_view`, `branches`, `settings_panel`
-//! (settings and the chart) and `transfer` (export and import).
+//! (settings and the chart), `transfer` (export and import) and `tabs` (other tabs of the app
+//! on the same story).
 //!
 //! Each component holds its DOM nodes and its slice of state; what several of them read — the
 //! database, the loaded model's identity and the open story — is the app's `State`. The model
@@ -21,6 +22,7 @@ mod picker_panel;
 mod settings_panel;
 mod story_list;
 mod story_view;
+mod tabs;
 mod transfer;
 mod tree_view;
 mod writing;
@@ -37,7 +39,7 @@ use crate::data::story::Story;
 use crate::shared::ModelIdentity;
 use crate::web::dom::{by_testid, document, on, set_text, toggle_class, window};
 use crate::web::error::{Context, Error, Result};
-use crate::web::idb::{Db, StoredStory};
+use crate::web::idb::{Db, SaveError, StoredStory};
 use crate::web::protocol::{Event, Failed, Request};
 use crate::web::worker_client::WorkerClient;
 
@@ -48,6 +50,7 @@ use picker_panel::PickerPanel;
 use settings_panel::SettingsPanel;
 use story_list::StoryList;
 use story_view::StoryView;
+use tabs::Tabs;
 use transfer::Transfer;
 use tree_view::TreeView;
 use writing::Writing;
@@ -80,6 +83,7 @@ struct App {
     tree: TreeView,
     settings: SettingsPanel,
     transfer: Transfer,
+    tabs: Tabs,
 }
 
 /// A listener's body run with the app while the page lives; the listener holds only a `Weak`.
@@ -114,6 +118,7 @@ pub fn run() {
         tree: TreeView::new(),
         settings: SettingsPanel::new(),
         transfer: Transfer::new(),
+        tabs: Tabs::new(),
     });
     let embed = window()
         .location()
@@ -135,6 +140,7 @@ pub fn run() {
     app.tree.wire(&app);
     app.settings.wire(&app);
     app.transfer.wire(&app);
+    app.tabs.wire(&app);
     app.start_worker();
     let weak = Rc::downgrade(&app);
     crate::web::threads::bind_setting(move || {
@@ -329,6 +335,13 @@ impl App {
         let app = self.clone();
         spawn_local(async move {
             if app.save(&changed).await {
+                let revision = app
+                    .state
+                    .borrow()
+                    .current
+                    .as_ref()
+                    .map_or(0, |c| c.revision);
+                changed.revision = changed.revision.max(revision);
                 let saved = app.state.borrow().db.is_some();
                 app.state.borrow_mut().current = Some(changed);
                 if saved {
@@ -349,10 +362,28 @@ impl App {
             return true;
         };
         match db.save_story(stored).await {
-            Ok(()) => {
+            Ok(revision) => {
+                if let Some(current) = self.state.borrow_mut().current.as_mut() {
+                    if current.story.id == stored.story.id {
+                        current.revision = current.revision.max(revision);
+                    }
+                }
+                self.tabs.announce(&stored.story.id, revision);
                 story_list::remember_current(&stored.story.id);
                 self.stories.refresh(self).await;
                 true
+            }
+            Err(e @ SaveError::ChangedElsewhere { .. }) => {
+                // The other page's version replaces this one's (not in the middle of a round).
+                let fresh = story_list::read_story(self, &db, &stored.story.id).await;
+                if let Some(fresh) = fresh.filter(|_| !self.writing.running()) {
+                    self.state.borrow_mut().current = Some(fresh);
+                    self.render_all();
+                }
+                self.notice(&format!(
+                    "Not saved: {e}. This page now shows the story as it was saved there."
+                ));
+                false
             }
             Err(e) => {
                 self.notice(&format!("Not saved: {e}"));

@@ -12,6 +12,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{HtmlElement, HtmlInputElement, HtmlProgressElement, HtmlSelectElement};
 
 use super::{click, fetch_text, with_app, App};
+use crate::engine::memory_budget::human_bytes;
 use crate::shared::ModelIdentity;
 use crate::web::dom::{
     append, by_testid, clear, closest, document, el, input, local_storage, now_ms, on, set_text,
@@ -420,18 +421,4 @@ fn cached_action(event: &web_sys::Event) -> Option<(String, String)> {
         button.get_attribute("data-action")?,
         button.get_attribute("data-name")?,
     ))
-}
-
-/// `1.5 MB`, `320 kB`, `12 B`.
-fn human_bytes(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1e9 {
-        format!("{:.2} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.0} kB", b / 1e3)
-    } else {
-        format!("{bytes} B")
-    }
 }

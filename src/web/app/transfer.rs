@@ -184,6 +184,8 @@ fn merged_story(
             title: default_title(&story.text),
             updated_at: timestamp_now(),
             story,
+            revision: 0,
+            saved_by: String::new(),
         }),
     }
 }

@@ -169,6 +169,8 @@ impl Writing {
                         title: default_title(&addition),
                         updated_at: timestamp_now(),
                         story: Story::new(&addition),
+                        revision: 0,
+                        saved_by: String::new(),
                     })
                 }
             };

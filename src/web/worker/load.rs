@@ -1,5 +1,7 @@
 //! Loading a model: from a URL, a local file, the hub or the cache, caching what builds.
 
+use std::io::{Read, Seek};
+
 use candle_core::quantized::GgmlDType;
 use candle_core::Device;
 use js_sys::Uint8Array;
@@ -8,7 +10,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::post::{post, post_error, scope, wasm_memory_bytes, Throttle};
-use crate::engine::loader::{load_gguf, load_gguf_reader, LoadedModel};
+use crate::engine::loader::{open_gguf, open_gguf_reader, LoadedModel, OpenedModel};
+use crate::engine::memory_budget::MemoryNeed;
 use crate::engine::model::KvDtype;
 use crate::web::error::{Context, Error, Result};
 use crate::web::protocol::{Event, Failed, ModelSource, Phase};
@@ -24,16 +27,21 @@ pub(super) async fn load(source: ModelSource, attachment: JsValue) -> Result<(Lo
             name,
             demo,
             bytes,
-        } => match cached_copy(&name, bytes).await {
-            Some(file) => {
-                let loaded = build_cached(&name, &file).await?;
-                (name, demo, loaded, true)
+        } => {
+            if let Some(bytes) = bytes {
+                check_memory(&name, bytes)?;
             }
-            None => {
-                let loaded = build_new(&name, NewFile::Url(&url)).await?;
-                (name, demo, loaded, false)
+            match cached_copy(&name, bytes).await {
+                Some(file) => {
+                    let loaded = build_cached(&name, &file).await?;
+                    (name, demo, loaded, true)
+                }
+                None => {
+                    let loaded = build_new(&name, NewFile::Url(&url)).await?;
+                    (name, demo, loaded, false)
+                }
             }
-        },
+        }
         ModelSource::Hub {
             base_url,
             repo,
@@ -65,6 +73,7 @@ pub(super) async fn load(source: ModelSource, attachment: JsValue) -> Result<(Lo
                 .await
                 .context(format!("could not open the cached {name}"))?
                 .ok_or_else(|| Error::Other(format!("{name} is not in the cache any more")))?;
+            check_memory(&name, file.size() as u64)?;
             let loaded = build_cached(&name, &file).await?;
             (name, false, loaded, true)
         }
@@ -72,6 +81,7 @@ pub(super) async fn load(source: ModelSource, attachment: JsValue) -> Result<(Lo
             let file: web_sys::File = attachment
                 .dyn_into()
                 .map_err(|_| Error::Other(format!("{name}: no file came with the request")))?;
+            check_memory(&name, file.size() as u64)?;
             let loaded = build_new(&name, NewFile::Local(&file)).await?;
             (name, false, loaded, false)
         }
@@ -130,8 +140,9 @@ async fn build_partial(name: &str, partial: opfs::PartialFile) -> Result<LoadedM
         .reader()
         .context(format!("could not read {name} back from the cache"))
         .and_then(|reader| {
-            post_build(reader.size());
-            Ok(load_gguf_reader(reader, name, &Device::Cpu)?)
+            let size = reader.size();
+            post_build(size);
+            build_reader(reader, name, size)
         });
     match built {
         Ok(loaded) => {
@@ -198,7 +209,7 @@ async fn build_cached(name: &str, file: &web_sys::File) -> Result<LoadedModel> {
     match opfs::CachedFile::open(name).await {
         Ok(cached) => {
             post_build(cached.size());
-            Ok(load_gguf_reader(cached.reader(), name, &Device::Cpu)?)
+            build_reader(cached.reader(), name, cached.size())
         }
         Err(_) => build(name, &read_file(file).await?),
     }
@@ -214,7 +225,34 @@ fn post_build(bytes: u64) {
 
 fn build(name: &str, bytes: &[u8]) -> Result<LoadedModel> {
     post_build(bytes.len() as u64);
-    Ok(load_gguf(bytes, name, &Device::Cpu)?)
+    build_checked(
+        open_gguf(bytes, name, &Device::Cpu)?,
+        name,
+        bytes.len() as u64,
+    )
+}
+
+/// Builds the model read through `reader` (`size` bytes) one tensor at a time.
+fn build_reader<R: Read + Seek>(reader: R, name: &str, size: u64) -> Result<LoadedModel> {
+    build_checked(open_gguf_reader(reader, name, &Device::Cpu)?, name, size)
+}
+
+/// Builds an opened model of a `size`-byte file, once its shape and type show that it fits in
+/// memory.
+fn build_checked(opened: OpenedModel<'_>, name: &str, size: u64) -> Result<LoadedModel> {
+    MemoryNeed::new(size, Some(&opened.config))
+        .with_weight_type(&opened.identity.quantization)
+        .check(name)
+        .map_err(Error::Other)?;
+    Ok(opened.build(&Device::Cpu)?)
+}
+
+/// Refuses a model file of `bytes`, its shape and type not known yet, that cannot fit in the
+/// worker's WebAssembly memory, with a message naming `what` and the sizes.
+fn check_memory(what: &str, bytes: u64) -> Result<()> {
+    MemoryNeed::new(bytes, None)
+        .check(what)
+        .map_err(Error::Other)
 }
 
 fn ready_event(loaded: &LoadedModel, name: &str, demo: bool, from_cache: bool) -> Event {
@@ -365,6 +403,11 @@ async fn download_with(
             "could not download {url}: the response has no body"
         )))
     })?;
+    // Too large for memory: refused from the announced length, before the body is read.
+    if let Some(Err(e)) = total.map(|total| check_memory(url, total)) {
+        let _ = body.cancel();
+        return Err(CopyError::Source(e));
+    }
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let mut received = 0;
     let mut progress = Throttle::new(Phase::Download);

@@ -1,0 +1,226 @@
+//! Whether a model fits in the memory of a WebAssembly page, decided from sizes known before
+//! anything is downloaded: a file's size (a local file's, a server's `Content-Length`, the
+//! models index's `bytes`), and, once its header or `config.json` is read, the model's shape.
+//!
+//! A wasm32 module addresses at most 4 GiB ([`WASM32_MEMORY`]; the threaded worker is linked
+//! with `--max-memory=4294967296`, and Chromium allows no more). What a loaded model holds
+//! there ([`MemoryNeed`]):
+//!
+//! - its weights: the GGUF file's tensors as they are stored, plus what loading adds (the
+//!   largest tensor read once more, small tensors widened to f32): measured at 1.05× the file
+//!   for both bloom-560m files (BENCHMARKS.md, "Hub loader memory"); counted as 1/16 more.
+//!   Once the file's type is known ([`MemoryNeed::with_weight_type`]), an f16 or bf16 file
+//!   counts twice: candle widens those matrices to f32 when the model is built;
+//! - the keys and values of a full context (f16, as the worker keeps them; one sequence of
+//!   `context_length` positions: `2 × n_layer × context_length × hidden_size × 2` bytes; 201 MB
+//!   for bloom-560m), when the
+//!   shape is known;
+//! - [`HEADROOM`] for the rest: code, stacks, the tokenizer, the activations and logits of a
+//!   round of three candidates and their own positions (a round of bloom-560m after loading
+//!   grows the memory by 60–100 MB, BENCHMARKS.md).
+//!
+//! Before the shape is known only the weights and the headroom are counted: a file that fails
+//! then fails whatever its shape.
+
+use crate::engine::config::BloomConfig;
+
+/// The bytes a wasm32 module can address: 4 GiB.
+pub const WASM32_MEMORY: u64 = 4 << 30;
+
+/// Working memory beyond the weights and the keys and values (see the module documentation).
+pub const HEADROOM: u64 = 256 << 20;
+
+/// The memory a model needs in a WebAssembly page, by part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryNeed {
+    /// The model file's size.
+    pub file_bytes: u64,
+    /// The weights once loaded.
+    pub weights: u64,
+    /// The keys and values of a full context, with the context's length, when the shape is known.
+    pub kv_cache: Option<(u64, usize)>,
+    /// Everything else.
+    pub headroom: u64,
+}
+
+impl MemoryNeed {
+    /// The need of a model file of `file_bytes`, of shape `config` when known.
+    pub fn new(file_bytes: u64, config: Option<&BloomConfig>) -> Self {
+        MemoryNeed {
+            file_bytes,
+            weights: file_bytes.saturating_add(file_bytes / 16),
+            kv_cache: config.map(|c| (kv_cache_bytes(c), c.context_length)),
+            headroom: HEADROOM,
+        }
+    }
+
+    /// The need once the type of the file's matrices is known (`quantization` as in
+    /// `ModelIdentity`, e.g. `q8_0`, `f16`): f16 and bf16 matrices are widened to f32 when the
+    /// model is built, so such a file counts twice (and 1/16 more).
+    pub fn with_weight_type(mut self, quantization: &str) -> Self {
+        if matches!(quantization, "f16" | "bf16") {
+            let widened = self.file_bytes.saturating_mul(2);
+            self.weights = widened.saturating_add(widened / 16);
+        }
+        self
+    }
+
+    /// All of it.
+    pub fn total(&self) -> u64 {
+        self.weights
+            .saturating_add(self.kv_cache.map_or(0, |(bytes, _)| bytes))
+            .saturating_add(self.headroom)
+    }
+
+    /// `Ok` when the model fits in [`WASM32_MEMORY`]; else the message for the writer, naming
+    /// `what` (the file, URL or repository) and the sizes.
+    pub fn check(&self, what: &str) -> Result<(), String> {
+        if self.total() <= WASM32_MEMORY {
+            return Ok(());
+        }
+        let kv = match self.kv_cache {
+            Some((bytes, context)) => format!(
+                ", {} for the keys and values of a full {context}-token story",
+                human_bytes(bytes)
+            ),
+            None => String::new(),
+        };
+        Err(format!(
+            "{what} is too large for the browser: the model file is {} and needs about {} of \
+             memory for its weights{kv} and {} for the rest, {} in all, more than the {} a \
+             WebAssembly page can address. Choose a smaller model or quantization (q4_0), or \
+             run it with the storywriter command line.",
+            human_bytes(self.file_bytes),
+            human_bytes(self.weights),
+            human_bytes(self.headroom),
+            human_bytes(self.total()),
+            human_bytes(WASM32_MEMORY),
+        ))
+    }
+}
+
+/// The keys and values of one sequence of a full context, in f16 (the worker's `KvDtype`).
+pub fn kv_cache_bytes(config: &BloomConfig) -> u64 {
+    [config.n_layer, config.context_length, config.hidden_size]
+        .iter()
+        .fold(2 * 2, |acc: u64, &n| acc.saturating_mul(n as u64))
+}
+
+/// `1.5 MB`, `320 kB`, `12 B` (decimal units; 4 GiB is `4.29 GB`).
+pub fn human_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.0} kB", b / 1e3)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(n_layer: usize, hidden_size: usize) -> BloomConfig {
+        BloomConfig {
+            n_layer,
+            hidden_size,
+            ..BloomConfig::bloom_560m()
+        }
+    }
+
+    #[test]
+    fn bloom_560m_files_fit_and_its_cache_is_201_mb() {
+        let config = BloomConfig::bloom_560m();
+        assert_eq!(kv_cache_bytes(&config), 201_326_592);
+        for file in [466_000_000, 601_000_000, 1_120_000_000] {
+            let need = MemoryNeed::new(file, Some(&config));
+            assert!(need.check("bloom-560m.gguf").is_ok(), "{need:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_beyond_the_limit_is_refused_naming_it_and_the_sizes() {
+        // bloom-7b1 at q8_0: 30 layers of width 4096, ~7.5 GB.
+        let config = shape(30, 4096);
+        let message = MemoryNeed::new(7_500_000_000, Some(&config))
+            .check("bigscience/bloom-7b1")
+            .unwrap_err();
+        assert!(
+            message.starts_with("bigscience/bloom-7b1 is too large"),
+            "{message}"
+        );
+        for part in [
+            "7.50 GB",
+            "7.97 GB",
+            "1.01 GB",
+            "2048-token",
+            "4.29 GB",
+            "q4_0",
+        ] {
+            assert!(message.contains(part), "{part} missing from: {message}");
+        }
+        // Unknown shape: the weights alone already exceed it.
+        let message = MemoryNeed::new(5 << 30, None)
+            .check("huge.gguf")
+            .unwrap_err();
+        assert!(
+            message.contains("huge.gguf") && message.contains("5.37 GB"),
+            "{message}"
+        );
+        assert!(!message.contains("keys and values"), "{message}");
+    }
+
+    #[test]
+    fn the_limit_counts_the_cache_and_the_headroom() {
+        let config = shape(24, 1024);
+        let kv = kv_cache_bytes(&config);
+        // The largest file that fits: weights (17/16 of it) + cache + headroom = 4 GiB.
+        let room = WASM32_MEMORY - kv - HEADROOM;
+        let largest = room * 16 / 17;
+        assert!(MemoryNeed::new(largest, Some(&config)).check("a").is_ok());
+        assert!(MemoryNeed::new(largest + 17, Some(&config))
+            .check("a")
+            .is_err());
+        // Without the shape, a file of that size still fits, one near 4 GiB does not.
+        assert!(MemoryNeed::new(largest + 17, None).check("a").is_ok());
+        assert!(MemoryNeed::new(WASM32_MEMORY - HEADROOM, None)
+            .check("a")
+            .is_err());
+        // Absurd sizes saturate instead of overflowing.
+        assert!(
+            MemoryNeed::new(u64::MAX, Some(&shape(usize::MAX, usize::MAX)))
+                .check("a")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn f16_matrices_count_twice() {
+        let config = BloomConfig::bloom_560m();
+        let file = 1_900_000_000;
+        let need = MemoryNeed::new(file, Some(&config));
+        assert!(need.check("a").is_ok());
+        for quantization in ["q4_0", "q8_0", "f32"] {
+            assert_eq!(need.with_weight_type(quantization), need);
+        }
+        let f16 = need.with_weight_type("f16");
+        assert_eq!(f16.weights, 2 * file + 2 * file / 16);
+        let message = f16.check("bloom-f16.gguf").unwrap_err();
+        assert!(
+            message.contains("4.04 GB of memory for its weights"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn human_bytes_units() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(320_000), "320 kB");
+        assert_eq!(human_bytes(1_500_000), "1.5 MB");
+        assert_eq!(human_bytes(WASM32_MEMORY), "4.29 GB");
+    }
+}
