@@ -297,44 +297,69 @@ fn f16_widening_is_exact_for_every_half() {
     }
 }
 
-/// The decode kernel's f16 `dot` and `add_scaled` widen in registers: bit for bit what the same
-/// sums in the same order give over the values widened to f32 (lengths with and without a
-/// tail, finite halves of every magnitude, subnormals included).
+/// The decode kernel widens f16 in registers, four halves at a time: exactly, for every finite
+/// half (subnormals included); and its result over an f16 cache is bit for bit its result over
+/// the same values widened to f32 (shared and own blocks, a short last tile of keys, head
+/// sizes with and without values past the last whole chunk).
 #[wasm_bindgen_test]
-fn f16_dot_and_add_scaled_equal_the_widened_f32_sums() {
+fn f16_decode_equals_the_widened_f32_decode() {
+    use candle_core::DType;
     use half::f16;
-    use storywriter::engine::kernels::f16::{add_scaled, dot};
+    use storywriter::engine::kernels::attention::{decode, DecodePart};
+    use storywriter::engine::kernels::f16::{to_f32, widen4_finite};
     let finite: Vec<f16> = (0..=u16::MAX)
         .map(f16::from_bits)
         .filter(|h| h.is_finite())
         .collect();
-    for len in [64, 67, 5] {
-        for (n, k) in finite.chunks_exact(len).enumerate().step_by(97) {
-            let q = values(len, n as u32, 1.0);
-            let wide: Vec<f32> = k.iter().map(|h| h.to_f32()).collect();
-            let mut acc = [0f32; 8];
-            for (x, y) in q.chunks_exact(8).zip(wide.chunks_exact(8)) {
-                for i in 0..8 {
-                    acc[i] += x[i] * y[i];
-                }
-            }
-            let rest = len - len % 8;
-            let tail: f32 = q[rest..]
-                .iter()
-                .zip(&wide[rest..])
-                .map(|(x, y)| x * y)
-                .sum();
-            let want = acc.iter().sum::<f32>() + tail;
-            assert_eq!(
-                dot(&q, k).to_bits(),
-                want.to_bits(),
-                "dot, len {len}, chunk {n}"
-            );
-            let mut got = q.clone();
-            add_scaled(&mut got, 0.37, k);
-            for (i, (g, (c, x))) in got.iter().zip(q.iter().zip(&wide)).enumerate() {
-                assert_eq!(g.to_bits(), (c + 0.37 * x).to_bits(), "add_scaled at {i}");
-            }
+    for four in finite.chunks_exact(4) {
+        // SAFETY: `four` is four halves.
+        let wide: [f32; 4] = unsafe { std::mem::transmute(widen4_finite(four.as_ptr())) };
+        for (h, x) in four.iter().zip(wide) {
+            assert_eq!(x.to_bits(), h.to_f32().to_bits(), "{:#06x}", h.to_bits());
         }
+    }
+    let device = Device::Cpu;
+    for d in [64, 66] {
+        let (b, h, capacity) = (3, 2, 11);
+        let tensor = |dims: (usize, usize, usize, usize), seed| {
+            let n = dims.0 * dims.1 * dims.2 * dims.3;
+            Tensor::from_vec(values(n, seed, 2.0), dims, &device).unwrap()
+        };
+        let half = |t: Tensor| t.to_dtype(DType::F16).unwrap();
+        let q = tensor((b, h, 1, d), 7);
+        let shared = (
+            half(tensor((1, h, capacity, d), 8)),
+            half(tensor((1, h, capacity, d), 9)),
+        );
+        let own = (
+            half(tensor((b, h, capacity, d), 10)),
+            half(tensor((b, h, capacity, d), 11)),
+        );
+        let wide = |(k, v): &(Tensor, Tensor)| (to_f32(k).unwrap(), to_f32(v).unwrap());
+        let (shared_f32, own_f32) = (wide(&shared), wide(&own));
+        let run = |shared: &(Tensor, Tensor), own: &(Tensor, Tensor)| -> Vec<u32> {
+            let parts = [
+                DecodePart {
+                    k: &shared.0,
+                    v: &shared.1,
+                    start: 0,
+                    n: 10,
+                },
+                DecodePart {
+                    k: &own.0,
+                    v: &own.1,
+                    start: 10,
+                    n: 3,
+                },
+            ];
+            let out = decode(&q, &parts, &[0.5, 0.25]).unwrap();
+            let out: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();
+            out.iter().map(|x| x.to_bits()).collect()
+        };
+        assert_eq!(
+            run(&shared, &own),
+            run(&shared_f32, &own_f32),
+            "head size {d}"
+        );
     }
 }

@@ -8,13 +8,18 @@
 //! of 1,500 tokens that cost as much as all of BLOOM-560m's weights, and in the threaded web
 //! build each op also paid a hand-off to rayon's threads. These loops read the keys and values
 //! where they lie, once per step (keys and values shared by the batch once for all its
-//! sequences), the heads on rayon's threads when there is enough work, written so the compiler
-//! vectorizes the 64-wide dot products and sums (simd128 on wasm32, AVX2 natively). An f16 cache
-//! is widened to f32 one head's block at a time as it is read; every product and sum is f32. No crate
-//! offers attention over candle's storage without those copies, hence this file.
+//! sequences), the heads on rayon's threads when there is enough work, in register tiles
+//! (`tiles`: four keys' scores against the batch's queries at once, the contexts' chunks held
+//! in registers while several values are added; explicit simd128 on wasm32, vectorized by the
+//! compiler for AVX2 natively). An f16 cache is widened to f32 in registers as it is read;
+//! every product and sum is f32. No crate offers attention over candle's storage without those
+//! copies, hence this file.
+
+mod tiles;
 
 use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
 use rayon::prelude::*;
+use tiles::Lanes;
 
 /// One block of the cache as [`decode`] reads it: key and value buffers `(1 or b, n_head,
 /// capacity, head_dim)` of which the first `n` positions count, the first at key position
@@ -50,18 +55,21 @@ fn data_4d<'a, T: Stored>(
     Ok((&data[start..end], dims))
 }
 
-/// What the cache stores keys and values as: f32, or f16 widened to f32 as they are read (every
-/// product and sum is f32, in the same order for both, so an f16 cache gives bit for bit what
-/// its values widened to f32 give).
+/// What the cache stores keys and values as: f32, or f16 widened to f32 in registers as they are
+/// read (every product and sum is f32, in the same order for both, so an f16 cache gives bit
+/// for bit what its values widened to f32 give).
 pub(crate) trait Stored: Copy + Send + Sync + 'static {
     /// The type's name in messages.
     const NAME: &'static str;
     /// The storage's data, when it holds this type.
     fn data(storage: &CpuStorage) -> Option<&[Self]>;
-    /// `q · k`, in eight partial sums.
-    fn dot(q: &[f32], k: &[Self]) -> f32;
-    /// `context += w · value`.
-    fn add_scaled(context: &mut [f32], w: f32, value: &[Self]);
+    /// [`tiles::LANES`] values at `src` as f32 lanes.
+    ///
+    /// # Safety
+    /// `src` must point to [`tiles::LANES`] readable values.
+    unsafe fn load(src: *const Self) -> Lanes;
+    /// One value as f32.
+    fn to_f32(self) -> f32;
 }
 
 impl Stored for f32 {
@@ -75,15 +83,13 @@ impl Stored for f32 {
     }
 
     #[inline(always)]
-    fn dot(q: &[f32], k: &[f32]) -> f32 {
-        dot(q, k)
+    unsafe fn load(src: *const f32) -> Lanes {
+        Lanes::load(src)
     }
 
     #[inline(always)]
-    fn add_scaled(context: &mut [f32], w: f32, value: &[f32]) {
-        for (c, x) in context.iter_mut().zip(value) {
-            *c += w * x;
-        }
+    fn to_f32(self) -> f32 {
+        self
     }
 }
 
@@ -98,13 +104,16 @@ impl Stored for half::f16 {
     }
 
     #[inline(always)]
-    fn dot(q: &[f32], k: &[half::f16]) -> f32 {
-        super::f16::dot(q, k)
+    unsafe fn load(src: *const half::f16) -> Lanes {
+        #[cfg(target_arch = "wasm32")]
+        return Lanes(super::f16::widen4_finite(src));
+        #[cfg(not(target_arch = "wasm32"))]
+        Lanes(super::f16::widen8_finite(&*src.cast::<[half::f16; 8]>()))
     }
 
     #[inline(always)]
-    fn add_scaled(context: &mut [f32], w: f32, value: &[half::f16]) {
-        super::f16::add_scaled(context, w, value)
+    fn to_f32(self) -> f32 {
+        half::f16::to_f32(self)
     }
 }
 
@@ -180,25 +189,6 @@ fn run_groups<'a>(
     }
 }
 
-/// `a · b` in eight partial sums (so that the loop vectorizes), added in order, then the tail.
-#[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a8.zip(b8) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// Where sequence `seq`'s positions of head `head` start in a buffer `(bb, h, capacity, d)`:
 /// a shared buffer (`bb` = 1) holds one sequence for all.
 fn buffer_start(buffer: [usize; 4], seq: usize, head: usize) -> usize {
@@ -237,28 +227,26 @@ impl<T: Stored> DecodeKernel<'_, T> {
     fn run(&self, head: usize, contexts: &mut [&mut [f32]]) {
         let (h, d, total) = (self.h, self.d, self.total);
         let b = contexts.len();
-        let query = |seq: usize| &self.q[(seq * h + head) * d..][..d];
+        let queries: Vec<&[f32]> = (0..b)
+            .map(|seq| &self.q[(seq * h + head) * d..][..d])
+            .collect();
         // Scores, then probabilities: `(b, total)`.
         let mut p = vec![0f32; b * total];
+        let mut rows: Vec<&mut [f32]> = p.chunks_exact_mut(total).collect();
         for &PartData {
             k, dims, start, n, ..
         } in &self.parts
         {
+            let mut scores: Vec<&mut [f32]> =
+                rows.iter_mut().map(|row| &mut row[start..][..n]).collect();
             if dims[0] == 1 {
                 // Keys shared by the batch: each key is read once for every sequence's query.
                 let keys = &k[buffer_start(dims, 0, head)..][..n * d];
-                for (j, key) in keys.chunks_exact(d).enumerate() {
-                    for seq in 0..b {
-                        p[seq * total + start + j] = T::dot(query(seq), key);
-                    }
-                }
+                tiles::scores(&queries, keys, d, &mut scores);
             } else {
-                for seq in 0..b {
+                for (seq, scores) in scores.iter_mut().enumerate() {
                     let keys = &k[buffer_start(dims, seq, head)..][..n * d];
-                    let row = &mut p[seq * total + start..][..n];
-                    for (score, key) in row.iter_mut().zip(keys.chunks_exact(d)) {
-                        *score = T::dot(query(seq), key);
-                    }
+                    tiles::scores(&queries[seq..=seq], keys, d, std::slice::from_mut(scores));
                 }
             }
         }
@@ -282,21 +270,19 @@ impl<T: Stored> DecodeKernel<'_, T> {
             v, dims, start, n, ..
         } in &self.parts
         {
+            let weights: Vec<&[f32]> = p
+                .chunks_exact(total)
+                .map(|row| &row[start..][..n])
+                .collect();
             if dims[0] == 1 {
                 // Values shared by the batch: each value is read once for every sequence.
                 let values = &v[buffer_start(dims, 0, head)..][..n * d];
-                for (j, value) in values.chunks_exact(d).enumerate() {
-                    for (seq, context) in contexts.iter_mut().enumerate() {
-                        T::add_scaled(context, p[seq * total + start + j], value);
-                    }
-                }
+                tiles::accumulate(&weights, values, d, contexts);
             } else {
                 for (seq, context) in contexts.iter_mut().enumerate() {
                     let values = &v[buffer_start(dims, seq, head)..][..n * d];
-                    let weights = &p[seq * total + start..][..n];
-                    for (&w, value) in weights.iter().zip(values.chunks_exact(d)) {
-                        T::add_scaled(context, w, value);
-                    }
+                    let context = std::slice::from_mut(context);
+                    tiles::accumulate(&weights[seq..=seq], values, d, context);
                 }
             }
         }
@@ -395,12 +381,20 @@ mod tests {
 
     use super::*;
 
-    /// One decode step over a shared block (batch 1) and the sequences' own block, against
-    /// candle's ops on the same keys and values laid out whole.
+    /// One decode step over a shared block (batch 1, a short last tile of keys) and the
+    /// sequences' own block, against candle's ops on the same keys and values laid out whole:
+    /// head sizes of whole chunks of lanes, and with values past the last one.
     #[test]
     fn decode_matches_candle_ops() {
+        for d in [64, 68] {
+            matches_candle_ops(d);
+        }
+    }
+
+    /// [`decode_matches_candle_ops`] for head size `d`.
+    fn matches_candle_ops(d: usize) {
         let device = Device::Cpu;
-        let (b, h, d) = (3, 4, 64);
+        let (b, h) = (3, 4);
         let (shared_len, own_len, capacity) = (13, 2, 20);
         let slopes: Vec<f32> = (0..h).map(|i| 0.5f32.powi(i as i32 + 1)).collect();
         let randn =

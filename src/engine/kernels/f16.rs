@@ -5,8 +5,9 @@
 //! Natively `half`'s slice conversions use the CPU's F16C instructions when it has them. On
 //! wasm32 `half` converts one value at a time with branches; here eight values are widened per
 //! step on simd128 lanes: [`widen`] exactly for every half (normal, subnormal, zero, infinity,
-//! NaN), and the decode kernel's [`dot`] and [`add_scaled`] in registers, exactly for every
-//! finite half (the cache stores no infinities: [`narrow_finite`] clamps to f16's range).
+//! NaN), and the decode kernel's loads in registers (four halves at a time on wasm32, eight
+//! natively), exactly for every finite half (the cache stores no infinities: [`narrow_finite`]
+//! clamps to f16's range).
 
 use candle_core::{CpuStorage, DType, Storage, Tensor};
 use half::f16;
@@ -60,112 +61,32 @@ fn widen_simd128(src: &[f16], dst: &mut [f32]) {
     }
 }
 
-/// Eight halves at `src` widened to two f32 lanes of four, exact for every finite half: the
-/// bits of h as an i16, sign-extended and shifted into an f32's place with the exponent's top
-/// bits cleared, are `h · 2⁻¹¹²` (for subnormal halves too); one product by 2¹¹² gives h.
+/// Four halves at `src` widened to f32 lanes, exact for every finite half (the decode kernel's
+/// loads): the bits of h as an i16, sign-extended and shifted into an f32's place with the
+/// exponent's top bits cleared, are `h · 2⁻¹¹²` (for subnormal halves too); one product by 2¹¹²
+/// gives h.
 ///
 /// # Safety
-/// `src` must point to eight readable halves.
+/// `src` must point to four readable halves.
 #[cfg(target_arch = "wasm32")]
 #[inline(always)]
-unsafe fn widen8_finite(src: *const f16) -> (core::arch::wasm32::v128, core::arch::wasm32::v128) {
+pub unsafe fn widen4_finite(src: *const f16) -> core::arch::wasm32::v128 {
     use core::arch::wasm32::*;
-    let h = v128_load(src.cast());
-    let four = |x: v128| {
-        let scaled = v128_and(i32x4_shl(x, 13), i32x4_splat(0x8fff_e000_u32 as i32));
-        f32x4_mul(scaled, f32x4_splat(f32::from_bits(0x7780_0000))) // 2^112
-    };
-    (
-        four(i32x4_extend_low_i16x8(h)),
-        four(i32x4_extend_high_i16x8(h)),
-    )
+    let h = i32x4_load_extend_i16x4(src.cast());
+    let scaled = v128_and(i32x4_shl(h, 13), i32x4_splat(0x8fff_e000_u32 as i32));
+    f32x4_mul(scaled, f32x4_splat(f32::from_bits(0x7780_0000))) // 2^112
 }
 
-/// [`widen8_finite`] in plain integer and float operations, which the compiler vectorizes
-/// (a call into `half` per eight values cost more than the arithmetic).
+/// Eight halves widened to f32 as `widen4_finite` does on wasm32, in plain integer and float
+/// operations, which the compiler vectorizes (a call into `half` per eight values cost more
+/// than the arithmetic).
 #[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
-fn widen8_finite_portable(src: &[f16]) -> [f32; 8] {
-    let mut out = [0f32; 8];
-    for (o, h) in out.iter_mut().zip(src) {
+pub(crate) fn widen8_finite(src: &[f16; 8]) -> [f32; 8] {
+    src.map(|h| {
         let scaled = ((h.to_bits() as i16 as i32) << 13) as u32 & 0x8fff_e000;
-        *o = f32::from_bits(scaled) * f32::from_bits(0x7780_0000); // 2^112
-    }
-    out
-}
-
-/// `q · k` for halves `k`, with the products and the eight partial sums of
-/// `attention::dot` in the same order, so that the result is bit for bit that of `k` widened
-/// to f32.
-#[inline(always)]
-pub fn dot(q: &[f32], k: &[f16]) -> f32 {
-    let (q8, k8) = (q.chunks_exact(8), k.chunks_exact(8));
-    let tail: f32 = q8
-        .remainder()
-        .iter()
-        .zip(k8.remainder())
-        .map(|(x, y)| x * y.to_f32())
-        .sum();
-    #[cfg(target_arch = "wasm32")]
-    let acc = {
-        use core::arch::wasm32::*;
-        let (mut low, mut high) = (f32x4_splat(0.0), f32x4_splat(0.0));
-        for (x, y) in q8.zip(k8) {
-            // SAFETY: `x` is eight f32 and `y` eight halves; unaligned loads are allowed.
-            unsafe {
-                let (a, b) = widen8_finite(y.as_ptr());
-                low = f32x4_add(low, f32x4_mul(v128_load(x.as_ptr().cast()), a));
-                high = f32x4_add(high, f32x4_mul(v128_load(x.as_ptr().add(4).cast()), b));
-            }
-        }
-        // SAFETY: two v128 are eight f32.
-        unsafe { core::mem::transmute::<[v128; 2], [f32; 8]>([low, high]) }
-    };
-    #[cfg(not(target_arch = "wasm32"))]
-    let acc = {
-        let mut acc = [0f32; 8];
-        for (x, y) in q8.zip(k8) {
-            let wide = widen8_finite_portable(y);
-            for i in 0..8 {
-                acc[i] += x[i] * wide[i];
-            }
-        }
-        acc
-    };
-    acc.iter().sum::<f32>() + tail
-}
-
-/// `context += w · value` for halves `value` (each element as `attention`'s f32 version
-/// computes it).
-#[inline(always)]
-pub fn add_scaled(context: &mut [f32], w: f32, value: &[f16]) {
-    let mut c8 = context.chunks_exact_mut(8);
-    let mut v8 = value.chunks_exact(8);
-    for (c, v) in (&mut c8).zip(&mut v8) {
-        #[cfg(target_arch = "wasm32")]
-        // SAFETY: `c` is eight f32 and `v` eight halves; unaligned loads and stores are allowed.
-        unsafe {
-            use core::arch::wasm32::*;
-            let (a, b) = widen8_finite(v.as_ptr());
-            let w = f32x4_splat(w);
-            let (low, high) = (c.as_mut_ptr(), c.as_mut_ptr().add(4));
-            v128_store(
-                low.cast(),
-                f32x4_add(v128_load(low.cast()), f32x4_mul(w, a)),
-            );
-            v128_store(
-                high.cast(),
-                f32x4_add(v128_load(high.cast()), f32x4_mul(w, b)),
-            );
-        }
-        #[cfg(not(target_arch = "wasm32"))]
-        for (c, x) in c.iter_mut().zip(widen8_finite_portable(v)) {
-            *c += w * x;
-        }
-    }
-    for (c, v) in c8.into_remainder().iter_mut().zip(v8.remainder()) {
-        *c += w * v.to_f32();
-    }
+        f32::from_bits(scaled) * f32::from_bits(0x7780_0000) // 2^112
+    })
 }
 
 /// `t` rounded to f16 for the cache, clamped to f16's finite range first (±65,504), so that
@@ -205,7 +126,7 @@ mod tests {
             .filter(|h| h.is_finite())
             .collect();
         for eight in finite.chunks_exact(8) {
-            for (h, x) in eight.iter().zip(widen8_finite_portable(eight)) {
+            for (h, x) in eight.iter().zip(widen8_finite(eight.try_into().unwrap())) {
                 assert_eq!(x.to_bits(), h.to_f32().to_bits(), "{:#06x}", h.to_bits());
             }
         }
