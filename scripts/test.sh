@@ -247,7 +247,8 @@ fi
 # drives the page with playwright-core (tests/e2e/*.test.mjs); screenshots in target/e2e/.
 # The same files run in Firefox ESR with E2E_BROWSERS=firefox (tests/e2e/lib.mjs); not a step
 # here yet: in Firefox app.test.mjs's export (no download event over BiDi) and its console check
-# (CSP reports of an inline style) still fail; see README "Browsers".
+# (the CSP report of the inline style playwright's screenshot injects) still fail; see README
+# "Browsers".
 if [[ "${SKIP_WASM:-0}" == 1 && "${CI:-}" != true ]]; then
     skip_step e2e "SKIP_WASM=1"
 else
