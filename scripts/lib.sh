@@ -54,6 +54,28 @@ ensure_chromium() {
     fi
 }
 
+# Firefox ESR (Debian's firefox-esr) and geckodriver (built from crates.io; Debian has no
+# package of it): the second browser of the wasm and end-to-end tests. Sets (and exports)
+# FIREFOX to the browser's path, and GECKODRIVER_BIN to the driver's (not GECKODRIVER, which
+# wasm-bindgen-test-runner prefers to CHROMEDRIVER whenever it is set).
+GECKODRIVER_VERSION=0.37.1
+ensure_firefox() {
+    if ! command -v firefox-esr >/dev/null 2>&1; then
+        echo "installing firefox-esr with apt-get"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y firefox-esr
+    fi
+    FIREFOX="$(command -v firefox-esr)"
+    export FIREFOX
+    local cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+    if [[ ! -x "$cargo_bin/geckodriver" ]]; then
+        echo "installing geckodriver $GECKODRIVER_VERSION with cargo install (a few minutes once)"
+        cargo install --locked "geckodriver@$GECKODRIVER_VERSION" ||
+            cargo install "geckodriver@$GECKODRIVER_VERSION"
+    fi
+    GECKODRIVER_BIN="$cargo_bin/geckodriver"
+}
+
 # node and npm, for the end-to-end tests (Debian packages; node 20 or newer).
 ensure_node() {
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

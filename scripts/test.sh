@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, native tests, the wasm32 tests in headless
-# Chromium, and the web app's end-to-end tests (tests/e2e/run.sh). CI runs it through .ci/run;
+# Chromium and in headless Firefox ESR, and the web app's end-to-end tests (tests/e2e/run.sh). CI runs it through .ci/run;
 # run it by hand the same way: ./scripts/test.sh
 #
 # It installs what is missing first (idempotent; as root, or with passwordless sudo, for apt),
 # with the functions of scripts/lib.sh that scripts/serve.sh uses too:
 #   * the wasm32-unknown-unknown target and the rustfmt/clippy components (rustup),
 #   * chromium + chromium-driver (Debian packages) when /usr/bin/chromedriver is absent,
+#   * firefox-esr (Debian package) and geckodriver (cargo install) when missing,
 #   * wasm-bindgen-cli at exactly the `wasm-bindgen` version in Cargo.lock (cargo install),
 #   * trunk (cargo install --locked trunk@0.21.14), to build the web app, and the pinned nightly
 #     with rust-src (rustup), to build its threaded worker and the fuzz targets,
@@ -18,7 +19,8 @@
 #   * Native tests: plain `#[test]` in src/ (unit) and the modules of tests/integration/ (one
 #     test binary, `cargo test --test integration`; tests/integration/main.rs lists them).
 #   * Browser tests: the modules of tests/wasm/ (one binary, run in Chromium with
-#     `cargo test --target wasm32-unknown-unknown --test wasm`). They use `#[wasm_bindgen_test]`
+#     `cargo test --target wasm32-unknown-unknown --test wasm`, and in Firefox the same way with
+#     GECKODRIVER set to geckodriver's path). They use `#[wasm_bindgen_test]`
 #     instead of `#[test]` and load fixtures with `include_bytes!` (the browser has no file
 #     system); see tests/wasm/main.rs. Lib unit tests are not run on wasm: the runner only
 #     executes `#[wasm_bindgen_test]` functions, so a `#[test]` compiled for wasm would be linked
@@ -59,9 +61,9 @@ run_step() {
     "$@" 2>&1 | tee "$LOG_DIR/$name.log" || status=$?
     local took=$((SECONDS - start))
     if [[ $status -eq 0 ]]; then
-        SUMMARY+=("$(printf '  %-14s ok      %4ds' "$name" "$took")")
+        SUMMARY+=("$(printf '  %-16s ok      %4ds' "$name" "$took")")
     else
-        SUMMARY+=("$(printf '  %-14s FAILED  %4ds  (exit %d)' "$name" "$took" "$status")")
+        SUMMARY+=("$(printf '  %-16s FAILED  %4ds  (exit %d)' "$name" "$took" "$status")")
         FAILED+=("$name")
         if [[ "${FAIL_FAST:-0}" == 1 ]]; then
             finish
@@ -79,41 +81,64 @@ disk_report() {
 }
 
 skip_step() {
-    SUMMARY+=("$(printf '  %-14s skipped        (%s)' "$1" "$2")")
+    SUMMARY+=("$(printf '  %-16s skipped        (%s)' "$1" "$2")")
     log "$1: skipped ($2)"
 }
 
 # The e2e tests that failed, each with the first line of its error (a CI log may show only the
 # end of the output, and the summary is there).
 e2e_failures() {
-    [[ -f "$LOG_DIR/e2e.log" ]] || return 0
-    awk '
+    local log
+    for log in "$LOG_DIR/e2e.log" "$LOG_DIR/e2e-ff.log"; do
+        [[ -f "$log" ]] || continue
+        echo "  ${log##*/}:"
+        awk '
         /^✖ failing tests:/ { failing = 1; next }
         failing && /^✖ / { name = $0; sub(/^✖ /, "", name); want = 1; next }
         failing && want && NF { sub(/^ +/, ""); printf "  ✖ %.90s: %.150s\n", name, $0; want = 0 }
-    ' "$LOG_DIR/e2e.log" | head -n 12
+    ' "$log" | head -n 12
+    done
+}
+
+# count_tests LOG...: "PASSED FAILED SKIPPED" summed over the named logs of $LOG_DIR (missing
+# ones count nothing).
+count_tests() {
+    local passed=0 failed=0 ignored=0 line name
+    for name in "$@"; do
+        [[ -f "$LOG_DIR/$name.log" ]] || continue
+        # libtest and wasm-bindgen-test-runner both close with
+        # "test result: ok. N passed; M failed; K ignored; ..."
+        while IFS= read -r line; do
+            [[ $line =~ ([0-9]+)\ passed\;\ ([0-9]+)\ failed\;\ ([0-9]+)\ ignored ]] || continue
+            passed=$((passed + BASH_REMATCH[1]))
+            failed=$((failed + BASH_REMATCH[2]))
+            ignored=$((ignored + BASH_REMATCH[3]))
+        done < <(grep 'test result:' "$LOG_DIR/$name.log" || true)
+        # node's test runner (e2e) closes with "ℹ pass N", "ℹ fail N", "ℹ skipped N" lines.
+        while IFS= read -r line; do
+            [[ $line =~ (pass|fail|skipped)\ ([0-9]+)$ ]] || continue
+            case "${BASH_REMATCH[1]}" in
+                pass) passed=$((passed + BASH_REMATCH[2])) ;;
+                fail) failed=$((failed + BASH_REMATCH[2])) ;;
+                skipped) ignored=$((ignored + BASH_REMATCH[2])) ;;
+            esac
+        done < <(grep -E '^[^ ]+ (pass|fail|skipped) [0-9]+$' "$LOG_DIR/$name.log" || true)
+    done
+    echo "$passed $failed $ignored"
 }
 
 # Prints the summary and exits: non-zero when any step failed.
 finish() {
-    local passed=0 failed=0 ignored=0 line
-    # libtest and wasm-bindgen-test-runner both close with
-    # "test result: ok. N passed; M failed; K ignored; ..."
-    while IFS= read -r line; do
-        [[ $line =~ ([0-9]+)\ passed\;\ ([0-9]+)\ failed\;\ ([0-9]+)\ ignored ]] || continue
-        passed=$((passed + BASH_REMATCH[1]))
-        failed=$((failed + BASH_REMATCH[2]))
-        ignored=$((ignored + BASH_REMATCH[3]))
-    done < <(cat "$LOG_DIR"/native-tests.log "$LOG_DIR"/wasm-tests.log 2>/dev/null | grep 'test result:' || true)
-    # node's test runner (e2e) closes with "ℹ pass N", "ℹ fail N", "ℹ skipped N" lines.
-    while IFS= read -r line; do
-        [[ $line =~ (pass|fail|skipped)\ ([0-9]+)$ ]] || continue
-        case "${BASH_REMATCH[1]}" in
-            pass) passed=$((passed + BASH_REMATCH[2])) ;;
-            fail) failed=$((failed + BASH_REMATCH[2])) ;;
-            skipped) ignored=$((ignored + BASH_REMATCH[2])) ;;
-        esac
-    done < <(grep -E '^[^ ]+ (pass|fail|skipped) [0-9]+$' "$LOG_DIR"/e2e.log 2>/dev/null || true)
+    local passed=0 failed=0 ignored=0 group p f i
+    local -a per_group=()
+    # The tests of each browser counted apart (the wasm binaries and the e2e suite).
+    for group in "native:native-tests" "chromium:wasm-tests wasm-relaxed e2e" \
+        "firefox:wasm-tests-ff wasm-relaxed-ff e2e-ff"; do
+        # shellcheck disable=SC2086 # the logs of a group are separate words
+        read -r p f i < <(count_tests ${group#*:})
+        per_group+=("$(printf '    %-14s %d passed, %d failed, %d skipped' "${group%%:*}" "$p" "$f" "$i")")
+        passed=$((passed + p)) failed=$((failed + f)) ignored=$((ignored + i))
+    done
     echo
     echo "================================ storywriter test summary ================================"
     printf '%s\n' "${SUMMARY[@]}"
@@ -123,6 +148,8 @@ finish() {
         echo "  FAILED steps:  ${FAILED[*]}"
         e2e_failures
     fi
+    echo "  tests per browser (wasm binaries and e2e suite):"
+    printf '%s\n' "${per_group[@]}"
     echo "=========================================================================================="
     echo "tests: $passed passed, $failed failed, $ignored skipped"
     if [[ ${#FAILED[@]} -gt 0 ]]; then
@@ -141,6 +168,7 @@ ensure_cargo
 ensure_wasm_target
 ensure_lint_components
 ensure_chromium
+ensure_firefox
 ensure_wasm_bindgen
 ensure_trunk
 ensure_node
@@ -156,13 +184,16 @@ echo "cargo:        $(cargo --version)"
 echo "wasm-bindgen: $(wasm-bindgen --version)"
 echo "chromium:     $(chromium --version 2>/dev/null | tail -n1)"
 echo "chromedriver: $(/usr/bin/chromedriver --version)"
+echo "firefox:      $("$FIREFOX" --version 2>/dev/null | tail -n1)"
+echo "geckodriver:  $("$GECKODRIVER_BIN" --version | head -n1)"
 echo "trunk:        $(trunk --version)"
 echo "node:         $(node --version)"
 echo "disk:         $(disk_report)"
-SUMMARY+=("$(printf '  %-14s ok      %4ds' setup $((SECONDS - setup_start)))")
+SUMMARY+=("$(printf '  %-16s ok      %4ds' setup $((SECONDS - setup_start)))")
 
 # How wasm-bindgen-test-runner (the wasm32 `runner` in .cargo/config.toml) drives Chromium.
 export CHROMEDRIVER=/usr/bin/chromedriver  # and not a geckodriver that may come first in PATH
+unset GECKODRIVER  # the runner prefers it to CHROMEDRIVER; the Firefox steps set it themselves
 export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$ROOT/webdriver.json"  # extra Chromium flags
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-600}"  # whole binary; default 20s
 export WASM_BINDGEN_TEST_DRIVER_TIMEOUT="${WASM_BINDGEN_TEST_DRIVER_TIMEOUT:-60}"
@@ -201,15 +232,27 @@ else
     run_step wasm-relaxed env RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
         CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/relaxed" \
         cargo test --target "$WASM_TARGET" --test wasm kernels
+    # The same two binaries (already built) in headless Firefox ESR: the runner drives it through
+    # geckodriver when GECKODRIVER is set (webdriver.json only holds Chromium's flags).
+    run_step wasm-tests-ff env -u WASM_BINDGEN_TEST_WEBDRIVER_JSON GECKODRIVER="$GECKODRIVER_BIN" \
+        cargo test --target "$WASM_TARGET" --test wasm
+    run_step wasm-relaxed-ff env -u WASM_BINDGEN_TEST_WEBDRIVER_JSON GECKODRIVER="$GECKODRIVER_BIN" \
+        RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
+        CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/relaxed" \
+        cargo test --target "$WASM_TARGET" --test wasm kernels
 fi
 
-# ---- The web app in headless Chromium --------------------------------------------------------
+# ---- The web app in headless Chromium ------------------------------------------------------
 # tests/e2e/run.sh builds the app (trunk) and the CLI, serves them with a tiny random model and
 # drives the page with playwright-core (tests/e2e/*.test.mjs); screenshots in target/e2e/.
+# The same files run in Firefox ESR with E2E_BROWSERS=firefox (tests/e2e/lib.mjs); not a step
+# here yet: in Firefox app.test.mjs's export (no download event over BiDi) and its console check
+# (the CSP report of the inline style playwright's screenshot injects) still fail; see README
+# "Browsers".
 if [[ "${SKIP_WASM:-0}" == 1 && "${CI:-}" != true ]]; then
     skip_step e2e "SKIP_WASM=1"
 else
-    run_step e2e bash tests/e2e/run.sh
+    run_step e2e env E2E_BROWSERS=chromium bash tests/e2e/run.sh
 fi
 
 # ---- Python dataset checks ------------------------------------------------------------------

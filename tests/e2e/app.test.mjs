@@ -17,7 +17,7 @@ import {
   cardText,
   cardTexts,
   freshPage,
-  launchChromium,
+  launchBrowser,
   modelReady,
   pressKeyIn,
   showSettings,
@@ -88,7 +88,7 @@ function storyStep(name, body) {
 const pressKey = (key) => pressKeyIn(page, key);
 
 before(async () => {
-  browser = await launchChromium();
+  browser = await launchBrowser();
   ({ context, page } = await freshPage(browser, SLOW, problems));
 });
 

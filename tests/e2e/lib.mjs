@@ -1,10 +1,12 @@
-// What the e2e tests and the browser benchmarks share: how Chromium is started, how page
+// What the e2e tests and the browser benchmarks share: how the browser (Chromium, or Firefox ESR
+// with E2E_BROWSER=firefox) is started, how page
 // problems are collected, and how a test waits for the model and for a round.
 
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before } from 'node:test';
-import { chromium } from 'playwright-core';
+import { fileURLToPath } from 'node:url';
+import { chromium, firefox } from 'playwright-core';
 
 /** The flags of the contract; playwright gives every launch a fresh profile directory. */
 export const CHROMIUM_FLAGS = [
@@ -33,6 +35,37 @@ export function watch(target, sink) {
       if (msg.type() === 'error') sink.push(`worker console: ${msg.text()}`);
     });
   });
+}
+
+/** The browser the e2e tests run in: `chromium` (the default) or `firefox` (env E2E_BROWSER). */
+export const BROWSER = process.env.E2E_BROWSER ?? 'chromium';
+if (!['chromium', 'firefox'].includes(BROWSER)) {
+  throw new Error(`E2E_BROWSER must be chromium or firefox, not ${BROWSER}`);
+}
+export const IN_FIREFOX = BROWSER === 'firefox';
+
+/**
+ * node:test's `skip` option for a test that needs a facility only Chromium has (`capability`,
+ * e.g. "CDP heap snapshots"): false in Chromium, a reason naming it in Firefox (shown in the
+ * test report as the skip's reason).
+ */
+export const chromiumOnly = (capability) =>
+  IN_FIREFOX ? `Firefox lacks ${capability} (Chromium only)` : false;
+
+/**
+ * The browser of E2E_BROWSER, headless: Chromium with CHROMIUM_FLAGS and `chromiumArgs`, or
+ * Firefox ESR (Debian's, or `$FIREFOX`) over WebDriver BiDi through tests/e2e/firefox_bidi.mjs
+ * (`chromiumArgs` are Chromium flags and are not passed to Firefox).
+ */
+export function launchBrowser(chromiumArgs = []) {
+  if (IN_FIREFOX) {
+    return firefox.launch({
+      channel: 'moz-firefox-esr',
+      executablePath: join(dirname(fileURLToPath(import.meta.url)), 'firefox_bidi.mjs'),
+      env: { ...process.env, FIREFOX: process.env.FIREFOX ?? '/usr/bin/firefox-esr' },
+    });
+  }
+  return launchChromium(chromiumArgs);
 }
 
 /** Headless Chromium (Debian's, or `$CHROMIUM`) with CHROMIUM_FLAGS and `extraArgs`. */

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# End-to-end tests of the web app in headless Chromium (tests/e2e/app.test.mjs, page.test.mjs,
-# hub.test.mjs, storage.test.mjs, autopilot.test.mjs, view.test.mjs, tabs.test.mjs, import.test.mjs
-# and layout.test.mjs, node + playwright-core). Installs what is missing (node packages with `npm ci`, trunk, wasm-bindgen-cli, Chromium), builds the app
+# End-to-end tests of the web app in headless Chromium and Firefox ESR (tests/e2e/app.test.mjs,
+# page.test.mjs, hub.test.mjs, storage.test.mjs, autopilot.test.mjs, view.test.mjs, tabs.test.mjs,
+# import.test.mjs and layout.test.mjs, node + playwright-core). Installs what
+# is missing (node packages with `npm ci`, trunk, wasm-bindgen-cli, Chromium), builds the app
 # (trunk) and the CLI, makes a test model directory (a tiny random q8_0 model listed in
 # index.json, a corrupt .gguf that is not listed, and a hub stand-in), serves both with `storywriter serve` on a free port, runs the
 # tests and stops the server.
 #
-# Environment: E2E_DIST=DIR serves an already built app instead of building one (DIR must hold
+# Environment: E2E_BROWSERS="chromium firefox" runs the whole suite once per named browser
+# (default: chromium; Firefox ESR through tests/e2e/firefox_bidi.mjs) (each run's report ends with its own pass/fail counts; the run fails when one does);
+# E2E_TESTS="app storage" runs only those files of tests/e2e/ (NAME.test.mjs; default all six);
+# E2E_DIST=DIR serves an already built app instead of building one (DIR must hold
 # index.html); E2E_OUT=DIR is where the screenshots and the server log go (default target/e2e;
-# the layout's screenshots in DIR/layout/).
+# the layout's screenshots in DIR/layout/; Firefox's in DIR/firefox/).
 # Arguments are passed on to node (e.g. --test-name-pattern=export).
 set -euo pipefail
 
@@ -22,6 +26,10 @@ mkdir -p "$OUT"
 # The dev CLI: `cargo test` has built it already, and it only serves files and quantizes a
 # tiny model here (a release build would cost minutes and ~600 MB more of target/).
 prepare_browser_run "${E2E_DIST:-}" dev
+BROWSERS="${E2E_BROWSERS:-chromium}"
+if [[ " $BROWSERS " == *" firefox "* ]]; then
+    ensure_firefox
+fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/storywriter-e2e.XXXXXX")"
 cleanup() {
@@ -52,8 +60,18 @@ start_serve "$CLI" "$DIST" "$MODELS" "$OUT/serve.log"
 URL="$SERVE_URL"
 echo "serving $DIST and $MODELS at $URL"
 
-E2E_URL="$URL" E2E_MODELS="$MODELS" E2E_OUT="$OUT" E2E_SERVE_LOG="$OUT/serve.log" \
-    E2E_HUB_REFERENCES="$WORK" node --test --test-concurrency=1 --test-reporter=spec "$@" \
-    tests/e2e/app.test.mjs tests/e2e/page.test.mjs tests/e2e/hub.test.mjs tests/e2e/storage.test.mjs \
-    tests/e2e/autopilot.test.mjs tests/e2e/view.test.mjs tests/e2e/tabs.test.mjs tests/e2e/import.test.mjs \
-    tests/e2e/layout.test.mjs
+TESTS=()
+for name in ${E2E_TESTS:-app page hub storage autopilot view tabs import layout}; do
+    TESTS+=("tests/e2e/$name.test.mjs")
+done
+status=0
+for browser in $BROWSERS; do
+    echo "==> e2e suite in $browser"
+    # Chromium's screenshots in $OUT as before, Firefox's in $OUT/firefox.
+    out="$OUT"
+    [[ $browser == chromium ]] || out="$OUT/$browser"
+    E2E_BROWSER="$browser" E2E_URL="$URL" E2E_MODELS="$MODELS" E2E_OUT="$out" \
+        E2E_SERVE_LOG="$OUT/serve.log" E2E_HUB_REFERENCES="$WORK" \
+        node --test --test-concurrency=1 --test-reporter=spec "$@" "${TESTS[@]}" || status=1
+done
+exit $status

@@ -1,4 +1,4 @@
-//! Smoke tests of the library compiled to wasm32 and run in headless Chromium.
+//! Smoke tests of the library compiled to wasm32 and run in headless Chromium and Firefox.
 //!
 //! Conventions for every module of `tests/wasm/` (see `main.rs`): tests are
 //! `#[wasm_bindgen_test]`, not `#[test]` (plain `#[test]`s are silently skipped), and fixtures
@@ -17,6 +17,8 @@ use wasm_bindgen_test::{console_log, wasm_bindgen_test};
 extern "C" {
     #[wasm_bindgen(thread_local_v2, js_namespace = navigator, js_name = userAgent)]
     static USER_AGENT: String;
+    #[wasm_bindgen(thread_local_v2, js_namespace = navigator, js_name = webdriver)]
+    static WEBDRIVER: bool;
 }
 
 /// Deterministic, non-trivial values in [-1, 1] (no RNG needed).
@@ -40,10 +42,19 @@ fn rel_err(got: &Tensor, expected: &Tensor) -> f32 {
 }
 
 #[wasm_bindgen_test]
-fn runs_in_headless_chromium() {
+fn runs_in_a_browser_under_webdriver() {
+    // scripts/test.sh runs this binary in headless Chromium (chromedriver) and in Firefox ESR
+    // (geckodriver); Firefox's headless mode keeps its ordinary user agent.
     let agent = USER_AGENT.with(String::clone);
     console_log!("user agent: {agent}");
-    assert!(agent.contains("HeadlessChrome"), "{agent}");
+    assert!(
+        agent.contains("HeadlessChrome/") || agent.contains("Firefox/"),
+        "neither headless Chromium nor Firefox: {agent}"
+    );
+    assert!(
+        WEBDRIVER.with(|d| *d),
+        "navigator.webdriver is false: {agent}"
+    );
 }
 
 #[wasm_bindgen_test]
