@@ -22,6 +22,7 @@ import {
   pressKeyIn,
   showSettings,
   storyIs,
+  storySteps,
   textMatching,
 } from './lib.mjs';
 
@@ -64,26 +65,11 @@ async function cardParts(part, target = page) {
 const waitForModel = (target = page) => modelReady(target, SLOW);
 const waitForCandidates = (target = page) => candidatesReady(target, SLOW);
 
-let storyFailed = false;
-let failures = 0;
-
 /** A step of the shared story: skipped once an earlier step failed; a failure is screenshotted. */
-function storyStep(name, body) {
-  test(name, { timeout: TEST_TIMEOUT }, async (t) => {
-    if (storyFailed) {
-      t.skip('an earlier step of the story failed');
-      return;
-    }
-    try {
-      await body();
-    } catch (error) {
-      storyFailed = true;
-      failures += 1;
-      await page.screenshot({ path: join(OUT, `failed-${failures}.png`), fullPage: true }).catch(() => {});
-      throw error;
-    }
-  });
-}
+const storyStep = storySteps(() => page, {
+  timeout: TEST_TIMEOUT,
+  screenshotPath: (n) => join(OUT, `failed-${n}.png`),
+});
 
 const pressKey = (key) => pressKeyIn(page, key);
 

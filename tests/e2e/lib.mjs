@@ -4,7 +4,7 @@
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { after, before } from 'node:test';
+import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium, firefox } from 'playwright-core';
 
@@ -85,6 +85,31 @@ export function browserForFile(extraArgs = []) {
   });
   after(async () => browser?.close());
   return () => browser;
+}
+
+/**
+ * `step(name, body)` for a story that consecutive tests build up on one page: a step is
+ * skipped once an earlier one failed, and a failing step's page (`currentPage()`) is
+ * screenshotted to `screenshotPath(n)`, n counting the failures.
+ */
+export function storySteps(currentPage, { timeout, screenshotPath }) {
+  let failures = 0;
+  return (name, body) =>
+    test(name, { timeout }, async (t) => {
+      if (failures > 0) {
+        t.skip('an earlier step of the story failed');
+        return;
+      }
+      try {
+        await body();
+      } catch (error) {
+        failures += 1;
+        await currentPage()
+          .screenshot({ path: screenshotPath(failures), fullPage: true })
+          .catch(() => {});
+        throw error;
+      }
+    });
 }
 
 /** A page in a fresh profile of `browser` (downloads accepted, `timeout` as the default);

@@ -20,6 +20,7 @@ import {
   modelReady,
   pressKeyIn,
   storyIs,
+  storySteps,
 } from './lib.mjs';
 
 const BASE = process.env.E2E_URL;
@@ -35,21 +36,12 @@ const ENDING = ' The end.';
 let browser;
 let page;
 const problems = [];
-let failed = false;
 
 /** A step of the shared story, skipped once an earlier one failed. */
-function step(name, body) {
-  test(name, { timeout: 5 * SLOW }, async (t) => {
-    if (failed) return t.skip('an earlier step failed');
-    try {
-      await body();
-    } catch (error) {
-      failed = true;
-      await page.screenshot({ path: join(OUT, 'view-failed.png'), fullPage: true }).catch(() => {});
-      throw error;
-    }
-  });
-}
+const step = storySteps(() => page, {
+  timeout: 5 * SLOW,
+  screenshotPath: () => join(OUT, 'view-failed.png'),
+});
 
 before(async () => {
   browser = await launchChromium();
