@@ -14,6 +14,13 @@ use half::f16;
 #[cfg(not(target_arch = "wasm32"))]
 use half::slice::HalfFloatSliceExt;
 
+/// 2¹¹²: the product that turns a half's bits, shifted into an f32's place, into its value.
+const TWO_POW_112: f32 = f32::from_bits(0x7780_0000);
+
+/// The bits of a half as an i16, sign-extended and shifted left by 13, keep its sign and its
+/// exponent and mantissa under this mask (the sign extension's other bits cleared).
+const SHIFTED_HALF_BITS: u32 = 0x8fff_e000;
+
 /// `dst[i] ← src[i]` as f32, exactly; `dst` is at least as long as `src`.
 #[inline]
 pub fn widen(src: &[f16], dst: &mut [f32]) {
@@ -33,7 +40,7 @@ fn widen_simd128(src: &[f16], dst: &mut [f32]) {
     #[inline(always)]
     fn four(h: v128) -> v128 {
         let magnitude = i32x4_shl(v128_and(h, i32x4_splat(0x7fff)), 13);
-        let value = f32x4_mul(magnitude, f32x4_splat(f32::from_bits(0x7780_0000))); // 2^112
+        let value = f32x4_mul(magnitude, f32x4_splat(TWO_POW_112));
         let special = i32x4_ge(magnitude, i32x4_splat(0x7c00 << 13));
         let value = v128_bitselect(v128_or(magnitude, i32x4_splat(0x7f80_0000)), value, special);
         v128_or(value, i32x4_shl(v128_and(h, i32x4_splat(0x8000)), 16))
@@ -73,8 +80,8 @@ fn widen_simd128(src: &[f16], dst: &mut [f32]) {
 pub unsafe fn widen4_finite(src: *const f16) -> core::arch::wasm32::v128 {
     use core::arch::wasm32::*;
     let h = i32x4_load_extend_i16x4(src.cast());
-    let scaled = v128_and(i32x4_shl(h, 13), i32x4_splat(0x8fff_e000_u32 as i32));
-    f32x4_mul(scaled, f32x4_splat(f32::from_bits(0x7780_0000))) // 2^112
+    let scaled = v128_and(i32x4_shl(h, 13), i32x4_splat(SHIFTED_HALF_BITS as i32));
+    f32x4_mul(scaled, f32x4_splat(TWO_POW_112))
 }
 
 /// Eight halves widened to f32 as `widen4_finite` does on wasm32, in plain integer and float
@@ -84,8 +91,8 @@ pub unsafe fn widen4_finite(src: *const f16) -> core::arch::wasm32::v128 {
 #[inline(always)]
 pub(crate) fn widen8_finite(src: &[f16; 8]) -> [f32; 8] {
     src.map(|h| {
-        let scaled = ((h.to_bits() as i16 as i32) << 13) as u32 & 0x8fff_e000;
-        f32::from_bits(scaled) * f32::from_bits(0x7780_0000) // 2^112
+        let scaled = ((h.to_bits() as i16 as i32) << 13) as u32 & SHIFTED_HALF_BITS;
+        f32::from_bits(scaled) * TWO_POW_112
     })
 }
 
