@@ -3,15 +3,17 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use storywriter::dataset::read_records;
 use storywriter::records::CandidateRecord;
 use storywriter::story::Story;
 
-fn write(log: &Path, extra: &[&str], keys: &str) -> String {
+/// `storywriter write` on the tiny fixture model, logging to `log`, with `extra` arguments; its
+/// stdin, stdout and stderr piped.
+pub(crate) fn spawn_write(log: &Path, extra: &[&str]) -> Child {
     let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-pow2");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_storywriter"))
+    Command::new(env!("CARGO_BIN_EXE_storywriter"))
         .args(["write", "--model"])
         .arg(&model)
         .arg("--log")
@@ -21,7 +23,11 @@ fn write(log: &Path, extra: &[&str], keys: &str) -> String {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+fn write(log: &Path, extra: &[&str], keys: &str) -> String {
+    let mut child = spawn_write(log, extra);
     child
         .stdin
         .take()

@@ -5,12 +5,13 @@
 //! pass/fail bound: peak resident memory varies from run to run by several MB).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use storywriter::dataset::read_records;
 use storywriter::story::Story;
+
+use super::write_cli::spawn_write;
 
 /// The process's peak resident memory (VmHWM) in kB.
 fn peak_kb(pid: u32) -> u64 {
@@ -44,23 +45,18 @@ fn a_long_session_keeps_every_record() {
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("story.jsonl");
     let _ = std::fs::remove_file(&log);
-    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-pow2");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_storywriter"))
-        .args(["write", "--model"])
-        .arg(&model)
-        .arg("--log")
-        .arg(&log)
-        .args([
+    let mut child = spawn_write(
+        &log,
+        &[
             "--prompt",
             "The lighthouse keeper kept a log",
             "--seed",
             "11",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    );
+    // What it shows is not read here: drained, so that a full pipe never blocks the writer.
+    let mut shown = child.stdout.take().unwrap();
+    let drain = std::thread::spawn(move || std::io::copy(&mut shown, &mut std::io::sink()));
     let mut keys = child.stdin.take().unwrap();
     // Each round: three candidate lines; each pick: one more (the chosen version). After pick
     // n the round n + 1 waits: 3 (n + 1) + n lines.
@@ -76,6 +72,7 @@ fn a_long_session_keeps_every_record() {
     writeln!(keys, "q").unwrap();
     drop(keys);
     let out = child.wait_with_output().unwrap();
+    drain.join().unwrap().unwrap();
     assert!(
         out.status.success(),
         "{}",
