@@ -13,5 +13,6 @@ pub mod records;
 pub mod stats;
 pub mod stored;
 pub mod story;
+pub mod text_field;
 pub mod tree;
 pub mod unpaired;

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { browserForFile, byTestId, freshPage, modelReady, textMatching } from './lib.mjs';
+import { browserForFile, byTestId, freshPage, modelReady, storyIs, textMatching } from './lib.mjs';
 import { exportedRecords } from './soak.mjs';
 
 const BASE = process.env.E2E_URL;
@@ -48,6 +48,50 @@ test('an imported file with bad lines: each named with its line, the good ones k
   assert.equal(exported.find((r) => r.record_id === withHtml.record_id).output_text, withHtml.output_text);
   assert.equal(await page.locator('img[src="x"]').count(), 0);
   assert.equal(await page.evaluate(() => window.__xss), undefined);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test('a hand edit of an imported story keeps the model\'s carriage returns (a text field turns them into \\n)', { timeout: 3 * SLOW }, async () => {
+  const { context, page, problems } = await freshPage(browser(), SLOW);
+  await page.goto(BASE);
+  await modelReady(page, SLOW);
+  const [first] = readFileSync('tests/fixtures/records_sample.jsonl', 'utf8').split('\n');
+  const record = JSON.parse(first);
+  const picked = {
+    ...record,
+    story_id: '000000000000000000000000c0ffee01',
+    output_text: ' It rang.\r\rThen\r\nsilence.',
+    chosen: true,
+    chosen_by: 'writer',
+    chosen_at: '2026-11-29T08:00:09.000Z',
+  };
+  await page.locator(byTestId('import')).setInputFiles({
+    name: 'carriage-returns.jsonl',
+    mimeType: 'application/jsonl',
+    buffer: Buffer.from(`${JSON.stringify(picked)}\n`),
+  });
+  await textMatching(page, 'import-report', /Imported 1 record/, SLOW);
+  await page.locator(`${byTestId('story-list')} [data-story-id="${picked.story_id}"] button.open`).click();
+  const story = picked.input_text + picked.output_text;
+  await storyIs(page, story, SLOW);
+  await page.locator(byTestId('edit-story')).click();
+  // The editor shows the story with \n for each line break, as every text field does.
+  const field = page.locator(byTestId('story-editor'));
+  assert.equal(await field.inputValue(), story.replace(/\r\n?/g, '\n'));
+  await field.press('End');
+  await field.pressSequentially(' The end.');
+  await page.locator(byTestId('save-edit')).click();
+  // Only the writer's words changed: the model's passage is still its own, \r and all.
+  await storyIs(page, `${story} The end.`, SLOW);
+  const authors = await page.evaluate(() =>
+    [...document.querySelectorAll('[data-testid="story"] [data-testid="passage"]')].map((p) => [p.dataset.author, p.textContent]),
+  );
+  assert.deepEqual(authors, [
+    ['writer', picked.input_text],
+    ['model', picked.output_text],
+    ['writer', ' The end.'],
+  ]);
   assert.deepEqual(problems, []);
   await context.close();
 });

@@ -179,13 +179,23 @@ export async function cardTexts(target) {
   return Promise.all([1, 2, 3].map((i) => cardText(target, i)));
 }
 
-/** Waits until the story text of `target` is `expected`. */
+/** Waits until the story text of `target` is `expected`; on a timeout the error shows both. */
 export async function storyIs(target, expected, timeout) {
-  await target.waitForFunction(
-    (want) => document.querySelector('[data-testid="story"]')?.textContent === want,
-    expected,
-    { timeout },
-  );
+  try {
+    await target.waitForFunction(
+      (want) => document.querySelector('[data-testid="story"]')?.textContent === want,
+      expected,
+      { timeout },
+    );
+  } catch (error) {
+    const shown = await target
+      .evaluate(() => document.querySelector('[data-testid="story"]')?.textContent ?? null)
+      .catch(() => '(the page is gone)');
+    throw new Error(
+      `${error.message}\n  the story shows: ${JSON.stringify(shown)}\n  expected:        ${JSON.stringify(expected)}`,
+      { cause: error },
+    );
+  }
 }
 
 /** Opens the settings panel of `target` (`open`) or closes it, unless it already is. */

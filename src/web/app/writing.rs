@@ -15,6 +15,7 @@ use super::cards::{Cards, Reveal};
 use super::{click, default_title, with_app, App};
 use crate::data::records::{new_seed, timestamp_now};
 use crate::data::story::{PlannedCandidate, Story, TokenPrefix};
+use crate::data::text_field::edited_text;
 use crate::engine::generate::{Generation, GenerationStats};
 use crate::session::candidate_specs;
 use crate::web::dom::{by_testid, document, input, now_ms, on, set_text, show, textarea};
@@ -104,9 +105,12 @@ impl Writing {
             show(&app.writing.editor_box, false)
         });
         click(app, &by_testid("save-edit"), |app| {
-            let text = app.writing.editor.value();
+            let typed = app.writing.editor.value();
             show(&app.writing.editor_box, false);
             app.change_story(move |story| {
+                // The text field turned the model's `\r`s into `\n`s: only what the writer
+                // changed is changed.
+                let text = edited_text(&story.text, &typed);
                 // Pending candidates left for a hand edit are rejected, all of them; the edit
                 // is recorded on the last picked candidate.
                 story.reject_all();
