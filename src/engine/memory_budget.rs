@@ -23,6 +23,7 @@
 //! then fails whatever its shape.
 
 use crate::engine::config::BloomConfig;
+use crate::engine::kv_cache::BLOCK;
 
 /// The bytes a wasm32 module can address: 4 GiB.
 pub const WASM32_MEMORY: u64 = 4 << 30;
@@ -106,6 +107,41 @@ pub fn kv_cache_bytes(config: &BloomConfig) -> u64 {
         .fold(2 * 2, |acc: u64, &n| acc.saturating_mul(n as u64))
 }
 
+/// The most a writing session holds beyond the loaded weights, whatever the story's length: the
+/// keys and values of a full context ([`kv_cache_bytes`]), each of `candidates` candidates'
+/// own positions (a block of [`BLOCK`], f16), and the largest transient work, a prefill piece of
+/// [`BLOCK`] positions (its hidden states through a layer, ~20 rows of `hidden_size` f32 per
+/// position: the layer norm, fused QKV, the heads, the MLP's 4× width and the residuals; its
+/// `BLOCK` × `BLOCK` scores per head, with their exponentials and bias) and the candidates'
+/// logits, twice (the sampler's copy).
+///
+/// The web worker claims it once, when the model is loaded, so that its memory does not grow
+/// as the story does (wasm memory never shrinks; a full context's worth reached at round 80
+/// would otherwise be a step in the middle of a session), and a model the browser cannot
+/// give it fails at load, not in the middle of a story.
+pub fn session_working_set(config: &BloomConfig, candidates: usize) -> u64 {
+    let [layers, hidden, heads, vocab, block, candidates] = [
+        config.n_layer,
+        config.hidden_size,
+        config.n_head,
+        config.vocab_size,
+        BLOCK,
+        candidates,
+    ]
+    .map(|n| n as u64);
+    let f16 = 2;
+    let f32 = 4;
+    let own_positions = candidates * block * 2 * layers * hidden * f16;
+    let piece_hidden = block * hidden * 20 * f32;
+    let piece_scores = heads * block * block * 3 * f32;
+    let logits = 2 * candidates * vocab * f32;
+    kv_cache_bytes(config)
+        .saturating_add(own_positions)
+        .saturating_add(piece_hidden)
+        .saturating_add(piece_scores)
+        .saturating_add(logits)
+}
+
 /// `1.5 MB`, `320 kB`, `12 B` (decimal units; 4 GiB is `4.29 GB`).
 pub fn human_bytes(bytes: u64) -> String {
     let b = bytes as f64;
@@ -140,6 +176,20 @@ mod tests {
             let need = MemoryNeed::new(file, Some(&config));
             assert!(need.check("bloom-560m.gguf").is_ok(), "{need:?}");
         }
+    }
+
+    #[test]
+    fn a_session_of_bloom_560m_claims_its_full_context_and_a_round_s_work() {
+        let config = BloomConfig::bloom_560m();
+        let need = session_working_set(&config, 3);
+        // 201 MB of keys and values, 75 MB of the candidates' own positions, 21 + 13 MB for a
+        // prefill piece and 6 MB of logits.
+        assert_eq!(
+            need,
+            201_326_592 + 75_497_472 + 20_971_520 + 12_582_912 + 6_021_120
+        );
+        // Within what the memory check counts beside the weights.
+        assert!(need <= kv_cache_bytes(&config) + HEADROOM);
     }
 
     #[test]
