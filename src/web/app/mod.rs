@@ -242,7 +242,7 @@ impl App {
                 round,
                 candidate,
                 text,
-            } => self.writing.token(round, candidate, &text),
+            } => self.writing.token(self, round, candidate, &text),
             Event::RoundDone {
                 round,
                 input_ids,

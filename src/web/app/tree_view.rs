@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
 use wasm_bindgen::JsCast;
@@ -26,6 +27,8 @@ pub(super) struct TreeView {
     root: HtmlElement,
     /// `kind:record` of the folded items (kept while the page lives, across redraws).
     folded: RefCell<HashSet<String>>,
+    /// What the tree drawn last shows ([`drawn_state`]): an unchanged story is not redrawn.
+    drawn: std::cell::Cell<Option<u64>>,
 }
 
 impl TreeView {
@@ -34,6 +37,7 @@ impl TreeView {
         Self {
             root: by_testid("tree"),
             folded: RefCell::default(),
+            drawn: std::cell::Cell::default(),
         }
     }
 
@@ -108,6 +112,12 @@ impl TreeView {
 
     /// Draws the open story's tree; the focus stays on the item it was on.
     pub(super) fn render(&self, story: Option<&Story>) {
+        // Redrawing thousands of items (a long story) costs the page a layout, three times a
+        // round: only a story whose tree changed is drawn again.
+        let state = drawn_state(story);
+        if self.drawn.replace(Some(state)) == Some(state) {
+            return;
+        }
         let focused = document()
             .active_element()
             .filter(|active| self.root.contains(Some(active.as_ref())))
@@ -256,6 +266,26 @@ impl Draw<'_> {
         append(item, &group);
         group.into()
     }
+}
+
+/// A digest of what `story`'s tree shows: the story, its records with their choices, the
+/// current path and the round waiting for a choice.
+fn drawn_state(story: Option<&Story>) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    if let Some(story) = story {
+        story.id.hash(&mut hasher);
+        for record in &story.records {
+            (
+                &record.record_id,
+                record.chosen,
+                record.rejected_all_at.is_some(),
+            )
+                .hash(&mut hasher);
+        }
+        story.path.hash(&mut hasher);
+        story.pending.hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 /// An outcome in words.

@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{
@@ -18,7 +19,7 @@ use crate::data::story::{PlannedCandidate, Story, TokenPrefix};
 use crate::data::text_field::edited_text;
 use crate::engine::generate::{Generation, GenerationStats};
 use crate::session::candidate_specs;
-use crate::web::dom::{by_testid, document, input, now_ms, on, set_text, show, textarea};
+use crate::web::dom::{by_testid, document, input, now_ms, on, set_text, show, textarea, window};
 use crate::web::idb::StoredStory;
 use crate::web::protocol::Request;
 
@@ -49,6 +50,8 @@ pub(super) struct Writing {
     next_round: Cell<u64>,
     /// Speed of the last finished round, shown on its cards.
     last_speed: Cell<Option<f64>>,
+    /// Whether the cards are to be followed at the next frame (streamed tokens since).
+    follow_pending: Cell<bool>,
 }
 
 fn button(id: &str) -> HtmlButtonElement {
@@ -73,6 +76,7 @@ impl Writing {
             running: RefCell::default(),
             next_round: Cell::new(1),
             last_speed: Cell::default(),
+            follow_pending: Cell::default(),
         }
     }
 
@@ -341,8 +345,10 @@ impl Writing {
         });
     }
 
-    /// Shows a token of the running round on its card, with the candidate's speed.
-    pub(super) fn token(&self, round: u64, candidate: usize, text: &str) {
+    /// Shows a token of the running round on its card, with the candidate's speed; the page
+    /// follows the cards once a frame, however many tokens came in it (each scroll check
+    /// lays out the page, whose tree and branches grow with the story).
+    pub(super) fn token(&self, app: &Rc<App>, round: u64, candidate: usize, text: &str) {
         let speed = {
             let mut running = self.running.borrow_mut();
             let Some(running) = running.as_mut().filter(|r| r.round == round) else {
@@ -357,7 +363,21 @@ impl Writing {
         };
         let meta = speed.map(|speed| format!("{speed:.1} tok/s · generating…"));
         self.cards.stream(candidate, text, meta.as_deref());
-        self.reveal_cards(Reveal::Follow);
+        if !self.follow_pending.replace(true) {
+            let app = Rc::downgrade(app);
+            let follow = Closure::once_into_js(move || {
+                if let Some(app) = app.upgrade() {
+                    app.writing.follow_pending.set(false);
+                    app.writing.reveal_cards(Reveal::Follow);
+                }
+            });
+            if window()
+                .request_animation_frame(follow.unchecked_ref())
+                .is_err()
+            {
+                self.follow_pending.set(false);
+            }
+        }
     }
 
     /// Records a finished round in the open story, saves it and shows its candidates.
