@@ -52,6 +52,14 @@ export interface ModelInfo {
   name: string;
   vocab_size: number;
   context_length: number;
+  /** Whether it came from the browser's model cache. */
+  from_cache: boolean;
+}
+
+/** A model in the browser's model cache. */
+export interface CachedModel {
+  name: string;
+  bytes: number;
 }
 
 /** Loading progress: downloading, reading a File or Blob, building the model. */
@@ -66,6 +74,8 @@ export interface LoadOptions {
   name?: string;
   onProgress?: (progress: LoadProgress) => void;
   signal?: AbortSignal;
+  /** Keep the file in the browser's model cache once it has built (default false). */
+  cache?: boolean;
 }
 
 /** A token of candidate `candidate` (0-based) as it is generated; `text` may be empty. */
@@ -269,7 +279,9 @@ export class StoryWriter {
   constructor();
   /** The loaded model, or null. */
   model: ModelInfo | null;
-  loadModel(source: string | URL | Blob, options?: LoadOptions): Promise<ModelInfo>;
+  loadModel(source: string | URL | Blob | { cached: string }, options?: LoadOptions): Promise<ModelInfo>;
+  listCached(): Promise<CachedModel[]>;
+  deleteCached(name: string): Promise<void>;
   tokenize(text: string): Promise<number[]>;
   decode(ids: ArrayLike<number>): Promise<string>;
   generate(request: GenerateRequest, options?: { signal?: AbortSignal }): Generation;

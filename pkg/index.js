@@ -125,21 +125,34 @@ export class StoryWriter {
     });
   }
 
-  /** Loads a GGUF model from a URL (relative to the page), a File or a Blob, replacing any
-   * loaded one; `onProgress({phase, bytes, total})` reports the download and the build. */
-  async loadModel(source, { name, onProgress, signal } = {}) {
+  /** Loads a GGUF model from a URL (relative to the page), a File, a Blob or the browser's
+   * model cache ({cached: name}), replacing any loaded one; `onProgress({phase, bytes, total})`
+   * reports the download and the build; with `cache`, the file is kept in the cache. */
+  async loadModel(source, { name, onProgress, signal, cache = false } = {}) {
     let args;
     if (source instanceof Blob) {
-      args = { source, name: name ?? source.name ?? 'model.gguf' };
+      args = { source, name: name ?? source.name ?? 'model.gguf', cache };
     } else if (typeof source === 'string' || source instanceof URL) {
       const url = new URL(source, document.baseURI);
-      args = { source: url.href, name: name ?? (url.pathname.split('/').pop() || 'model.gguf') };
+      args = { source: url.href, name: name ?? (url.pathname.split('/').pop() || 'model.gguf'), cache };
+    } else if (typeof source?.cached === 'string') {
+      args = { cached: source.cached };
     } else {
-      throw new StoryWriterError('bad-params', 'loadModel takes a URL, a File or a Blob');
+      throw new StoryWriterError('bad-params', 'loadModel takes a URL, a File, a Blob or {cached: name}');
     }
     this.model = null;
     this.model = await this.#call('load', args, { signal, onProgress });
     return this.model;
+  }
+
+  /** The models in the browser's model cache (the Origin Private File System): [{name, bytes}]. */
+  listCached() {
+    return this.#call('listCached', {});
+  }
+
+  /** Removes a model from the cache. */
+  deleteCached(name) {
+    return this.#call('deleteCached', { name });
   }
 
   /** The token ids of `text` in the loaded model's vocabulary. */

@@ -1,8 +1,8 @@
 // The package's model worker (a module worker that index.js starts): the wasm engine and the
 // data functions of src/bin/pkg/, driven by messages {id, op, args}. It answers {id, value} or
 // {id, error: {code, message}}, and streams {id, progress} while loading and {id, token} while
-// generating; {op: 'abort', args: {id}} cancels request id. Model requests (load, tokenize,
-// decode, generate) run one at a time, in order; the data functions run at once.
+// generating; {op: 'abort', args: {id}} cancels request id. Model requests (load, the cache,
+// tokenize, decode, generate) run one at a time, in order; the data functions run at once.
 import init, * as wasm from './wasm/storywriter.js';
 
 const ready = init({ module_or_path: new URL('./wasm/storywriter_bg.wasm', import.meta.url) });
@@ -33,6 +33,16 @@ const dataOps = {
 
 const modelOps = {
   load: (args, id, signal) => load(args, signal, (progress) => postMessage({ id, progress })),
+  listCached: async () => {
+    const models = [];
+    for await (const handle of (await navigator.storage.getDirectory()).values()) {
+      if (handle.kind === 'file' && handle.name.endsWith('.gguf')) {
+        models.push({ name: handle.name, bytes: (await handle.getFile()).size });
+      }
+    }
+    return models.sort((a, b) => a.name.localeCompare(b.name));
+  },
+  deleteCached: async ({ name }) => (await navigator.storage.getDirectory()).removeEntry(name),
   tokenize: ({ text }) => engine.tokenize(text),
   decode: ({ ids }) => engine.decode(Uint32Array.from(ids)),
   generate: async ({ request }, id, signal) => {
@@ -49,9 +59,41 @@ const modelOps = {
   },
 };
 
+/** The cached model `name` (a File), or null when the cache does not hold it. */
+async function cachedFile(name) {
+  try {
+    return await (await (await navigator.storage.getDirectory()).getFileHandle(name)).getFile();
+  } catch (e) {
+    if (e.name === 'NotFoundError' || e.name === 'TypeError') return null;
+    throw e;
+  }
+}
+
+/** Loads the model (loadFile), then with `cache` keeps the file in the Origin Private File
+ * System under its name (the app's model cache): `{...model, from_cache}`. */
+async function load({ source, name, cached, cache }, signal, report) {
+  if (cached) {
+    const file = await cachedFile(cached);
+    if (!file) throw failure('bad-params', `${cached} is not in the browser's model cache`);
+    return { ...(await loadFile({ source: file, name: cached }, signal, report)), from_cache: true };
+  }
+  const { model, bytes } = await loadFile({ source, name }, signal, report, true);
+  if (cache) {
+    try {
+      const handle = await (await navigator.storage.getDirectory()).getFileHandle(name, { create: true });
+      const writable = await handle.createWritable();
+      await writable.write(bytes);
+      await writable.close();
+    } catch (e) {
+      throw failure('network', `${name} was loaded but could not be cached: ${e.message}`);
+    }
+  }
+  return { ...model, from_cache: false };
+}
+
 /** Downloads (with progress, refusing a file too large for memory from its length) or reads
- * the model file, then builds it. */
-async function load({ source, name }, signal, report) {
+ * the model file, then builds it; with `keep`, returns the file's bytes too. */
+async function loadFile({ source, name }, signal, report, keep = false) {
   let last = -Infinity;
   const progress = (phase, bytes, total, force = false) => {
     const now = performance.now();
@@ -84,7 +126,8 @@ async function load({ source, name }, signal, report) {
   }
   if (signal.aborted) throw failure('aborted', `the load of ${name} was aborted`);
   progress('build', bytes.length, bytes.length, true);
-  return engine.load(bytes, name);
+  const model = engine.load(bytes, name);
+  return keep ? { model, bytes } : model;
 }
 
 /** A response body's bytes (`total` of them when the length was announced). */

@@ -61,7 +61,7 @@ test('pkg-basic.html loads the demo model, streams three candidates, picks with 
   }
 });
 
-test('the API: tokenize, decode, abort a generation, tables, and errors with their codes', { timeout: 4 * SLOW }, async () => {
+test('the API: tokenize, decode, abort a generation, the model cache, tables, and errors with their codes', { timeout: 4 * SLOW }, async () => {
   page = example.page();
   const modelUrl = new URL('models/demo-tiny-q8_0.gguf', BASE).href;
   const outcome = await page.evaluate(async ([pkg, url]) => {
@@ -98,6 +98,23 @@ test('the API: tokenize, decode, abort a generation, tables, and errors with the
     const once = await writer.generate({ text: 'The sea', candidates: [spec] }).result;
     const again = await writer.generate({ text: 'The sea', candidates: [spec] }).result;
 
+    // The model cache: kept once it has built, loaded from there, removed.
+    const cachedPhases = [];
+    await writer.loadModel(url, { cache: true });
+    const listed = await writer.listCached();
+    const fromCache = await writer.loadModel({ cached: model.name }, { onProgress: (p) => cachedPhases.push(p.phase) });
+    const cachedIds = await writer.tokenize('Once upon a time');
+    await writer.deleteCached(model.name);
+    const cache = {
+      listed,
+      fromCache: fromCache.from_cache,
+      fresh: model.from_cache,
+      phases: [...new Set(cachedPhases)],
+      sameIds: JSON.stringify(cachedIds) === JSON.stringify(ids),
+      afterDelete: await writer.listCached(),
+      absent: await failure(writer.loadModel({ cached: 'absent.gguf' })),
+    };
+
     const { table, warnings } = await writer.loadTable(new URL('../www/params/steps.json', pkg).href);
     const planned = await writer.planRound({ table, policies: ['fixed', 'step-mean'], step: 2, seed: 5, shuffle: false });
     return {
@@ -114,6 +131,7 @@ test('the API: tokenize, decode, abort a generation, tables, and errors with the
       tableSchema: table.schema,
       warnings,
       planned: planned.map((p) => [p.policy, p.seed, p.design.display_position]),
+      cache,
       badParams: await failure(writer.generate({ text: 'x', candidates: [{ params: { temperature: -1 }, seed: 1 }] }).result),
       badIds: await failure(writer.generate({ ids: [model.vocab_size], candidates: [spec] }).result),
       badInput: await failure(writer.generate({ text: 'x', ids: [1], candidates: [spec] }).result),
@@ -125,6 +143,7 @@ test('the API: tokenize, decode, abort a generation, tables, and errors with the
       afterBadModel: await failure(writer.tokenize('a')),
       missing: await failure(writer.loadModel(new URL('models/absent.gguf', url).href)),
       codes: ERROR_CODES,
+      modelBytes: (await (await fetch(url)).arrayBuffer()).byteLength,
     };
   }, [new URL('pkg/index.js', BASE).href, modelUrl]);
 
@@ -138,6 +157,11 @@ test('the API: tokenize, decode, abort a generation, tables, and errors with the
   assert.deepEqual(outcome.aborted, { code: 'aborted', typed: true });
   assert.equal(outcome.resultAborted.code, 'aborted');
   assert.ok(outcome.sameTokens && outcome.onceTokens > 0);
+  assert.deepEqual(outcome.cache.listed, [{ name: 'demo-tiny-q8_0.gguf', bytes: outcome.modelBytes }]);
+  assert.deepEqual(
+    { ...outcome.cache, listed: undefined, absent: outcome.cache.absent.code },
+    { listed: undefined, fromCache: true, fresh: false, phases: ['read', 'build'], sameIds: true, afterDelete: [], absent: 'bad-params' },
+  );
   assert.equal(outcome.tableSchema, 'storywriter.step-params/1');
   assert.deepEqual(outcome.planned.map(([policy, , position]) => [policy, position]), [['fixed', 1], ['step-mean', 2]]);
   assert.deepEqual(outcome.planned.map(([, seed]) => seed), [5, 6]);

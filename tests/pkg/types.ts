@@ -5,6 +5,7 @@ import {
   ERROR_CODES,
   StoryWriter,
   StoryWriterError,
+  type CachedModel,
   type CandidateRecord,
   type Dataset,
   type ErrorCode,
@@ -22,7 +23,11 @@ export async function useEveryExport(file: File): Promise<Dataset> {
     onProgress: ({ phase, bytes, total }) => console.log(phase, bytes, total ?? 0),
     signal: AbortSignal.timeout(60_000),
   });
-  await writer.loadModel(file, { name: file.name });
+  await writer.loadModel(file, { name: file.name, cache: true });
+  const cached: CachedModel[] = await writer.listCached();
+  const again: ModelInfo = await writer.loadModel({ cached: cached[0].name });
+  await writer.deleteCached(cached[0].name);
+  console.log(again.from_cache);
   const ids: number[] = await writer.tokenize('Once upon a time');
   const text: string = await writer.decode(ids);
   const { table, warnings } = await writer.bundledTable({ vocabSize: model.vocab_size ?? BLOOM_VOCAB_SIZE });
