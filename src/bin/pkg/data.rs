@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::failure::{from_js, library, to_js, Code, Failure, Result};
+use crate::failure::{from_js, library, Code, Failure, Result};
 use storywriter::data::dataset::{check_record, parse_records, DatasetFiles};
 use storywriter::data::design::{plan_round as plan, Display, PlannedCandidate};
 use storywriter::data::params::{Policy, PolicyMix, StepTable, TableWarning, BUNDLED_VOCAB_SIZE};
 use storywriter::data::records::{new_seed, CandidateRecord};
 use storywriter::data::story::Story;
 use storywriter::shared::{Candidate, ModelIdentity, SamplingParams};
+use storywriter::web::protocol::to_js;
 
 type JsResult = std::result::Result<JsValue, JsValue>;
 

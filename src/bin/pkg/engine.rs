@@ -9,7 +9,7 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::failure::{from_js, library, to_js, Code, Failure, Result};
+use crate::failure::{from_js, library, Code, Failure, Result};
 use storywriter::data::story::{Story, TokenPrefix};
 use storywriter::engine::generate::{CachePool, Candidate, CandidateSpec, GenerationStats};
 use storywriter::engine::loader::{open_gguf, LoadedModel};
@@ -17,6 +17,7 @@ use storywriter::engine::memory_budget::MemoryNeed;
 use storywriter::engine::model::KvDtype;
 use storywriter::session::round_input_ids;
 use storywriter::shared::ModelIdentity;
+use storywriter::web::protocol::to_js;
 use storywriter::web::worker::decode_round;
 
 /// The most candidates one generation may ask for.

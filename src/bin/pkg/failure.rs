@@ -2,7 +2,6 @@
 //! JavaScript objects.
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use wasm_bindgen::JsValue;
 
 /// What kind of failure an error is, as its `code` (the package adds `aborted`, `network` and
@@ -66,14 +65,6 @@ pub type Result<T> = std::result::Result<T, Failure>;
 pub fn from_js<T: DeserializeOwned>(value: JsValue, what: &str) -> Result<T> {
     serde_wasm_bindgen::from_value(value)
         .map_err(|e| Failure::new(Code::BadParams, format!("{what}: {e}")))
-}
-
-/// A value as a plain JavaScript object (maps as objects, 64-bit integers as numbers: every
-/// one the library writes stays below 2^53).
-pub fn to_js<T: Serialize>(value: &T) -> JsValue {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .expect("the package's values serialize to JavaScript")
 }
 
 /// A library error as a failure of kind `code`.

@@ -27,7 +27,7 @@ use crate::session::round_input_ids;
 use crate::web::dom::now_ms;
 use crate::web::error::Context;
 use crate::web::opfs;
-use crate::web::protocol::{from_json, Event, Failed, Request};
+use crate::web::protocol::{from_js, Event, Failed, Request};
 use load::load;
 use post::{post, post_error, scope, wasm_memory_bytes};
 
@@ -62,9 +62,8 @@ pub fn run() {
     });
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let data = Array::from(&event.data());
-        let json = data.get(0).as_string().unwrap_or_default();
         let attachment = data.get(1);
-        match from_json::<Request>(&json) {
+        match from_js::<Request>(data.get(0)) {
             // Read at once, not queued behind the round it stops.
             Ok(Request::Stop { round }) => {
                 if state.running.get() == Some(round) {
