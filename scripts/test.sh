@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, native tests, the wasm32 tests in headless
-# Chromium and in headless Firefox ESR, and the web app's end-to-end tests (tests/e2e/run.sh). CI runs it through .ci/run;
-# run it by hand the same way: ./scripts/test.sh
+# Chromium and in headless Firefox ESR, the JavaScript package pkg/ (built, its types checked
+# with tsc), and the end-to-end tests of the web app and the package (tests/e2e/run.sh). CI runs
+# it through .ci/run; run it by hand the same way: ./scripts/test.sh
 #
 # It installs what is missing first (idempotent; as root, or with passwordless sudo, for apt),
 # with the functions of scripts/lib.sh that scripts/serve.sh uses too:
@@ -173,6 +174,7 @@ ensure_firefox
 ensure_wasm_bindgen
 ensure_trunk
 ensure_node
+ensure_e2e_packages
 
 # Hugging Face `datasets`, for tests/check_datasets.py (PyPI is reachable; when the install
 # fails, that one check is reported as skipped instead of failing the suite).
@@ -259,7 +261,6 @@ if [[ "${SKIP_WASM:-0}" == 1 && "${CI:-}" != true ]]; then
     skip_step e2e "SKIP_WASM=1"
 else
     run_step pkg-build ./scripts/build_pkg.sh
-    ensure_e2e_packages
     run_step pkg-types tests/e2e/node_modules/.bin/tsc -p tests/pkg/tsconfig.json
     run_step e2e env E2E_BROWSERS=chromium bash tests/e2e/run.sh
 fi
