@@ -29,7 +29,7 @@ const ready = () =>
   page.waitForFunction(() =>
     /^Ready: /.test(document.querySelector('story-writer').shadowRoot.querySelector('[data-testid="status"]').textContent));
 
-test('<story-writer> writes, picks with a key, exports read-only and keeps its records, under a strict CSP', { timeout: 4 * SLOW }, async () => {
+test('<story-writer> writes, picks with a key, exports read-only, keeps its records and takes its candidates attribute, under a strict CSP', { timeout: 4 * SLOW }, async () => {
   page = example.page();
   try {
     await page.goto(PAGE);
@@ -78,6 +78,13 @@ test('<story-writer> writes, picks with a key, exports read-only and keeps its r
     await ready();
     assert.equal(await part('story').textContent(), story);
     assert.ok((await page.evaluate(() => indexedDB.databases())).some((db) => db.name === 'story-writer'));
+
+    // The candidates attribute decides the next round's cards, which continue the kept story.
+    await page.evaluate(() => document.querySelector('story-writer').setAttribute('candidates', '2'));
+    await part('write').click();
+    await page.waitForFunction(() =>
+      document.querySelector('story-writer').shadowRoot.querySelectorAll('.card:not([disabled])').length === 2);
+    assert.equal(await page.evaluate(() => document.querySelector('story-writer').story.path.length), 1);
 
     assert.deepEqual(await page.evaluate(() => window.violations), []);
     assert.deepEqual(problems, []);
