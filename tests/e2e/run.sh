@@ -11,7 +11,7 @@
 #
 # Environment: E2E_BROWSERS="chromium firefox" runs the whole suite once per named browser
 # (default: chromium; Firefox ESR through tests/e2e/firefox_bidi.mjs) (each run's report ends with its own pass/fail counts; the run fails when one does);
-# E2E_TESTS="app storage" runs only those files of tests/e2e/ (NAME.test.mjs; default all six);
+# E2E_TESTS="app storage" runs only those files of tests/e2e/ (NAME.test.mjs; default all of them);
 # E2E_DIST=DIR serves an already built app instead of building one (DIR must hold
 # index.html); E2E_OUT=DIR is where the screenshots and the server log go (default target/e2e;
 # the layout's screenshots in DIR/layout/; Firefox's in DIR/firefox/).
