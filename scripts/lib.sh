@@ -168,6 +168,18 @@ build_web_app() {
     trunk build --release --offline && build_threaded_worker dist
 }
 
+# The node packages of tests/e2e (npm ci): playwright-core drives Chromium, @wllama/wllama is
+# the browser benchmarks' peer, typescript checks the package's types (tests/pkg/).
+ensure_e2e_packages() {
+    local package
+    for package in playwright-core @wllama/wllama typescript; do
+        if [[ ! -d tests/e2e/node_modules/$package ]]; then
+            (cd tests/e2e && npm ci --no-audit --no-fund)
+            return
+        fi
+    done
+}
+
 # prepare_browser_run PREBUILT_DIST [CLI_PROFILE]: what a run of the app in headless Chromium
 # needs (cargo, Chromium, node and the e2e node packages), the app and the CLI: sets DIST to
 # PREBUILT_DIST when not empty, else builds the app into dist/, and sets CLI to the
@@ -177,10 +189,7 @@ prepare_browser_run() {
     ensure_cargo
     ensure_chromium
     ensure_node
-    # playwright-core drives Chromium; @wllama/wllama is the browser benchmarks' peer.
-    if [[ ! -d tests/e2e/node_modules/playwright-core || ! -d tests/e2e/node_modules/@wllama/wllama ]]; then
-        (cd tests/e2e && npm ci --no-audit --no-fund)
-    fi
+    ensure_e2e_packages
     if [[ -n "${1:-}" ]]; then
         DIST="$1"
     else
@@ -287,4 +296,14 @@ write_model_index() {
     mv "$dir/index.json.part" "$dir/index.json"
     echo "$dir/index.json:"
     cat "$dir/index.json"
+}
+
+# build_pkg: the JavaScript package's wasm (src/bin/pkg/, release) through wasm-bindgen
+# --target web into pkg/wasm/ (storywriter.js and storywriter_bg.wasm); see scripts/build_pkg.sh.
+build_pkg() {
+    local target="${CARGO_TARGET_DIR:-target}"
+    cargo build --release --target "$WASM_TARGET" --bin pkg || return 1
+    rm -rf pkg/wasm
+    wasm-bindgen --target web --no-typescript --out-dir pkg/wasm --out-name storywriter \
+        "$target/$WASM_TARGET/release/pkg.wasm"
 }

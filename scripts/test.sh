@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, native tests, the wasm32 tests in headless
-# Chromium and in headless Firefox ESR, and the web app's end-to-end tests (tests/e2e/run.sh). CI runs it through .ci/run;
-# run it by hand the same way: ./scripts/test.sh
+# Chromium and in headless Firefox ESR, the JavaScript package pkg/ (built, its types checked
+# with tsc), and the end-to-end tests of the web app and the package (tests/e2e/run.sh). CI runs
+# it through .ci/run; run it by hand the same way: ./scripts/test.sh
 #
 # It installs what is missing first (idempotent; as root, or with passwordless sudo, for apt),
 # with the functions of scripts/lib.sh that scripts/serve.sh uses too:
@@ -12,7 +13,8 @@
 #   * trunk (cargo install --locked trunk@0.21.14), to build the web app, and the pinned nightly
 #     with rust-src (rustup), to build its threaded worker and the fuzz targets,
 #   * cargo-fuzz (cargo install), by scripts/fuzz.sh,
-#   * node + npm (Debian packages) when missing, and the e2e tests' node packages (npm ci),
+#   * node + npm (Debian packages) when missing, and the e2e tests' node packages (npm ci;
+#     typescript among them, for the package's types),
 #   * the python package datasets (pip), for tests/check_datasets.py.
 #
 # Test conventions
@@ -172,6 +174,7 @@ ensure_firefox
 ensure_wasm_bindgen
 ensure_trunk
 ensure_node
+ensure_e2e_packages
 
 # Hugging Face `datasets`, for tests/check_datasets.py (PyPI is reachable; when the install
 # fails, that one check is reported as skipped instead of failing the suite).
@@ -249,9 +252,16 @@ fi
 # here yet: in Firefox app.test.mjs's export (no download event over BiDi) and its console check
 # (the CSP report of the inline style playwright's screenshot injects) still fail; see README
 # "Browsers".
+# The JavaScript package first (scripts/build_pkg.sh: src/bin/pkg/ through wasm-bindgen into
+# pkg/wasm/, about a minute on the library the wasm steps built), its TypeScript types checked by
+# tsc on tests/pkg/types.ts (every export used), then the e2e suite, whose pkg.test.mjs and
+# element.test.mjs drive examples/pkg-basic.html and examples/embed-element.html.
 if [[ "${SKIP_WASM:-0}" == 1 && "${CI:-}" != true ]]; then
+    skip_step pkg-build "SKIP_WASM=1"
     skip_step e2e "SKIP_WASM=1"
 else
+    run_step pkg-build ./scripts/build_pkg.sh
+    run_step pkg-types tests/e2e/node_modules/.bin/tsc -p tests/pkg/tsconfig.json
     run_step e2e env E2E_BROWSERS=chromium bash tests/e2e/run.sh
 fi
 

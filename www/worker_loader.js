@@ -7,5 +7,5 @@ wasm_bindgen({ module_or_path: './worker_bg.wasm' })
   .then(() => wasm_bindgen.startWorker())
   .catch((e) => {
     const message = `the model worker could not start: ${e && e.message ? e.message : e}`;
-    postMessage(JSON.stringify({ type: 'error', failed: 'load', message }));
+    postMessage({ type: 'error', failed: 'load', message });
   });

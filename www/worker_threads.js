@@ -20,5 +20,5 @@ try {
   wasm.startWorker();
 } catch (e) {
   const message = e && e.message ? e.message : String(e);
-  postMessage(JSON.stringify({ type: 'error', failed: 'load', message }));
+  postMessage({ type: 'error', failed: 'load', message });
 }

@@ -11,12 +11,13 @@
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::data::params::{candidate_params, Param, Policy, PolicyMix, StepParams, StepTable};
 use crate::shared::SamplingParams;
 
 /// A candidate to generate: its parameters, the policy that produced them, and its seed.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlannedCandidate {
     /// Sampling parameters.
     pub params: SamplingParams,
@@ -35,7 +36,7 @@ pub struct PlannedCandidate {
 const SEED_MASK: u64 = (1 << 53) - 1;
 
 /// Where a planned candidate is shown and how it was drawn; recorded with it.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CandidateDesign {
     /// Display position (1 = first).
     pub display_position: u32,

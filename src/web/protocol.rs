@@ -1,8 +1,10 @@
 //! Messages between the page and the model worker.
 //!
-//! Both directions travel as JSON text (`serde_json`), so the same types are checked natively
-//! in unit tests. A request may carry one JavaScript value beside its JSON (the `File` of a
-//! [`ModelSource::File`]); see `web::worker_client`.
+//! Both directions travel as structured JavaScript objects ([`to_js`], [`from_js`]:
+//! `serde-wasm-bindgen`, the shapes JSON would have). Natively, the unit tests and the fuzz
+//! target check the same serde types through JSON ([`to_json`], [`from_json`]). A request may
+//! carry one JavaScript value beside it (the `File` of a [`ModelSource::File`]); see
+//! `web::worker_client`.
 
 use serde::{Deserialize, Serialize};
 
@@ -241,12 +243,29 @@ pub enum Event {
     },
 }
 
-/// Serializes a message for `postMessage`.
+/// A message as a plain JavaScript object for `postMessage` (maps as objects, 64-bit integers
+/// as numbers: every one the library writes stays below 2^53). The JavaScript package's values
+/// (`src/bin/pkg/`) cross the same way.
+#[cfg(target_arch = "wasm32")]
+pub fn to_js<T: Serialize>(message: &T) -> wasm_bindgen::JsValue {
+    message
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .expect("protocol messages always serialize")
+}
+
+/// Reads a message received through `postMessage`; the error says what was wrong.
+#[cfg(target_arch = "wasm32")]
+pub fn from_js<T: for<'de> Deserialize<'de>>(value: wasm_bindgen::JsValue) -> crate::Result<T> {
+    serde_wasm_bindgen::from_value(value)
+        .map_err(|e| crate::Error::Format(format!("worker message: {e}")))
+}
+
+/// A message as JSON text (the unit tests' and the fuzz target's encoding of messages).
 pub fn to_json<T: Serialize>(message: &T) -> String {
     serde_json::to_string(message).expect("protocol messages always serialize")
 }
 
-/// Parses a message received through `postMessage`; the error says what was wrong.
+/// Parses a message from JSON text; the error says what was wrong.
 pub fn from_json<T: for<'de> Deserialize<'de>>(text: &str) -> crate::Result<T> {
     serde_json::from_str(text)
         .map_err(|e| crate::Error::Format(format!("worker message: {e}: {text:.200}")))
@@ -441,7 +460,8 @@ mod tests {
 
     #[test]
     fn worker_loader_start_failure_parses() {
-        // www/worker_loader.js builds this message by hand when the worker's wasm cannot start.
+        // www/worker_loader.js builds this message (an object) by hand when the worker's wasm
+        // cannot start.
         let event: Event =
             from_json(r#"{"type":"error","failed":"load","message":"no wasm"}"#).unwrap();
         assert_eq!(

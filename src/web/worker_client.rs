@@ -12,7 +12,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
 use crate::web::error::{Error, Result};
-use crate::web::protocol::{from_json, to_json, Event, Failed, Request};
+use crate::web::protocol::{from_js, to_js, Event, Failed, Request};
 use crate::web::threads::{self, ThreadPlan};
 
 /// The single-threaded worker's loader (trunk builds `worker.js` next to the page).
@@ -51,8 +51,7 @@ impl WorkerClient {
 
     /// Sends a request, with `attachment` (a `File`, or `undefined`) beside it.
     pub fn send(&self, request: &Request, attachment: &JsValue) {
-        let message: JsValue =
-            js_sys::Array::of2(&JsValue::from_str(&to_json(request)), attachment).into();
+        let message: JsValue = js_sys::Array::of2(&to_js(request), attachment).into();
         let mut state = self.state.borrow_mut();
         let State { queued, worker, .. } = &mut *state;
         match (queued, worker) {
@@ -118,8 +117,7 @@ fn spawn(state: &Rc<RefCell<State>>, plan: ThreadPlan, on_event: Handler) -> Res
             let Some(event) = event.dyn_ref::<MessageEvent>() else {
                 return;
             };
-            let text = event.data().as_string().unwrap_or_default();
-            match from_json(&text) {
+            match from_js(event.data()) {
                 Ok(Event::Started) => {
                     threads::set_current(plan.clone());
                     let (queued, worker) = {

@@ -281,3 +281,23 @@ export function openingOf(n) {
   for (let i = 0; text.length < n; i += 1) text += `${words[(i * 7) % words.length]} `;
   return text.slice(0, n);
 }
+
+/**
+ * For the tests of the package's example `name` (examples/NAME, served from the repository's
+ * root at E2E_PKG_URL by run.sh): launches a browser before the file's tests (running `setup`
+ * on its fresh page, problems collected in `problems`) and closes it after. Returns the
+ * page's address, the package's root and a function giving the page.
+ */
+export function examplePage(name, timeout, problems, setup = async () => {}) {
+  const base = process.env.E2E_PKG_URL;
+  if (!base) throw new Error('E2E_PKG_URL must be set: run tests/e2e/run.sh');
+  let browser;
+  let page;
+  before(async () => {
+    browser = await launchBrowser();
+    ({ page } = await freshPage(browser, timeout, problems));
+    await setup(page);
+  });
+  after(async () => browser?.close());
+  return { base, url: new URL(`examples/${name}`, base).href, page: () => page };
+}

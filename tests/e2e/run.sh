@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end tests of the web app in headless Chromium and Firefox ESR (tests/e2e/app.test.mjs,
 # page.test.mjs, hub.test.mjs, storage.test.mjs, autopilot.test.mjs, view.test.mjs, tabs.test.mjs,
-# import.test.mjs and layout.test.mjs, node + playwright-core). Installs what
+# import.test.mjs and layout.test.mjs, node + playwright-core), and of the JavaScript package pkg/
+# (pkg.test.mjs and element.test.mjs: examples/ served from the repository's root; pkg/ must have
+# been built by scripts/build_pkg.sh). Installs what
 # is missing (node packages with `npm ci`, trunk, wasm-bindgen-cli, Chromium), builds the app
 # (trunk) and the CLI, makes a test model directory (a tiny random q8_0 model listed in
 # index.json, a corrupt .gguf that is not listed, and a hub stand-in), serves both with `storywriter serve` on a free port, runs the
@@ -9,7 +11,7 @@
 #
 # Environment: E2E_BROWSERS="chromium firefox" runs the whole suite once per named browser
 # (default: chromium; Firefox ESR through tests/e2e/firefox_bidi.mjs) (each run's report ends with its own pass/fail counts; the run fails when one does);
-# E2E_TESTS="app storage" runs only those files of tests/e2e/ (NAME.test.mjs; default all six);
+# E2E_TESTS="app storage" runs only those files of tests/e2e/ (NAME.test.mjs; default all of them);
 # E2E_DIST=DIR serves an already built app instead of building one (DIR must hold
 # index.html); E2E_OUT=DIR is where the screenshots and the server log go (default target/e2e;
 # the layout's screenshots in DIR/layout/; Firefox's in DIR/firefox/).
@@ -61,16 +63,28 @@ URL="$SERVE_URL"
 echo "serving $DIST and $MODELS at $URL"
 
 TESTS=()
-for name in ${E2E_TESTS:-app page hub storage autopilot view tabs import layout}; do
+for name in ${E2E_TESTS:-app page hub storage autopilot view tabs import layout pkg element}; do
     TESTS+=("tests/e2e/$name.test.mjs")
 done
+# The package's examples (pkg.test.mjs, element.test.mjs) as a site would serve them: the
+# repository's root (examples/ and the pkg/ that scripts/build_pkg.sh made) and the models.
+PKG_URL=""
+if [[ " ${TESTS[*]} " == *" tests/e2e/pkg.test.mjs "* || " ${TESTS[*]} " == *" tests/e2e/element.test.mjs "* ]]; then
+    if [[ ! -f pkg/wasm/storywriter_bg.wasm ]]; then
+        echo "error: pkg/wasm/ is missing: run ./scripts/build_pkg.sh before the package's tests" >&2
+        exit 1
+    fi
+    start_serve "$CLI" . "$MODELS" "$OUT/serve-pkg.log"
+    PKG_URL="$SERVE_URL"
+    echo "serving the repository's root and $MODELS at $PKG_URL"
+fi
 status=0
 for browser in $BROWSERS; do
     echo "==> e2e suite in $browser"
     # Chromium's screenshots in $OUT as before, Firefox's in $OUT/firefox.
     out="$OUT"
     [[ $browser == chromium ]] || out="$OUT/$browser"
-    E2E_BROWSER="$browser" E2E_URL="$URL" E2E_MODELS="$MODELS" E2E_OUT="$out" \
+    E2E_BROWSER="$browser" E2E_URL="$URL" E2E_PKG_URL="$PKG_URL" E2E_MODELS="$MODELS" E2E_OUT="$out" \
         E2E_SERVE_LOG="$OUT/serve.log" E2E_HUB_REFERENCES="$WORK" \
         node --test --test-concurrency=1 --test-reporter=spec "$@" "${TESTS[@]}" || status=1
 done

@@ -332,12 +332,22 @@ impl StepTable {
     ) -> Result<(StepTable, Vec<TableWarning>)> {
         let value: Value = serde_json::from_str(text)
             .map_err(|e| Error::Format(format!("{origin}: not valid JSON: {e}")))?;
+        Self::from_value(&value, origin, vocab_size)
+    }
+
+    /// Like [`Self::from_json`], for a table already parsed (the JavaScript package's tables
+    /// arrive as objects).
+    pub fn from_value(
+        value: &Value,
+        origin: &str,
+        vocab_size: usize,
+    ) -> Result<(StepTable, Vec<TableWarning>)> {
         let mut reader = Reader {
             origin,
             vocab_size: vocab_size as f64,
             warnings: Vec::new(),
         };
-        let table = reader.table(&value)?;
+        let table = reader.table(value)?;
         Ok((table, reader.warnings))
     }
 

@@ -18,7 +18,7 @@ use web_sys::MessageEvent;
 
 use crate::data::records::CandidateRecord;
 use crate::data::story::TokenPrefix;
-use crate::engine::generate::{CachePool, CandidateSpec, TokenEvent};
+use crate::engine::generate::{CachePool, CandidateSpec, Generation, Round, TokenEvent};
 use crate::engine::loader::LoadedModel;
 use crate::engine::profile::SpanTimes;
 use crate::picker::train::TrainOptions;
@@ -27,7 +27,7 @@ use crate::session::round_input_ids;
 use crate::web::dom::now_ms;
 use crate::web::error::Context;
 use crate::web::opfs;
-use crate::web::protocol::{from_json, Event, Failed, Request};
+use crate::web::protocol::{from_js, Event, Failed, Request};
 use load::load;
 use post::{post, post_error, scope, wasm_memory_bytes};
 
@@ -62,9 +62,8 @@ pub fn run() {
     });
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let data = Array::from(&event.data());
-        let json = data.get(0).as_string().unwrap_or_default();
         let attachment = data.get(1);
-        match from_json::<Request>(&json) {
+        match from_js::<Request>(data.get(0)) {
             // Read at once, not queued behind the round it stops.
             Ok(Request::Stop { round }) => {
                 if state.running.get() == Some(round) {
@@ -170,7 +169,6 @@ fn train_picker(records: &[CandidateRecord]) {
     }
 }
 
-/// Lets the worker's event loop run (messages are read) before going on.
 /// Stops the round being written, if any, and waits until it has ended.
 async fn stop_running_round(state: &State) {
     if state.running.get().is_some() {
@@ -181,6 +179,31 @@ async fn stop_running_round(state: &State) {
     }
 }
 
+/// Decodes a started round to its end one step at a time, handing control back to the event
+/// loop at least every [`YIELD_INTERVAL_MS`] (so messages are read) and stopping the round at
+/// its next step once `stop` is set. Shared by the app's worker and the package's (`pkg/`).
+pub async fn decode_round(
+    mut running: Round<'_>,
+    stop: &Cell<bool>,
+    mut on_token: impl FnMut(TokenEvent<'_>) -> ControlFlow<()>,
+) -> crate::Result<Generation> {
+    let mut last_yield = now_ms();
+    loop {
+        if stop.get() {
+            running.stop();
+        }
+        if !running.step(&mut on_token)? {
+            break;
+        }
+        if now_ms() - last_yield >= YIELD_INTERVAL_MS {
+            yield_to_events().await;
+            last_yield = now_ms();
+        }
+    }
+    running.finish()
+}
+
+/// Lets the worker's event loop run (messages are read) before going on.
 async fn yield_to_events() {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
         let _ = scope().set_timeout_with_callback(&resolve);
@@ -198,9 +221,8 @@ async fn list_cached() {
     }
 }
 
-/// Writes one round: the story's ids after what the kept caches hold, then the candidates one
-/// decode step at a time (yielding to the event loop between steps, stopping when asked),
-/// streaming tokens and posting [`Event::RoundDone`].
+/// Writes one round: the story's ids after what the kept caches hold, then the candidates
+/// ([`decode_round`]), streaming tokens and posting [`Event::RoundDone`].
 async fn generate_round(
     loaded: &LoadedModel,
     pool: &mut CachePool,
@@ -214,8 +236,8 @@ async fn generate_round(
         times.reset();
     }
     let input_ids = round_input_ids(loaded, text, known.as_ref(), candidates)?;
-    let mut running = pool.start_round(&loaded.model, &loaded.tokenizer, &input_ids, candidates)?;
-    let mut on_token = |token: TokenEvent<'_>| {
+    let running = pool.start_round(&loaded.model, &loaded.tokenizer, &input_ids, candidates)?;
+    let on_token = |token: TokenEvent<'_>| {
         post(&Event::Token {
             round,
             candidate: token.candidate,
@@ -223,20 +245,7 @@ async fn generate_round(
         });
         ControlFlow::Continue(())
     };
-    let mut last_yield = now_ms();
-    loop {
-        if state.stop.get() {
-            running.stop();
-        }
-        if !running.step(&mut on_token)? {
-            break;
-        }
-        if now_ms() - last_yield >= YIELD_INTERVAL_MS {
-            yield_to_events().await;
-            last_yield = now_ms();
-        }
-    }
-    let mut generation = running.finish()?;
+    let mut generation = decode_round(running, &state.stop, on_token).await?;
     if let Some(times) = &state.profile {
         generation.stats.spans = times.totals();
     }

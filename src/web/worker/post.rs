@@ -1,10 +1,9 @@
 //! Posting events to the page: errors, and progress reports at a bounded rate.
 
-use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::DedicatedWorkerGlobalScope;
 
-use crate::web::protocol::{to_json, Event, Failed, Phase};
+use crate::web::protocol::{to_js, Event, Failed, Phase};
 
 /// Progress reports are sent at most this often (milliseconds).
 pub(super) const PROGRESS_INTERVAL_MS: f64 = 100.0;
@@ -49,7 +48,7 @@ pub(super) fn scope() -> DedicatedWorkerGlobalScope {
 
 /// Posts an event to the page.
 pub(super) fn post(event: &Event) {
-    let _ = scope().post_message(&JsValue::from_str(&to_json(event)));
+    let _ = scope().post_message(&to_js(event));
 }
 
 /// The size of this worker's WebAssembly memory, in bytes.
