@@ -7,7 +7,7 @@
 //! and down: siblings, left: parent, right: first child), Space or the fold marker folds.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
@@ -17,7 +17,7 @@ use web_sys::{Element, HtmlElement, KeyboardEvent};
 use super::{with_app, App};
 use crate::data::story::Story;
 use crate::data::tree::{outcome, Outcome, Round, Tree};
-use crate::web::dom::{append, by_testid, clear, closest, document, el, on, text_el};
+use crate::web::dom::{append, by_testid, clear, closest, document, el, on, set_text};
 
 /// Characters of a candidate's text shown in its item.
 const EXCERPT_CHARS: usize = 60;
@@ -29,6 +29,10 @@ pub(super) struct TreeView {
     folded: RefCell<HashSet<String>>,
     /// What the tree drawn last shows ([`drawn_state`]): an unchanged story is not redrawn.
     drawn: std::cell::Cell<Option<u64>>,
+    /// The items drawn last, by `kind:record`, reused by the next draw of the same story.
+    items: RefCell<HashMap<String, Item>>,
+    /// The story they show.
+    story_id: RefCell<Option<String>>,
 }
 
 impl TreeView {
@@ -38,6 +42,8 @@ impl TreeView {
             root: by_testid("tree"),
             folded: RefCell::default(),
             drawn: std::cell::Cell::default(),
+            items: RefCell::default(),
+            story_id: RefCell::default(),
         }
     }
 
@@ -110,10 +116,10 @@ impl TreeView {
         }
     }
 
-    /// Draws the open story's tree; the focus stays on the item it was on.
+    /// Draws the open story's tree, changing only the items whose round, candidate or place
+    /// changed (a long story's tree has thousands); the focus stays on the item it was on.
     pub(super) fn render(&self, story: Option<&Story>) {
-        // Redrawing thousands of items (a long story) costs the page a layout, three times a
-        // round: only a story whose tree changed is drawn again.
+        // Three renders a round: only a story whose tree changed is drawn again.
         let state = drawn_state(story);
         if self.drawn.replace(Some(state)) == Some(state) {
             return;
@@ -122,7 +128,13 @@ impl TreeView {
             .active_element()
             .filter(|active| self.root.contains(Some(active.as_ref())))
             .map(|active| key(&active));
-        clear(&self.root);
+        let story_id = story.map(|s| s.id.clone());
+        let mut kept = self.items.take();
+        if *self.story_id.borrow() != story_id {
+            clear(&self.root);
+            kept.clear();
+            self.story_id.replace(story_id);
+        }
         let Some(story) = story else {
             return;
         };
@@ -131,10 +143,17 @@ impl TreeView {
             story,
             tree: &tree,
             folded: &self.folded.borrow(),
+            kept: RefCell::new(kept),
+            drawn: RefCell::default(),
             last_on_path: RefCell::default(),
         };
         draw.rounds(&self.root, None);
+        for (_, gone) in draw.kept.take() {
+            gone.item.remove();
+        }
+        self.items.replace(draw.drawn.take());
         // The tree's one tab stop: the item focused before, else the current path's last one.
+        clear_tab_stops(&self.root);
         let before = focused
             .as_deref()
             .and_then(|key| self.root.query_selector(&item_selector(key)).ok().flatten());
@@ -143,25 +162,94 @@ impl TreeView {
             .or_else(|| self.root.first_element_child());
         if let Some(target) = target.and_then(|t| t.dyn_into::<HtmlElement>().ok()) {
             target.set_tab_index(0);
-            if focused.is_some() {
+            if focused.is_some() && document().active_element().as_ref() != Some(target.as_ref()) {
                 let _ = target.focus();
             }
         }
     }
 }
 
-/// What drawing one story's tree reads.
+/// An item on the page and what it shows, kept from one draw to the next.
+struct Item {
+    item: HtmlElement,
+    label: HtmlElement,
+    /// The list of its children, when it has any.
+    group: Option<HtmlElement>,
+    /// The attributes set last and their values.
+    shown: Vec<(&'static str, String)>,
+    label_text: String,
+}
+
+impl Item {
+    /// A new item of `kind` for `record`.
+    fn new(kind: &str, record: &str) -> Self {
+        let item = el("li", kind);
+        for (name, value) in [
+            ("role", "treeitem"),
+            ("data-testid", "tree-node"),
+            ("data-kind", kind),
+            ("data-record", record),
+            ("tabindex", "-1"),
+        ] {
+            let _ = item.set_attribute(name, value);
+        }
+        let line = el("span", "line");
+        let fold = el("span", "fold");
+        let _ = fold.set_attribute("aria-hidden", "true");
+        let label = el("span", "label");
+        append(&line, &fold);
+        append(&line, &label);
+        append(&item, &line);
+        Item {
+            item,
+            label,
+            group: None,
+            shown: vec![],
+            label_text: String::new(),
+        }
+    }
+
+    /// Sets attribute `name` to `value` unless it already is.
+    fn set(&mut self, name: &'static str, value: &str) {
+        match self.shown.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, old)) if old == value => {}
+            Some((_, old)) => {
+                let _ = self.item.set_attribute(name, value);
+                *old = value.to_string();
+            }
+            None => {
+                let _ = self.item.set_attribute(name, value);
+                self.shown.push((name, value.to_string()));
+            }
+        }
+    }
+
+    /// Sets the label's text unless it already is `text`.
+    fn set_label(&mut self, text: String) {
+        if self.label_text != text {
+            set_text(&self.label, &text);
+            self.label_text = text;
+        }
+    }
+}
+
+/// What drawing one story's tree reads, and the items it keeps or makes.
 struct Draw<'a> {
     story: &'a Story,
     tree: &'a Tree<'a>,
     folded: &'a HashSet<String>,
+    /// The items of the previous draw not reused yet, by `kind:record`.
+    kept: RefCell<HashMap<String, Item>>,
+    /// The items of this draw.
+    drawn: RefCell<HashMap<String, Item>>,
     /// The last item drawn on the current path.
     last_on_path: RefCell<Option<HtmlElement>>,
 }
 
 impl Draw<'_> {
-    /// Appends to `list` the rounds continuing `pick` (`None`: the opening's).
+    /// Fills `list` with the rounds continuing `pick` (`None`: the opening's).
     fn rounds(&self, list: &Element, pick: Option<&str>) {
+        let mut children = vec![];
         for &at in self.tree.rounds_after(pick) {
             let round = &self.tree.rounds[at];
             let Some(first) = round.records.first() else {
@@ -180,23 +268,28 @@ impl Draw<'_> {
                     "candidates"
                 }
             );
-            let item = self.item("round", &first.record_id, &label, on_path);
-            let _ = item.set_attribute("data-step", &first.step.to_string());
-            let group = self.group(&item, "round", &first.record_id, false);
-            for record in &round.records {
-                self.candidate(&group, round, record);
-            }
-            append(list, &item);
+            let key = format!("round:{}", first.record_id);
+            let mut item = self.item(&key, "round", &first.record_id, label, on_path);
+            item.set("data-step", &first.step.to_string());
+            let group = self.group(&mut item, &key, false);
+            let candidates: Vec<HtmlElement> = round
+                .records
+                .iter()
+                .map(|record| self.candidate(round, record))
+                .collect();
+            place(&group, &candidates);
+            children.push(item.item.clone());
+            self.drawn.borrow_mut().insert(key, item);
         }
+        place(list, &children);
     }
 
-    /// Appends candidate `record` of `round` to `group`, with the rounds continuing it.
+    /// The item of candidate `record` of `round`, with the rounds continuing it.
     fn candidate(
         &self,
-        group: &Element,
         round: &Round,
         record: &crate::data::records::CandidateRecord,
-    ) {
+    ) -> HtmlElement {
         let outcome = outcome(self.story, round, record);
         let on_path = self.story.path.contains(&record.record_id);
         let excerpt: String = record.output_text.chars().take(EXCERPT_CHARS).collect();
@@ -212,10 +305,17 @@ impl Draw<'_> {
             if on_path { ", in the story" } else { "" },
             record.policy
         );
-        let item = self.item("candidate", &record.record_id, &label, on_path);
-        let _ = item.set_attribute("data-outcome", outcome.name());
+        let key = format!("candidate:{}", record.record_id);
+        let mut item = self.item(&key, "candidate", &record.record_id, label, on_path);
+        item.set("data-outcome", outcome.name());
         let after = self.tree.rounds_after(Some(&record.record_id));
-        if !after.is_empty() {
+        if after.is_empty() {
+            if let Some(group) = item.group.take() {
+                group.remove();
+                let _ = item.item.remove_attribute("aria-expanded");
+                item.shown.retain(|(name, _)| *name != "aria-expanded");
+            }
+        } else {
             // A single line of rounds is drawn without indenting (200 rounds stay readable);
             // branches indent.
             let branching = round
@@ -225,46 +325,63 @@ impl Draw<'_> {
                 .count()
                 > 1;
             let chain = after.len() == 1 && !branching;
-            let group = self.group(&item, "candidate", &record.record_id, chain);
+            let group = self.group(&mut item, &key, chain);
             self.rounds(&group, Some(&record.record_id));
         }
-        append(group, &item);
+        let element = item.item.clone();
+        self.drawn.borrow_mut().insert(key, item);
+        element
     }
 
-    /// A tree item of `kind` for `record`, labelled `label` (set as text).
-    fn item(&self, kind: &str, record: &str, label: &str, on_path: bool) -> HtmlElement {
-        let item = el("li", kind);
-        for (name, value) in [
-            ("role", "treeitem"),
-            ("data-testid", "tree-node"),
-            ("data-kind", kind),
-            ("data-record", record),
-            ("data-current", if on_path { "true" } else { "false" }),
-            ("tabindex", "-1"),
-        ] {
-            let _ = item.set_attribute(name, value);
-        }
+    /// The item `key` (of `kind`, for `record`) of the previous draw, or a new one, labelled
+    /// `label` (set as text).
+    fn item(&self, key: &str, kind: &str, record: &str, label: String, on_path: bool) -> Item {
+        let mut item = self
+            .kept
+            .borrow_mut()
+            .remove(key)
+            .unwrap_or_else(|| Item::new(kind, record));
+        item.set("data-current", if on_path { "true" } else { "false" });
+        item.set_label(label);
         if on_path {
-            self.last_on_path.replace(Some(item.clone()));
+            self.last_on_path.replace(Some(item.item.clone()));
         }
-        let line = el("span", "line");
-        let fold = el("span", "fold");
-        let _ = fold.set_attribute("aria-hidden", "true");
-        append(&line, &fold);
-        append(&line, &text_el("span", "label", label));
-        append(&item, &line);
         item
     }
 
-    /// The group holding `item`'s children (folded as the writer left it); `chain`: drawn
+    /// The list holding `item`'s children (folded as the writer left it); `chain`: drawn
     /// without indenting.
-    fn group(&self, item: &Element, kind: &str, record: &str, chain: bool) -> Element {
-        let folded = self.folded.contains(&format!("{kind}:{record}"));
-        let _ = item.set_attribute("aria-expanded", if folded { "false" } else { "true" });
-        let group = el("ul", if chain { "chain" } else { "" });
-        let _ = group.set_attribute("role", "group");
-        append(item, &group);
-        group.into()
+    fn group(&self, item: &mut Item, key: &str, chain: bool) -> HtmlElement {
+        let folded = self.folded.contains(key);
+        item.set("aria-expanded", if folded { "false" } else { "true" });
+        let group = item.group.get_or_insert_with(|| {
+            let group = el("ul", "");
+            let _ = group.set_attribute("role", "group");
+            append(&item.item, &group);
+            group
+        });
+        let class = if chain { "chain" } else { "" };
+        if group.class_name() != class {
+            group.set_class_name(class);
+        }
+        group.clone()
+    }
+}
+
+/// Makes `children` the element children of `list`, in order, moving only those out of place.
+fn place(list: &Element, children: &[HtmlElement]) {
+    let mut at = list.first_element_child();
+    for child in children {
+        match &at {
+            Some(current) if current == child.as_ref() => at = current.next_element_sibling(),
+            _ => {
+                let _ = list.insert_before(child, at.as_ref().map(AsRef::as_ref));
+            }
+        }
+    }
+    while let Some(extra) = at {
+        at = extra.next_element_sibling();
+        extra.remove();
     }
 }
 
@@ -318,20 +435,25 @@ fn first_child(item: &Element) -> Option<Element> {
     item.query_selector(":scope > ul > li").ok().flatten()
 }
 
+/// Takes every item under `tree` out of the tab order.
+fn clear_tab_stops(tree: &Element) {
+    while let Some(stop) = tree
+        .query_selector("li[tabindex=\"0\"]")
+        .ok()
+        .flatten()
+        .and_then(|stop| stop.dyn_into::<HtmlElement>().ok())
+    {
+        stop.set_tab_index(-1);
+    }
+}
+
 /// Moves the tree's one tab stop to `item` and focuses it.
 fn focus(item: &Element) {
     let Some(item) = item.dyn_ref::<HtmlElement>() else {
         return;
     };
     if let Some(tree) = item.closest("[role=tree]").ok().flatten() {
-        while let Some(old) = tree
-            .query_selector("li[tabindex=\"0\"]")
-            .ok()
-            .flatten()
-            .and_then(|o| o.dyn_into::<HtmlElement>().ok())
-        {
-            old.set_tab_index(-1);
-        }
+        clear_tab_stops(&tree);
     }
     item.set_tab_index(0);
     let _ = item.focus();
