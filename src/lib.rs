@@ -23,5 +23,7 @@ pub mod shared;
 pub mod web;
 
 pub use data::{dataset, params, records, stats, story};
-pub use engine::{config, generate, gguf, init, kv_cache, loader, model, sampling, tokenizer};
+pub use engine::{
+    alternatives, config, generate, gguf, init, kv_cache, loader, model, sampling, tokenizer,
+};
 pub use error::{Error, Result};

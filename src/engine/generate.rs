@@ -174,7 +174,7 @@ impl CachePool {
 
     /// A cache holding the longest prefix of `window` that a held cache holds (always leaving
     /// at least the last token to run, for its logits), or an empty one.
-    fn start(&self, model: &Bloom, window: &[u32]) -> KvCache {
+    pub(crate) fn prefix_cache(&self, model: &Bloom, window: &[u32]) -> KvCache {
         let common = |ids: &[u32]| ids.iter().zip(window).take_while(|(a, b)| a == b).count();
         match self.held.iter().max_by_key(|h| common(&h.ids)) {
             Some(h) if common(&h.ids) > 0 => {
@@ -251,7 +251,7 @@ impl CachePool {
         if !active.is_empty() {
             let start = Instant::now();
             let _span = tracing::info_span!("prefill").entered();
-            cache = self.start(model, window);
+            cache = self.prefix_cache(model, window);
             self.forget_unrelated(window);
             cache.compact()?;
             stats.reused_tokens = cache.len();

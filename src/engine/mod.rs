@@ -1,6 +1,7 @@
 //! The engine: BLOOM on candle, its loading from Hugging Face checkpoints and GGUF files, the
 //! quantizer, the kernels, the tokenizer, sampling and batched generation.
 
+pub mod alternatives;
 pub mod config;
 pub mod generate;
 pub mod gguf;

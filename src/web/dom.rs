@@ -71,6 +71,35 @@ pub fn append(parent: &Element, child: &Element) {
         .expect("appending an element to an element works");
 }
 
+/// Sets each `(name, value)` attribute of `element`.
+pub fn set_attributes(element: &Element, attributes: &[(&str, &str)]) {
+    for (name, value) in attributes {
+        let _ = element.set_attribute(name, value);
+    }
+}
+
+/// The element children of `element`, in order.
+pub fn children(element: &Element) -> Vec<Element> {
+    std::iter::successors(element.first_element_child(), |child| {
+        child.next_element_sibling()
+    })
+    .collect()
+}
+
+/// Where `key` moves in a list of `count` items from item `at` (`None`: none yet): Right and
+/// Down to the next, Left and Up to the previous, Home and End to the ends; `None` when the
+/// key is not one of them or the list is empty.
+pub fn arrow_target(key: &str, at: Option<usize>, count: usize) -> Option<usize> {
+    let last = count.checked_sub(1)?;
+    Some(match (key, at) {
+        ("ArrowRight" | "ArrowDown", None) | ("Home", _) => 0,
+        ("ArrowRight" | "ArrowDown", Some(i)) => (i + 1).min(last),
+        ("ArrowLeft" | "ArrowUp", Some(i)) => i.saturating_sub(1),
+        ("ArrowLeft" | "ArrowUp", None) | ("End", _) => last,
+        _ => return None,
+    })
+}
+
 /// Shows or hides an element (the `hidden` attribute).
 pub fn show(element: &HtmlElement, visible: bool) {
     element.set_hidden(!visible);

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::dataset::check_record;
 use crate::data::records::CandidateRecord;
 use crate::data::story::TokenPrefix;
+use crate::engine::alternatives::Alternative;
 use crate::engine::generate::{CandidateSpec, Generation};
 use crate::picker::Picker;
 use crate::shared::ModelIdentity;
@@ -111,6 +112,19 @@ pub enum Request {
         /// The ids.
         ids: Vec<u32>,
     },
+    /// The model's most likely tokens at position `index` of a record's output, answered by
+    /// [`Event::Alternatives`] (or an [`Event::Error`] of [`Failed::Alternatives`]).
+    Alternatives {
+        /// The record (echoed).
+        record_id: String,
+        /// The position in its output (echoed).
+        index: usize,
+        /// The ids before that position: the record's input ids and its first `index` output
+        /// ids.
+        ids: Vec<u32>,
+        /// How many tokens to give, 1 to [`MAX_ALTERNATIVES`].
+        top: usize,
+    },
     /// Train a picker on these records (the writer's own), reporting
     /// [`Event::PickerProgress`] then [`Event::PickerTrained`] or [`Event::Error`].
     TrainPicker {
@@ -147,6 +161,8 @@ pub enum Failed {
     Cache,
     /// Training a picker.
     Picker,
+    /// Finding a token's alternatives.
+    Alternatives,
 }
 
 /// A cached model file.
@@ -219,6 +235,16 @@ pub enum Event {
         /// One text per id.
         pieces: Vec<String>,
     },
+    /// The most likely tokens at a position of a record's output, most likely first (a
+    /// [`Request::Alternatives`] answered).
+    Alternatives {
+        /// The record asked about.
+        record_id: String,
+        /// The position asked about.
+        index: usize,
+        /// The tokens, with their probabilities before any sampling setting.
+        alternatives: Vec<Alternative>,
+    },
     /// The cached models.
     Cached {
         /// Name and size of each.
@@ -242,6 +268,9 @@ pub enum Event {
         message: String,
     },
 }
+
+/// The most alternatives a [`Request::Alternatives`] may ask for.
+pub const MAX_ALTERNATIVES: usize = 50;
 
 /// A message as a plain JavaScript object for `postMessage` (maps as objects, 64-bit integers
 /// as numbers: every one the library writes stays below 2^53). The JavaScript package's values
@@ -273,7 +302,7 @@ pub fn from_json<T: for<'de> Deserialize<'de>>(text: &str) -> crate::Result<T> {
 
 impl Request {
     /// The checks serde cannot make: the candidates of [`Request::Generate`] must have valid
-    /// parameters and the records of [`Request::TrainPicker`] must pass [`check_record`] (a
+    /// parameters, [`Request::Alternatives`] must give ids and a count in range, and the records of [`Request::TrainPicker`] must pass [`check_record`] (a
     /// number beyond f32's range parses as infinite, for one).
     pub fn check(&self) -> crate::Result<()> {
         let bad = |what: String| crate::Error::Format(format!("worker message: {what}"));
@@ -283,6 +312,14 @@ impl Request {
                     spec.params
                         .validate()
                         .map_err(|e| bad(format!("candidates[{index}].params: {e}")))?;
+                }
+            }
+            Request::Alternatives { ids, top, .. } => {
+                if ids.is_empty() {
+                    return Err(bad("ids: no tokens before the position".into()));
+                }
+                if !(1..=MAX_ALTERNATIVES).contains(top) {
+                    return Err(bad(format!("top: {top} is not 1 to {MAX_ALTERNATIVES}")));
                 }
             }
             Request::TrainPicker { records } => {
@@ -304,6 +341,7 @@ impl Request {
                 Failed::Cache
             }
             Request::TrainPicker { .. } => Failed::Picker,
+            Request::Alternatives { .. } => Failed::Alternatives,
             Request::Generate { .. } | Request::Stop { .. } => Failed::Generate,
         }
     }
@@ -369,6 +407,12 @@ mod tests {
             },
         });
         round_trip(Request::ListCached);
+        round_trip(Request::Alternatives {
+            record_id: "r".into(),
+            index: 2,
+            ids: vec![5, 6, 7],
+            top: 5,
+        });
         round_trip(Request::Stop { round: 3 });
         round_trip(Request::DeleteCached { name: "x".into() });
     }
@@ -433,6 +477,15 @@ mod tests {
             models: vec![CachedModel {
                 name: "m".into(),
                 bytes: 5,
+            }],
+        });
+        round_trip(Event::Alternatives {
+            record_id: "r".into(),
+            index: 0,
+            alternatives: vec![Alternative {
+                id: 7,
+                text: "<b>".into(),
+                prob: 0.25,
             }],
         });
         round_trip(Event::Error {
@@ -503,5 +556,26 @@ mod tests {
                 .contains("candidates[0].params: temperature"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn alternatives_need_ids_and_a_count_in_range() {
+        let ask = |ids: Vec<u32>, top| Request::Alternatives {
+            record_id: "r".into(),
+            index: 0,
+            ids,
+            top,
+        };
+        assert!(ask(vec![1], 5).check().is_ok());
+        assert_eq!(ask(vec![1], 5).failed(), Failed::Alternatives);
+        let error = ask(vec![], 5).check().unwrap_err().to_string();
+        assert!(error.contains("ids: no tokens"), "{error}");
+        for top in [0, MAX_ALTERNATIVES + 1] {
+            let error = ask(vec![1], top).check().unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("top: {top} is not 1 to 50")),
+                "{error}"
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 // End-to-end tests of the writer's view in headless Chromium, through data-testid and data-*
 // attributes (never colours): who wrote which words of the story, the counts under it, a picked
-// passage's tokens with their probabilities, the tree of rounds and candidates walked by
+// passage's tokens with their probabilities, a selected token's alternatives (computed by the
+// worker) and the tokens' single tab stop, the tree of rounds and candidates walked by
 // keyboard, and "reroll from here" on a token, found with rerolled_from in the export. Run by
 // tests/e2e/run.sh, which passes E2E_URL and E2E_OUT (the screenshots of the tree and the
 // tokens, tree.png and tokens.png, are the README's).
@@ -181,6 +182,96 @@ step('the token view: a click on a picked passage shows its tokens with their pr
   const spoken = await page.locator(byTestId('tokens')).ariaSnapshot();
   assert.match(spoken, /\d+%: /);
   await page.locator(byTestId('tokens-box')).screenshot({ path: join(OUT, 'tokens.png') });
+});
+
+/** The token view's selected token and the alternatives shown for it. */
+const tokenDetail = () =>
+  page.evaluate(() => {
+    const tokens = [...document.querySelectorAll('[data-testid="token"]')];
+    const selected = tokens.filter((t) => t.getAttribute('aria-selected') === 'true');
+    return {
+      selected: selected.map((t) => Number(t.dataset.position)),
+      tabStops: tokens.filter((t) => t.tabIndex === 0).map((t) => Number(t.dataset.position)),
+      focused: tokens.indexOf(document.activeElement),
+      prob: Number(selected[0]?.dataset.prob),
+      shownProb: Number(document.querySelector('[data-testid="token-chosen"]')?.dataset.prob),
+      chosenLine: document.querySelector('[data-testid="token-chosen"]')?.textContent ?? '',
+      alternatives: [...document.querySelectorAll('[data-testid="alternative"]')].map((a) => ({
+        id: Number(a.dataset.id),
+        prob: Number(a.dataset.prob),
+        chosen: a.dataset.chosen === 'true',
+        text: a.querySelector('.text')?.textContent,
+        elements: a.querySelectorAll('.text *').length,
+      })),
+    };
+  });
+
+/** Waits until token `position` is selected and its alternatives have come from the worker. */
+async function alternativesOf(position) {
+  await page.waitForFunction(
+    (at) =>
+      document.querySelector(`[data-testid="token"][data-position="${at}"]`)?.getAttribute('aria-selected') === 'true' &&
+      document.querySelectorAll('[data-testid="alternative"]').length > 0,
+    position,
+    { timeout: SLOW },
+  );
+  return tokenDetail();
+}
+
+step('the token view: a selected token shows the model\'s most likely tokens there, computed by the worker', async () => {
+  await page.locator(`${byTestId('tokens')} [data-position="0"]`).click();
+  const detail = await alternativesOf(0);
+  assert.deepEqual(detail.selected, [0]);
+  assert.ok(await page.locator(byTestId('token-detail')).isVisible());
+  // The stored probability of the token, and the model's top five computed now.
+  assert.equal(detail.shownProb, detail.prob);
+  assert.match(detail.chosenLine, /^Token 1 of \d+: “.*”, \d+\.\d% when the model wrote it/s);
+  const probs = detail.alternatives.map((a) => a.prob);
+  assert.equal(probs.length, 5);
+  assert.deepEqual(probs, [...probs].sort((a, b) => b - a), 'most likely first');
+  assert.ok(probs.every((p) => p > 0 && p <= 1), `${probs}`);
+  assert.ok(probs.reduce((a, b) => a + b, 0) <= 1.0005, `sum of ${probs}`);
+  // The token written, when among them, has the probability stored with the record (the same
+  // distribution, computed again); else it is less likely than the last of them.
+  const written = detail.alternatives.filter((a) => a.chosen);
+  assert.ok(written.length <= 1);
+  if (written.length === 1) {
+    assert.ok(Math.abs(written[0].prob - detail.prob) <= 0.002, `${written[0].prob} vs stored ${detail.prob}`);
+  } else {
+    assert.ok(detail.prob <= probs[probs.length - 1] + 0.002, `${detail.prob} vs ${probs}`);
+  }
+  // The model's token texts are text, never markup.
+  assert.ok(detail.alternatives.every((a) => a.elements === 0 && typeof a.text === 'string'));
+  await page.locator(byTestId('tokens-box')).screenshot({ path: join(OUT, 'tokens.png') });
+});
+
+step('the tokens are one tab stop: the arrow keys move the selection from token to token', async () => {
+  const count = await page.locator(byTestId('token')).count();
+  assert.equal(await page.locator(byTestId('tokens')).getAttribute('role'), 'listbox');
+  assert.equal(await page.locator(`${byTestId('tokens')} [role="option"]`).count(), count);
+  // Tab from the story reaches the selected token, the list's only tab stop.
+  await page.locator(byTestId('story')).focus();
+  await page.keyboard.press('Tab');
+  let detail = await tokenDetail();
+  assert.deepEqual([detail.focused, detail.selected, detail.tabStops], [0, [0], [0]]);
+  const last = count - 1;
+  for (const [key, at] of [
+    ['ArrowRight', Math.min(1, last)],
+    ['End', last],
+    ['ArrowLeft', Math.max(last - 1, 0)],
+    ['Home', 0],
+  ]) {
+    await page.keyboard.press(key);
+    detail = await alternativesOf(at);
+    assert.deepEqual([detail.focused, detail.selected, detail.tabStops], [at, [at], [at]], key);
+    assert.match(detail.chosenLine, new RegExp(`^Token ${at + 1} of ${count}: `));
+  }
+  // Tab leaves the list (to the reroll button), Shift+Tab comes back to the selected token.
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'reroll-here');
+  await page.keyboard.press('Shift+Tab');
+  detail = await tokenDetail();
+  assert.deepEqual([detail.focused, detail.selected], [0, [0]]);
 });
 
 /** Every tree item: kind, record, outcome, whether on the current path, and whether folded. */

@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod alternatives;
 mod auto_cli;
 mod bad_files;
 mod dataset;

@@ -187,11 +187,37 @@ pub fn log_prob(logits: &[f32], id: u32) -> f32 {
     let Some(&x) = logits.get(id as usize) else {
         return f32::NAN;
     };
-    let m = max_score(logits);
-    if !m.is_finite() {
-        return f32::NAN;
+    match log_normalizer(logits) {
+        Some((m, ln_sum)) => (x as f64 - m as f64 - ln_sum) as f32,
+        None => f32::NAN,
     }
-    (x as f64 - m as f64 - ln(sum_exp(logits, m))) as f32
+}
+
+/// The `k` most likely ids of `logits` (ties: the lower id first), most likely first, each with
+/// its [`log_prob`] (the same number, bit for bit). Empty when the logits are unusable.
+pub fn top_log_probs(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let Some((m, ln_sum)) = log_normalizer(logits) else {
+        return vec![];
+    };
+    let by_score = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
+    let mut ids: Vec<usize> = (0..logits.len()).filter(|&i| !logits[i].is_nan()).collect();
+    let k = k.min(ids.len());
+    if k == 0 {
+        return vec![];
+    }
+    ids.select_nth_unstable_by(k - 1, by_score);
+    ids.truncate(k);
+    ids.sort_unstable_by(by_score);
+    ids.into_iter()
+        .map(|i| (i as u32, (logits[i] as f64 - m as f64 - ln_sum) as f32))
+        .collect()
+}
+
+/// The largest logit and `ln Σ exp(x − max)`, what [`log_prob`] subtracts; `None` when no logit
+/// is finite.
+fn log_normalizer(logits: &[f32]) -> Option<(f32, f64)> {
+    let m = max_score(logits);
+    m.is_finite().then(|| (m, ln(sum_exp(logits, m))))
 }
 
 /// True when `text` ends a sentence: `.`, `!`, `?`, `…`, `。`, `！`, `？` or `．`, possibly

@@ -1,6 +1,6 @@
 //! The page, as one component per panel: `models` (the header's status, the demo notices,
 //! model sources, loading, the cache), `story_list`, `story_view` (the story by author, and its
-//! counts), `writing` (the title, editor and writing buttons) with `cards` (the candidate
+//! counts), `token_view` (a passage's tokens, their probabilities and alternatives), `writing` (the title, editor and writing buttons) with `cards` (the candidate
 //! cards, kept in view while a round streams), `tree_view`, `branches`, `settings_panel`
 //! (settings and the chart), `transfer` (export and import) and `tabs` (other tabs of the app
 //! on the same story).
@@ -23,6 +23,7 @@ mod settings_panel;
 mod story_list;
 mod story_view;
 mod tabs;
+mod token_view;
 mod transfer;
 mod tree_view;
 mod writing;
@@ -51,6 +52,7 @@ use settings_panel::SettingsPanel;
 use story_list::StoryList;
 use story_view::StoryView;
 use tabs::Tabs;
+use token_view::TokenView;
 use transfer::Transfer;
 use tree_view::TreeView;
 use writing::Writing;
@@ -76,6 +78,7 @@ struct App {
     models: Models,
     stories: StoryList,
     story_view: StoryView,
+    token_view: TokenView,
     writing: Writing,
     autopilot: Autopilot,
     picker: PickerPanel,
@@ -111,6 +114,7 @@ pub fn run() {
         models: Models::new(),
         stories: StoryList::new(),
         story_view: StoryView::new(),
+        token_view: TokenView::new(),
         writing: Writing::new(),
         autopilot: Autopilot::new(),
         picker: PickerPanel::new(),
@@ -133,6 +137,7 @@ pub fn run() {
     app.models.wire(&app);
     app.stories.wire(&app);
     app.story_view.wire(&app);
+    app.token_view.wire(&app);
     app.writing.wire(&app);
     app.autopilot.wire(&app);
     app.picker.wire(&app);
@@ -253,7 +258,14 @@ impl App {
                 self.writing
                     .round_done(self, round, &input_ids, &generation);
             }
-            Event::Pieces { record_id, pieces } => self.story_view.show_tokens(&record_id, pieces),
+            Event::Pieces { record_id, pieces } => self.token_view.show_tokens(&record_id, pieces),
+            Event::Alternatives {
+                record_id,
+                index,
+                alternatives,
+            } => self
+                .token_view
+                .show_alternatives(&record_id, index, &alternatives),
             Event::Cached { models } => self.models.render_cached(&models),
             Event::PickerProgress { done } => self.picker.progress(done),
             Event::PickerTrained { picker } => self.picker.trained(self, *picker),
@@ -268,6 +280,7 @@ impl App {
                 }
                 Failed::Cache => self.notice(&message),
                 Failed::Picker => self.picker.failed(&message),
+                Failed::Alternatives => self.token_view.alternatives_failed(&message),
             },
         }
     }

@@ -8,23 +8,23 @@
 //! (`content: "" / attr(data-label)`), so the story's text content stays the story. With the
 //! focus on the story, the arrow keys move it from passage to passage (one listener).
 //!
-//! A click on a model passage (or Enter on it) opens its tokens under the story: each token's
-//! text (asked of the worker, `Request::Decode`) with its probability from the record's
-//! stored log-probabilities (`data-prob`, and as the token's label for screen readers).
+//! A click on a model passage (or Enter on it) opens its tokens under the story
+//! (`token_view`).
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
-use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{Element, HtmlElement, KeyboardEvent};
+use wasm_bindgen::JsCast;
+use web_sys::{HtmlElement, KeyboardEvent};
 
 use super::cards::params_line;
 use super::{with_app, App};
 use crate::data::authorship::{passages, Author};
 use crate::data::counts::{counts, Counts, Fill};
 use crate::data::story::Story;
-use crate::web::dom::{append, by_testid, clear, closest, document, on, set_text, show, text_el};
-use crate::web::protocol::Request;
+use crate::web::dom::{
+    append, arrow_target, by_testid, children, clear, closest, document, on, set_attributes,
+    set_text, show, text_el,
+};
 use crate::web::settings::policy_source;
 
 /// The story's text and its counts.
@@ -32,18 +32,6 @@ pub(super) struct StoryView {
     story: HtmlElement,
     counts: HtmlElement,
     warning: HtmlElement,
-    tokens_box: HtmlElement,
-    tokens: HtmlElement,
-    /// The record whose tokens were asked for, its log-probabilities and, once shown, their
-    /// texts.
-    asked: RefCell<Option<Asked>>,
-}
-
-/// A record whose tokens are shown (or asked for).
-struct Asked {
-    record_id: String,
-    logprobs: Vec<f32>,
-    pieces: Vec<String>,
 }
 
 impl StoryView {
@@ -53,9 +41,6 @@ impl StoryView {
             story: by_testid("story"),
             counts: by_testid("story-counts"),
             warning: by_testid("context-warning"),
-            tokens_box: by_testid("tokens-box"),
-            tokens: by_testid("tokens"),
-            asked: RefCell::default(),
         }
     }
 
@@ -81,127 +66,24 @@ impl StoryView {
                 app.story_view.open_tokens(app, &event)
             }),
         );
-        on::<web_sys::Event>(
-            &self.tokens,
-            "click",
-            with_app(app, |app, event: web_sys::Event| {
-                app.story_view.reroll(app, &event)
-            }),
-        );
-        on::<KeyboardEvent>(
-            &self.tokens,
-            "keydown",
-            with_app(app, |app, event: KeyboardEvent| {
-                if event.key() == "Enter" {
-                    app.story_view.reroll(app, &event);
-                }
-            }),
-        );
     }
 
-    /// Rerolls from the token `event` is on (one whose tokens before it decode exactly).
-    fn reroll(&self, app: &Rc<App>, event: &web_sys::Event) {
-        let Some(at) = closest(event, "[data-index]")
-            .and_then(|t| t.get_attribute("data-index"))
-            .and_then(|i| i.parse::<usize>().ok())
-        else {
-            return;
-        };
-        let (record_id, kept_text) = {
-            let asked = self.asked.borrow();
-            let Some(asked) = asked.as_ref() else {
-                return;
-            };
-            let kept: String = asked.pieces.iter().take(at).map(String::as_str).collect();
-            (asked.record_id.clone(), kept)
-        };
-        show(&self.tokens_box, false);
-        app.writing.reroll(app, &record_id, at, &kept_text);
-    }
-
-    /// Asks the worker for the tokens of the model passage `event` is on.
+    /// Opens the tokens of the model passage `event` is on.
     fn open_tokens(&self, app: &App, event: &web_sys::Event) {
-        let Some(id) =
+        if let Some(id) =
             closest(event, "[data-author=model]").and_then(|p| p.get_attribute("data-record"))
-        else {
-            return;
-        };
-        let ids = {
-            let state = app.state.borrow();
-            let Some(record) = state.current.as_ref().and_then(|c| c.story.record(&id)) else {
-                return;
-            };
-            self.asked.replace(Some(Asked {
-                record_id: id.clone(),
-                logprobs: record.logprobs.clone(),
-                pieces: vec![],
-            }));
-            record.output_ids.clone()
-        };
-        app.send(&Request::Decode { record_id: id, ids }, &JsValue::UNDEFINED);
-    }
-
-    /// Shows the tokens the worker decoded for the record asked last: each as text, with its
-    /// probability; a click (or Enter) on one rerolls from it, where the tokens before it
-    /// decode to exactly their text (none split a character).
-    pub(super) fn show_tokens(&self, record_id: &str, pieces: Vec<String>) {
-        let mut asked = self.asked.borrow_mut();
-        let Some(asked) = asked.as_mut().filter(|a| a.record_id == record_id) else {
-            return;
-        };
-        clear(&self.tokens);
-        let _ = self.tokens.set_attribute("data-record", record_id);
-        let exact = pieces
-            .iter()
-            .position(|p| p.contains('\u{fffd}'))
-            .unwrap_or(pieces.len());
-        for (at, (piece, logprob)) in pieces.iter().zip(&asked.logprobs).enumerate() {
-            let prob = logprob.exp();
-            let token = text_el("span", "token", piece);
-            set_attributes(
-                &token,
-                &[
-                    ("data-testid", "token"),
-                    ("data-prob", &format!("{prob:.4}")),
-                    ("data-label", &format!("{:.0}%: ", 100.0 * prob)),
-                    ("data-band", &band(prob).to_string()),
-                    ("title", &format!("{:.1}%", 100.0 * prob)),
-                ],
-            );
-            if at <= exact {
-                set_attributes(
-                    &token,
-                    &[
-                        ("data-index", &at.to_string()),
-                        ("role", "button"),
-                        ("tabindex", "0"),
-                        ("aria-description", "reroll from here"),
-                    ],
-                );
-            }
-            append(&self.tokens, &token);
+        {
+            app.token_view.open(app, &id);
         }
-        asked.pieces = pieces;
-        show(&self.tokens_box, true);
     }
 
     /// Moves the focus among the passages for `key`; false when the key is not one of them.
     fn move_focus(&self, key: &str) -> bool {
-        let all: Vec<Element> = std::iter::successors(self.story.first_element_child(), |p| {
-            p.next_element_sibling()
-        })
-        .collect();
-        let Some(last) = all.len().checked_sub(1) else {
-            return false;
-        };
+        let all = children(&self.story);
         let active = document().active_element();
         let at = all.iter().position(|p| Some(p) == active.as_ref());
-        let to = match (key, at) {
-            ("ArrowRight" | "ArrowDown", None) | ("Home", _) => 0,
-            ("ArrowRight" | "ArrowDown", Some(i)) => (i + 1).min(last),
-            ("ArrowLeft" | "ArrowUp", Some(i)) => i.saturating_sub(1),
-            ("ArrowLeft" | "ArrowUp", None) | ("End", _) => last,
-            _ => return false,
+        let Some(to) = arrow_target(key, at, all.len()) else {
+            return false;
         };
         if let Some(passage) = all[to].dyn_ref::<HtmlElement>() {
             let _ = passage.focus();
@@ -319,28 +201,11 @@ impl StoryView {
     }
 }
 
-/// A probability's band for the style sheet: 0 (below 10%) to 3 (50% and more).
-fn band(prob: f32) -> u8 {
-    match prob {
-        p if p >= 0.5 => 3,
-        p if p >= 0.25 => 2,
-        p if p >= 0.1 => 1,
-        _ => 0,
-    }
-}
-
 /// `one` or `many` for `n`.
 fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 {
         one
     } else {
         many
-    }
-}
-
-/// Sets each `(name, value)` attribute of `element`.
-fn set_attributes(element: &Element, attributes: &[(&str, &str)]) {
-    for (name, value) in attributes {
-        let _ = element.set_attribute(name, value);
     }
 }

@@ -18,6 +18,7 @@ use web_sys::MessageEvent;
 
 use crate::data::records::CandidateRecord;
 use crate::data::story::TokenPrefix;
+use crate::engine::alternatives::top_alternatives;
 use crate::engine::generate::{CachePool, CandidateSpec, Generation, Round, TokenEvent};
 use crate::engine::loader::LoadedModel;
 use crate::engine::profile::SpanTimes;
@@ -145,6 +146,31 @@ async fn handle(request: Request, attachment: JsValue, state: &State) {
                     .map(|id| loaded.tokenizer.decode(&[*id]).unwrap_or_default())
                     .collect();
                 post(&Event::Pieces { record_id, pieces });
+            }
+        }
+        Request::Alternatives {
+            record_id,
+            index,
+            ids,
+            top,
+        } => {
+            let model = state.model.borrow();
+            let Some(loaded) = model.as_ref() else {
+                let why = if state.running.get().is_some() {
+                    "the model is writing a round: select the token again once it is done"
+                } else {
+                    "no model is loaded yet"
+                };
+                return post_error(Failed::Alternatives, why.into());
+            };
+            let pool = state.pool.borrow();
+            match top_alternatives(&loaded.model, &loaded.tokenizer, &pool, &ids, top) {
+                Ok(alternatives) => post(&Event::Alternatives {
+                    record_id,
+                    index,
+                    alternatives,
+                }),
+                Err(e) => post_error(Failed::Alternatives, e.to_string()),
             }
         }
         Request::TrainPicker { records } => train_picker(&records),

@@ -326,3 +326,22 @@ fn kth_largest_is_the_kth_of_a_descending_sort() {
         }
     }
 }
+
+// ---- the most likely tokens ----
+
+#[test]
+fn top_log_probs_are_the_most_likely_ids_with_their_log_probs() {
+    let logits = [0.5, 3.0, f32::NAN, 3.0, -1.0, NEG, 2.0];
+    let top = top_log_probs(&logits, 3);
+    // Ties keep the lower id first; NaN is never one of them.
+    assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), [1, 3, 6]);
+    for (id, logprob) in &top {
+        assert_eq!(logprob.to_bits(), log_prob(&logits, *id).to_bits());
+    }
+    let all = top_log_probs(&logits, 100);
+    assert_eq!(all.len(), 6);
+    let sum: f64 = all.iter().map(|t| (t.1 as f64).exp()).sum();
+    assert!((sum - 1.0).abs() < 1e-6, "{sum}");
+    assert!(top_log_probs(&logits, 0).is_empty());
+    assert!(top_log_probs(&[NEG, f32::NAN], 2).is_empty());
+}
