@@ -45,8 +45,9 @@ write_model_index "$MODELS"
 # Written after the index, so that the page does not pick it by itself: the first 600 bytes of a
 # valid file (a cut-off download).
 head -c 600 "$MODELS/demo-tiny-q8_0.gguf" >"$MODELS/corrupt.gguf"
-# A stand-in for the Hugging Face hub ({base}/{repo}/resolve/main/{file}) holding a tiny
-# checkpoint, and the q8_0 and q4_0 files `storywriter quantize` makes of it: hub.test.mjs checks
+# A tiny checkpoint laid out as on the Hugging Face hub ({base}/{repo}/resolve/main/{file}; served
+# by hub.test.mjs's own stand-in, tests/e2e/hub_standin.mjs), and the q8_0 and q4_0 files
+# `storywriter quantize` makes of it: hub.test.mjs checks
 # that the page's hub loader writes the same bytes (through a symlink, so that the file's
 # general.name is the repository's name, as in the page).
 HUB_DIR="$MODELS/hub/test/bloom-tiny/resolve/main"
