@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end tests of the web app in headless Chromium and Firefox ESR (tests/e2e/app.test.mjs,
-# page.test.mjs, hub.test.mjs, storage.test.mjs, autopilot.test.mjs, view.test.mjs, tabs.test.mjs,
+# page.test.mjs, hub.test.mjs, storage.test.mjs, autopilot.test.mjs, view.test.mjs, tabs.test.mjs, crash.test.mjs,
 # import.test.mjs and layout.test.mjs, node + playwright-core). Installs what
 # is missing (node packages with `npm ci`, trunk, wasm-bindgen-cli, Chromium), builds the app
 # (trunk) and the CLI, makes a test model directory (a tiny random q8_0 model listed in
@@ -62,7 +62,7 @@ URL="$SERVE_URL"
 echo "serving $DIST and $MODELS at $URL"
 
 TESTS=()
-for name in ${E2E_TESTS:-app page hub storage autopilot view tabs import layout}; do
+for name in ${E2E_TESTS:-app page hub storage autopilot view tabs crash import layout}; do
     TESTS+=("tests/e2e/$name.test.mjs")
 done
 status=0
