@@ -1,8 +1,9 @@
 // Crashes in the middle of writing: the model worker killed in the middle of a round, and the tab
 // closed in the middle of saving a pick (its IndexedDB transaction held open until the tab goes).
 // After the app is opened again, every completed pick is there, and no round is half recorded:
-// a step's records are all three candidates or none, and a chosen one is in the story. Run by
-// tests/e2e/run.sh (E2E_URL).
+// a step's records are all three candidates or none, and a chosen one is in the story. And the
+// origin's storage full (Chromium's quota override, over the DevTools protocol): a clear
+// message, the story kept, nothing half written. Run by tests/e2e/run.sh (E2E_URL).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -11,10 +12,12 @@ import {
   candidatesReady,
   cardText,
   cardTexts,
+  chromiumOnly,
   freshPage,
   modelReady,
   pressKeyIn,
   storyIs,
+  textMatching,
 } from './lib.mjs';
 import { exportedRecords, storedRecords } from './soak.mjs';
 
@@ -155,6 +158,35 @@ test('the tab closed while a pick is being saved: the pick is not half saved, th
     const exported = await exportedRecords(again);
     assert.equal(exported.length, 6);
     assert.equal(exported.filter((r) => r.chosen).length, 2);
+  } finally {
+    await context.close();
+  }
+});
+
+test('the storage full: a clear message, the story kept in the page, nothing half written', { timeout: 3 * SLOW, skip: chromiumOnly('the DevTools protocol') }, async () => {
+  const { context, page } = await freshPage(browser(), SLOW);
+  try {
+    // Chromium applies a quota to a database opened after it is set: set before the app opens
+    // its own, far below what the app's files and the demo model take.
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: new URL(BASE).origin, quotaSize: 1000 });
+    await page.goto(BASE);
+    await modelReady(page, SLOW);
+    const opening = 'The snow kept falling';
+    await page.locator(byTestId('prompt')).fill(opening);
+    await page.locator(byTestId('write')).click();
+    await candidatesReady(page, SLOW);
+    const picked = await cardText(page, 2);
+    await pressKeyIn(page, '2');
+    const notice = await textMatching(page, 'notice', /Not saved/, SLOW);
+    console.log(`notice (storage full): ${notice}`);
+    assert.match(notice, /storage for this page is full/);
+    assert.match(notice, /nothing was written/);
+    // The story stays in the page as it was (the pick not made), and nothing is stored.
+    await storyIs(page, opening, SLOW);
+    await candidatesReady(page, SLOW);
+    assert.equal(await cardText(page, 2), picked);
+    assert.deepEqual(await storedSteps(page), {});
   } finally {
     await context.close();
   }
