@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startHubStandIn } from './hub_standin.mjs';
-import { byTestId, launchChromium, modelErrorShown, watch } from './lib.mjs';
+import { byTestId, chromiumOnly, launchChromium, modelErrorShown, watch } from './lib.mjs';
 
 const BASE = process.env.E2E_URL;
 const REFERENCES = process.env.E2E_HUB_REFERENCES;
@@ -388,8 +388,7 @@ test('a connection cut in the middle of a tensor is resumed from the byte where 
   const later = read.slice(at + 1).map((r) => rangeOf(r.range));
   console.log(`cut after ${read[at].sent} bytes of ${first}-${last}; then ${read.slice(at + 1, at + 3).map((r) => r.range)}`);
   // Resumed after the bytes the page had (what the server sent, or less when the connection
-  // ended before all of it reached the page; the browser's cache may split the rest in two),
-  // never from the piece's start again.
+  // ended before all of it reached the page), never from the piece's start again.
   assert.ok(later[0][0] > first && later[0][0] <= first + read[at].sent, 'the piece was not resumed where it stopped');
   assert.ok(later.some(([, end]) => end === last), 'the rest of the piece was never asked for');
   assert.ok(!later.some(([start]) => start === first), 'the piece was read again from its start');
@@ -424,4 +423,15 @@ test('a 429 asking to wait an hour is reported at once, not waited for', { timeo
     file === 'config.json' ? { status: 429, headers: { 'Retry-After': '3600' } } : undefined);
   console.log(`model-error (429): ${message}`);
   assert.match(message, /config\.json: the server answered 429 Too Many Requests, and asks to wait 60 min before trying again: try again later/);
+});
+
+test('the storage full while the model is written: a clear error, nothing left in the cache', { timeout: TEST_TIMEOUT, skip: chromiumOnly('the DevTools protocol') }, async () => {
+  // Room for the demo model (1.8 MB) and the stories, not for a second model: the quota set
+  // before the page opens its storage (Chromium applies it to storage opened after it is set).
+  const message = await hubError(REPO, async (tab) => {
+    const cdp = await tab.context().newCDPSession(tab);
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: new URL(BASE).origin, quotaSize: 3_000_000 });
+  });
+  console.log(`model-error (storage full): ${message}`);
+  assert.match(message, /storage for this page is full/);
 });

@@ -128,8 +128,9 @@ export async function startHubStandIn(files, repos) {
     entry.sent = Math.min(fault.cutAfter, body.length);
     res.writeHead(status, { ...CORS, ...headers });
     res.write(body.subarray(0, entry.sent));
-    // The headers promised more: the browser sees the connection end in the middle.
-    res.socket.end();
+    // The headers promised more: the browser sees the connection end in the middle. Ended a
+    // moment later: a connection ended at once may reach the page before the bytes sent on it.
+    setTimeout(() => res.socket.end(), 300);
   }
 
   let cdnOrigin;
