@@ -75,3 +75,22 @@ impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
         self.map_err(|e| Error::doing(what, e))
     }
 }
+
+/// What a failed IndexedDB transaction's error (`name`, `message`) means for the writer: Chromium gives a
+/// full storage (QuotaExceededError) no message at all.
+pub fn transaction_error(name: &str, message: &str) -> String {
+    if name == "QuotaExceededError" {
+        return format!(
+            "the browser's storage for this page is full ({name}{}{message}), so nothing was \
+             written; the story stays as it is in this page. Free some space (delete cached \
+             models under \"Models\", or other sites' data in the browser's settings) and try \
+             again, or export the dataset first",
+            if message.is_empty() { "" } else { ": " }
+        );
+    }
+    if message.is_empty() {
+        format!("IndexedDB transaction failed ({name})")
+    } else {
+        message.to_string()
+    }
+}

@@ -5,16 +5,15 @@
 //! tensor is read), which the worker then loads like any other cached model. Memory stays
 //! bounded by a piece, whatever the model's size.
 //!
-//! Files are fetched from `{base}/{repo}/resolve/main/{file}`; the base is configurable so a
-//! local server can stand in for `https://huggingface.co` (it must answer range requests).
+//! Files are fetched from `{base}/{repo}/resolve/main/{file}` through `web::hub_fetch`
+//! (redirects, retries, resumed ranges); the base is configurable so a local server can stand
+//! in for `https://huggingface.co` (it must answer range requests).
 
 use std::collections::HashMap;
 
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 
 use crate::engine::gguf::format::dtype_name;
 use crate::engine::gguf::{plan_gguf, PlannedTensor, TensorTypes};
@@ -22,6 +21,7 @@ use crate::engine::loader::{open_hf, qkv_hf_to_contiguous, TensorStore};
 use crate::engine::memory_budget::MemoryNeed;
 use crate::engine::st_header::{header_len, header_tensors, HeaderTensor};
 use crate::error::{Error, Result};
+use crate::web::hub_fetch::HubFetch;
 use crate::web::opfs::PartialFile;
 
 /// Tensors are read in pieces of whole rows, at most this many values each (16 MB as f32):
@@ -30,63 +30,6 @@ const PIECE_VALUES: usize = 4 << 20;
 
 /// Progress of a hub download: bytes fetched so far of all the tensors' bytes.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
-
-fn fetch_error(url: &str, e: &wasm_bindgen::JsValue) -> Error {
-    Error::Format(format!(
-        "{url}: {}",
-        crate::web::error::Error::from(e.clone())
-    ))
-}
-
-/// Fetches `url` (bytes `range` when given) as bytes.
-async fn fetch(url: &str, range: Option<(u64, u64)>) -> Result<Vec<u8>> {
-    let init = web_sys::RequestInit::new();
-    let headers = web_sys::Headers::new().map_err(|e| fetch_error(url, &e))?;
-    if let Some((start, end)) = range {
-        headers
-            .set("Range", &format!("bytes={start}-{}", end - 1))
-            .map_err(|e| fetch_error(url, &e))?;
-    }
-    init.set_headers(&headers);
-    let request =
-        web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| fetch_error(url, &e))?;
-    let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let response: web_sys::Response = JsFuture::from(scope.fetch_with_request(&request))
-        .await
-        .map_err(|e| fetch_error(url, &e))?
-        .unchecked_into();
-    let expected = if range.is_some() { 206 } else { 200 };
-    if response.status() == 404 {
-        return Err(Error::Format(format!(
-            "{url}: not found (404): check the repository name and the hub address"
-        )));
-    }
-    if response.status() != expected {
-        return Err(Error::Format(format!(
-            "{url}: the server answered {} {} (expected {expected}{})",
-            response.status(),
-            response.status_text(),
-            if range.is_some() {
-                ": it must support range requests"
-            } else {
-                ""
-            }
-        )));
-    }
-    let buffer = JsFuture::from(response.array_buffer().map_err(|e| fetch_error(url, &e))?)
-        .await
-        .map_err(|e| fetch_error(url, &e))?;
-    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
-    if let Some((start, end)) = range {
-        if bytes.len() as u64 != end - start {
-            return Err(Error::Format(format!(
-                "{url}: asked for bytes {start}..{end}, the server sent {} bytes",
-                bytes.len()
-            )));
-        }
-    }
-    Ok(bytes)
-}
 
 /// Downloads `repo` from the hub at `base`, quantizes it to `dtype` (q4_0 or q8_0) and writes
 /// the GGUF file into `file` as the pieces arrive. `progress(done, total)` follows the tensor
@@ -99,13 +42,14 @@ pub async fn quantize_from_hub(
     progress: Progress<'_>,
 ) -> Result<()> {
     let root = format!("{}/{repo}/resolve/main", base.trim_end_matches('/'));
+    let mut hub = HubFetch::new();
     let config_json =
-        String::from_utf8_lossy(&fetch(&format!("{root}/config.json"), None).await?).into_owned();
-    let tokenizer_json = fetch(&format!("{root}/tokenizer.json"), None).await?;
+        String::from_utf8_lossy(&hub.file(&format!("{root}/config.json")).await?).into_owned();
+    let tokenizer_json = hub.file(&format!("{root}/tokenizer.json")).await?;
     let weights_url = format!("{root}/model.safetensors");
-    let size = fetch(&weights_url, Some((0, 8))).await?;
+    let size = hub.range(&weights_url, 0, 8).await?;
     let header_len = header_len(&size, &weights_url)?;
-    let header_bytes = fetch(&weights_url, Some((8, 8 + header_len))).await?;
+    let header_bytes = hub.range(&weights_url, 8, 8 + header_len).await?;
     let data_start = 8 + header_len;
     let hash: String = Sha256::new()
         .chain_update(&header_bytes)
@@ -183,7 +127,9 @@ pub async fn quantize_from_hub(
         for first in (0..rows).step_by(piece_rows) {
             let n = piece_rows.min(rows - first);
             let from = data_start + info.data_offsets[0] + (first * row_bytes) as u64;
-            let bytes = fetch(&weights_url, Some((from, from + (n * row_bytes) as u64))).await?;
+            let bytes = hub
+                .range(&weights_url, from, from + (n * row_bytes) as u64)
+                .await?;
             let piece_shape = if shape.len() == 2 {
                 vec![n, row_len]
             } else {

@@ -199,10 +199,10 @@ impl Outcome {
             &["error", "abort"],
             || JsValue::UNDEFINED,
             move || {
-                failed
-                    .error()
-                    .map(|e| e.message())
-                    .unwrap_or_else(|| "IndexedDB transaction failed".into())
+                failed.error().map_or_else(
+                    || "IndexedDB transaction failed".into(),
+                    |e| crate::web::error::transaction_error(&e.name(), &e.message()),
+                )
             },
         )
     }

@@ -5,6 +5,7 @@
 //! worker (see [`threads`]).
 
 pub mod protocol;
+pub mod retry;
 pub mod settings;
 
 #[cfg(target_arch = "wasm32")]
@@ -17,6 +18,8 @@ pub mod dom;
 pub mod error;
 #[cfg(target_arch = "wasm32")]
 pub mod hub;
+#[cfg(target_arch = "wasm32")]
+pub mod hub_fetch;
 #[cfg(target_arch = "wasm32")]
 pub mod idb;
 #[cfg(target_arch = "wasm32")]

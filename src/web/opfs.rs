@@ -100,9 +100,20 @@ impl PartialFile {
         })
     }
 
-    /// Sets the file's length (new bytes are zeros).
+    /// Sets the file's length (new bytes are zeros). Chromium lengthens a file only as far as
+    /// the origin's quota allows, without an error: a shorter file is reported as a full storage.
     pub fn set_len(&self, bytes: u64) -> Result<(), JsValue> {
-        self.access.truncate_with_f64(bytes as f64)
+        self.access.truncate_with_f64(bytes as f64)?;
+        let size = self.access.get_size()? as u64;
+        if size != bytes {
+            return Err(JsValue::from_str(&format!(
+                "the browser's storage for this page is full: {} could be made only {size} of \
+                 its {bytes} bytes long. Free some space (delete cached models under \"Models\", \
+                 or other sites' data in the browser's settings) and try again",
+                self.name
+            )));
+        }
+        Ok(())
     }
 
     /// Writes `bytes` at `offset`.

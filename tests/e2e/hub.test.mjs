@@ -1,15 +1,19 @@
 // End-to-end tests of the Hugging Face hub loader in headless Chromium. Run by
-// tests/e2e/run.sh, which serves a stand-in for the hub inside the models directory
-// ({E2E_URL}models/hub/test/bloom-tiny/resolve/main/{config.json,tokenizer.json,model.safetensors},
-// a tiny random checkpoint) and passes E2E_HUB_REFERENCES: a directory with the q8_0 and q4_0
-// files `storywriter quantize` made natively of the same checkpoint (bloom-tiny-q8_0.gguf, …).
-// The page quantizes in its worker and must write the very same bytes into its cache.
+// tests/e2e/run.sh, which writes a tiny random checkpoint into the models directory
+// (models/hub/test/bloom-tiny/resolve/main/{config.json,tokenizer.json,model.safetensors}) and
+// passes E2E_HUB_REFERENCES: a directory with the q8_0 and q4_0 files `storywriter quantize`
+// made natively of the same checkpoint (bloom-tiny-q8_0.gguf, …). The page quantizes in its
+// worker and must write the very same bytes into its cache. The hub is hub_standin.mjs's, which
+// answers as huggingface.co does (redirects to a content server of another origin, CORS, ETag,
+// ranges) and plays the faults of the tests below (429, a connection cut part way, no
+// Accept-Ranges, a server that keeps failing).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { byTestId, launchChromium, modelErrorShown, watch } from './lib.mjs';
+import { startHubStandIn } from './hub_standin.mjs';
+import { byTestId, chromiumOnly, launchChromium, modelErrorShown, watch } from './lib.mjs';
 
 const BASE = process.env.E2E_URL;
 const REFERENCES = process.env.E2E_HUB_REFERENCES;
@@ -22,8 +26,14 @@ mkdirSync(OUT, { recursive: true });
 
 const SLOW = 120_000;
 const TEST_TIMEOUT = 5 * SLOW;
-const HUB = new URL('models/hub', BASE).href;
+/** The checkpoint's files as `storywriter serve` serves them, on the page's own origin: the tests
+ * that answer through `route` use this address. */
+const SERVED_HUB = new URL('models/hub', BASE).href;
 const REPO = 'test/bloom-tiny';
+const HUB_FILES = join(MODELS, 'hub', REPO, 'resolve', 'main');
+/** The stand-in hub and its address (started before the tests). */
+let standIn;
+let HUB;
 const CACHE_NAME = 'bloom-tiny-q8_0.gguf';
 
 /** The cached file `name` of the page's origin: its size and SHA-256. */
@@ -64,11 +74,11 @@ async function waitForModel(target, name = '') {
 }
 
 /** Opens the app in `target`, waits for the demo model, and starts the hub loader on `repo`. */
-async function startHubLoad(target, repo, dtype = 'q8_0') {
+async function startHubLoad(target, repo, dtype = 'q8_0', hub = HUB) {
   await target.goto(BASE);
   await waitForModel(target);
   await target.locator(byTestId('model-sources')).evaluate((details) => (details.open = true));
-  await target.locator(byTestId('hub-base')).fill(HUB);
+  await target.locator(byTestId('hub-base')).fill(hub);
   await target.locator(byTestId('hub-repo')).fill(repo);
   await target.locator(byTestId('hub-dtype')).selectOption(dtype);
   // Every text the progress line shows, kept from the first change on.
@@ -96,6 +106,8 @@ async function cachedFiles(target) {
 }
 
 before(async () => {
+  standIn = await startHubStandIn(HUB_FILES, [REPO]);
+  HUB = standIn.hub;
   browser = await launchChromium();
   // A fresh profile: an empty OPFS cache, so the hub loader has to quantize.
   context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -107,6 +119,7 @@ before(async () => {
 after(async () => {
   if (page) await page.screenshot({ path: join(OUT, 'hub.png'), fullPage: true }).catch(() => {});
   await browser?.close();
+  standIn?.close();
 });
 
 let hubLoaded = false;
@@ -129,6 +142,20 @@ test('the hub loader quantizes to the very file `storywriter quantize` writes', 
   assert.ok(CACHE_NAME in files, `cache: ${JSON.stringify(files)}`);
   assert.ok(!Object.keys(files).some((name) => name.endsWith('.partial')), `cache: ${JSON.stringify(files)}`);
   assert.deepEqual(await cachedDigest(page, CACHE_NAME), referenceDigest(CACHE_NAME));
+
+  // As on huggingface.co: config.json from the hub itself, the large files redirected to the
+  // content server (another origin than the hub's and the page's), which sent the ranges.
+  const seen = (server, file, status) =>
+    standIn.requests.filter((r) => r.server === server && r.file === file && r.status === status);
+  assert.notEqual(new URL(standIn.cdn).origin, new URL(HUB).origin);
+  assert.notEqual(new URL(standIn.cdn).origin, new URL(BASE).origin);
+  assert.equal(seen('hub', 'config.json', 200).length, 1);
+  assert.equal(seen('hub', 'tokenizer.json', 302).length, 1);
+  assert.equal(seen('cdn', 'tokenizer.json', 200).length, 1);
+  const ranges = seen('cdn', 'model.safetensors', 206);
+  assert.ok(ranges.length > 2, `ranges read: ${ranges.length}`);
+  assert.equal(seen('hub', 'model.safetensors', 302).length, ranges.length);
+  assert.deepEqual(standIn.requests.filter((r) => ![200, 206, 302].includes(r.status)), []);
   hubLoaded = true;
 });
 
@@ -184,8 +211,9 @@ test('no console errors, page errors or worker errors', () => {
   assert.deepEqual(problems, []);
 });
 
-/** Starts the hub loader on `repo` in a new profile (after `setUp(tab)`); returns model-error. */
-async function hubError(repo, setUp = async () => {}) {
+/** Starts the hub loader on `repo` of `hub` in a new profile (after `setUp(tab)`); returns
+ * model-error. */
+async function hubError(repo, setUp = async () => {}, hub = HUB) {
   // Without the service worker: requests it forwards would bypass `tab.route`.
   const errorContext = await browser.newContext({ serviceWorkers: 'block' });
   errorContext.setDefaultTimeout(SLOW);
@@ -194,7 +222,7 @@ async function hubError(repo, setUp = async () => {}) {
   watch(tab, tabProblems);
   try {
     await setUp(tab);
-    await startHubLoad(tab, repo);
+    await startHubLoad(tab, repo, 'q8_0', hub);
     await modelErrorShown(tab, SLOW);
     const files = await cachedFiles(tab);
     assert.deepEqual(Object.keys(files), ['demo-tiny-q8_0.gguf'], 'a failed load left files in the cache');
@@ -207,25 +235,27 @@ async function hubError(repo, setUp = async () => {}) {
 }
 
 test('a repository that is not there gives a clear error', { timeout: TEST_TIMEOUT }, async () => {
+  // The hub answers 401 (RepoNotFound) to an anonymous request for a repository it does not
+  // show, whether missing, private or gated.
   const message = await hubError('test/no-such-model');
-  console.log(`model-error (404): ${message}`);
-  assert.match(message, /no-such-model\/resolve\/main\/config\.json/);
-  assert.match(message, /not found \(404\)/);
-  assert.match(message, /repository name/);
+  console.log(`model-error (401): ${message}`);
+  assert.match(message, /no-such-model\/resolve\/main\/config\.json: the server answered 401/);
+  assert.match(message, /not there, or it is private or gated/);
+  assert.match(message, /check the repository name/);
   assert.match(message, /What to do: check the hub address/);
 });
 
 test('a server without range requests gives a clear error', { timeout: TEST_TIMEOUT }, async () => {
   // The stand-in's files under another repository name, answered whole (200) whatever the
   // Range header asks, as a plain static server without range support would.
-  const message = await hubError('norange/tiny-norange', (tab) =>
-    tab.route(`${HUB}/norange/tiny-norange/resolve/main/*`, (route) => {
-      const file = new URL(route.request().url()).pathname.split('/').pop();
-      return route.fulfill({
-        status: 200,
-        body: readFileSync(join(MODELS, 'hub', REPO, 'resolve', 'main', file)),
-      });
-    }),
+  const message = await hubError(
+    'norange/tiny-norange',
+    (tab) =>
+      tab.route(`${SERVED_HUB}/norange/tiny-norange/resolve/main/*`, (route) => {
+        const file = new URL(route.request().url()).pathname.split('/').pop();
+        return route.fulfill({ status: 200, body: readFileSync(join(HUB_FILES, file)) });
+      }),
+    SERVED_HUB,
   );
   console.log(`model-error (no ranges): ${message}`);
   assert.match(message, /model\.safetensors/);
@@ -237,9 +267,9 @@ test('a server without range requests gives a clear error', { timeout: TEST_TIME
  * 250,880-row embedding), with the byte offsets that shape has: only the header, no tensor data.
  */
 function bloom7b1Header() {
-  const tiny = readFileSync(join(MODELS, 'hub', REPO, 'resolve', 'main', 'model.safetensors'));
+  const tiny = readFileSync(join(HUB_FILES, 'model.safetensors'));
   const header = JSON.parse(tiny.subarray(8, 8 + Number(tiny.readBigUInt64LE(0))).toString());
-  const config = JSON.parse(readFileSync(join(MODELS, 'hub', REPO, 'resolve', 'main', 'config.json')));
+  const config = JSON.parse(readFileSync(join(HUB_FILES, 'config.json')));
   const [H, V, L] = [4096, 250880, 30];
   const big = { [config.hidden_size]: H, [3 * config.hidden_size]: 3 * H, [4 * config.hidden_size]: 4 * H, [config.vocab_size]: V };
   const tensors = {};
@@ -266,11 +296,11 @@ test('a model too large for WebAssembly memory is refused before any tensor is d
   const { bytes, config } = bloom7b1Header();
   const ranges = [];
   const message = await hubError('big/bloom-7b1', (tab) =>
-    tab.route(`${HUB}/big/bloom-7b1/resolve/main/*`, (route) => {
+    tab.route(`${SERVED_HUB}/big/bloom-7b1/resolve/main/*`, (route) => {
       const file = new URL(route.request().url()).pathname.split('/').pop();
       if (file === 'config.json') return route.fulfill({ status: 200, body: JSON.stringify(config) });
       if (file === 'tokenizer.json') {
-        return route.fulfill({ status: 200, body: readFileSync(join(MODELS, 'hub', REPO, 'resolve', 'main', file)) });
+        return route.fulfill({ status: 200, body: readFileSync(join(HUB_FILES, file)) });
       }
       // model.safetensors: its header, by range; a range past it is tensor data.
       const [, start, end] = /bytes=(\d+)-(\d+)/.exec(route.request().headers().range ?? '') ?? [];
@@ -282,7 +312,7 @@ test('a model too large for WebAssembly memory is refused before any tensor is d
         body: bytes.subarray(Number(start), Number(end) + 1),
       });
     }),
-  );
+  SERVED_HUB);
   console.log(`model-error (too large): ${message}`);
   assert.match(message, /big\/bloom-7b1 quantized to q8_0 is too large for the browser/);
   // The q8_0 file's size, the keys and values of 2048 positions, and the limit, named.
@@ -291,4 +321,117 @@ test('a model too large for WebAssembly memory is refused before any tensor is d
   assert.match(message, /more than the 4\.29 GB a WebAssembly page can address/);
   // Only the header was read: its length, then the header itself.
   assert.deepEqual(ranges, [[0, 7], [8, bytes.length - 1]]);
+});
+
+/**
+ * Loads REPO from the stand-in in a new profile while it plays `fault` (see hub_standin.mjs),
+ * its content server sending `Accept-Ranges` or not; checks that the cached file is still the
+ * one of `storywriter quantize`. Returns the stand-in's requests of this load.
+ */
+async function hubLoadsDespite(fault, { acceptRanges = true } = {}) {
+  const first = standIn.requests.length;
+  standIn.play(fault, { acceptRanges });
+  const faultContext = await browser.newContext();
+  faultContext.setDefaultTimeout(SLOW);
+  const tab = await faultContext.newPage();
+  const tabProblems = [];
+  watch(tab, tabProblems);
+  try {
+    await startHubLoad(tab, REPO);
+    await waitForModel(tab, CACHE_NAME);
+    assert.deepEqual(await cachedDigest(tab, CACHE_NAME), referenceDigest(CACHE_NAME));
+    return standIn.requests.slice(first);
+  } finally {
+    standIn.play(null);
+    // The browser logs the failed requests; they are shown, not asserted.
+    if (tabProblems.length) console.log(`messages during the load:\n  ${tabProblems.join('\n  ')}`);
+    await faultContext.close();
+  }
+}
+
+/** `bytes=a-b` as [a, b]. */
+const rangeOf = (header) => (/^bytes=(\d+)-(\d+)$/.exec(header ?? '') ?? []).slice(1).map(Number);
+
+test('a content server that does not send Accept-Ranges is read by ranges all the same', { timeout: TEST_TIMEOUT }, async () => {
+  const requests = await hubLoadsDespite(null, { acceptRanges: false });
+  assert.ok(requests.filter((r) => r.server === 'cdn' && r.status === 206).length > 2);
+});
+
+test('a 429 with Retry-After is waited out, then the same request is made again', { timeout: TEST_TIMEOUT }, async () => {
+  // The hub's third request for model.safetensors (the first tensor's range).
+  const requests = await hubLoadsDespite(({ server, file, count }) =>
+    server === 'hub' && file === 'model.safetensors' && count === 3
+      ? { status: 429, headers: { 'Retry-After': '1' } }
+      : undefined,
+  );
+  const asked = requests.filter((r) => r.server === 'hub' && r.file === 'model.safetensors');
+  const limited = asked.findIndex((r) => r.status === 429);
+  assert.ok(limited >= 0, 'no 429 was answered');
+  const [refused, again] = asked.slice(limited, limited + 2);
+  assert.equal(again.range, refused.range);
+  assert.equal(again.status, 302);
+  assert.ok(again.at - refused.at >= 1000, `tried again after ${again.at - refused.at} ms, not the 1 s asked`);
+});
+
+test('a connection cut in the middle of a tensor is resumed from the byte where it stopped', { timeout: TEST_TIMEOUT }, async () => {
+  let cut = false;
+  const requests = await hubLoadsDespite(({ server, file, range }) => {
+    const [first, last] = rangeOf(range);
+    if (cut || server !== 'cdn' || file !== 'model.safetensors' || !(last - first > 100_000)) return undefined;
+    cut = true;
+    return { cutAfter: Math.floor((last - first + 1) / 3) };
+  });
+  const read = requests.filter((r) => r.server === 'cdn' && r.file === 'model.safetensors');
+  const at = read.findIndex((r) => r.sent < rangeOf(r.range)[1] - rangeOf(r.range)[0] + 1);
+  assert.ok(at >= 0, 'no answer was cut');
+  const [first, last] = rangeOf(read[at].range);
+  const later = read.slice(at + 1).map((r) => rangeOf(r.range));
+  console.log(`cut after ${read[at].sent} bytes of ${first}-${last}; then ${read.slice(at + 1, at + 3).map((r) => r.range)}`);
+  // Resumed after the bytes the page had (what the server sent, or less when the connection
+  // ended before all of it reached the page), never from the piece's start again.
+  assert.ok(later[0][0] > first && later[0][0] <= first + read[at].sent, 'the piece was not resumed where it stopped');
+  assert.ok(later.some(([, end]) => end === last), 'the rest of the piece was never asked for');
+  assert.ok(!later.some(([start]) => start === first), 'the piece was read again from its start');
+});
+
+/** The model-error of a load of REPO from the stand-in while it plays `fault`. */
+async function hubErrorDuring(fault) {
+  standIn.play(fault);
+  try {
+    return await hubError(REPO);
+  } finally {
+    standIn.play(null);
+  }
+}
+
+test('a server that keeps failing is given up after 5 attempts, with the URL and the status', { timeout: TEST_TIMEOUT }, async () => {
+  const first = standIn.requests.length;
+  const message = await hubErrorDuring(({ server, file, range }) =>
+    server === 'cdn' && file === 'model.safetensors' && rangeOf(range)[0] > 8
+      ? { status: 503, headers: { 'Retry-After': '0' } }
+      : undefined);
+  console.log(`model-error (503): ${message}`);
+  const failed = standIn.requests.slice(first).filter((r) => r.status === 503);
+  assert.equal(failed.length, 5);
+  assert.ok(failed.every((r) => r.range === failed[0].range));
+  assert.match(message, new RegExp(`${REPO}/resolve/main/model\\.safetensors \\(redirected to ${standIn.cdn}/repos/`));
+  assert.match(message, /the server answered 503 Service Unavailable \(5 attempts in a row failed\): try again later/);
+});
+
+test('a 429 asking to wait an hour is reported at once, not waited for', { timeout: TEST_TIMEOUT }, async () => {
+  const message = await hubErrorDuring(({ file }) =>
+    file === 'config.json' ? { status: 429, headers: { 'Retry-After': '3600' } } : undefined);
+  console.log(`model-error (429): ${message}`);
+  assert.match(message, /config\.json: the server answered 429 Too Many Requests, and asks to wait 60 min before trying again: try again later/);
+});
+
+test('the storage full while the model is written: a clear error, nothing left in the cache', { timeout: TEST_TIMEOUT, skip: chromiumOnly('the DevTools protocol') }, async () => {
+  // Room for the demo model (1.8 MB) and the stories, not for a second model: the quota set
+  // before the page opens its storage (Chromium applies it to storage opened after it is set).
+  const message = await hubError(REPO, async (tab) => {
+    const cdp = await tab.context().newCDPSession(tab);
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: new URL(BASE).origin, quotaSize: 3_000_000 });
+  });
+  console.log(`model-error (storage full): ${message}`);
+  assert.match(message, /storage for this page is full/);
 });

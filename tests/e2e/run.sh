@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end tests of the web app in headless Chromium and Firefox ESR (tests/e2e/app.test.mjs,
-# page.test.mjs, hub.test.mjs, storage.test.mjs, autopilot.test.mjs, view.test.mjs, tabs.test.mjs,
+# page.test.mjs, hub.test.mjs, storage.test.mjs, autopilot.test.mjs, view.test.mjs, tabs.test.mjs, crash.test.mjs,
 # import.test.mjs and layout.test.mjs, node + playwright-core), and of the JavaScript package pkg/
 # (pkg.test.mjs and element.test.mjs: examples/ served from the repository's root; pkg/ must have
 # been built by scripts/build_pkg.sh). Installs what
@@ -47,8 +47,9 @@ write_model_index "$MODELS"
 # Written after the index, so that the page does not pick it by itself: the first 600 bytes of a
 # valid file (a cut-off download).
 head -c 600 "$MODELS/demo-tiny-q8_0.gguf" >"$MODELS/corrupt.gguf"
-# A stand-in for the Hugging Face hub ({base}/{repo}/resolve/main/{file}) holding a tiny
-# checkpoint, and the q8_0 and q4_0 files `storywriter quantize` makes of it: hub.test.mjs checks
+# A tiny checkpoint laid out as on the Hugging Face hub ({base}/{repo}/resolve/main/{file}; served
+# by hub.test.mjs's own stand-in, tests/e2e/hub_standin.mjs), and the q8_0 and q4_0 files
+# `storywriter quantize` makes of it: hub.test.mjs checks
 # that the page's hub loader writes the same bytes (through a symlink, so that the file's
 # general.name is the repository's name, as in the page).
 HUB_DIR="$MODELS/hub/test/bloom-tiny/resolve/main"
@@ -63,7 +64,7 @@ URL="$SERVE_URL"
 echo "serving $DIST and $MODELS at $URL"
 
 TESTS=()
-for name in ${E2E_TESTS:-app page hub storage autopilot view tabs import layout pkg element}; do
+for name in ${E2E_TESTS:-app page hub storage autopilot view tabs crash import layout pkg element}; do
     TESTS+=("tests/e2e/$name.test.mjs")
 done
 # The package's examples (pkg.test.mjs, element.test.mjs) as a site would serve them: the
