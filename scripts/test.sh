@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, native tests, the wasm32 tests in headless
 # Chromium and in headless Firefox ESR, the JavaScript package pkg/ (built, its types checked
-# with tsc), and the end-to-end tests of the web app and the package (tests/e2e/run.sh). CI runs
-# it through .ci/run; run it by hand the same way: ./scripts/test.sh
+# with tsc), and the end-to-end tests of the web app and the package (tests/e2e/run.sh) in both
+# browsers. CI runs it through .ci/run; run it by hand the same way: ./scripts/test.sh
 #
 # It installs what is missing first (idempotent; as root, or with passwordless sudo, for apt),
 # with the functions of scripts/lib.sh that scripts/serve.sh uses too:
@@ -33,7 +33,8 @@
 # report all failures); SKIP_WASM=1 skips the browser tests, wasm and e2e (local use only; CI
 # never sets it);
 # WASM_BINDGEN_TEST_TIMEOUT (seconds for one wasm test binary, default 600 here);
-# FUZZ_SECONDS (seconds per fuzz target, default 20; 0 skips fuzzing, local use only).
+# FUZZ_SECONDS (seconds per fuzz target, default 20; 0 skips fuzzing, local use only);
+# E2E_FIREFOX=1 runs the e2e step in Firefox ESR too (e2e-ff).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -245,24 +246,33 @@ else
         cargo test --target "$WASM_TARGET" --test wasm kernels
 fi
 
-# ---- The web app in headless Chromium ------------------------------------------------------
+# ---- The web app in headless Chromium and Firefox ESR ----------------------------------------
 # tests/e2e/run.sh builds the app (trunk) and the CLI, serves them with a tiny random model and
 # drives the page with playwright-core (tests/e2e/*.test.mjs); screenshots in target/e2e/.
-# The same files run in Firefox ESR with E2E_BROWSERS=firefox (tests/e2e/lib.mjs); not a step
-# here yet: in Firefox app.test.mjs's export (no download event over BiDi) and its console check
-# (the CSP report of the inline style playwright's screenshot injects) still fail; see README
-# "Browsers".
 # The JavaScript package first (scripts/build_pkg.sh: src/bin/pkg/ through wasm-bindgen into
 # pkg/wasm/, about a minute on the library the wasm steps built), its TypeScript types checked by
 # tsc on tests/pkg/types.ts (every export used), then the e2e suite, whose pkg.test.mjs and
 # element.test.mjs drive examples/pkg-basic.html and examples/embed-element.html.
+# e2e-ff runs the files shared with Firefox (E2E_FIREFOX_TESTS) in Firefox ESR on the app the
+# e2e step built (tests/e2e/lib.mjs, firefox_bidi.mjs; about 3 minutes on a 2-core machine);
+# the heavy soak and benchmark files, storage (CDP heap), hub, layout, view and autopilot stay
+# Chromium's. Only with E2E_FIREFOX=1 for now: in Firefox the model at times never becomes
+# ready after a reload (see README "Browsers"), which would make the step fail at random.
+E2E_FIREFOX_TESTS="app page tabs import"
 if [[ "${SKIP_WASM:-0}" == 1 && "${CI:-}" != true ]]; then
     skip_step pkg-build "SKIP_WASM=1"
     skip_step e2e "SKIP_WASM=1"
+    skip_step e2e-ff "SKIP_WASM=1"
 else
     run_step pkg-build ./scripts/build_pkg.sh
     run_step pkg-types tests/e2e/node_modules/.bin/tsc -p tests/pkg/tsconfig.json
     run_step e2e env E2E_BROWSERS=chromium bash tests/e2e/run.sh
+    if [[ "${E2E_FIREFOX:-0}" == 1 ]]; then
+        run_step e2e-ff env E2E_BROWSERS=firefox E2E_TESTS="$E2E_FIREFOX_TESTS" E2E_DIST=dist \
+            E2E_OUT=target/e2e-ff bash tests/e2e/run.sh
+    else
+        skip_step e2e-ff "E2E_FIREFOX=1 runs it"
+    fi
 fi
 
 # ---- Python dataset checks ------------------------------------------------------------------

@@ -9,7 +9,7 @@ import {
   byTestId,
   candidatesReady,
   freshPage,
-  launchChromium,
+  launchBrowser,
   modelReady,
   startAutopilot,
   textMatching,
@@ -22,7 +22,7 @@ const SLOW = 120_000;
 
 let browser;
 before(async () => {
-  browser = await launchChromium();
+  browser = await launchBrowser();
 });
 after(async () => browser?.close());
 

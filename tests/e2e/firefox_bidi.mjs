@@ -10,6 +10,11 @@
 // command" answer to one of IGNORABLE (overrides the tests do not ask for: colour scheme, screen
 // size and orientation) becomes an empty success, noted once on stderr. Any other error reaches
 // the tests as it is.
+//
+// Downloads: Firefox ESR 153 announces a download (browsingContext.downloadWillBegin and
+// downloadEnd) with `navigation: null` and without the `download` id of newer BiDi, which
+// playwright-core needs to see a download at all; the relay gives each one an id of its own (see
+// DownloadIds).
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { once } from 'node:events';
@@ -55,10 +60,41 @@ browser.stderr.on('data', async (chunk) => {
   process.stderr.write(buffered.replace(upstream, `ws://127.0.0.1:${port}`));
 });
 
+/**
+ * The ids the relay gives Firefox's downloads (`firefox-download-N`), matched from the start of a
+ * download to its end by its URL. (Firefox saves a download under a name no file of the folder
+ * has, and suggests that name: "records(1).jsonl" while an earlier records.jsonl is there; the
+ * tests delete each download once read.)
+ */
+class DownloadIds {
+  #count = 0;
+  /** url → the ids of the downloads of that URL under way, oldest first. */
+  #started = new Map();
+
+  /** Gives the event `params` of a Firefox download an id; returns whether it changed them. */
+  complete(method, params) {
+    if (params.download !== undefined || params.navigation) return false;
+    const started = this.#started.get(params.url) ?? [];
+    if (method === 'browsingContext.downloadWillBegin') {
+      this.#count += 1;
+      params.download = `firefox-download-${this.#count}`;
+      this.#started.set(params.url, [...started, params.download]);
+      return true;
+    }
+    if (method !== 'browsingContext.downloadEnd' || started.length === 0) return false;
+    const [id, ...rest] = started;
+    if (rest.length > 0) this.#started.set(params.url, rest);
+    else this.#started.delete(params.url);
+    params.download = id;
+    return true;
+  }
+}
+
 function relay(client, url) {
   const browserSide = new WebSocket(url, { perMessageDeflate: false, maxPayload: 256 * 1024 * 1024 });
   const pending = [];
   const methods = new Map();
+  const downloads = new DownloadIds();
   browserSide.on('open', () => {
     for (const message of pending.splice(0)) browserSide.send(message);
   });
@@ -75,6 +111,9 @@ function relay(client, url) {
     let message = data.toString();
     try {
       const parsed = JSON.parse(message);
+      if (parsed.type === 'event' && downloads.complete(parsed.method, parsed.params)) {
+        message = JSON.stringify(parsed);
+      }
       const method = methods.get(parsed.id);
       if (method !== undefined) {
         methods.delete(parsed.id);

@@ -2,6 +2,7 @@
 // with E2E_BROWSER=firefox) is started, how page
 // problems are collected, and how a test waits for the model and for a round.
 
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -23,12 +24,31 @@ export const CHROMIUM_FLAGS = [
 /** The CSS selector of the element with `data-testid="id"`. */
 export const byTestId = (id) => `[data-testid="${id}"]`;
 
-/** Records console errors and uncaught errors of `target` (and its workers) into `sink`. */
+/**
+ * The hash source of the style element playwright-core's `page.screenshot()` adds to every frame
+ * and removes at once in Firefox (`body {}`, to sync animations: inPagePrepareForScreenshots in
+ * its screenshotter). The app's Content-Security-Policy blocks it, and Firefox reports that on
+ * the console as an error naming the style's hash; Chromium lets the driver's styles through.
+ */
+const SCREENSHOT_STYLE_HASH = `'sha256-${createHash('sha256').update('body {}').digest('base64')}'`;
+
+/** Whether error `text` is Firefox's CSP report of playwright's screenshot style (and
+ * so the test driver's doing, not the app's: any other blocked style has another hash). */
+const isScreenshotStyleReport = (text) =>
+  text.includes('Content-Security-Policy: ') && text.includes(SCREENSHOT_STYLE_HASH);
+
+/** Records console errors and uncaught errors of `target` (and its workers) into `sink`
+ * (except the CSP report of playwright's own screenshot style in Firefox). */
 export function watch(target, sink) {
   target.on('console', (msg) => {
-    if (msg.type() === 'error') sink.push(`console: ${msg.text()} (${msg.location().url})`);
+    const problem = `console: ${msg.text()} (${msg.location().url})`;
+    if (msg.type() === 'error' && !isScreenshotStyleReport(problem)) sink.push(problem);
   });
-  target.on('pageerror', (error) => sink.push(`page error: ${error.stack ?? error}`));
+  // Firefox's WebDriver BiDi reports the page's CSP violations as page errors.
+  target.on('pageerror', (error) => {
+    const problem = `page error: ${error.stack ?? error}`;
+    if (!isScreenshotStyleReport(problem)) sink.push(problem);
+  });
   target.on('crash', () => sink.push('the page crashed'));
   target.on('worker', (worker) => {
     worker.on('console', (msg) => {
@@ -76,12 +96,12 @@ export function launchChromium(extraArgs = []) {
   });
 }
 
-/** One Chromium for the tests of a file: launched before them with `extraArgs`, closed after
- * them; returns a function giving it. */
-export function browserForFile(extraArgs = []) {
+/** One browser (of E2E_BROWSER) for the tests of a file: launched before them (Chromium with
+ * `chromiumArgs`), closed after them; returns a function giving it. */
+export function browserForFile(chromiumArgs = []) {
   let browser;
   before(async () => {
-    browser = await launchChromium(extraArgs);
+    browser = await launchBrowser(chromiumArgs);
   });
   after(async () => browser?.close());
   return () => browser;
@@ -120,6 +140,24 @@ export async function freshPage(browser, timeout, problems = []) {
   const page = await context.newPage();
   watch(page, problems);
   return { context, page, problems };
+}
+
+/**
+ * Clicks `trigger` (a locator of `page`) and returns the text of the file named `name` it makes
+ * the browser download, decoded as a whole (a chunk boundary may fall inside a character). The
+ * download is deleted once read: Firefox would name the next one "name(1)…".
+ */
+export async function downloadedText(page, trigger, name) {
+  const downloaded = page.waitForEvent('download', {
+    predicate: (download) => download.suggestedFilename() === name,
+    timeout: 60_000,
+  });
+  await trigger.click();
+  const download = await downloaded;
+  const chunks = [];
+  for await (const chunk of await download.createReadStream()) chunks.push(chunk);
+  await download.delete();
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** Waits until model-status says the model is ready (and fails early on a load error). */

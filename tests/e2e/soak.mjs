@@ -1,7 +1,7 @@
 // A long writing session driven as a writer would (Write, wait for the three cards, pick one), with
 // memory read every few rounds. Shared by storage.test.mjs (100 rounds, asserts the records)
 // and bench_soak.mjs (longer runs, prints the figures).
-import { byTestId, candidatesReady, pressKeyIn } from './lib.mjs';
+import { byTestId, candidatesReady, downloadedText, pressKeyIn } from './lib.mjs';
 
 /** Chromium flags that let `window.gc()` force a collection before the heap is read. */
 export const GC_FLAGS = ['--js-flags=--expose-gc', '--enable-precise-memory-info'];
@@ -129,18 +129,8 @@ export async function storedRecords(page) {
 
 /** Clicks Export and returns the records of the downloaded records.jsonl. */
 export async function exportedRecords(page) {
-  const downloaded = page.waitForEvent('download', {
-    predicate: (d) => d.suggestedFilename() === 'records.jsonl',
-    timeout: 60_000,
-  });
-  await page.locator(byTestId('export')).click();
-  const download = await downloaded;
-  // Decoded as a whole: a chunk boundary may fall inside a character (the random model writes
-  // many U+FFFD), and decoding chunk by chunk would turn its bytes into extra U+FFFDs.
-  const chunks = [];
-  for await (const chunk of await download.createReadStream()) chunks.push(chunk);
-  return Buffer.concat(chunks)
-    .toString('utf8')
+  const text = await downloadedText(page, page.locator(byTestId('export')), 'records.jsonl');
+  return text
     .split('\n')
     .filter((line) => line.trim())
     .map((line) => JSON.parse(line));
