@@ -33,8 +33,7 @@
 # report all failures); SKIP_WASM=1 skips the browser tests, wasm and e2e (local use only; CI
 # never sets it);
 # WASM_BINDGEN_TEST_TIMEOUT (seconds for one wasm test binary, default 600 here);
-# FUZZ_SECONDS (seconds per fuzz target, default 20; 0 skips fuzzing, local use only);
-# E2E_FIREFOX=1 runs the e2e step in Firefox ESR too (e2e-ff).
+# FUZZ_SECONDS (seconds per fuzz target, default 20; 0 skips fuzzing, local use only).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -256,8 +255,7 @@ fi
 # e2e-ff runs the files shared with Firefox (E2E_FIREFOX_TESTS) in Firefox ESR on the app the
 # e2e step built (tests/e2e/lib.mjs, firefox_bidi.mjs; about 3 minutes on a 2-core machine);
 # the heavy soak and benchmark files, storage (CDP heap), hub, layout, view and autopilot stay
-# Chromium's. Only with E2E_FIREFOX=1 for now: in Firefox the model at times never becomes
-# ready after a reload (see README "Browsers"), which would make the step fail at random.
+# Chromium's.
 E2E_FIREFOX_TESTS="app page tabs import"
 if [[ "${SKIP_WASM:-0}" == 1 && "${CI:-}" != true ]]; then
     skip_step pkg-build "SKIP_WASM=1"
@@ -267,12 +265,8 @@ else
     run_step pkg-build ./scripts/build_pkg.sh
     run_step pkg-types tests/e2e/node_modules/.bin/tsc -p tests/pkg/tsconfig.json
     run_step e2e env E2E_BROWSERS=chromium bash tests/e2e/run.sh
-    if [[ "${E2E_FIREFOX:-0}" == 1 ]]; then
-        run_step e2e-ff env E2E_BROWSERS=firefox E2E_TESTS="$E2E_FIREFOX_TESTS" E2E_DIST=dist \
-            E2E_OUT=target/e2e-ff bash tests/e2e/run.sh
-    else
-        skip_step e2e-ff "E2E_FIREFOX=1 runs it"
-    fi
+    run_step e2e-ff env E2E_BROWSERS=firefox E2E_TESTS="$E2E_FIREFOX_TESTS" E2E_DIST=dist \
+        E2E_OUT=target/e2e-ff bash tests/e2e/run.sh
 fi
 
 # ---- Python dataset checks ------------------------------------------------------------------

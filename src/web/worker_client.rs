@@ -111,6 +111,9 @@ fn spawn(state: &Rc<RefCell<State>>, plan: ThreadPlan, on_event: Handler) -> Res
             true
         }
     };
+    if plan.threads > 1 {
+        watch_start(state, &worker, fall_back.clone());
+    }
     let on_message = {
         let (state, on_event, fall_back) = (state.clone(), on_event.clone(), fall_back.clone());
         Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
@@ -157,6 +160,43 @@ fn spawn(state: &Rc<RefCell<State>>, plan: ThreadPlan, on_event: Handler) -> Res
     state.worker = Some(worker);
     state.closures = vec![on_message, on_error];
     Ok(())
+}
+
+/// How long the page waits for a threaded worker to start before it gives way to one thread.
+/// Longer than `worker_threads.js`'s own 30 s limit, which reports a pool that does not come up;
+/// this one catches a worker that cannot even report it (in Firefox ESR, now and then, a thread's
+/// worker never starts and the worker's own timer never fires).
+const THREADED_START_TIMEOUT_MS: i32 = 40_000;
+
+/// Falls back (`fall_back`) to one thread unless `worker`, the one in `state`, has started within
+/// [`THREADED_START_TIMEOUT_MS`].
+fn watch_start(
+    state: &Rc<RefCell<State>>,
+    worker: &Worker,
+    fall_back: impl Fn(String) -> bool + 'static,
+) {
+    let (state, worker) = (Rc::downgrade(state), worker.clone());
+    let check = Closure::once_into_js(move || {
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let waiting = {
+            let state = state.borrow();
+            state.queued.is_some() && state.worker.as_ref() == Some(&worker)
+        };
+        if waiting {
+            fall_back(format!(
+                "its threads did not start within {} s",
+                THREADED_START_TIMEOUT_MS / 1000
+            ));
+        }
+    });
+    if let Some(window) = web_sys::window() {
+        let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(
+            check.unchecked_ref(),
+            THREADED_START_TIMEOUT_MS,
+        );
+    }
 }
 
 fn post(worker: &Worker, message: &JsValue) {

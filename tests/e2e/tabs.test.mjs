@@ -86,8 +86,6 @@ test('two tabs on one story: a pick in one shows in the other at once', { timeou
 
 test('two tabs on one story: a tab that missed the other’s pick cannot overwrite it, and then shows it', {
   timeout: 5 * SLOW,
-  // Not a missing feature; see README "Browsers".
-  skip: IN_FIREFOX && 'in Firefox the tab whose BroadcastChannel an init script removed never gets its model ready (open)',
 }, async () => {
   const opening = 'Two lamps burned in the tower';
   // The second tab gets no announcements (as in a browser without BroadcastChannel).
