@@ -24,6 +24,7 @@
 
 use crate::engine::config::BloomConfig;
 use crate::engine::kv_cache::BLOCK;
+use crate::engine::weights::OpenedModel;
 
 /// The bytes a wasm32 module can address: 4 GiB.
 pub const WASM32_MEMORY: u64 = 4 << 30;
@@ -64,6 +65,12 @@ impl MemoryNeed {
             self.weights = widened.saturating_add(widened / 16);
         }
         self
+    }
+
+    /// The need of the opened model file of `file_bytes` (its header read): its shape and the
+    /// type of its matrices known.
+    pub fn of_opened(file_bytes: u64, opened: &OpenedModel<'_>) -> Self {
+        Self::new(file_bytes, Some(&opened.config)).with_weight_type(&opened.identity.quantization)
     }
 
     /// All of it.

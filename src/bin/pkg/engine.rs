@@ -213,9 +213,7 @@ fn build(bytes: &[u8], name: &str) -> Result<LoadedModel> {
     let size = bytes.len() as u64;
     fits(name, MemoryNeed::new(size, None))?;
     let opened = open_gguf(bytes, name, &Device::Cpu).map_err(library(Code::BadModel))?;
-    let need =
-        MemoryNeed::new(size, Some(&opened.config)).with_weight_type(&opened.identity.quantization);
-    fits(name, need)?;
+    fits(name, MemoryNeed::of_opened(size, &opened))?;
     opened.build(&Device::Cpu).map_err(library(Code::BadModel))
 }
 

@@ -242,8 +242,7 @@ fn build_reader<R: Read + Seek>(reader: R, name: &str, size: u64) -> Result<Load
 /// Builds an opened model of a `size`-byte file, once its shape and type show that it fits in
 /// memory.
 fn build_checked(opened: OpenedModel<'_>, name: &str, size: u64) -> Result<LoadedModel> {
-    MemoryNeed::new(size, Some(&opened.config))
-        .with_weight_type(&opened.identity.quantization)
+    MemoryNeed::of_opened(size, &opened)
         .check(name)
         .map_err(Error::Other)?;
     Ok(opened.build(&Device::Cpu)?)
