@@ -29,10 +29,8 @@ pub(super) struct TreeView {
     folded: RefCell<HashSet<String>>,
     /// What the tree drawn last shows ([`drawn_state`]): an unchanged story is not redrawn.
     drawn: std::cell::Cell<Option<u64>>,
-    /// The items drawn last, by `kind:record`, reused by the next draw of the same story.
+    /// The items drawn last, by `kind:record`, reused by the next draw.
     items: RefCell<HashMap<String, Item>>,
-    /// The story they show.
-    story_id: RefCell<Option<String>>,
 }
 
 impl TreeView {
@@ -43,7 +41,6 @@ impl TreeView {
             folded: RefCell::default(),
             drawn: std::cell::Cell::default(),
             items: RefCell::default(),
-            story_id: RefCell::default(),
         }
     }
 
@@ -128,14 +125,10 @@ impl TreeView {
             .active_element()
             .filter(|active| self.root.contains(Some(active.as_ref())))
             .map(|active| key(&active));
-        let story_id = story.map(|s| s.id.clone());
-        let mut kept = self.items.take();
-        if *self.story_id.borrow() != story_id {
-            clear(&self.root);
-            kept.clear();
-            self.story_id.replace(story_id);
-        }
+        // Items are kept by record id: another story's are not reused, and go below.
+        let kept = self.items.take();
         let Some(story) = story else {
+            clear(&self.root);
             return;
         };
         let tree = Tree::new(story);
