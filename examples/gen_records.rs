@@ -57,7 +57,7 @@ fn main() -> Result<()> {
                     step,
                     candidate,
                     parent_record_id: parent.clone(),
-                    input_text: input_text.clone(),
+                    input_text: input_text.as_str().into(),
                     input_ids: (0..100).map(|_| rng.random_range(3..250_880)).collect(),
                     params: SamplingParams {
                         temperature: rng.random_range(0.3..1.5f32) + 0.3 * drift,

@@ -18,6 +18,8 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod picker;
+#[cfg(test)]
+mod retained;
 pub mod session;
 pub mod shared;
 pub mod web;

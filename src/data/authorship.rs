@@ -35,7 +35,8 @@ pub fn passages(story: &Story) -> Vec<Passage> {
     let mut known = String::new();
     let mut spans: Vec<Passage> = vec![];
     for record in story.path.iter().filter_map(|id| story.record(id)) {
-        spans = carry(&spans, &known, &record.input_text);
+        let input_text = record.input_text.to_string();
+        spans = carry(&spans, &known, &input_text);
         if let Some((start, original)) = kept_tokens(story, record) {
             // A reroll's input ends with the tokens it kept of another candidate: theirs.
             let mut relabeled = vec![];
@@ -47,11 +48,11 @@ pub fn passages(story: &Story) -> Vec<Passage> {
                     span.author.clone(),
                 );
             }
-            push(&mut relabeled, start, record.input_text.len(), original);
+            push(&mut relabeled, start, input_text.len(), original);
             spans = relabeled;
         }
-        let start = record.input_text.len();
-        known = format!("{}{}", record.input_text, record.output_text);
+        let start = input_text.len();
+        known = input_text + &record.output_text;
         push(
             &mut spans,
             start,
@@ -66,9 +67,8 @@ pub fn passages(story: &Story) -> Vec<Passage> {
 /// begin, and that candidate as their author; `None` for other records.
 fn kept_tokens(story: &Story, record: &CandidateRecord) -> Option<(usize, Author)> {
     let original = story.record(record.rerolled_from.as_deref()?)?;
-    let kept = record
-        .input_text
-        .strip_prefix(original.input_text.as_str())?;
+    let input_text = record.input_text.to_string();
+    let kept = input_text.strip_prefix(&original.input_text.to_string())?;
     original.output_text.starts_with(kept).then(|| {
         (
             original.input_text.len(),

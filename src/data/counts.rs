@@ -107,7 +107,7 @@ fn dropped(story: &Story, context: usize) -> usize {
         .windows(2)
         .map(|pair| {
             let (before, after) = (pair[0], pair[1]);
-            let mut fed = [before.input_ids.as_slice(), before.output_ids.as_slice()].concat();
+            let mut fed = before.input_ids.followed_by(&before.output_ids).to_vec();
             if before.finish_reason == FinishReason::Eos {
                 fed.pop();
             }

@@ -10,6 +10,7 @@ pub mod events;
 pub mod jsonl;
 pub mod params;
 pub mod records;
+pub mod shared_input;
 pub mod stats;
 pub mod stored;
 pub mod story;

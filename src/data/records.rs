@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::shared_input::{SharedIds, SharedText};
 use crate::shared::FinishReason;
 use crate::shared::HiddenState;
 use crate::shared::ModelIdentity;
@@ -38,10 +39,11 @@ pub struct CandidateRecord {
     /// `record_id` of the candidate chosen at the previous step that this one continues; `None`
     /// at step 1. Stories branch: several steps may share a parent.
     pub parent_record_id: Option<String>,
-    /// The story text the candidate continues.
-    pub input_text: String,
-    /// Its token ids as fed to the model (after any context trimming).
-    pub input_ids: Vec<u32>,
+    /// The story text the candidate continues (held once: shared with the records it
+    /// continues).
+    pub input_text: SharedText,
+    /// Its token ids as fed to the model (after any context trimming; shared likewise).
+    pub input_ids: SharedIds,
     /// Every sampling parameter.
     pub params: SamplingParams,
     /// The policy that produced them (`step-mean`, `step-sample`, `coupled-random`, `fixed`,
@@ -110,6 +112,24 @@ pub struct CandidateRecord {
     /// older records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerolled_from: Option<String>,
+}
+
+impl CandidateRecord {
+    /// What the next step's input continues: this record's input followed by its output,
+    /// sharing the input's storage.
+    pub fn continued(&self) -> (SharedText, SharedIds) {
+        (
+            self.input_text.followed_by(&self.output_text),
+            self.input_ids.followed_by(&self.output_ids),
+        )
+    }
+
+    /// Makes this record's input share its storage with `text` and `ids` (what its parent
+    /// continues, see [`Self::continued`]) as far as they agree; the input stays the same.
+    pub fn share_input_with(&mut self, text: &SharedText, ids: &SharedIds) {
+        self.input_text = text.continued_as(&self.input_text.to_string());
+        self.input_ids = ids.continued_as(&self.input_ids.to_vec());
+    }
 }
 
 /// A fresh random record or story id: 32 lowercase hex digits from the system's entropy source

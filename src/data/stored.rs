@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::data::records::CandidateRecord;
+use crate::data::shared_input::{SharedIds, SharedText};
 
 /// A record as stored: its input emptied and described by [`InputDelta`] when it continues its
 /// parent's, and its place among the story's records.
@@ -60,8 +61,8 @@ pub fn compact(records: &[CandidateRecord]) -> Vec<StoredRecord> {
                 Some(parent) => {
                     let input_delta = delta(parent, record);
                     let mut record = record.clone();
-                    record.input_text = String::new();
-                    record.input_ids = vec![];
+                    record.input_text = SharedText::default();
+                    record.input_ids = SharedIds::default();
                     StoredRecord {
                         record,
                         input_delta: Some(input_delta),
@@ -80,48 +81,17 @@ pub fn compact(records: &[CandidateRecord]) -> Vec<StoredRecord> {
 
 /// What `record`'s input adds to its parent's input and output.
 fn delta(parent: &CandidateRecord, record: &CandidateRecord) -> InputDelta {
-    let base_text = [parent.input_text.as_str(), parent.output_text.as_str()];
-    let mut text_kept = common_prefix(
-        base_text.iter().flat_map(|s| s.bytes()),
-        record.input_text.bytes(),
-    );
-    while !record.input_text.is_char_boundary(text_kept) {
-        text_kept -= 1;
-    }
-    let base_ids: Vec<u32> = [parent.input_ids.as_slice(), parent.output_ids.as_slice()].concat();
-    let input = &record.input_ids;
-    // The window drops the oldest ids in whole chunks: the kept part starts at a parent id
-    // equal to the input's first; of those places, the one sharing the most ids wins.
-    let (ids_dropped, ids_kept) = input
-        .first()
-        .map(|first| {
-            base_ids
-                .iter()
-                .enumerate()
-                .filter(|(_, id)| *id == first)
-                .take(64)
-                .map(|(dropped, _)| {
-                    (
-                        dropped,
-                        common_prefix(base_ids[dropped..].iter(), input.iter()),
-                    )
-                })
-                .max_by_key(|&(dropped, kept)| (kept, std::cmp::Reverse(dropped)))
-                .unwrap_or((0, 0))
-        })
-        .unwrap_or((0, 0));
+    let (base_text, base_ids) = parent.continued();
+    let text_kept = base_text.common_prefix_with(&record.input_text);
+    let input_ids = record.input_ids.to_vec();
+    let (ids_dropped, ids_kept) = base_ids.overlap(&input_ids);
     InputDelta {
         text_kept,
-        text_tail: record.input_text[text_kept..].to_string(),
+        text_tail: record.input_text.suffix(text_kept),
         ids_dropped,
         ids_kept,
-        ids_tail: input[ids_kept..].to_vec(),
+        ids_tail: input_ids[ids_kept..].to_vec(),
     }
-}
-
-/// How many leading items two sequences share.
-fn common_prefix<T: PartialEq>(a: impl Iterator<Item = T>, b: impl Iterator<Item = T>) -> usize {
-    a.zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// A stored record that cannot be rebuilt.
@@ -183,30 +153,32 @@ pub fn expand(mut stored: Vec<StoredRecord>) -> (Vec<CandidateRecord>, Vec<Expan
     (rebuilt.into_iter().map(|(_, r)| r).collect(), errors)
 }
 
-/// The input text and ids `delta` describes on top of `parent`.
-fn apply(parent: &CandidateRecord, delta: &InputDelta) -> Result<(String, Vec<u32>), String> {
-    let base_text = format!("{}{}", parent.input_text, parent.output_text);
-    let kept_text = base_text.get(..delta.text_kept).ok_or_else(|| {
-        format!(
+/// The input text and ids `delta` describes on top of `parent`, sharing the parent's storage.
+fn apply(parent: &CandidateRecord, delta: &InputDelta) -> Result<(SharedText, SharedIds), String> {
+    let (base_text, base_ids) = parent.continued();
+    let kept_text = base_text.prefix(delta.text_kept);
+    if kept_text.len() != delta.text_kept || !base_text.is_char_boundary(delta.text_kept) {
+        return Err(format!(
             "text_kept {} is not within its parent's text",
             delta.text_kept
-        )
-    })?;
-    let base_ids = [parent.input_ids.as_slice(), parent.output_ids.as_slice()].concat();
-    let kept_ids = delta
+        ));
+    }
+    let within = delta
         .ids_dropped
         .checked_add(delta.ids_kept)
-        .and_then(|end| base_ids.get(delta.ids_dropped..end))
-        .ok_or_else(|| {
-            format!(
-                "ids {}..+{} are not within its parent's {} ids",
-                delta.ids_dropped,
-                delta.ids_kept,
-                base_ids.len()
-            )
-        })?;
+        .is_some_and(|end| end <= base_ids.len());
+    if !within {
+        return Err(format!(
+            "ids {}..+{} are not within its parent's {} ids",
+            delta.ids_dropped,
+            delta.ids_kept,
+            base_ids.len()
+        ));
+    }
     Ok((
-        format!("{kept_text}{}", delta.text_tail),
-        [kept_ids, delta.ids_tail.as_slice()].concat(),
+        kept_text.followed_by(&delta.text_tail),
+        base_ids
+            .window(delta.ids_dropped, delta.ids_kept)
+            .followed_by(&delta.ids_tail),
     ))
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::data::design::PlannedCandidate;
 use crate::data::records::{new_id, timestamp_now, CandidateRecord, RECORD_SCHEMA};
+use crate::data::shared_input::{SharedIds, SharedText};
 use crate::error::{Error, Result};
 use crate::shared::{Candidate, FinishReason, HiddenState, ModelIdentity};
 
@@ -92,6 +93,7 @@ impl Story {
             )));
         }
         let created_at = timestamp_now();
+        let (input_text, input_ids) = self.shared_input(input_ids);
         let first = self.records.len();
         let step = self.next_step();
         for (index, (plan, candidate)) in planned.iter().zip(candidates).enumerate() {
@@ -102,8 +104,8 @@ impl Story {
                 step,
                 candidate: index as u32 + 1,
                 parent_record_id: self.path.last().cloned(),
-                input_text: self.text.clone(),
-                input_ids: input_ids.to_vec(),
+                input_text: input_text.clone(),
+                input_ids: input_ids.clone(),
                 params: candidate.params.clone(),
                 policy: plan.policy.clone(),
                 param_table: plan.param_table.clone(),
@@ -136,6 +138,39 @@ impl Story {
             .map(|r| r.record_id.clone())
             .collect();
         Ok(&self.records[first..])
+    }
+
+    /// The next round's input (the story's text and `input_ids`), sharing its storage with
+    /// what the last pick continues.
+    fn shared_input(&self, input_ids: &[u32]) -> (SharedText, SharedIds) {
+        match self.path.last().and_then(|id| self.record(id)) {
+            Some(parent) => {
+                let (text, ids) = parent.continued();
+                (text.continued_as(&self.text), ids.continued_as(input_ids))
+            }
+            None => (self.text.as_str().into(), input_ids.into()),
+        }
+    }
+
+    /// Makes every record's input share its storage with its parent's (records read from a
+    /// file or an import hold whole copies); the inputs stay the same.
+    pub fn share_inputs(&mut self) {
+        let index: HashMap<String, usize> = (self.records.iter().enumerate())
+            .map(|(at, r)| (r.record_id.clone(), at))
+            .collect();
+        // Parents first: a parent's step is before its children's.
+        let mut order: Vec<usize> = (0..self.records.len()).collect();
+        order.sort_by_key(|&at| self.records[at].step);
+        for at in order {
+            let parent = self.records[at]
+                .parent_record_id
+                .as_ref()
+                .and_then(|id| index.get(id));
+            if let Some(&parent) = parent.filter(|&&p| p != at) {
+                let (text, ids) = self.records[parent].continued();
+                self.records[at].share_input_with(&text, &ids);
+            }
+        }
     }
 
     /// Takes the pending candidate `record_id` (chosen by `by`: `human` or a picker's name): the
@@ -204,7 +239,7 @@ impl Story {
             .ok_or_else(|| Error::Invalid(format!("no record {last} in the story")))?;
         let (parent, text, created_at) = (
             undone.parent_record_id.clone(),
-            undone.input_text.clone(),
+            undone.input_text.to_string(),
             undone.created_at.clone(),
         );
         self.text = text;
@@ -237,9 +272,12 @@ impl Story {
             .last()
             .and_then(|id| self.record(id))
             .and_then(|r| {
-                let rest = self.text.strip_prefix(r.input_text.as_str())?;
+                let rest = r
+                    .input_text
+                    .is_prefix_of(&self.text)
+                    .then(|| &self.text[r.input_text.len()..])?;
                 rest.starts_with(&r.output_text).then(|| {
-                    let mut ids = [r.input_ids.as_slice(), r.output_ids.as_slice()].concat();
+                    let mut ids = r.input_ids.followed_by(&r.output_ids).to_vec();
                     if r.finish_reason == FinishReason::Eos {
                         ids.pop();
                     }
@@ -252,10 +290,10 @@ impl Story {
         let pending = self
             .pending_records()
             .into_iter()
-            .find(|r| self.text.starts_with(&r.input_text))
+            .find(|r| r.input_text.is_prefix_of(&self.text))
             .map(|r| TokenPrefix {
                 text_len: r.input_text.len(),
-                ids: r.input_ids.clone(),
+                ids: r.input_ids.to_vec(),
             });
         [chosen, pending]
             .into_iter()
@@ -287,7 +325,7 @@ impl Story {
                 }
             }
         }
-        let opening = latest.iter().find(|r| r.step == 1)?.input_text.clone();
+        let opening = latest.iter().find(|r| r.step == 1)?.input_text.to_string();
         let mut story = Self {
             id: story_id.to_string(),
             text: opening,
@@ -319,7 +357,7 @@ impl Story {
             .rev()
             .find(|r| r.step == step && r.parent_record_id == parent)
         {
-            let (created_at, text) = (last.created_at.clone(), last.input_text.clone());
+            let (created_at, text) = (last.created_at.clone(), last.input_text.to_string());
             story.pending = story
                 .records
                 .iter()
@@ -328,6 +366,7 @@ impl Story {
                 .collect();
             story.text = text;
         }
+        story.share_inputs();
         Some(story)
     }
 }
@@ -400,7 +439,7 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::round;
+    use super::testing::{round, round_with};
     use super::*;
     use crate::data::design::{plan_round, Display};
     use crate::data::params::{PolicyMix, StepTable};
@@ -454,5 +493,43 @@ mod tests {
             story.pending.is_empty(),
             "the other branch has no round yet"
         );
+    }
+
+    /// Bytes a round of three candidates and a pick of the first leave allocated, at a story
+    /// of `steps` steps of `output` each.
+    fn retained_by_a_round(story: &mut Story, output: &str, ids: &[u32]) -> isize {
+        let input: Vec<u32> = story.token_prefix().map(|p| p.ids).unwrap_or(vec![1]);
+        let (_, bytes) = crate::retained::retained_by(|| {
+            let round = round_with(story, &input, &[(output, ids); 3], "2026-12-04T00:00:00Z");
+            story.choose(&round[0], "human").unwrap();
+        });
+        bytes
+    }
+
+    #[test]
+    fn a_round_holds_what_it_adds_not_the_whole_story_again() {
+        let mut story = Story::new("Once upon a time");
+        let output = " a fox ran far away from the river, and the river ran after it.".repeat(3);
+        let ids: Vec<u32> = (0..48).collect();
+        let mut early = 0;
+        for step in 1..=300 {
+            let bytes = retained_by_a_round(&mut story, &output, &ids);
+            if step == 10 {
+                early = bytes;
+            }
+            if step == 300 {
+                // Whole copies would hold 3 × 290 steps' text and ids more by now (~200 KB).
+                assert!(
+                    bytes < 2 * early + 8_192,
+                    "a round at step 300 keeps {bytes} bytes, at step 10 {early}"
+                );
+            }
+        }
+        let last = story.record(story.path.last().unwrap()).unwrap();
+        assert_eq!(
+            last.input_text.len() + last.output_text.len(),
+            story.text.len()
+        );
+        assert_eq!(last.input_ids.len(), 1 + 299 * ids.len());
     }
 }

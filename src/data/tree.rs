@@ -53,19 +53,23 @@ impl<'a> Tree<'a> {
     /// The tree of `story`'s records.
     pub fn new(story: &'a Story) -> Self {
         let mut rounds: Vec<Round<'a>> = vec![];
-        let mut index: HashMap<(Option<&str>, &str, &str), usize> = HashMap::new();
+        // Rounds by pick, time and input length; the few sharing those are told apart by
+        // their input (the inputs are shared, not hashed whole).
+        let mut index: HashMap<(Option<&str>, &str, usize), Vec<usize>> = HashMap::new();
         for record in &story.records {
             let parent = record.parent_record_id.as_deref();
-            let key = (
-                parent,
-                record.created_at.as_str(),
-                record.input_text.as_str(),
-            );
-            let at = *index.entry(key).or_insert_with(|| {
+            let key = (parent, record.created_at.as_str(), record.input_text.len());
+            let same_key = index.entry(key).or_default();
+            let found = same_key
+                .iter()
+                .copied()
+                .find(|&at| rounds[at].records[0].input_text == record.input_text);
+            let at = found.unwrap_or_else(|| {
                 rounds.push(Round {
                     parent,
                     records: vec![],
                 });
+                same_key.push(rounds.len() - 1);
                 rounds.len() - 1
             });
             rounds[at].records.push(record);
@@ -110,7 +114,7 @@ impl Story {
             .ok_or_else(|| Error::Invalid(format!("no record {record_id} in the story")))?;
         let (parent, text, created_at) = (
             record.parent_record_id.clone(),
-            record.input_text.clone(),
+            record.input_text.to_string(),
             record.created_at.clone(),
         );
         let mut path = vec![];

@@ -61,7 +61,7 @@ pub fn unpaired_examples(records: &[CandidateRecord]) -> Vec<UnpairedExample> {
                 continue;
             }
             out.push(UnpairedExample {
-                prompt: record.input_text.clone(),
+                prompt: record.input_text.to_string(),
                 completion: record.output_text.clone(),
                 label: record.chosen,
                 rank: decided_by.map(|_| u32::from(!record.chosen)),

@@ -214,8 +214,11 @@ fn candidate_features(
     let first_word = first_word(&record.output_text);
     let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).collect();
     let non_latin = letters.iter().filter(|c| !is_latin(**c)).count();
-    let story_bigrams: HashSet<(u32, u32)> =
-        record.input_ids.windows(2).map(|w| (w[0], w[1])).collect();
+    let story_bigrams: HashSet<(u32, u32)> = record
+        .input_ids
+        .iter()
+        .zip(record.input_ids.iter().skip(1))
+        .collect();
     let bigrams: Vec<(u32, u32)> = ids.windows(2).map(|w| (w[0], w[1])).collect();
     let in_story = bigrams.iter().filter(|b| story_bigrams.contains(b)).count();
     let flag = |b: bool| f32::from(u8::from(b));
@@ -257,7 +260,12 @@ pub const RECENT_STORY_TOKENS: usize = 64;
 /// Share of a candidate's tokens (a final end-of-sequence token aside) that repeat a token of
 /// the story's last [`RECENT_STORY_TOKENS`] or an earlier token of the candidate.
 pub fn repeated_token_share(record: &CandidateRecord) -> f32 {
-    repeats_after(&record.input_ids, content_ids(record))
+    let ids = &record.input_ids;
+    let recent = ids.window(
+        ids.len().saturating_sub(RECENT_STORY_TOKENS),
+        RECENT_STORY_TOKENS,
+    );
+    repeats_after(&recent.to_vec(), content_ids(record))
 }
 
 /// Share of `ids` repeating a token of the last [`RECENT_STORY_TOKENS`] of `story` or an

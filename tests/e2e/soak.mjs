@@ -33,6 +33,8 @@ export async function memoryFigures(page) {
       jsHeapBytes: performance.memory?.usedJSHeapSize ?? null,
       workerWasmBytes:
         Number(document.querySelector('[data-testid="model-memory"]')?.dataset.bytes) || null,
+      pageWasmBytes:
+        Number(document.querySelector('[data-testid="model-memory"]')?.dataset.pageBytes) || null,
       domNodes: document.getElementsByTagName('*').length,
       storageBytes: storage?.usage ?? null,
       indexedDbBytes: storage?.usageDetails?.indexedDB ?? null,
@@ -140,12 +142,12 @@ export async function exportedRecords(page) {
 export function markdownTable(rows) {
   const mb = (bytes) => (bytes == null ? '–' : (bytes / 1e6).toFixed(1));
   const lines = [
-    '| round | seconds | JS heap after GC MB | worker wasm MB | IndexedDB MB | DOM nodes |',
-    '|---|---|---|---|---|---|',
+    '| round | seconds | JS heap after GC MB | page wasm MB | worker wasm MB | IndexedDB MB | DOM nodes |',
+    '|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     lines.push(
-      `| ${r.round} | ${r.seconds.toFixed(0)} | ${mb(r.jsHeapBytes)} | ${mb(r.workerWasmBytes)} | ${mb(r.indexedDbBytes)} | ${r.domNodes} |`,
+      `| ${r.round} | ${r.seconds.toFixed(0)} | ${mb(r.jsHeapBytes)} | ${mb(r.pageWasmBytes)} | ${mb(r.workerWasmBytes)} | ${mb(r.indexedDbBytes)} | ${r.domNodes} |`,
     );
   }
   return lines.join('\n');

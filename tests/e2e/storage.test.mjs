@@ -146,7 +146,10 @@ test(`${ROUNDS} rounds: IndexedDB and the export hold exactly the ${3 * ROUNDS} 
   writeFileSync(join(OUT, 'soak.md'), `${table}\n`);
   t.diagnostic(`\n${table}`);
   for (const row of rows) {
-    assert.ok(row.jsHeapBytes > 0 && row.workerWasmBytes > 0 && row.domNodes > 0, JSON.stringify(row));
+    assert.ok(
+      row.jsHeapBytes > 0 && row.pageWasmBytes > 0 && row.workerWasmBytes > 0 && row.domNodes > 0,
+      JSON.stringify(row),
+    );
   }
   // Between the two snapshots: the JS objects that grew, per round. A listener kept per render
   // (a closure that is never dropped) would add at least one function per round; the branches

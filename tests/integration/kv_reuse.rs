@@ -281,7 +281,7 @@ fn a_story_continues_its_records_ids_and_replays() {
             &candidate_specs(&plan(0)),
         )
         .unwrap();
-        let continued = [chosen.input_ids.as_slice(), &chosen.output_ids].concat();
+        let continued = chosen.input_ids.followed_by(&chosen.output_ids).to_vec();
         if next.len() == continued.len() {
             assert_eq!(next, continued);
         } else {
@@ -307,7 +307,7 @@ fn a_story_continues_its_records_ids_and_replays() {
         let replay = generate(
             &model.model,
             &model.tokenizer,
-            &record.input_ids,
+            &record.input_ids.to_vec(),
             &[spec],
             |_| ControlFlow::Continue(()),
         )

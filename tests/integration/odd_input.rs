@@ -50,7 +50,7 @@ fn an_opening_of_50000_odd_characters_writes_a_round_and_keeps_it_exact() {
         // The ids the model saw: the story's last ids that fit the window with the new ones.
         let context = model.model.config().context_length;
         assert!(!record.input_ids.is_empty() && record.input_ids.len() <= context);
-        assert!(ids.ends_with(&record.input_ids));
+        assert!(ids.ends_with(&record.input_ids.to_vec()));
         assert_eq!(record.output_ids.len(), record.logprobs.len());
         assert!(record.logprobs.iter().all(|l| l.is_finite() && *l <= 0.0));
         // The text shown is what the ids decode to (a character split across tokens is only

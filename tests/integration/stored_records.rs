@@ -36,8 +36,8 @@ fn long_story(steps: u32, edit_at: u32) -> Vec<CandidateRecord> {
                 step,
                 candidate,
                 parent_record_id: parent.clone(),
-                input_text: text.clone(),
-                input_ids: ids.clone(),
+                input_text: text.clone().into(),
+                input_ids: ids.clone().into(),
                 output_text: format!(" step {step} candidate {candidate} ünïcödé"),
                 output_ids,
                 ..template.clone()

@@ -70,7 +70,7 @@ fn a_round_records_every_candidate_and_replays_from_its_record() {
         let replay = generate(
             &model.model,
             &model.tokenizer,
-            &record.input_ids,
+            &record.input_ids.to_vec(),
             &[CandidateSpec {
                 params: record.params.clone(),
                 seed: record.seed,

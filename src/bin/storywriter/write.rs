@@ -68,15 +68,17 @@ pub fn run(args: WriteArgs, model: &LoadedModel) -> Result<()> {
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
 
-    let logged = if args.new {
-        vec![]
+    // The log's records are read whole; the story keeps each input once, shared along the
+    // story, and the rest is let go.
+    let resumed = if args.new {
+        None
     } else {
-        read_log(&args.log)?
+        let logged = read_log(&args.log)?;
+        logged
+            .last()
+            .and_then(|last| Story::from_records(&last.story_id, &logged))
     };
-    let mut story = match logged
-        .last()
-        .and_then(|last| Story::from_records(&last.story_id, &logged))
-    {
+    let mut story = match resumed {
         Some(story) => {
             eprintln!(
                 "resuming story {} from {} ({} records)",

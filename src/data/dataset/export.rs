@@ -95,7 +95,7 @@ pub fn preference_pairs(records: &[CandidateRecord]) -> Vec<PreferencePair> {
                 continue;
             }
             pairs.push(PreferencePair {
-                prompt: chosen.input_text.clone(),
+                prompt: chosen.input_text.to_string(),
                 chosen: chosen.output_text.clone(),
                 rejected: other.output_text.clone(),
                 story_id: chosen.story_id.clone(),

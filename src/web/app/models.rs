@@ -382,10 +382,19 @@ impl Models {
     }
 
     /// Shows the worker's WebAssembly memory next to the model status (`data-bytes`: the
-    /// number).
+    /// number; `data-page-bytes`: the page's own WebAssembly memory, where its stories live).
     pub(super) fn show_memory(&self, bytes: u64) {
         set_text(&self.memory, &format!("wasm memory {}", human_bytes(bytes)));
         let _ = self.memory.set_attribute("data-bytes", &bytes.to_string());
+        let page_bytes = wasm_bindgen::memory()
+            .dyn_into::<js_sys::WebAssembly::Memory>()
+            .map_or(0, |memory| {
+                memory
+                    .buffer()
+                    .unchecked_into::<js_sys::ArrayBuffer>()
+                    .byte_length()
+            });
+        let _ = (self.memory).set_attribute("data-page-bytes", &page_bytes.to_string());
         show(&self.memory, true);
     }
 

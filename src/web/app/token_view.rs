@@ -17,6 +17,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{HtmlButtonElement, HtmlElement, KeyboardEvent};
 
 use super::{with_app, App};
+use crate::data::shared_input::SharedIds;
 use crate::engine::alternatives::Alternative;
 use crate::web::dom::{
     append, arrow_target, by_testid, children, clear, closest, on, set_attributes, set_text, show,
@@ -44,7 +45,7 @@ pub(super) struct TokenView {
 struct Asked {
     record_id: String,
     /// The ids the model saw before the record's first token.
-    input_ids: Vec<u32>,
+    input_ids: SharedIds,
     output_ids: Vec<u32>,
     logprobs: Vec<f32>,
     /// The text of each output id, once the worker has decoded them.
@@ -228,7 +229,10 @@ impl TokenView {
             let request = Request::Alternatives {
                 record_id: asked.record_id.clone(),
                 index: at,
-                ids: [&asked.input_ids[..], &asked.output_ids[..at]].concat(),
+                ids: asked
+                    .input_ids
+                    .followed_by(&asked.output_ids[..at])
+                    .to_vec(),
                 top: SHOWN_ALTERNATIVES,
             };
             (request, elements.get(at).cloned())

@@ -178,6 +178,7 @@ fn merged_story(
                 merger.add(record.clone());
             }
             held.story.records = merger.finish().records;
+            held.story.share_inputs();
             Some(held)
         }
         None => Story::from_records(story_id, records).map(|story| StoredStory {

@@ -221,7 +221,9 @@ impl Writing {
             current.updated_at = timestamp_now();
             let known = TokenPrefix {
                 text_len: text.len(),
-                ids: [&record.input_ids[..], &record.output_ids[..kept]].concat(),
+                ids: (record.input_ids)
+                    .followed_by(&record.output_ids[..kept])
+                    .to_vec(),
             };
             (current.clone(), record, known)
         };

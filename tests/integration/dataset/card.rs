@@ -15,7 +15,7 @@ fn preference_pairs_come_from_rounds_with_one_choice() {
         assert_eq!(
             (&pair.prompt, &pair.chosen, &pair.rejected),
             (
-                &chosen.input_text,
+                &chosen.input_text.to_string(),
                 &chosen.output_text,
                 &rejected.output_text
             )
@@ -66,7 +66,7 @@ fn preference_pairs_come_from_rounds_with_one_choice() {
 fn a_candidate_continuing_another_text_gives_no_pair() {
     let mut records = sample();
     // Story 2, step 2 (records 15..18, candidate 3 chosen): candidate 1 continues other text.
-    records[15].input_text.push_str(" (edited)");
+    records[15].input_text = records[15].input_text.followed_by(" (edited)");
     let pairs = preference_pairs(&records);
     assert_eq!(pairs.len(), PAIRS - 1);
     assert!(pairs

@@ -102,8 +102,8 @@ fn generate_records(seed: u64) -> Vec<Generated> {
                     step,
                     candidate,
                     parent_record_id: parent.clone(),
-                    input_text: "Once upon a time".to_string(),
-                    input_ids: vec![46687, 29315, 267, 3509],
+                    input_text: "Once upon a time".into(),
+                    input_ids: vec![46687, 29315, 267, 3509].into(),
                     params: SamplingParams {
                         temperature,
                         top_k,
