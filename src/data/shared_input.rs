@@ -266,7 +266,8 @@ impl SharedIds {
 
     /// The run of these ids that `ids` begins with, as `(dropped, kept)`: `ids` starts with
     /// the `kept` ids after the first `dropped` (a context window drops the oldest ids). Of the
-    /// places where `ids`' first id occurs (the first 64), the one sharing the most wins.
+    /// places where `ids`' first id occurs, the one sharing the most wins (at most a window's
+    /// length squared comparisons, when every id is the same).
     pub fn overlap(&self, ids: &[u32]) -> (usize, usize) {
         let Some(first) = ids.first() else {
             return (0, 0);
@@ -274,7 +275,7 @@ impl SharedIds {
         let base = self.to_vec();
         let mut best = (0, 0);
         let places = base.iter().enumerate().filter(|(_, id)| *id == first);
-        for (dropped, _) in places.take(64) {
+        for (dropped, _) in places {
             // A later place shares at most what is left after it.
             if base.len() - dropped <= best.1 {
                 break;
@@ -422,5 +423,17 @@ mod tests {
             serde_json::to_string(&base.window(98, 5)).unwrap(),
             "[98,99]"
         );
+        // The window's first id is a common one: it occurs 150 times before the kept run.
+        let common: Vec<u32> = (0..3_000)
+            .map(|i| {
+                if i % 10 == 0 {
+                    7
+                } else {
+                    8 + (i * i * 31 + i) % 99_991
+                }
+            })
+            .collect();
+        let slid: Vec<u32> = common[1_500..].iter().copied().chain([1, 2]).collect();
+        assert_eq!(SharedIds::from(common).overlap(&slid), (1_500, 1_500));
     }
 }
