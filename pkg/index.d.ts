@@ -52,6 +52,10 @@ export interface ModelInfo {
   name: string;
   vocab_size: number;
   context_length: number;
+  /** The worker's WebAssembly memory once the model is loaded, in bytes: it holds the weights
+   * and, claimed at load, what a session of rounds of up to three candidates needs at its peak,
+   * so it stays flat as the story grows. */
+  wasm_memory_bytes: number;
   /** Whether it came from the browser's model cache. */
   from_cache: boolean;
 }
@@ -114,6 +118,8 @@ export interface GenerateResult {
   candidates: Candidate[];
   stats: GenerationStats;
   model: ModelIdentity;
+  /** The worker's WebAssembly memory after the round, in bytes. */
+  wasm_memory_bytes: number;
 }
 
 /** What to continue: exactly one of text, ids and story. */

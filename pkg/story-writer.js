@@ -85,8 +85,11 @@ export class StoryWriterElement extends HTMLElement {
     this.#started ??= this.#start();
   }
 
-  attributeChangedCallback() {
-    if (this.#started) this.#started = this.#start();
+  /** A new model starts over; a new table is used from the next round, the model kept. */
+  attributeChangedCallback(name, previous, value) {
+    if (!this.#started || previous === value) return;
+    if (name === 'model') this.#started = this.#start();
+    else this.#started.then(() => this.#useTable());
   }
 
   /** How many candidates a step writes (the `candidates` attribute, 1 to 3). */
@@ -102,8 +105,7 @@ export class StoryWriterElement extends HTMLElement {
       this.writer ??= new StoryWriter();
       this.#db ??= await openDatabase();
       const model = await this.#loadModel();
-      const tableUrl = this.getAttribute('table');
-      this.#table = (tableUrl ? await this.writer.loadTable(tableUrl) : await this.writer.bundledTable()).table;
+      await this.#useTable();
       await this.#restore();
       status.textContent = `Ready: ${model.name}`;
       write.disabled = false;
@@ -127,6 +129,15 @@ export class StoryWriterElement extends HTMLElement {
     });
   }
 
+  /** Loads the `table` attribute's step table (the bundled one without it) for the next rounds;
+   * a table that cannot be used is reported at once, and again by Write. */
+  #useTable() {
+    const url = this.getAttribute('table');
+    this.#table = (url ? this.writer.loadTable(url) : this.writer.bundledTable()).then(({ table }) => table);
+    this.#table.catch((error) => this.#failed(error));
+    return this.#table;
+  }
+
   /** Continues the last story kept in IndexedDB, if any. */
   async #restore() {
     const records = await allRecords(this.#db);
@@ -145,7 +156,7 @@ export class StoryWriterElement extends HTMLElement {
       this.story ??= await this.writer.newStory(opening.value);
       this.#showStory();
       const planned = await this.writer.planRound({
-        table: this.#table,
+        table: await this.#table,
         table_name: this.getAttribute('table') ?? 'bundled',
         policies: POLICIES.slice(0, this.candidates),
         step: this.story.path.length + 1,
@@ -174,6 +185,8 @@ export class StoryWriterElement extends HTMLElement {
       status.textContent = `Pick one: click it or press ${records.map((_, i) => i + 1).join(', ')}`;
       this.#ui.exportButton.disabled = false;
     } catch (error) {
+      // A stopped round is not recorded: its unfinished cards go.
+      if (error.code === 'aborted') this.#ui.cards.replaceChildren();
       this.#failed(error);
       write.disabled = false;
     } finally {
@@ -241,7 +254,7 @@ export class StoryWriterElement extends HTMLElement {
   }
 
   #failed(error) {
-    this.#ui.status.textContent = error.code === 'aborted' ? 'Stopped' : `Error (${error.code ?? 'internal'}): ${error.message}`;
+    this.#ui.status.textContent = error.code === 'aborted' ? 'Stopped: nothing was recorded for that round.' : `Error (${error.code ?? 'internal'}): ${error.message}`;
   }
 }
 

@@ -149,6 +149,35 @@ pub fn session_working_set(config: &BloomConfig, candidates: usize) -> u64 {
         .saturating_add(logits)
 }
 
+/// The most candidates a round writes in the page and in the `<story-writer>` element (their
+/// settings offer 1 to 3): what the claim at load counts.
+pub const MOST_CANDIDATES: usize = 3;
+
+/// Grows the heap, once, by what a writing session of rounds of up to `candidates` candidates on
+/// the model `name` of shape `config` will hold at its peak ([`session_working_set`]), and frees
+/// it for the session to use: in a wasm worker the memory then stays flat however long the story
+/// grows, and a browser that cannot give that much fails here, with a message, not in the middle
+/// of a story.
+pub fn claim_session_memory(
+    name: &str,
+    config: &BloomConfig,
+    candidates: usize,
+) -> Result<(), String> {
+    let bytes = session_working_set(config, candidates);
+    let mut claim: Vec<u8> = Vec::new();
+    claim.try_reserve_exact(bytes as usize).map_err(|_| {
+        format!(
+            "{name}: the browser could not give the worker the {} a full story needs beside the \
+             model's weights (its keys and values and a round's work). Close other tabs, or \
+             choose a smaller model or quantization (q4_0).",
+            human_bytes(bytes)
+        )
+    })?;
+    // Freed at once: the allocator keeps the grown memory for the session's own blocks.
+    drop(std::hint::black_box(claim));
+    Ok(())
+}
+
 /// `1.5 MB`, `320 kB`, `12 B` (decimal units; 4 GiB is `4.29 GB`).
 pub fn human_bytes(bytes: u64) -> String {
     let b = bytes as f64;

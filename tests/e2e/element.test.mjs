@@ -93,3 +93,73 @@ test('<story-writer> writes, picks with a key, exports read-only, keeps its reco
     throw error;
   }
 });
+
+test('<story-writer>: Stop ends a long round at once, records nothing of it and keeps the model; a new table keeps it too', { timeout: 4 * SLOW }, async () => {
+  page = example.page();
+  try {
+    // A fresh page continues the story kept in IndexedDB, with three candidates a step.
+    await page.goto(PAGE);
+    await ready();
+    const stored = () => page.evaluate(() => new Promise((resolve, reject) => {
+      const open = indexedDB.open('story-writer');
+      open.onerror = () => reject(open.error);
+      open.onsuccess = () => {
+        const all = open.result.transaction('records').objectStore('records').getAll();
+        all.onsuccess = () => { open.result.close(); resolve(all.result); };
+      };
+    }));
+    const before = { records: (await stored()).length, story: await part('story').textContent() };
+    // The model object the element holds: a reload of the model would replace it.
+    await page.evaluate(() => { window.loadedModel = document.querySelector('story-writer').writer.model; });
+
+    // Rounds of 256 tokens per candidate, from a table the element loads when its attribute changes.
+    await page.evaluate(() => document.querySelector('story-writer').setAttribute('table', '../tests/fixtures/long_steps.json'));
+    // Stop is clicked in the same task as the first streamed token shows, so that the round is
+    // still running whatever the machine's speed (its three candidates hold up to 768 tokens).
+    const stopped = page.evaluate(() => new Promise((resolve) => {
+      const root = document.querySelector('story-writer').shadowRoot;
+      const watch = new MutationObserver(() => {
+        const texts = [...root.querySelectorAll('.card .text')].map((text) => text.textContent);
+        if (texts.join('') === '') return;
+        watch.disconnect();
+        root.querySelector('[data-testid="stop"]').click();
+        resolve(texts.join('').length);
+      });
+      watch.observe(root.querySelector('.cards'), { childList: true, subtree: true, characterData: true });
+      root.querySelector('[data-testid="write"]').click();
+    }));
+    assert.ok((await stopped) > 0);
+    await page.waitForFunction(() =>
+      document.querySelector('story-writer').shadowRoot.querySelector('[data-testid="status"]').textContent.startsWith('Stopped'));
+    const after = await page.evaluate(() => {
+      const element = document.querySelector('story-writer');
+      const $ = (id) => element.shadowRoot.querySelector(`[data-testid="${id}"]`);
+      return {
+        status: $('status').textContent,
+        write: $('write').disabled,
+        stop: $('stop').disabled,
+        cards: element.shadowRoot.querySelectorAll('.card').length,
+        sameModel: element.writer.model === window.loadedModel,
+      };
+    });
+    assert.deepEqual(after, { status: 'Stopped: nothing was recorded for that round.', write: false, stop: true, cards: 0, sameModel: true });
+    assert.equal((await stored()).length, before.records, 'the stopped round left records');
+    assert.equal(await part('story').textContent(), before.story);
+
+    // Write works again on the same model, with the new table: three whole candidates of up to
+    // 256 tokens each, recorded.
+    await part('write').click();
+    await page.waitForFunction(() =>
+      document.querySelector('story-writer').shadowRoot.querySelectorAll('.card:not([disabled])').length === 3, null, { timeout: SLOW });
+    const records = await stored();
+    assert.equal(records.length, before.records + 3);
+    const newest = records.sort((a, b) => a.created_at.localeCompare(b.created_at)).slice(-3);
+    assert.deepEqual(newest.map((r) => [r.params.max_new_tokens, r.param_table]), Array(3).fill([256, '../tests/fixtures/long_steps.json']));
+    assert.ok(newest.every((r) => r.finish_reason !== 'stopped'), JSON.stringify(newest.map((r) => r.finish_reason)));
+    assert.ok(await page.evaluate(() => document.querySelector('story-writer').writer.model === window.loadedModel));
+    assert.deepEqual(problems, []);
+  } catch (error) {
+    await page.screenshot({ path: join(OUT, 'embed-element-stop-failure.png'), fullPage: true }).catch(() => {});
+    throw error;
+  }
+});

@@ -97,6 +97,12 @@ test('the API: tokenize, decode, abort a generation, the model cache, tables, an
     const spec = { params: { max_new_tokens: 8, temperature: 0.9 }, seed: 7 };
     const once = await writer.generate({ text: 'The sea', candidates: [spec] }).result;
     const again = await writer.generate({ text: 'The sea', candidates: [spec] }).result;
+    // The session's memory is claimed at load: three whole 256-token candidates on a story
+    // continued from them leave it as it was.
+    const full = await writer.generate({ ids, candidates: [1, 2, 3].map((seed) => ({ params: { max_new_tokens: 256 }, seed })) }).result;
+    const longer = [...ids, ...full.candidates[0].ids];
+    const fuller = await writer.generate({ ids: longer, candidates: [4, 5, 6].map((seed) => ({ params: { max_new_tokens: 256 }, seed })) }).result;
+    const memory = [model.wasm_memory_bytes, once.wasm_memory_bytes, full.wasm_memory_bytes, fuller.wasm_memory_bytes];
 
     // The model cache: kept once it has built, loaded from there, removed.
     const cachedPhases = [];
@@ -128,6 +134,8 @@ test('the API: tokenize, decode, abort a generation, the model cache, tables, an
       resultAborted,
       sameTokens: JSON.stringify(once.candidates[0].ids) === JSON.stringify(again.candidates[0].ids),
       onceTokens: once.candidates[0].ids.length,
+      memory,
+      inputTokens: fuller.input_ids.length,
       tableSchema: table.schema,
       warnings,
       planned: planned.map((p) => [p.policy, p.seed, p.design.display_position]),
@@ -157,6 +165,8 @@ test('the API: tokenize, decode, abort a generation, the model cache, tables, an
   assert.deepEqual(outcome.aborted, { code: 'aborted', typed: true });
   assert.equal(outcome.resultAborted.code, 'aborted');
   assert.ok(outcome.sameTokens && outcome.onceTokens > 0);
+  assert.ok(outcome.memory[0] > outcome.modelBytes, JSON.stringify(outcome.memory));
+  assert.deepEqual(outcome.memory, Array(4).fill(outcome.memory[0]), `the worker's memory grew (input of ${outcome.inputTokens} tokens)`);
   assert.deepEqual(outcome.cache.listed, [{ name: 'demo-tiny-q8_0.gguf', bytes: outcome.modelBytes }]);
   assert.deepEqual(
     { ...outcome.cache, listed: undefined, absent: outcome.cache.absent.code },

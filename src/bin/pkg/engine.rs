@@ -13,12 +13,12 @@ use crate::failure::{from_js, library, Code, Failure, Result};
 use storywriter::data::story::{Story, TokenPrefix};
 use storywriter::engine::generate::{CachePool, Candidate, CandidateSpec, GenerationStats};
 use storywriter::engine::loader::{open_gguf, LoadedModel};
-use storywriter::engine::memory_budget::MemoryNeed;
+use storywriter::engine::memory_budget::{claim_session_memory, MemoryNeed, MOST_CANDIDATES};
 use storywriter::engine::model::KvDtype;
 use storywriter::session::round_input_ids;
 use storywriter::shared::ModelIdentity;
 use storywriter::web::protocol::to_js;
-use storywriter::web::worker::decode_round;
+use storywriter::web::worker::{decode_round, wasm_memory_bytes};
 
 /// The most candidates one generation may ask for.
 const MAX_CANDIDATES: usize = 16;
@@ -30,6 +30,8 @@ struct ModelInfo<'a> {
     name: &'a str,
     vocab_size: usize,
     context_length: usize,
+    /// The worker's WebAssembly memory once the model is loaded.
+    wasm_memory_bytes: u64,
 }
 
 /// What to generate: one input (`text`, `ids` or a `story` continued from its records' ids)
@@ -53,6 +55,8 @@ struct GenerateResult<'a> {
     candidates: Vec<Candidate>,
     stats: GenerationStats,
     model: &'a ModelIdentity,
+    /// The worker's WebAssembly memory after the round.
+    wasm_memory_bytes: u64,
 }
 
 /// A model and the caches of its last rounds (a round continuing an earlier one runs only
@@ -96,11 +100,16 @@ impl Engine {
         let mut loaded = build(bytes, name)?;
         // Half the cache's memory in wasm32's 4 GiB, as in the app's worker.
         loaded.model.set_kv_dtype(KvDtype::F16);
+        // The session's peak at once, as in the app's worker: the memory stays flat as the
+        // story grows (rounds of more than three candidates may still grow it).
+        claim_session_memory(name, loaded.model.config(), MOST_CANDIDATES)
+            .map_err(|message| Failure::new(Code::OutOfMemory, message))?;
         let info = to_js(&ModelInfo {
             identity: &loaded.identity,
             name,
             vocab_size: loaded.model.config().vocab_size,
             context_length: loaded.model.config().context_length,
+            wasm_memory_bytes: wasm_memory_bytes(),
         });
         self.state.model.replace(Some(loaded));
         Ok(info)
@@ -204,6 +213,7 @@ async fn generate(
         candidates: generation.candidates,
         stats: generation.stats,
         model: &loaded.identity,
+        wasm_memory_bytes: wasm_memory_bytes(),
     }))
 }
 

@@ -10,9 +10,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::post::{post, post_error, scope, wasm_memory_bytes, Throttle};
-use crate::engine::config::BloomConfig;
 use crate::engine::loader::{open_gguf, open_gguf_reader, LoadedModel, OpenedModel};
-use crate::engine::memory_budget::{human_bytes, session_working_set, MemoryNeed};
+use crate::engine::memory_budget::{claim_session_memory, MemoryNeed, MOST_CANDIDATES};
 use crate::engine::model::KvDtype;
 use crate::web::error::{Context, Error, Result};
 use crate::web::protocol::{Event, Failed, ModelSource, Phase};
@@ -91,7 +90,7 @@ pub(super) async fn load(source: ModelSource, attachment: JsValue) -> Result<(Lo
     // Half the cache's memory in wasm32's 4 GiB and half the bytes a decode step reads; the
     // logits stay within the f16 checkpoints' parity tolerance (tests/integration/parity).
     loaded.model.set_kv_dtype(KvDtype::F16);
-    claim_session_memory(&name, loaded.model.config())?;
+    claim_session_memory(&name, loaded.model.config(), MOST_CANDIDATES).map_err(Error::Other)?;
     let ready = ready_event(&loaded, &name, demo, from_cache);
     Ok((loaded, ready))
 }
@@ -246,29 +245,6 @@ fn build_checked(opened: OpenedModel<'_>, name: &str, size: u64) -> Result<Loade
         .check(name)
         .map_err(Error::Other)?;
     Ok(opened.build(&Device::Cpu)?)
-}
-
-/// The most candidates a round of the page writes (the settings offer 1 to 3).
-const MOST_CANDIDATES: usize = 3;
-
-/// Grows the worker's memory, once, by what a writing session on the model `name` of shape
-/// `config` will hold at its peak ([`session_working_set`]), and frees it for the session to
-/// use: the memory then stays flat however long the story grows, and a browser that cannot
-/// give that much fails here, with a message, not in the middle of a story.
-fn claim_session_memory(name: &str, config: &BloomConfig) -> Result<()> {
-    let bytes = session_working_set(config, MOST_CANDIDATES);
-    let mut claim: Vec<u8> = Vec::new();
-    claim.try_reserve_exact(bytes as usize).map_err(|_| {
-        Error::Other(format!(
-            "{name}: the browser could not give the worker the {} a full story needs beside the \
-             model's weights (its keys and values and a round's work). Close other tabs, or \
-             choose a smaller model or quantization (q4_0).",
-            human_bytes(bytes)
-        ))
-    })?;
-    // Freed at once: the allocator keeps the grown memory for the session's own blocks.
-    drop(std::hint::black_box(claim));
-    Ok(())
 }
 
 /// Refuses a model file of `bytes`, its shape and type not known yet, that cannot fit in the

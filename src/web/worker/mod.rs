@@ -30,7 +30,8 @@ use crate::web::error::Context;
 use crate::web::opfs;
 use crate::web::protocol::{from_js, Event, Failed, Request};
 use load::load;
-use post::{post, post_error, scope, wasm_memory_bytes};
+pub use post::wasm_memory_bytes;
+use post::{post, post_error, scope};
 
 /// A running round hands control back to the event loop at least this often (milliseconds),
 /// so that a stop request is read.

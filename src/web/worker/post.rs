@@ -52,7 +52,7 @@ pub(super) fn post(event: &Event) {
 }
 
 /// The size of this worker's WebAssembly memory, in bytes.
-pub(super) fn wasm_memory_bytes() -> u64 {
+pub fn wasm_memory_bytes() -> u64 {
     let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
     let buffer: js_sys::ArrayBuffer = memory.buffer().unchecked_into();
     u64::from(buffer.byte_length())
