@@ -298,7 +298,15 @@ export async function textMatching(target, id, pattern, timeout) {
 
 /** Starts the page's autopilot for `steps` steps picking with `chooser` (its option value). */
 export async function startAutopilot(page, steps, chooser) {
-  await page.locator(byTestId('autopilot-steps')).fill(String(steps));
+  const field = page.locator(byTestId('autopilot-steps'));
+  // Emptied first: Firefox cannot select a number field's text, so there playwright's fill
+  // types after the value the field holds (its 5 and a 3 asked for made 53 steps).
+  await field.evaluate((input) => {
+    input.value = '';
+  });
+  await field.fill(String(steps));
+  const asked = await field.inputValue();
+  if (asked !== String(steps)) throw new Error(`the steps field holds ${asked}, not ${steps}`);
   await page.locator(byTestId('autopilot-chooser')).selectOption(chooser);
   await page.locator(byTestId('autopilot')).click();
   await page.waitForSelector(`${byTestId('autopilot-status')}[data-running="true"]`);
