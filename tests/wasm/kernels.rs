@@ -106,6 +106,47 @@ fn model_shapes_equal_candle() {
     }
 }
 
+/// A kernel's product `y = x · Wᵀ`, named.
+type Matmul = Box<dyn Fn(&[f32], &mut [f32])>;
+
+/// A row's products do not depend on the rows multiplied with it: three candidates decoded
+/// together get, bit for bit, what each gets alone (so a record replays to the same tokens),
+/// for every path and type, including column counts that leave a partial group.
+#[wasm_bindgen_test]
+fn a_row_alone_equals_the_row_among_others() {
+    let device = Device::Cpu;
+    let (k, n, m) = (256, 37, 6);
+    let w = Tensor::from_vec(values(n * k, 11, 1.0), (n, k), &device).unwrap();
+    let x = values(m * k, 12, 1.0);
+    for dtype in [GgmlDType::Q4_0, GgmlDType::Q8_0, GgmlDType::Q4K] {
+        let q = std::sync::Arc::new(QTensor::quantize(&w, dtype).unwrap());
+        let mut matmuls: Vec<(String, Matmul)> = Vec::new();
+        if dtype == GgmlDType::Q4K {
+            let matrix = Q4kMatrix::new(q.clone()).unwrap().unwrap();
+            matmuls.push(("q4_k".into(), Box::new(move |x, y| matrix.matmul(x, y))));
+        } else {
+            for path in paths() {
+                let matrix = SimdMatrix::new(q.clone(), path).unwrap().unwrap();
+                let name = format!("{dtype:?} {path:?}");
+                matmuls.push((name, Box::new(move |x, y| matrix.matmul(x, y))));
+            }
+        }
+        for (name, matmul) in &matmuls {
+            let mut together = vec![f32::NAN; m * n];
+            matmul(&x, &mut together);
+            for r in 0..m {
+                let mut alone = vec![f32::NAN; n];
+                matmul(&x[r * k..(r + 1) * k], &mut alone);
+                let same = alone
+                    .iter()
+                    .zip(&together[r * n..(r + 1) * n])
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{name}: row {r} of {m} differs from the row alone");
+            }
+        }
+    }
+}
+
 #[wasm_bindgen_test]
 fn as_a_candle_op_keeps_leading_dims() {
     let device = Device::Cpu;

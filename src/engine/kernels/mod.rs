@@ -1,7 +1,8 @@
 //! The crate's own matrix kernels for the shapes that dominate a forward pass, where candle's
 //! generic ones are slow: q4_0 weights times q8_0 activations on x86-64 (AVX2 / VNNI), and q4_0
-//! and q8_0 weights times q8_0 activations on wasm32 (simd128, relaxed SIMD), q4_k weights times
-//! q8_k activations on wasm32 (`q4k_wasm`, the output projection of q4_0 files), and on wasm32
+//! and q8_0 weights times q8_0 activations on wasm32 (simd128; relaxed SIMD four output columns
+//! at a time, `q_wasm_relaxed`), q4_k weights times q8_k activations on wasm32 (`q4k_wasm`, the
+//! output projection of q4_0 files), and on wasm32
 //! candle's kernels for other types spread over rayon's threads (`split`); and a decode
 //! step's attention read in place from the KV cache's blocks (`attention`), with `exp` and
 //! GELU's `tanh` on wasm SIMD lanes (`simd_math`), and the f16 cache's widening to f32 (`f16`).
@@ -15,6 +16,8 @@ pub mod q4k_wasm;
 pub mod q8_act;
 #[cfg(target_arch = "wasm32")]
 pub mod q_wasm;
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+mod q_wasm_relaxed;
 #[cfg(target_arch = "wasm32")]
 pub mod simd_math;
 #[cfg(target_arch = "wasm32")]

@@ -8,13 +8,16 @@
 //!
 //! Why our own: candle 0.11's wasm `vec_dot_q4k_q8k` multiplies one activation row by one weight
 //! row at a time (three candidates unpack and read every weight three times) and widens every
-//! product to i32 before multiplying it by its sub-block's scale. Here a weight super-block is
-//! unpacked once for every activation row, and each 32-value sub-block's products are summed
-//! with `i32x4.dot_i16x8_s` (or, in the `+relaxed-simd` build, the 7-bit-exact
-//! `i32x4.relaxed_dot_i8x16_i7x16_add` on the bytes) before its scale multiplies the sum. The
-//! integer sums are candle's
-//! (activations quantized by candle's own `BlockQ8K::from_float`); the f32 accumulation runs in
-//! another order (one sum per row instead of four lanes), so results agree to f32 rounding.
+//! product to i32 before multiplying it by its sub-block's scale. Here four weight rows (output
+//! columns) pass together, each an f32x4 lane: their scales are unpacked with 32-bit word
+//! operations, an activation sub-block is loaded once for the four, a sub-block's products are
+//! summed in i16 pairs (`i16x8.relaxed_dot_i8x16_i7x16` in the `+relaxed-simd` build; the plain
+//! build widens to `i32x4.dot_i16x8_s`) and scaled by `i32x4.dot_i16x8_s` with the scale, and
+//! the four columns' lane sums are transposed into one vector, so the f32 work of a super-block
+//! is one operation for four columns. The integer sums are candle's (activations quantized by
+//! candle's own `BlockQ8K::from_float`); the f32 accumulation runs in another order (one sum per
+//! column instead of four lanes), so results agree to f32 rounding, and a column's result does
+//! not depend on the other columns or rows passed with it.
 //!
 //! Layout of a stored q4_k super-block of 256 values (144 bytes): f16 `d`, f16 `dmin`, 12 bytes
 //! of 6-bit scales and mins for its eight 32-value sub-blocks, then 128 bytes of nibbles: byte
@@ -25,7 +28,9 @@ use std::arch::wasm32::*;
 use std::fmt;
 use std::sync::Arc;
 
-use super::q_wasm::{f16_table, for_each_unit, MAX_ROWS};
+use super::q_wasm::{
+    f16_table, for_each_column_group, for_row_count, touch, transpose_sum, COLUMNS, MAX_ROWS,
+};
 use crate::error::{Error, Result};
 use candle_core::quantized::k_quants::{BlockQ8K, GgmlType};
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -113,7 +118,7 @@ impl Q4kMatrix {
     }
 
     /// `y (m × n) = x (m × k) · Wᵀ`, both row-major; `x.len()` must be a multiple of `k`.
-    /// Units of output columns run on rayon's threads.
+    /// Units of output columns run on rayon's threads, four columns at a time.
     pub fn matmul(&self, x: &[f32], y: &mut [f32]) {
         let (n, k) = (self.n, self.k);
         let m = x.len() / k;
@@ -121,135 +126,200 @@ impl Q4kMatrix {
         let act = Q8kRows::new(x, k);
         let data = self.weights.data().expect("a CPU tensor's bytes");
         let row_bytes = k / QK_K * BLOCK_BYTES;
-        for_each_unit(n, y, |column, row0, sums| {
-            let row = &data[column * row_bytes..(column + 1) * row_bytes];
-            match sums.len() {
-                1 => row_dot::<1>(row, &act, row0, sums),
-                2 => row_dot::<2>(row, &act, row0, sums),
-                3 => row_dot::<3>(row, &act, row0, sums),
-                _ => row_dot::<MAX_ROWS>(row, &act, row0, sums),
-            }
+        for_each_column_group(n, y, |columns, row0, sums| {
+            let rows = columns.map(|c| &data[c * row_bytes..(c + 1) * row_bytes]);
+            let next = (columns[COLUMNS - 1] + 1) * row_bytes;
+            let ahead = &data[next.min(data.len())..(next + COLUMNS * row_bytes).min(data.len())];
+            for_row_count!(sums.len(), columns_dot(&rows, ahead, &act, row0, sums));
         });
     }
 }
 
-/// The eight 6-bit scales and mins packed in a super-block's 12 bytes (llama.cpp's
-/// `get_scale_min_k4`).
-fn scales_and_mins(packed: &[u8]) -> ([i32; 8], [i32; 8]) {
-    let (mut scales, mut mins) = ([0i32; 8], [0i32; 8]);
-    for j in 0..8 {
-        let (scale, min) = if j < 4 {
-            (packed[j] & 63, packed[j + 4] & 63)
-        } else {
-            (
-                (packed[j + 4] & 0x0F) | ((packed[j - 4] >> 6) << 4),
-                (packed[j + 4] >> 4) | ((packed[j] >> 6) << 4),
-            )
-        };
-        scales[j] = scale as i32;
-        mins[j] = min as i32;
-    }
-    (scales, mins)
-}
-
-/// The 256 nibbles (0..16) of a super-block, in value order: the plain path widens them to
-/// i16x8 (4 vectors a sub-block), the relaxed one keeps bytes (2 vectors a sub-block).
-#[cfg(not(target_feature = "relaxed-simd"))]
-type Unpacked = [v128; QK_K / 8];
-#[cfg(target_feature = "relaxed-simd")]
-type Unpacked = [v128; QK_K / 16];
-
-/// Unpacks the 128 nibble bytes at `q` (byte `32·j + i`: value `64·j + i` low, `64·j + 32 + i`
-/// high).
+/// A super-block's eight 6-bit scales (bytes 0..8) and mins (bytes 8..16) from its 12 packed
+/// bytes at `packed` (llama.cpp's `get_scale_min_k4`, on 32-bit words as its x86 kernels do).
 ///
 /// # Safety
-/// `q` must point to 128 readable bytes.
+/// `packed` must point to 12 readable bytes.
 #[inline(always)]
-unsafe fn unpack(q: *const u8) -> Unpacked {
-    let low4 = u8x16_splat(0x0F);
-    let mut bytes = [u8x16_splat(0); QK_K / 16];
-    for j in 0..QK_K / 64 {
-        let (first, second) = (
-            v128_load(q.add(32 * j).cast()),
-            v128_load(q.add(32 * j + 16).cast()),
-        );
-        bytes[4 * j] = v128_and(first, low4);
-        bytes[4 * j + 1] = v128_and(second, low4);
-        bytes[4 * j + 2] = u8x16_shr(first, 4);
-        bytes[4 * j + 3] = u8x16_shr(second, 4);
-    }
-    #[cfg(target_feature = "relaxed-simd")]
-    return bytes;
-    #[cfg(not(target_feature = "relaxed-simd"))]
-    {
-        let mut w = [i16x8_splat(0); QK_K / 8];
-        for (v, half) in bytes.iter().enumerate() {
-            w[2 * v] = u16x8_extend_low_u8x16(*half);
-            w[2 * v + 1] = u16x8_extend_high_u8x16(*half);
-        }
-        w
-    }
+unsafe fn scales_and_mins(packed: *const u8) -> v128 {
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const LOW2: u32 = 0x0303_0303;
+    let word = |i: usize| u32::from_le(packed.add(4 * i).cast::<u32>().read_unaligned());
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    u32x4(
+        w0 & LOW6,
+        (w2 & LOW4) | (((w0 >> 6) & LOW2) << 4),
+        w1 & LOW6,
+        ((w2 >> 4) & LOW4) | (((w1 >> 6) & LOW2) << 4),
+    )
 }
 
-/// The i32x4 lane sums of sub-block `s`'s 32 products with the activation quants at `a`: with
-/// `i32x4.dot_i16x8_s` on the widened values, or, in the `+relaxed-simd` build, with
-/// `i32x4.relaxed_dot_i8x16_i7x16_add` on the bytes (deterministic: the nibbles are 7-bit).
-/// The same integers either way.
+/// Sub-block `S`'s scale in every i16 lane of `scales` (its eight scales as i16).
+#[inline(always)]
+fn splat_scale<const S: usize>(scales: v128) -> v128 {
+    i16x8_shuffle::<S, S, S, S, S, S, S, S>(scales, scales)
+}
+
+/// A sub-block's 32 activation quants as the dot products take them: two i8x16 with relaxed
+/// SIMD, four i16x8 (widened once for the four columns) on the plain path.
+#[cfg(target_feature = "relaxed-simd")]
+type SubBlockQuants = [v128; 2];
+#[cfg(not(target_feature = "relaxed-simd"))]
+type SubBlockQuants = [v128; 4];
+
+/// Loads the 32 activation quants at `a`.
 ///
 /// # Safety
 /// `a` must point to 32 readable bytes.
 #[inline(always)]
-unsafe fn sub_block_sum(w: &Unpacked, s: usize, a: *const i8) -> v128 {
+unsafe fn load_quants(a: *const i8) -> SubBlockQuants {
+    let bytes = [v128_load(a.cast()), v128_load(a.add(16).cast())];
+    #[cfg(target_feature = "relaxed-simd")]
+    return bytes;
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    [
+        i16x8_extend_low_i8x16(bytes[0]),
+        i16x8_extend_high_i8x16(bytes[0]),
+        i16x8_extend_low_i8x16(bytes[1]),
+        i16x8_extend_high_i8x16(bytes[1]),
+    ]
+}
+
+/// Sub-block sum of 32 products times the sub-block's scale, as i32x4 lane sums: the
+/// activation quants `a` by the weight nibbles `w` (two u8x16) by `scale` (the scale in every
+/// i16 lane). With relaxed SIMD, `i16x8.relaxed_dot_i8x16_i7x16` sums product pairs in i16
+/// (|a| ≤ 128, w ≤ 15: at most 7,680 after the two are added) and `i32x4.dot_i16x8_s` scales
+/// and widens them; the plain path widens first. The same integers.
+#[inline(always)]
+fn scaled_sub_block(a: &SubBlockQuants, w: [v128; 2], scale: v128) -> v128 {
     #[cfg(target_feature = "relaxed-simd")]
     {
-        let low = i32x4_relaxed_dot_i8x16_i7x16_add(v128_load(a.cast()), w[2 * s], i32x4_splat(0));
-        i32x4_relaxed_dot_i8x16_i7x16_add(v128_load(a.add(16).cast()), w[2 * s + 1], low)
+        let pairs = i16x8_add(
+            i16x8_relaxed_dot_i8x16_i7x16(a[0], w[0]),
+            i16x8_relaxed_dot_i8x16_i7x16(a[1], w[1]),
+        );
+        i32x4_dot_i16x8(pairs, scale)
     }
     #[cfg(not(target_feature = "relaxed-simd"))]
     {
-        let mut sum = i32x4_dot_i16x8(w[4 * s], i16x8_load_extend_i8x8(a));
+        let widened = [
+            u16x8_extend_low_u8x16(w[0]),
+            u16x8_extend_high_u8x16(w[0]),
+            u16x8_extend_low_u8x16(w[1]),
+            u16x8_extend_high_u8x16(w[1]),
+        ];
+        let mut sum = i32x4_dot_i16x8(a[0], widened[0]);
         for v in 1..4 {
-            sum = i32x4_add(
-                sum,
-                i32x4_dot_i16x8(w[4 * s + v], i16x8_load_extend_i8x8(a.add(8 * v))),
-            );
+            sum = i32x4_add(sum, i32x4_dot_i16x8(a[v], widened[v]));
         }
-        sum
+        i32x4_mul(sum, i32x4_extend_low_i16x8(scale))
     }
 }
 
-/// The stored weight row `row` times activation rows `row0..row0 + R`, into `out`.
-fn row_dot<const R: usize>(row: &[u8], act: &Q8kRows, row0: usize, out: &mut [f32]) {
+/// Adds sub-blocks `2·J` (low nibbles) and `2·J + 1` (high) of the four columns' super-blocks
+/// at `blocks`, times the activation quants at `a`, to `totals`.
+///
+/// # Safety
+/// Each of `blocks` must point to a stored super-block, `a` to its row's 256 activation quants.
+#[inline(always)]
+unsafe fn add_sub_block_pair<const J: usize, const LOW: usize, const HIGH: usize>(
+    blocks: &[*const u8; COLUMNS],
+    scales: &[v128; COLUMNS],
+    a: *const i8,
+    totals: &mut [v128; COLUMNS],
+) {
+    let a = a.add(64 * J);
+    let (low_a, high_a) = (load_quants(a), load_quants(a.add(32)));
+    let low4 = u8x16_splat(0x0F);
+    for c in 0..COLUMNS {
+        let q = blocks[c].add(16 + 32 * J);
+        let packed = [v128_load(q.cast()), v128_load(q.add(16).cast())];
+        let low = packed.map(|p| v128_and(p, low4));
+        let high = packed.map(|p| u8x16_shr(p, 4));
+        let sum = i32x4_add(
+            scaled_sub_block(&low_a, low, splat_scale::<LOW>(scales[c])),
+            scaled_sub_block(&high_a, high, splat_scale::<HIGH>(scales[c])),
+        );
+        totals[c] = i32x4_add(totals[c], sum);
+    }
+}
+
+/// Four stored weight rows times activation rows `row0..row0 + R`: `out[r]` holds the four
+/// columns of row `row0 + r`. Per column, super-block by super-block, the f32 arithmetic of a
+/// one-column kernel: `acc += Σ scale·q·a · (d · d_a) − Σ min·a · (dmin · d_a)`, each integer
+/// sum exact, so a column does not depend on its neighbours or on the other rows.
+fn columns_dot<const R: usize>(
+    rows: &[&[u8]; COLUMNS],
+    ahead: &[u8],
+    act: &Q8kRows,
+    row0: usize,
+    out: &mut [[f32; COLUMNS]],
+) {
+    assert!(rows.iter().all(|row| row.len() == act.blocks * BLOCK_BYTES));
+    assert!((row0 + R) * act.blocks <= act.scales.len() && out.len() >= R);
     let table = f16_table();
-    let mut acc = [0f32; R];
-    for (b, block) in row.chunks_exact(BLOCK_BYTES).enumerate() {
-        let d = table[u16::from_le_bytes([block[0], block[1]]) as usize];
-        let dmin = table[u16::from_le_bytes([block[2], block[3]]) as usize];
-        let (scales, mins) = scales_and_mins(&block[4..16]);
-        // SAFETY: the 128 nibble bytes follow the 16 header bytes.
-        let w = unsafe { unpack(block.as_ptr().add(16)) };
+    let mut acc = [f32x4_splat(0.0); R];
+    let mut touched = 0;
+    for b in 0..act.blocks {
+        // The next four rows' super-blocks `b` (as many bytes as these), on their way.
+        for line in (0..COLUMNS * BLOCK_BYTES).step_by(128) {
+            touched ^= touch(ahead, b * COLUMNS * BLOCK_BYTES + line);
+        }
+        let blocks = rows.map(|row| &row[b * BLOCK_BYTES..(b + 1) * BLOCK_BYTES]);
+        let f16 = |block: &[u8], at: usize| {
+            table[u16::from_le_bytes([block[at], block[at + 1]]) as usize]
+        };
+        let d = f32x4(
+            f16(blocks[0], 0),
+            f16(blocks[1], 0),
+            f16(blocks[2], 0),
+            f16(blocks[3], 0),
+        );
+        let dmin = f32x4(
+            f16(blocks[0], 2),
+            f16(blocks[1], 2),
+            f16(blocks[2], 2),
+            f16(blocks[3], 2),
+        );
+        // SAFETY: a stored super-block's scales and mins are its bytes 4..16.
+        let packed = blocks.map(|block| unsafe { scales_and_mins(block.as_ptr().add(4)) });
+        let scales = packed.map(|p| u16x8_extend_low_u8x16(p));
+        let mins = packed.map(|p| u16x8_extend_high_u8x16(p));
+        let pointers = blocks.map(<[u8]>::as_ptr);
         for (r, acc) in acc.iter_mut().enumerate() {
             let i = (row0 + r) * act.blocks + b;
-            let sums = &act.sums[i * QK_K / 16..][..QK_K / 16];
-            let minimum: i32 = (0..8)
-                .map(|s| mins[s] * (sums[2 * s] as i32 + sums[2 * s + 1] as i32))
-                .sum();
-            let quants = act.quants[i * QK_K..][..QK_K].as_ptr();
-            let mut total = i32x4_splat(0);
-            for (s, &scale) in scales.iter().enumerate() {
-                // SAFETY: each sub-block's 32 activation quants lie within the super-block's 256.
-                let sub = unsafe { sub_block_sum(&w, s, quants.add(32 * s)) };
-                total = i32x4_add(total, i32x4_mul(sub, i32x4_splat(scale)));
+            // The sums of 16 quants, added in pairs: each sub-block's Σa (at most 4,096).
+            // SAFETY: super-block `i` (in range, asserted) has 16 sums.
+            let pairs = unsafe {
+                let sums = act.sums.as_ptr().add(i * QK_K / 16);
+                i16x8_narrow_i32x4(
+                    i32x4_extadd_pairwise_i16x8(v128_load(sums.cast())),
+                    i32x4_extadd_pairwise_i16x8(v128_load(sums.add(8).cast())),
+                )
+            };
+            let minimum = transpose_sum(mins.map(|m| i32x4_dot_i16x8(m, pairs)));
+            let mut totals = [i32x4_splat(0); COLUMNS];
+            // SAFETY: super-block `i` has 256 quants; `pointers` are whole stored super-blocks.
+            unsafe {
+                let a = act.quants.as_ptr().add(i * QK_K);
+                add_sub_block_pair::<0, 0, 1>(&pointers, &scales, a, &mut totals);
+                add_sub_block_pair::<1, 2, 3>(&pointers, &scales, a, &mut totals);
+                add_sub_block_pair::<2, 4, 5>(&pointers, &scales, a, &mut totals);
+                add_sub_block_pair::<3, 6, 7>(&pointers, &scales, a, &mut totals);
             }
-            let total = i32x4_extract_lane::<0>(total)
-                + i32x4_extract_lane::<1>(total)
-                + i32x4_extract_lane::<2>(total)
-                + i32x4_extract_lane::<3>(total);
-            let scale = act.scales[i];
-            *acc += total as f32 * (d * scale) - minimum as f32 * (dmin * scale);
+            let total = transpose_sum(totals);
+            let scale = f32x4_splat(act.scales[i]);
+            let products = f32x4_mul(f32x4_convert_i32x4(total), f32x4_mul(d, scale));
+            let offsets = f32x4_mul(f32x4_convert_i32x4(minimum), f32x4_mul(dmin, scale));
+            *acc = f32x4_add(*acc, f32x4_sub(products, offsets));
         }
     }
-    out.copy_from_slice(&acc);
+    std::hint::black_box(touched);
+    for (out, acc) in out.iter_mut().zip(acc) {
+        // SAFETY: an f32x4 is four f32s.
+        *out = unsafe { std::mem::transmute::<v128, [f32; COLUMNS]>(acc) };
+    }
 }
 
 /// As a candle op: `(…, k)` f32 activations → `(…, n)`.

@@ -11,7 +11,8 @@
 //! is candle's: activations are quantized to q8_0 ([`QuantizedRows`], candle's rounding), each
 //! 32-value block's products are summed exactly in integers and scaled by the two scales in
 //! f32. The plain simd128 path even sums in candle's lane order, so its results are candle's
-//! bit for bit; the relaxed path sums the same integers in other lanes (f32 rounding apart).
+//! bit for bit; the relaxed path (`q_wasm_relaxed`: four output columns at a time, one f32x4
+//! lane each) converts each block's whole integer sum, so it differs by f32 rounding.
 //!
 //! Weights are read in place from candle's tensor (no copy: the output projection may share its
 //! tensor with the embedding table), f16 scales through a 65536-entry table (wasm has no f16
@@ -20,7 +21,7 @@
 //! a time, so three candidates decoded together read each weight once. Units run on rayon's
 //! pool: the threads of the threaded web build, or the current thread when there is none.
 //!
-//! Relaxed SIMD (`i32x4.relaxed_dot_i8x16_i7x16_add`) is only deterministic when its second
+//! Relaxed SIMD (`i16x8.relaxed_dot_i8x16_i7x16`) is only deterministic when its second
 //! operand's bytes are 7-bit (0..128), so weights go in as unsigned nibbles: q4_0's stored
 //! `q ∈ 0..16` (weight `q − 8`, the `−8 · Σa` added once per block) and q8_0's byte split as
 //! `w + 128 = 16 · hi + lo` (`Σ a·w = 16 · Σ a·hi + Σ a·lo − 128 · Σa`). A module using it does
@@ -37,6 +38,8 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::q8_act::{QuantizedRows, BLOCK};
+#[cfg(target_feature = "relaxed-simd")]
+use super::q_wasm_relaxed::{columns_q4_0, columns_q8_0};
 use super::Epilogue;
 use crate::error::{Error, Result};
 
@@ -71,12 +74,26 @@ pub(super) fn f16_table() -> &'static [f32] {
     TABLE.get_or_init(|| (0..=u16::MAX).map(|b| f16::from_bits(b).to_f32()).collect())
 }
 
+/// `$kernel::<R>(args)` with the const `R` = `$rows` (1 to 3, else [`MAX_ROWS`]): the kernels
+/// keep a row's accumulators in registers, so their row count is a constant.
+macro_rules! for_row_count {
+    ($rows:expr, $kernel:ident($($arg:expr),*)) => {
+        match $rows {
+            1 => $kernel::<1>($($arg),*),
+            2 => $kernel::<2>($($arg),*),
+            3 => $kernel::<3>($($arg),*),
+            _ => $kernel::<MAX_ROWS>($($arg),*),
+        }
+    };
+}
+pub(super) use for_row_count;
+
 /// Which dot product the kernels use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
     /// simd128 only: i8 → i16, `i32x4.dot_i16x8_s`.
     Simd128,
-    /// `i32x4.relaxed_dot_i8x16_i7x16_add` (built with `+relaxed-simd`).
+    /// `i16x8.relaxed_dot_i8x16_i7x16`, four columns at a time (built with `+relaxed-simd`).
     #[cfg(target_feature = "relaxed-simd")]
     Relaxed,
 }
@@ -166,35 +183,73 @@ impl SimdMatrix {
         let act = QuantizedRows::new(x, k);
         let data = self.weights.data().expect("a CPU tensor's bytes");
         let row_bytes = k / BLOCK * self.kind.block_bytes();
-        for_each_unit(n, y, |column, row0, sums| {
-            let row = &data[column * row_bytes..(column + 1) * row_bytes];
-            self.dot_rows(row, &act, row0, sums);
-            for sum in sums {
-                self.epilogue.apply(column, std::slice::from_mut(sum));
-            }
-        });
+        let row = |column: usize| &data[column * row_bytes..(column + 1) * row_bytes];
+        match self.path {
+            Path::Simd128 => for_each_unit(n, y, |column, row0, sums| {
+                let next = (column + 1) * row_bytes;
+                let ahead = &data[next.min(data.len())..(next + row_bytes).min(data.len())];
+                self.dot_rows(row(column), ahead, &act, row0, sums);
+                for sum in sums {
+                    self.epilogue.apply(column, std::slice::from_mut(sum));
+                }
+            }),
+            #[cfg(target_feature = "relaxed-simd")]
+            Path::Relaxed => for_each_column_group(n, y, |columns, row0, sums| {
+                let next = (columns[COLUMNS - 1] + 1) * row_bytes;
+                let ahead =
+                    &data[next.min(data.len())..(next + COLUMNS * row_bytes).min(data.len())];
+                self.dot_columns(&columns.map(row), ahead, &act, row0, sums);
+                for sums in sums {
+                    for (&column, sum) in columns.iter().zip(sums) {
+                        self.epilogue.apply(column, std::slice::from_mut(sum));
+                    }
+                }
+            }),
+        }
     }
 
-    /// The stored weight row `row` times activation rows `row0..row0 + out.len()` (at most 4).
-    fn dot_rows(&self, row: &[u8], act: &QuantizedRows, row0: usize, out: &mut [f32]) {
+    /// Four stored weight rows times activation rows `row0..row0 + out.len()` (at most 4),
+    /// with relaxed SIMD.
+    #[cfg(target_feature = "relaxed-simd")]
+    fn dot_columns(
+        &self,
+        rows: &[&[u8]; COLUMNS],
+        ahead: &[u8],
+        act: &QuantizedRows,
+        row0: usize,
+        out: &mut [[f32; COLUMNS]],
+    ) {
         let table = f16_table();
         macro_rules! with_rows {
             ($kernel:ident) => {
-                match out.len() {
-                    1 => $kernel::<1>(row, table, act, row0, out),
-                    2 => $kernel::<2>(row, table, act, row0, out),
-                    3 => $kernel::<3>(row, table, act, row0, out),
-                    _ => $kernel::<MAX_ROWS>(row, table, act, row0, out),
-                }
+                for_row_count!(out.len(), $kernel(rows, ahead, table, act, row0, out))
             };
         }
-        match (self.kind, self.path) {
-            (Kind::Q4_0, Path::Simd128) => with_rows!(row_q4_0_simd128),
-            (Kind::Q8_0, Path::Simd128) => with_rows!(row_q8_0_simd128),
-            #[cfg(target_feature = "relaxed-simd")]
-            (Kind::Q4_0, Path::Relaxed) => with_rows!(row_q4_0_relaxed),
-            #[cfg(target_feature = "relaxed-simd")]
-            (Kind::Q8_0, Path::Relaxed) => with_rows!(row_q8_0_relaxed),
+        match self.kind {
+            Kind::Q4_0 => with_rows!(columns_q4_0),
+            Kind::Q8_0 => with_rows!(columns_q8_0),
+        }
+    }
+
+    /// The stored weight row `row` times activation rows `row0..row0 + out.len()` (at most 4),
+    /// with simd128 in candle's lane order.
+    fn dot_rows(
+        &self,
+        row: &[u8],
+        ahead: &[u8],
+        act: &QuantizedRows,
+        row0: usize,
+        out: &mut [f32],
+    ) {
+        let table = f16_table();
+        macro_rules! with_rows {
+            ($kernel:ident) => {
+                for_row_count!(out.len(), $kernel(row, ahead, table, act, row0, out))
+            };
+        }
+        match self.kind {
+            Kind::Q4_0 => with_rows!(row_q4_0_simd128),
+            Kind::Q8_0 => with_rows!(row_q8_0_simd128),
         }
     }
 }
@@ -222,6 +277,65 @@ pub(super) fn for_each_unit(
                         // SAFETY: `y` holds m × n values and outlives the parallel loop;
                         // every (row, column) is written by exactly one unit.
                         unsafe { *out.at((row0 + i) * n + column) = *sum };
+                    }
+                }
+            }
+        });
+}
+
+/// Output columns computed together: the lanes of one f32x4.
+pub(super) const COLUMNS: usize = 4;
+
+/// The four columns' i32x4 partial sums → one i32x4 of their totals, `[Σs₀, Σs₁, Σs₂, Σs₃]`.
+#[inline(always)]
+pub(super) fn transpose_sum(s: [v128; COLUMNS]) -> v128 {
+    let s01 = i32x4_add(
+        i32x4_shuffle::<0, 4, 1, 5>(s[0], s[1]),
+        i32x4_shuffle::<2, 6, 3, 7>(s[0], s[1]),
+    );
+    let s23 = i32x4_add(
+        i32x4_shuffle::<0, 4, 1, 5>(s[2], s[3]),
+        i32x4_shuffle::<2, 6, 3, 7>(s[2], s[3]),
+    );
+    i32x4_add(
+        i64x2_shuffle::<0, 2>(s01, s23),
+        i64x2_shuffle::<1, 3>(s01, s23),
+    )
+}
+
+/// Reads the two bytes at `at` and 64 past it in `ahead` (those in it), so that the next rows'
+/// memory is on its way while these are computed: wasm has no prefetch instruction, and a
+/// single sequence's product is bound by how many cache misses are in flight.
+#[inline(always)]
+pub(super) fn touch(ahead: &[u8], at: usize) -> u8 {
+    ahead.get(at).copied().unwrap_or(0) ^ ahead.get(at + 64).copied().unwrap_or(0)
+}
+
+/// Like [`for_each_unit`], [`COLUMNS`] output columns at a time: `dot(columns, row0, sums)`
+/// computes `columns` (consecutive; past `n`, the last column again, its results dropped) of
+/// activation rows `row0..row0 + sums.len()` into `sums[row][column]`.
+pub(super) fn for_each_column_group(
+    n: usize,
+    y: &mut [f32],
+    dot: impl Fn([usize; COLUMNS], usize, &mut [[f32; COLUMNS]]) + Sync,
+) {
+    let m = y.len() / n.max(1);
+    let out = OutPtr(y.as_mut_ptr());
+    (0..n.div_ceil(ROWS_PER_UNIT))
+        .into_par_iter()
+        .for_each(|unit| {
+            let end = n.min((unit + 1) * ROWS_PER_UNIT);
+            let mut sums = [[0f32; COLUMNS]; MAX_ROWS];
+            for row0 in (0..m).step_by(MAX_ROWS) {
+                let rows = (m - row0).min(MAX_ROWS);
+                for first in (unit * ROWS_PER_UNIT..end).step_by(COLUMNS) {
+                    let columns = std::array::from_fn(|i| (first + i).min(end - 1));
+                    dot(columns, row0, &mut sums[..rows]);
+                    for (r, row) in sums[..rows].iter().enumerate() {
+                        for (i, sum) in row.iter().enumerate().take(end - first) {
+                            // SAFETY: as in `for_each_unit`.
+                            unsafe { *out.at((row0 + r) * n + first + i) = *sum };
+                        }
                     }
                 }
             }
@@ -282,13 +396,19 @@ macro_rules! row_kernel {
     ($name:ident, $bytes:expr, |$w:ident| $prepare:expr, |$pw:ident, $a:ident, $j:ident, $act:ident| $block:expr) => {
         fn $name<const R: usize>(
             row: &[u8],
+            ahead: &[u8],
             f16_table: &[f32],
             $act: &QuantizedRows,
             row0: usize,
             out: &mut [f32],
         ) {
             let mut acc = [f32x4_splat(0.0); R];
+            let mut touched = 0;
             for (b, block) in row.chunks_exact($bytes).enumerate() {
+                // The next row, a line every other block (a block is at most 34 bytes).
+                if b % 2 == 0 {
+                    touched ^= touch(ahead, b * $bytes);
+                }
                 let w_scale = f16_table[u16::from_le_bytes([block[0], block[1]]) as usize];
                 // SAFETY: `block` holds one stored block; its quants follow the scale.
                 let $pw = unsafe {
@@ -305,6 +425,7 @@ macro_rules! row_kernel {
                     *acc = scaled_add(*acc, sum, w_scale * $act.scales[$j]);
                 }
             }
+            std::hint::black_box(touched);
             for (out, acc) in out.iter_mut().zip(acc) {
                 *out = lane_sum(acc);
             }
@@ -344,49 +465,6 @@ row_kernel!(
         ]
     },
     |w, a, _j, act| dot_i16(&w, a)
-);
-
-// Relaxed, q4_0: the unsigned nibbles are the 7-bit operand; lane 0 starts at −8 · Σa.
-#[cfg(target_feature = "relaxed-simd")]
-row_kernel!(
-    row_q4_0_relaxed,
-    2 + BLOCK / 2,
-    |w| {
-        let packed = v128_load(w.cast());
-        [v128_and(packed, u8x16_splat(0x0F)), u8x16_shr(packed, 4)]
-    },
-    |w, a, j, act| {
-        let start = i32x4(-8 * act.sums[j], 0, 0, 0);
-        let low = i32x4_relaxed_dot_i8x16_i7x16_add(v128_load(a.cast()), w[0], start);
-        i32x4_relaxed_dot_i8x16_i7x16_add(v128_load(a.add(16).cast()), w[1], low)
-    }
-);
-
-// Relaxed, q8_0: `w + 128 = 16 · hi + lo`, both nibbles 7-bit; lane 0 starts at −128 · Σa.
-#[cfg(target_feature = "relaxed-simd")]
-row_kernel!(
-    row_q8_0_relaxed,
-    2 + BLOCK,
-    |w| {
-        let flip = u8x16_splat(0x80);
-        let first = v128_xor(v128_load(w.cast()), flip);
-        let second = v128_xor(v128_load(w.add(16).cast()), flip);
-        let low4 = u8x16_splat(0x0F);
-        [
-            v128_and(first, low4),
-            v128_and(second, low4),
-            u8x16_shr(first, 4),
-            u8x16_shr(second, 4),
-        ]
-    },
-    |w, a, j, act| {
-        let (a0, a1) = (v128_load(a.cast()), v128_load(a.add(16).cast()));
-        let high = i32x4_relaxed_dot_i8x16_i7x16_add(a0, w[2], i32x4_splat(0));
-        let high = i32x4_relaxed_dot_i8x16_i7x16_add(a1, w[3], high);
-        let low = i32x4_relaxed_dot_i8x16_i7x16_add(a0, w[0], i32x4(-128 * act.sums[j], 0, 0, 0));
-        let low = i32x4_relaxed_dot_i8x16_i7x16_add(a1, w[1], low);
-        i32x4_add(i32x4_shl(high, 4), low)
-    }
 );
 
 /// As a candle op: `(…, k)` f32 activations → `(…, n)`.
