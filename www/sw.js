@@ -5,7 +5,7 @@
 // It also makes the page cross-origin isolated on hosts that cannot send headers: every answer
 // it hands the page carries COOP/COEP (as `storywriter serve` sends them), so from the first
 // navigation it controls on, the page may run the threaded build.
-const CACHE = 'storywriter-shell-v2';
+const CACHE = 'storywriter-shell-v3';
 const SHELL = [
   './', 'index.html', 'boot.js', 'app.js', 'app_bg.wasm', 'worker.js', 'worker_bg.wasm',
   'worker_loader.js', 'worker_threads.js', 'threads/worker.js', 'threads/worker_bg.wasm',
@@ -13,10 +13,22 @@ const SHELL = [
   'models/index.json',
 ];
 
+// The modules a cached script imports by relative path (the threaded worker's wasm-bindgen
+// snippets, whose directory is named by a hash of their crate, so SHELL cannot list them).
+async function cacheImports(cache, script) {
+  const response = await cache.match(script);
+  if (!response) return;
+  const base = new URL(script, self.registration.scope);
+  const text = await response.text();
+  const imports = [...text.matchAll(/from\s*['"](\.{1,2}\/[^'"]+)['"]/g)].map((m) => new URL(m[1], base).href);
+  await Promise.all(imports.map((url) => cache.add(url).catch(() => undefined)));
+}
+
 self.addEventListener('install', (event) => {
   event.waitUntil(
     caches.open(CACHE)
-      .then((cache) => Promise.all(SHELL.map((url) => cache.add(url).catch(() => undefined))))
+      .then((cache) => Promise.all(SHELL.map((url) => cache.add(url).catch(() => undefined)))
+        .then(() => cacheImports(cache, 'threads/worker.js')))
       .then(() => self.skipWaiting()),
   );
 });
@@ -42,6 +54,14 @@ function isolated(response) {
   return new Response(response.body, { status, statusText, headers });
 }
 
+// A cached answer made anew, so that it takes the URL of the request it answers: a worker reads
+// its options from its own URL (`worker_threads.js?threads=2`), and a worker's URL is its
+// script's answer's, which for the cached entry is the one stored (often without the query).
+function asAnswerTo(cached) {
+  const { status, statusText, headers } = cached;
+  return new Response(cached.body, { status, statusText, headers });
+}
+
 self.addEventListener('fetch', (event) => {
   const request = event.request;
   const url = new URL(request.url);
@@ -58,6 +78,6 @@ self.addEventListener('fetch', (event) => {
         return isolated(response);
       })
       .catch(() => caches.match(request, { ignoreSearch: true })
-        .then((cached) => (cached ? isolated(cached) : Response.error()))),
+        .then((cached) => (cached ? isolated(asAnswerTo(cached)) : Response.error()))),
   );
 });

@@ -495,15 +495,25 @@ storyStep('the story list: new, rename, open and delete stories', async () => {
   const items = () => page.locator(`${byTestId('story-list')} li`);
   const item = (title) => items().filter({ has: page.locator('button.open', { hasText: title }) });
   const titles = () => page.locator(`${byTestId('story-list')} li button.open`).allTextContents();
+  // On a timeout, says what the list and the title field held instead.
   const waitForTitles = (want) =>
-    page.waitForFunction(
-      (expected) =>
-        JSON.stringify(
-          [...document.querySelectorAll('[data-testid="story-list"] li button.open')].map((b) => b.textContent).sort(),
-        ) === JSON.stringify(expected),
-      [...want].sort(),
-      { timeout: SLOW },
-    );
+    page
+      .waitForFunction(
+        (expected) =>
+          JSON.stringify(
+            [...document.querySelectorAll('[data-testid="story-list"] li button.open')].map((b) => b.textContent).sort(),
+          ) === JSON.stringify(expected),
+        [...want].sort(),
+        { timeout: SLOW },
+      )
+      .catch(async (error) => {
+        const field = await page.locator(byTestId('story-title')).inputValue();
+        const notice = await page.locator(byTestId('notice')).innerText().catch(() => '');
+        throw new Error(
+          `the story list never showed ${JSON.stringify(want)}: it shows ${JSON.stringify(await titles())}, ` +
+            `the title field holds ${JSON.stringify(field)}, the notice reads ${JSON.stringify(notice)} (${error.message})`,
+        );
+      });
   const before = await titles();
   assert.deepEqual(before, [PROMPT]);
   const firstStory = await storyText();
@@ -525,6 +535,7 @@ storyStep('the story list: new, rename, open and delete stories', async () => {
   const title = page.locator(byTestId('story-title'));
   await title.fill('');
   await title.pressSequentially('The renamed story');
+  assert.equal(await title.inputValue(), 'The renamed story', 'the title field after typing');
   await title.press('Tab');
   await waitForTitles([...before, 'The renamed story']);
   assert.equal(await item('The renamed story').getAttribute('class'), 'current');

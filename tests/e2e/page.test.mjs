@@ -342,6 +342,16 @@ test('offline: after one visit the page, the cached model and a round of writing
     await tab.locator(byTestId('write')).click();
     await waitForCandidates(tab);
     const [first] = await candidateTexts(tab);
+    // The threaded build started offline too: the service worker's cached worker script kept
+    // its `?threads=N`, and the rayon helper module it imports was cached at install (the page
+    // once fell back to one thread offline, for either).
+    const stats = tab.locator(byTestId('round-stats'));
+    assert.doesNotMatch(await stats.textContent(), /bad thread count/);
+    if (!IN_FIREFOX) {
+      // (In Firefox rayon's pool at times does not start at all; see the threads test.)
+      const cores = await tab.evaluate(() => navigator.hardwareConcurrency);
+      assert.equal(Number(await stats.getAttribute('data-threads')), Math.min(4, cores), await stats.textContent());
+    }
     await tab.locator(byTestId('candidate-1')).click();
     await waitForStory(`Far from any network${first}`, tab);
     await tab.screenshot({ path: join(OUT, 'offline.png'), fullPage: true });
