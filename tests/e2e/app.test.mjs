@@ -530,12 +530,16 @@ storyStep('the story list: new, rename, open and delete stories', async () => {
   assert.ok(secondStory.startsWith(opening));
   await waitForTitles([...before, opening]);
 
-  // Renaming: the title field, saved when it changes: typed, then left with Tab, as a writer
-  // would (Firefox fires no change for a value set by script, as playwright's fill does there).
+  // Renaming: the title field, saved once typing pauses (the field still focused: a title
+  // typed and never left survives a reload), and again, unchanged, when it is left. Typed key by
+  // key, as a writer would (Firefox fires no change for a value set by script, as playwright's
+  // fill does there).
   const title = page.locator(byTestId('story-title'));
   await title.fill('');
   await title.pressSequentially('The renamed story');
   assert.equal(await title.inputValue(), 'The renamed story', 'the title field after typing');
+  await waitForTitles([...before, 'The renamed story']);
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'story-title');
   await title.press('Tab');
   await waitForTitles([...before, 'The renamed story']);
   assert.equal(await item('The renamed story').getAttribute('class'), 'current');

@@ -52,7 +52,13 @@ pub(super) struct Writing {
     last_speed: Cell<Option<f64>>,
     /// Whether the cards are to be followed at the next frame (streamed tokens since).
     follow_pending: Cell<bool>,
+    /// The pending save of a title being typed (a timeout's handle).
+    title_timer: Cell<Option<i32>>,
 }
+
+/// How long typing in the title field pauses before the title is saved (it is also saved when
+/// the field is left), so a title typed and never left is not lost on reload.
+const TITLE_SAVE_DELAY_MS: i32 = 700;
 
 fn button(id: &str) -> HtmlButtonElement {
     by_testid(id).unchecked_into()
@@ -77,6 +83,7 @@ impl Writing {
             next_round: Cell::new(1),
             last_speed: Cell::default(),
             follow_pending: Cell::default(),
+            title_timer: Cell::default(),
         }
     }
 
@@ -92,7 +99,12 @@ impl Writing {
         on::<web_sys::Event>(
             &self.title,
             "change",
-            with_app(app, |app, _| app.writing.rename(app)),
+            with_app(app, |app, _| app.writing.rename(app, None)),
+        );
+        on::<web_sys::Event>(
+            &self.title,
+            "input",
+            with_app(app, |app, _| app.writing.rename_soon(app)),
         );
         click(app, &self.edit, |app| {
             let writing = &app.writing;
@@ -325,19 +337,59 @@ impl Writing {
         app.change_story(move |story| story.choose(&record_id, "human").map(drop));
     }
 
-    /// Saves the title field as the open story's title (its first words when emptied).
-    fn rename(&self, app: &Rc<App>) {
+    /// Saves the title field once typing pauses for [`TITLE_SAVE_DELAY_MS`], as the title of
+    /// the story open now (not of another one opened meanwhile).
+    fn rename_soon(&self, app: &Rc<App>) {
+        self.cancel_title_save();
+        let story = app
+            .state
+            .borrow()
+            .current
+            .as_ref()
+            .map(|c| c.story.id.clone());
+        let app = Rc::downgrade(app);
+        let save = Closure::once_into_js(move || {
+            if let Some(app) = app.upgrade() {
+                app.writing.title_timer.set(None);
+                app.writing.rename(&app, story.as_deref());
+            }
+        });
+        let timer = window().set_timeout_with_callback_and_timeout_and_arguments_0(
+            save.unchecked_ref(),
+            TITLE_SAVE_DELAY_MS,
+        );
+        self.title_timer.set(timer.ok());
+    }
+
+    /// Forgets a pending save of the title.
+    fn cancel_title_save(&self) {
+        if let Some(timer) = self.title_timer.take() {
+            window().clear_timeout_with_handle(timer);
+        }
+    }
+
+    /// Saves the title field as the open story's title (its first words when emptied), when it
+    /// changed and the open story is `story` (any, for `None`).
+    fn rename(&self, app: &Rc<App>, story: Option<&str>) {
+        self.cancel_title_save();
         let title = self.title.value();
         let stored = {
             let mut state = app.state.borrow_mut();
             let Some(current) = state.current.as_mut() else {
                 return;
             };
-            current.title = if title.trim().is_empty() {
+            if story.is_some_and(|id| id != current.story.id) {
+                return;
+            }
+            let title = if title.trim().is_empty() {
                 default_title(&current.story.text)
             } else {
                 title
             };
+            if title == current.title {
+                return;
+            }
+            current.title = title;
             current.updated_at = timestamp_now();
             current.clone()
         };
