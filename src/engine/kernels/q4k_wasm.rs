@@ -29,7 +29,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::q_wasm::{
-    f16_table, for_each_column_group, for_row_count, touch, transpose_sum, COLUMNS, MAX_ROWS,
+    f16_lanes, f16_table, for_each_column_group, for_row_count, rows_after, store_lanes, touch,
+    transpose_sum, COLUMNS, MAX_ROWS,
 };
 use crate::error::{Error, Result};
 use candle_core::quantized::k_quants::{BlockQ8K, GgmlType};
@@ -128,8 +129,7 @@ impl Q4kMatrix {
         let row_bytes = k / QK_K * BLOCK_BYTES;
         for_each_column_group(n, y, |columns, row0, sums| {
             let rows = columns.map(|c| &data[c * row_bytes..(c + 1) * row_bytes]);
-            let next = (columns[COLUMNS - 1] + 1) * row_bytes;
-            let ahead = &data[next.min(data.len())..(next + COLUMNS * row_bytes).min(data.len())];
+            let ahead = rows_after(&data, row_bytes, columns[COLUMNS - 1], COLUMNS);
             for_row_count!(sums.len(), columns_dot(&rows, ahead, &act, row0, sums));
         });
     }
@@ -267,21 +267,7 @@ fn columns_dot<const R: usize>(
             touched ^= touch(ahead, b * COLUMNS * BLOCK_BYTES + line);
         }
         let blocks = rows.map(|row| &row[b * BLOCK_BYTES..(b + 1) * BLOCK_BYTES]);
-        let f16 = |block: &[u8], at: usize| {
-            table[u16::from_le_bytes([block[at], block[at + 1]]) as usize]
-        };
-        let d = f32x4(
-            f16(blocks[0], 0),
-            f16(blocks[1], 0),
-            f16(blocks[2], 0),
-            f16(blocks[3], 0),
-        );
-        let dmin = f32x4(
-            f16(blocks[0], 2),
-            f16(blocks[1], 2),
-            f16(blocks[2], 2),
-            f16(blocks[3], 2),
-        );
+        let (d, dmin) = (f16_lanes(table, &blocks, 0), f16_lanes(table, &blocks, 2));
         // SAFETY: a stored super-block's scales and mins are its bytes 4..16.
         let packed = blocks.map(|block| unsafe { scales_and_mins(block.as_ptr().add(4)) });
         let scales = packed.map(|p| u16x8_extend_low_u8x16(p));
@@ -316,10 +302,7 @@ fn columns_dot<const R: usize>(
         }
     }
     std::hint::black_box(touched);
-    for (out, acc) in out.iter_mut().zip(acc) {
-        // SAFETY: an f32x4 is four f32s.
-        *out = unsafe { std::mem::transmute::<v128, [f32; COLUMNS]>(acc) };
-    }
+    store_lanes(&acc, out);
 }
 
 /// As a candle op: `(…, k)` f32 activations → `(…, n)`.

@@ -186,8 +186,7 @@ impl SimdMatrix {
         let row = |column: usize| &data[column * row_bytes..(column + 1) * row_bytes];
         match self.path {
             Path::Simd128 => for_each_unit(n, y, |column, row0, sums| {
-                let next = (column + 1) * row_bytes;
-                let ahead = &data[next.min(data.len())..(next + row_bytes).min(data.len())];
+                let ahead = rows_after(&data, row_bytes, column, 1);
                 self.dot_rows(row(column), ahead, &act, row0, sums);
                 for sum in sums {
                     self.epilogue.apply(column, std::slice::from_mut(sum));
@@ -195,9 +194,7 @@ impl SimdMatrix {
             }),
             #[cfg(target_feature = "relaxed-simd")]
             Path::Relaxed => for_each_column_group(n, y, |columns, row0, sums| {
-                let next = (columns[COLUMNS - 1] + 1) * row_bytes;
-                let ahead =
-                    &data[next.min(data.len())..(next + COLUMNS * row_bytes).min(data.len())];
+                let ahead = rows_after(&data, row_bytes, columns[COLUMNS - 1], COLUMNS);
                 self.dot_columns(&columns.map(row), ahead, &act, row0, sums);
                 for sums in sums {
                     for (&column, sum) in columns.iter().zip(sums) {
@@ -301,6 +298,34 @@ pub(super) fn transpose_sum(s: [v128; COLUMNS]) -> v128 {
         i64x2_shuffle::<0, 2>(s01, s23),
         i64x2_shuffle::<1, 3>(s01, s23),
     )
+}
+
+/// The stored bytes of the `count` rows after row `last` (`row_bytes` each; fewer at the end):
+/// what a kernel reads ahead into with [`touch`].
+pub(super) fn rows_after(data: &[u8], row_bytes: usize, last: usize, count: usize) -> &[u8] {
+    let start = ((last + 1) * row_bytes).min(data.len());
+    &data[start..(start + count * row_bytes).min(data.len())]
+}
+
+/// The f32 values (f16 through `table`) at byte `at` of each of four stored rows, as lanes.
+#[inline(always)]
+pub(super) fn f16_lanes(table: &[f32], rows: &[&[u8]; COLUMNS], at: usize) -> v128 {
+    let value = |row: &[u8]| table[u16::from_le_bytes([row[at], row[at + 1]]) as usize];
+    f32x4(
+        value(rows[0]),
+        value(rows[1]),
+        value(rows[2]),
+        value(rows[3]),
+    )
+}
+
+/// Writes each row's accumulator lanes (one per column) to `out`.
+#[inline(always)]
+pub(super) fn store_lanes(acc: &[v128], out: &mut [[f32; COLUMNS]]) {
+    for (out, acc) in out.iter_mut().zip(acc) {
+        // SAFETY: an f32x4 is four f32s.
+        *out = unsafe { std::mem::transmute::<v128, [f32; COLUMNS]>(*acc) };
+    }
 }
 
 /// Reads the two bytes at `at` and 64 past it in `ahead` (those in it), so that the next rows'

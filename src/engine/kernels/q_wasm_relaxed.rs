@@ -1,6 +1,7 @@
 //! q4_0 and q8_0 weights times q8_0 activations with relaxed SIMD, four output columns at a
-//! time: the kernels of the threaded web worker's build (`+relaxed-simd`), where a decode step
-//! of one sequence is bound by instructions per weight, not by memory.
+//! time: the kernels of the threaded web worker's build (`+relaxed-simd`). A decode step of
+//! one sequence is bound by the instructions per weight and by the cache misses in flight: the
+//! kernels cut the first and read ahead into the next rows for the second.
 //!
 //! ```text
 //! y (m × n) = gelu?(x (m × k) · Wᵀ + b)      computed as y[r][c..c+4], one f32x4 per row
@@ -25,20 +26,7 @@
 use std::arch::wasm32::*;
 
 use super::q8_act::{QuantizedRows, BLOCK};
-use super::q_wasm::{touch, transpose_sum, COLUMNS};
-
-/// The f32 scales (f16 through `table`) of block `b` of four stored rows, `bytes` per block.
-#[inline(always)]
-fn scales(rows: &[&[u8]; COLUMNS], b: usize, bytes: usize, table: &[f32]) -> v128 {
-    let scale =
-        |row: &[u8]| table[u16::from_le_bytes([row[b * bytes], row[b * bytes + 1]]) as usize];
-    f32x4(
-        scale(rows[0]),
-        scale(rows[1]),
-        scale(rows[2]),
-        scale(rows[3]),
-    )
-}
+use super::q_wasm::{f16_lanes, store_lanes, touch, transpose_sum, COLUMNS};
 
 /// Shape of the four-column kernels: for each block `b`, `$unpack(quants_ptr)` unpacks one
 /// stored row's block once, then `$sum(w, a0, a1)` gives a column's i32x4 partial sums with
@@ -61,7 +49,7 @@ macro_rules! columns_kernel {
             let mut touched = 0;
             for b in 0..act.blocks {
                 touched ^= touch(ahead, b * COLUMNS * $bytes);
-                let weight_scales = scales(rows, b, $bytes, table);
+                let weight_scales = f16_lanes(table, rows, b * $bytes);
                 // SAFETY: each row holds `act.blocks` blocks of `$bytes` (asserted), the
                 // quants after the 2-byte scale.
                 let w = rows.map(|row| unsafe {
@@ -82,10 +70,7 @@ macro_rules! columns_kernel {
                 }
             }
             std::hint::black_box(touched);
-            for (out, acc) in out.iter_mut().zip(acc) {
-                // SAFETY: an f32x4 is four f32s.
-                *out = unsafe { std::mem::transmute::<v128, [f32; COLUMNS]>(acc) };
-            }
+            store_lanes(&acc, out);
         }
     };
 }

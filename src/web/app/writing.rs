@@ -350,7 +350,6 @@ impl Writing {
         let app = Rc::downgrade(app);
         let save = Closure::once_into_js(move || {
             if let Some(app) = app.upgrade() {
-                app.writing.title_timer.set(None);
                 app.writing.rename(&app, story.as_deref());
             }
         });
