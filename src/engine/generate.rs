@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
+use crate::engine::kernels::awake::with_threads_awake;
 use crate::engine::kv_cache::KvCache;
 use crate::engine::model::Bloom;
 use crate::engine::profile::SpanTotal;
@@ -261,8 +262,11 @@ impl CachePool {
             let input = Tensor::new(fresh, model.device())?.unsqueeze(0)?;
             // The last position's final hidden state (1, 1, hidden) and its logits: every
             // candidate's first token comes from them.
-            let last = model.final_hidden(&input, &mut cache, &[fresh.len() - 1])?;
-            let logits = model.logits(&last)?;
+            let (last, logits) = with_threads_awake(|| -> Result<_> {
+                let last = model.final_hidden(&input, &mut cache, &[fresh.len() - 1])?;
+                let logits = model.logits(&last)?;
+                Ok((last, logits))
+            })?;
             rows = vec![logits.flatten_all()?.to_vec1()?; active.len()];
             hidden = vec![last.flatten_all()?.to_vec1()?; active.len()];
             stats.prefill_s = start.elapsed().as_secs_f64();
@@ -416,9 +420,12 @@ impl Round<'_> {
         // (b, 1, hidden) final hidden states and their (b, 1, vocab) logits.
         let (hidden, logits) = {
             let _span = tracing::trace_span!("forward").entered();
-            let hidden = self.model.final_hidden(&input, &mut self.cache, &[0])?;
-            let logits = self.model.logits(&hidden)?;
-            (hidden, logits)
+            let (model, cache) = (&self.model, &mut self.cache);
+            with_threads_awake(|| -> Result<_> {
+                let hidden = model.final_hidden(&input, cache, &[0])?;
+                let logits = model.logits(&hidden)?;
+                Ok((hidden, logits))
+            })?
         };
         self.rows = logits.squeeze(1)?.to_vec2()?;
         self.hidden = hidden.squeeze(1)?.to_vec2()?;
