@@ -154,8 +154,21 @@ build_threaded_worker() {
         "$target/$WASM_TARGET/release/worker.wasm"
 }
 
+# build_relaxed_worker DIST: the single-threaded model worker with relaxed SIMD into
+# DIST/relaxed/ (worker.js and worker_bg.wasm, loaded by www/worker_loader.js?relaxed): trunk's
+# worker.js with `+relaxed-simd` added, for browsers that have it on pages without threads. In a
+# target directory of its own: its flags differ.
+build_relaxed_worker() {
+    local dist="$1" target="${CARGO_TARGET_DIR:-target}/relaxed-single"
+    RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" CARGO_TARGET_DIR="$target" \
+        cargo build --release --target "$WASM_TARGET" --bin worker || return 1
+    wasm-bindgen --target no-modules --out-dir "$dist/relaxed" --out-name worker \
+        "$target/$WASM_TARGET/release/worker.wasm"
+}
+
 # Builds the web app into dist/ (trunk build --release --offline, then the threaded worker
-# into dist/threads/); explains a missing index.html.
+# into dist/threads/ and the relaxed single-threaded one into dist/relaxed/); explains a
+# missing index.html.
 build_web_app() {
     if [[ ! -f index.html || ! -f Trunk.toml ]]; then
         echo "error: index.html or Trunk.toml is missing in $(pwd): the web app is not in this checkout," >&2
@@ -165,7 +178,7 @@ build_web_app() {
     if [[ -n "${RUSTFLAGS:-}" ]]; then
         echo "warning: RUSTFLAGS is set, so .cargo/config.toml's wasm32 rustflags (+simd128) are ignored" >&2
     fi
-    trunk build --release --offline && build_threaded_worker dist
+    trunk build --release --offline && build_threaded_worker dist && build_relaxed_worker dist
 }
 
 # The node packages of tests/e2e (npm ci): playwright-core drives Chromium, @wllama/wllama is

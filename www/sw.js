@@ -5,10 +5,11 @@
 // It also makes the page cross-origin isolated on hosts that cannot send headers: every answer
 // it hands the page carries COOP/COEP (as `storywriter serve` sends them), so from the first
 // navigation it controls on, the page may run the threaded build.
-const CACHE = 'storywriter-shell-v3';
+const CACHE = 'storywriter-shell-v4';
 const SHELL = [
   './', 'index.html', 'boot.js', 'app.js', 'app_bg.wasm', 'worker.js', 'worker_bg.wasm',
   'worker_loader.js', 'worker_threads.js', 'threads/worker.js', 'threads/worker_bg.wasm',
+  'relaxed/worker.js', 'relaxed/worker_bg.wasm',
   'style.css', 'manifest.webmanifest', 'icon.svg', 'params/steps.json',
   'models/index.json',
 ];

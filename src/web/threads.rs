@@ -3,8 +3,9 @@
 //! The threaded build (`threads/worker.js`, built by `scripts/lib.sh build_threaded_worker`:
 //! shared memory, rayon's pool on Web Workers, relaxed SIMD) needs a cross-origin isolated page
 //! (`storywriter serve` sends COOP/COEP; on other hosts the service worker adds them from the
-//! second visit on) and a browser with relaxed SIMD. Otherwise, or with one thread asked, the
-//! single-threaded build runs, and [`describe`] says why on the speed line.
+//! second visit on) and a browser with relaxed SIMD. Otherwise, or with one thread asked, a
+//! single-threaded build runs (`relaxed/worker.js` with relaxed SIMD when the browser has it,
+//! else `worker.js` with simd128 alone), and [`describe`] says why on the speed line.
 
 use std::cell::RefCell;
 
@@ -21,10 +22,44 @@ const DEFAULT_MAX: usize = 4;
 /// The build and thread count the next model worker starts with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThreadPlan {
-    /// Threads of the model worker (1: the single-threaded build).
+    /// Threads of the model worker (1: a single-threaded build).
     pub threads: usize,
+    /// Whether the build's kernels use relaxed SIMD (the threaded build always does; one thread
+    /// runs the relaxed single-threaded build when the browser has relaxed SIMD, else the
+    /// simd128 one).
+    pub relaxed: bool,
     /// Why fewer threads than asked run, when they do.
     pub note: Option<String>,
+}
+
+impl ThreadPlan {
+    /// One thread, in the relaxed single-threaded build when the browser has relaxed SIMD.
+    pub fn single(note: Option<String>) -> Self {
+        Self {
+            threads: 1,
+            relaxed: has_relaxed_simd(),
+            note,
+        }
+    }
+
+    /// What to start when a worker of this plan fails to start with `message`: a threaded
+    /// worker gives way to one thread, the relaxed single-threaded build to the simd128 one.
+    pub fn fallback(&self, message: &str) -> Option<Self> {
+        if self.threads > 1 {
+            let note = format!("single-threaded: the threaded build did not start: {message}");
+            Some(Self::single(Some(note)))
+        } else if self.relaxed {
+            Some(Self {
+                relaxed: false,
+                note: Some(format!(
+                    "simd128: the relaxed-SIMD build did not start: {message}"
+                )),
+                ..self.clone()
+            })
+        } else {
+            None
+        }
+    }
 }
 
 thread_local! {
@@ -94,7 +129,14 @@ pub fn plan() -> ThreadPlan {
             note = Some(format!("single-threaded: {why}"));
         }
     }
-    ThreadPlan { threads, note }
+    if threads == 1 {
+        return ThreadPlan::single(note);
+    }
+    ThreadPlan {
+        threads,
+        relaxed: true,
+        note,
+    }
 }
 
 /// Records the plan the running worker started with (or fell back to).
@@ -102,13 +144,19 @@ pub fn set_current(plan: ThreadPlan) {
     CURRENT.with(|c| *c.borrow_mut() = Some(plan));
 }
 
+/// The running worker's plan (one thread of the simd128 build before any has started).
+pub fn current() -> ThreadPlan {
+    CURRENT.with(|c| c.borrow().clone()).unwrap_or(ThreadPlan {
+        threads: 1,
+        relaxed: false,
+        note: None,
+    })
+}
+
 /// The running worker's threads for the speed line, e.g. `2 threads` or
 /// `1 thread (single-threaded: the page is not cross-origin isolated …)`.
 pub fn describe() -> (usize, String) {
-    let plan = CURRENT.with(|c| c.borrow().clone()).unwrap_or(ThreadPlan {
-        threads: 1,
-        note: None,
-    });
+    let plan = current();
     let noun = if plan.threads == 1 {
         "thread"
     } else {

@@ -1,8 +1,8 @@
 //! The page's side of the model worker: starts it (the threaded build through
-//! `worker_threads.js`, a module worker, or the single-threaded one through `worker_loader.js`,
-//! as [`threads::plan`] decides), sends [`Request`]s and hands [`Event`]s to a callback. A
-//! threaded worker that fails to start is replaced by a single-threaded one, and the speed
-//! line says so.
+//! `worker_threads.js`, a module worker, or a single-threaded one through `worker_loader.js`: the
+//! relaxed-SIMD or simd128 build, as [`threads::plan`] decides), sends [`Request`]s and hands
+//! [`Event`]s to a callback. A worker that fails to start is replaced by its plan's fallback
+//! (threaded → single-threaded, relaxed → simd128), and the speed line says so.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -71,36 +71,49 @@ impl WorkerClient {
 
 /// Starts the worker `plan` asks for into `state`.
 fn spawn(state: &Rc<RefCell<State>>, plan: ThreadPlan, on_event: Handler) -> Result<()> {
+    let threads = plan.threads.to_string();
+    let options = [
+        (plan.threads > 1).then_some(("threads", threads.as_str())),
+        (plan.threads == 1 && plan.relaxed).then_some(("relaxed", "")),
+        profiling().then_some(("profile", "")),
+    ];
+    let query: Vec<String> = (options.iter().flatten())
+        .map(|(name, value)| {
+            if value.is_empty() {
+                name.to_string()
+            } else {
+                format!("{name}={value}")
+            }
+        })
+        .collect();
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", query.join("&"))
+    };
     let worker = if plan.threads > 1 {
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
-        let url = format!(
-            "{THREADED_SCRIPT}?threads={}{}",
-            plan.threads,
-            profile_flag("&")
-        );
-        Worker::new_with_options(&url, &options)?
+        Worker::new_with_options(&format!("{THREADED_SCRIPT}{query}"), &options)?
     } else {
-        Worker::new(&format!("{SINGLE_SCRIPT}{}", profile_flag("?")))?
+        Worker::new(&format!("{SINGLE_SCRIPT}{query}"))?
     };
-    // A threaded worker that reports a failed start before `Started` gives way to one thread.
+    // A worker that reports a failed start before `Started` gives way to its plan's fallback.
     let fall_back = {
         let (state, on_event, plan) = (state.clone(), on_event.clone(), plan.clone());
         move |message: String| -> bool {
-            if plan.threads == 1 || state.borrow().queued.is_none() {
+            if state.borrow().queued.is_none() {
                 return false;
             }
+            let Some(plan) = plan.fallback(&message) else {
+                return false;
+            };
             let (state, on_event) = (state.clone(), on_event.clone());
             // Not from inside the failing worker's own handler, which `spawn` replaces.
             wasm_bindgen_futures::spawn_local(async move {
                 if let Some(old) = state.borrow_mut().worker.take() {
                     old.terminate();
                 }
-                let note = format!("single-threaded: the threaded build did not start: {message}");
-                let plan = ThreadPlan {
-                    threads: 1,
-                    note: Some(note),
-                };
                 if let Err(e) = spawn(&state, plan, on_event.clone()) {
                     on_event(Ok(Event::Error {
                         failed: Failed::Load,
@@ -205,15 +218,10 @@ fn post(worker: &Worker, message: &JsValue) {
     }
 }
 
-/// `profile` after `separator` when the page's address asks for a profile (`?profile`): the
-/// worker then adds the time per engine span to each round's stats.
-fn profile_flag(separator: &str) -> String {
-    let search = web_sys::window()
+/// Whether the page's address asks for a profile (`?profile`): the worker then adds the time
+/// per engine span to each round's stats.
+fn profiling() -> bool {
+    web_sys::window()
         .and_then(|w| w.location().search().ok())
-        .unwrap_or_default();
-    if search.contains("profile") {
-        format!("{separator}profile")
-    } else {
-        String::new()
-    }
+        .is_some_and(|search| search.contains("profile"))
 }

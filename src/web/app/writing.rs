@@ -499,6 +499,11 @@ impl Writing {
             }
         };
         let (threads, threads_text) = crate::web::threads::describe();
+        let simd = if crate::web::threads::current().relaxed {
+            "relaxed"
+        } else {
+            "simd128"
+        };
         let line = format!(
             "Last round: prompt {} tokens in {:.2} s ({:.1} tok/s) · {} {}, {} tokens in {:.2} s ({:.1} tok/s, {:.1} per candidate) · {}",
             stats.prompt_tokens,
@@ -523,6 +528,7 @@ impl Writing {
             ("decode-steps", stats.decode_steps.to_string()),
             ("decode-s", stats.decode_s.to_string()),
             ("threads", threads.to_string()),
+            ("simd", simd.to_string()),
         ] {
             let _ = self
                 .round_stats
