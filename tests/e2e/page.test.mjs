@@ -482,9 +482,6 @@ async function roundThreads(tab, prompt) {
 
 test('threads: the isolated page runs the threaded build, the Threads setting picks the count, too many are capped', {
   timeout: TEST_TIMEOUT,
-  // Not a missing feature: the threaded build runs in Firefox ESR, but this test fails there
-  // at times (see README "Browsers"), so it is not yet part of the Firefox run.
-  skip: IN_FIREFOX && 'in Firefox ESR rayon\'s pool of workers at times never starts (the page then falls back to one thread after 40 s, saying so), so two threads cannot be asserted',
 }, async () => {
   const { isolated, tab, tabProblems } = await freshTab();
   try {
@@ -493,7 +490,16 @@ test('threads: the isolated page runs the threaded build, the Threads setting pi
     const cores = await tab.evaluate(() => navigator.hardwareConcurrency);
     const expected = Math.min(4, cores);
     await waitForModel(tab);
-    const first = await roundThreads(tab, 'Threads one');
+    let first = await roundThreads(tab, 'Threads one');
+    if (IN_FIREFOX && first.threads === 1) {
+      // In Firefox ESR rayon's pool at times never starts (README "Browsers"): the page falls
+      // back to one thread and says why; that is its fallback working. Once more from a reload.
+      assert.match(first.line, /single-threaded: the threaded build did not start/);
+      console.log(`threaded start failed once in Firefox: ${first.line}`);
+      await tab.reload();
+      await waitForModel(tab);
+      first = await roundThreads(tab, 'Threads one again');
+    }
     assert.equal(first.threads, expected, first.line);
     assert.match(first.line, new RegExp(`· ${expected} threads?$`));
     assert.equal(first.simd, 'relaxed', first.line);
