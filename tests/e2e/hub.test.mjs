@@ -1,4 +1,4 @@
-// End-to-end tests of the Hugging Face hub loader in headless Chromium. Run by
+// End-to-end tests of the Hugging Face hub loader in headless Chromium and Firefox ESR. Run by
 // tests/e2e/run.sh, which writes a tiny random checkpoint into the models directory
 // (models/hub/test/bloom-tiny/resolve/main/{config.json,tokenizer.json,model.safetensors}) and
 // passes E2E_HUB_REFERENCES: a directory with the q8_0 and q4_0 files `storywriter quantize`
@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startHubStandIn } from './hub_standin.mjs';
-import { byTestId, chromiumOnly, launchChromium, modelErrorShown, watch } from './lib.mjs';
+import { byTestId, chromiumOnly, launchBrowser, modelErrorShown, watch } from './lib.mjs';
 
 const BASE = process.env.E2E_URL;
 const REFERENCES = process.env.E2E_HUB_REFERENCES;
@@ -108,7 +108,7 @@ async function cachedFiles(target) {
 before(async () => {
   standIn = await startHubStandIn(HUB_FILES, [REPO]);
   HUB = standIn.hub;
-  browser = await launchChromium();
+  browser = await launchBrowser();
   // A fresh profile: an empty OPFS cache, so the hub loader has to quantize.
   context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   context.setDefaultTimeout(SLOW);
