@@ -11,10 +11,21 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// On wasm32, [`keep_threads_awake`]; natively `op` where it is called: there the x86 kernels
+/// and candle's own matmuls run on candle's thread pool beside rayon's, and a spinning rayon
+/// thread would take a core from them (a native round of three candidates took twice as long).
+pub fn with_threads_awake<R: Send>(op: impl FnOnce() -> R + Send) -> R {
+    if cfg!(target_arch = "wasm32") {
+        keep_threads_awake(op)
+    } else {
+        op()
+    }
+}
+
 /// Runs `op` on a thread of rayon's pool while every other thread of the pool looks for work
 /// without sleeping. With a pool of one thread, `op` still runs on it, and its products then
 /// run where they are called, handing nothing over.
-pub fn with_threads_awake<R: Send>(op: impl FnOnce() -> R + Send) -> R {
+pub fn keep_threads_awake<R: Send>(op: impl FnOnce() -> R + Send) -> R {
     let threads = rayon::current_num_threads();
     let done = AtomicBool::new(false);
     rayon::scope(|scope| {
@@ -44,7 +55,7 @@ pub fn with_threads_awake<R: Send>(op: impl FnOnce() -> R + Send) -> R {
 mod tests {
     use rayon::prelude::*;
 
-    use super::with_threads_awake;
+    use super::keep_threads_awake;
 
     #[test]
     fn products_inside_give_what_they_give_outside_and_the_pass_returns() {
@@ -54,10 +65,10 @@ mod tests {
             .unwrap();
         let sum = |n: u64| (0..n).into_par_iter().map(|i| i * i).sum::<u64>();
         let outside: Vec<u64> = (1..200).map(sum).collect();
-        let inside = pool.install(|| with_threads_awake(|| (1..200).map(sum).collect::<Vec<_>>()));
+        let inside = pool.install(|| keep_threads_awake(|| (1..200).map(sum).collect::<Vec<_>>()));
         assert_eq!(inside, outside);
         // Nested: a pass inside a pass still returns.
-        let nested = pool.install(|| with_threads_awake(|| with_threads_awake(|| sum(1000))));
+        let nested = pool.install(|| keep_threads_awake(|| keep_threads_awake(|| sum(1000))));
         assert_eq!(nested, sum(1000));
     }
 }
