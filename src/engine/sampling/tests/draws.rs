@@ -348,6 +348,46 @@ fn exp_nonpositive_is_exp_bit_for_bit_down_to_its_floor() {
     assert_eq!(sum_exp(&xs, max), sum_exp_scalar(&xs, max));
 }
 
+#[test]
+fn sum_exp_equals_its_scalar_reference_bit_for_bit_on_awkward_rows() {
+    use crate::shared::portable_math::{sum_exp, sum_exp_scalar};
+    // Every length up to 9 (the remainder of the four lanes), and rows whose terms reach every
+    // branch: not reduced (|x| small), tiny (|x| < 3.7e-9), below the floor, -inf and NaN.
+    let pattern = [
+        0.0,
+        -1e-10,
+        -0.2,
+        -0.4,
+        -3.0,
+        -50.5,
+        -700.0,
+        -709.0,
+        -1e30,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -1e-39,
+    ];
+    for len in 0..=pattern.len() {
+        let xs = &pattern[..len];
+        assert_eq!(
+            sum_exp(xs, 0.0).to_bits(),
+            sum_exp_scalar(xs, 0.0).to_bits(),
+            "{xs:?}"
+        );
+    }
+    for seed in 0..200u32 {
+        let xs: Vec<f32> = (0..1_000 + seed as usize)
+            .map(|i| ((i as f32 + seed as f32) * 0.618).sin() * (seed as f32 * 7.0 + 1.0))
+            .collect();
+        let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        assert_eq!(
+            sum_exp(&xs, max).to_bits(),
+            sum_exp_scalar(&xs, max).to_bits(),
+            "seed {seed}"
+        );
+    }
+}
+
 // ---- cross-check with transformers ----
 
 #[derive(serde::Deserialize)]
