@@ -71,21 +71,15 @@ impl WorkerClient {
 
 /// Starts the worker `plan` asks for into `state`.
 fn spawn(state: &Rc<RefCell<State>>, plan: ThreadPlan, on_event: Handler) -> Result<()> {
-    let threads = plan.threads.to_string();
-    let options = [
-        (plan.threads > 1).then_some(("threads", threads.as_str())),
-        (plan.threads == 1 && plan.relaxed).then_some(("relaxed", "")),
-        profiling().then_some(("profile", "")),
-    ];
-    let query: Vec<String> = (options.iter().flatten())
-        .map(|(name, value)| {
-            if value.is_empty() {
-                name.to_string()
-            } else {
-                format!("{name}={value}")
-            }
-        })
-        .collect();
+    let mut query = vec![];
+    if plan.threads > 1 {
+        query.push(format!("threads={}", plan.threads));
+    } else if plan.relaxed {
+        query.push("relaxed".to_string());
+    }
+    if profiling() {
+        query.push("profile".to_string());
+    }
     let query = if query.is_empty() {
         String::new()
     } else {

@@ -379,22 +379,30 @@ test('offline: after one visit the page, the cached model and a round of writing
 });
 
 /**
- * Fills field `id` of `frame` with `text` and clicks button `button` there: as a user would, or
- * in Firefox by script in the frame, since playwright's clicks and keys over WebDriver BiDi miss
- * the elements of a cross-site (out-of-process) frame. The script sets the field's value and
- * sends its `input` event, then calls the button's `click()`, so the app's own handlers run.
+ * Clicks element `id` of `frame`: as a user would, or in Firefox by script in the frame (its
+ * `click()`, so the app's own handlers run), since playwright's clicks over WebDriver BiDi miss
+ * the elements of a cross-site (out-of-process) frame.
+ */
+async function clickIn(frame, id) {
+  if (IN_FIREFOX) await frame.locator(byTestId(id)).evaluate((element) => element.click());
+  else await frame.locator(byTestId(id)).click();
+}
+
+/**
+ * Fills field `id` of `frame` with `text` and clicks button `button` there ([`clickIn`]); in
+ * Firefox the field's value is set by script and its `input` event sent, as keys miss the
+ * frame there too.
  */
 async function fillAndClickIn(frame, id, text, button) {
-  if (!IN_FIREFOX) {
+  if (IN_FIREFOX) {
+    await frame.locator(byTestId(id)).evaluate((field, value) => {
+      field.value = value;
+      field.dispatchEvent(new Event('input', { bubbles: true }));
+    }, text);
+  } else {
     await frame.locator(byTestId(id)).fill(text);
-    await frame.locator(byTestId(button)).click();
-    return;
   }
-  await frame.locator(byTestId(id)).evaluate((field, value) => {
-    field.value = value;
-    field.dispatchEvent(new Event('input', { bubbles: true }));
-  }, text);
-  await frame.locator(byTestId(button)).evaluate((element) => element.click());
+  await clickIn(frame, button);
 }
 
 test('?embed=1 gives the compact view, and a round can be written in an iframe on another site', {
@@ -435,11 +443,7 @@ test('?embed=1 gives the compact view, and a round can be written in an iframe o
     await fillAndClickIn(frame, 'prompt', 'Inside a frame', 'write');
     await waitForCandidates(frame);
     const [, second] = await candidateTexts(frame);
-    if (IN_FIREFOX) {
-      await frame.locator(byTestId('candidate-2')).evaluate((card) => card.click());
-    } else {
-      await frame.locator(byTestId('candidate-2')).click();
-    }
+    await clickIn(frame, 'candidate-2');
     await waitForStory(`Inside a frame${second}`, frame);
     const stats = frame.locator(byTestId('round-stats'));
     const line = await stats.textContent();

@@ -4,10 +4,11 @@
 //! two of them a thread with nothing to do goes to sleep after a few idle rounds, and the next
 //! product must wake it again: on wasm an `Atomics.wait` / `notify` pair between Web Workers,
 //! tens of microseconds each time, while the caller (the web worker, outside the pool) sleeps
-//! and is woken for every product too. [`with_threads_awake`] moves the whole pass onto a pool
-//! thread and keeps the others spinning on [`rayon::yield_now`], taking each product's pieces as
-//! soon as they appear; the threads go back to rayon's usual sleep when the pass returns.
-//! Built on rayon's own jobs (no second pool): the pieces are still rayon's, stolen as usual.
+//! and is woken for every product too. On wasm32 [`with_threads_awake`] moves the whole pass
+//! onto a pool thread and keeps the others spinning on [`rayon::yield_now`], taking each
+//! product's pieces as soon as they appear; the threads go back to rayon's usual sleep when the
+//! pass returns. Built on rayon's own jobs (no second pool): the pieces are still rayon's,
+//! stolen as usual. Natively the pass runs where it is called (see [`with_threads_awake`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

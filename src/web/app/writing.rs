@@ -341,12 +341,7 @@ impl Writing {
     /// the story open now (not of another one opened meanwhile).
     fn rename_soon(&self, app: &Rc<App>) {
         self.cancel_title_save();
-        let story = app
-            .state
-            .borrow()
-            .current
-            .as_ref()
-            .map(|c| c.story.id.clone());
+        let story = app.current_id();
         let app = Rc::downgrade(app);
         let save = Closure::once_into_js(move || {
             if let Some(app) = app.upgrade() {
