@@ -308,13 +308,6 @@ fn simd_exp_tanh_and_gelu_match_the_library_functions() {
             "gelu({x}): {got} vs {want}"
         );
     }
-    let mut row: Vec<f32> = (0..7).map(|i| -(i as f32)).collect();
-    let sum = simd_math::exp_shifted_in_place(&mut row, 1.0);
-    let want: Vec<f32> = (0..7).map(|i| (-(i as f32) - 1.0).exp()).collect();
-    for (got, want) in row.iter().zip(&want) {
-        assert!((got - want).abs() <= 2.5e-7 * want);
-    }
-    assert!((sum - want.iter().sum::<f32>()).abs() <= 1e-6);
 }
 
 /// The f16 cache's widening on simd128 lanes gives, for each of the 65,536 halves, what `half`'s

@@ -8,18 +8,24 @@
 //! of 1,500 tokens that cost as much as all of BLOOM-560m's weights, and in the threaded web
 //! build each op also paid a hand-off to rayon's threads. These loops read the keys and values
 //! where they lie, once per step (keys and values shared by the batch once for all its
-//! sequences), the heads on rayon's threads when there is enough work, in register tiles
-//! (`tiles`: four keys' scores against the batch's queries at once, the contexts' chunks held
-//! in registers while several values are added; explicit simd128 on wasm32, vectorized by the
-//! compiler for AVX2 natively). An f16 cache is widened to f32 in registers as it is read;
-//! every product and sum is f32. No crate offers attention over candle's storage without those
-//! copies, hence this file.
+//! sequences), the heads in parallel when there is enough work (natively on candle's thread
+//! pool, on wasm32 on rayon's), in register tiles (`tiles`: four keys' scores against the
+//! batch's queries at once, the softmax a vector at a time, the contexts' columns held in
+//! registers while every value row is added; explicit simd128 on wasm32, vectorized by the
+//! compiler for AVX2 natively). An f16 cache is widened to f32 in registers as it is read (with
+//! F16C natively); every product and sum is f32. No crate offers attention over candle's
+//! storage without those copies, hence this file.
 
+mod lanes;
+mod stored;
 mod tiles;
 
 use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
+#[cfg(target_arch = "wasm32")]
 use rayon::prelude::*;
-use tiles::Lanes;
+use stored::Stored;
+#[cfg(target_arch = "x86_64")]
+use stored::{has_f16c, F16c};
 
 /// One block of the cache as [`decode`] reads it: key and value buffers `(1 or b, n_head,
 /// capacity, head_dim)` of which the first `n` positions count, the first at key position
@@ -53,68 +59,6 @@ fn data_4d<'a, T: Stored>(
         .try_into()
         .map_err(|_| candle_core::Error::Msg(format!("{what} must have 4 dimensions")))?;
     Ok((&data[start..end], dims))
-}
-
-/// What the cache stores keys and values as: f32, or f16 widened to f32 in registers as they are
-/// read (every product and sum is f32, in the same order for both, so an f16 cache gives bit
-/// for bit what its values widened to f32 give).
-pub(crate) trait Stored: Copy + Send + Sync + 'static {
-    /// The type's name in messages.
-    const NAME: &'static str;
-    /// The storage's data, when it holds this type.
-    fn data(storage: &CpuStorage) -> Option<&[Self]>;
-    /// [`tiles::LANES`] values at `src` as f32 lanes.
-    ///
-    /// # Safety
-    /// `src` must point to [`tiles::LANES`] readable values.
-    unsafe fn load(src: *const Self) -> Lanes;
-    /// One value as f32.
-    fn to_f32(self) -> f32;
-}
-
-impl Stored for f32 {
-    const NAME: &'static str = "f32";
-
-    fn data(storage: &CpuStorage) -> Option<&[Self]> {
-        match storage {
-            CpuStorage::F32(data) => Some(data),
-            _ => None,
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn load(src: *const f32) -> Lanes {
-        Lanes::load(src)
-    }
-
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        self
-    }
-}
-
-impl Stored for half::f16 {
-    const NAME: &'static str = "f16";
-
-    fn data(storage: &CpuStorage) -> Option<&[Self]> {
-        match storage {
-            CpuStorage::F16(data) => Some(data),
-            _ => None,
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn load(src: *const half::f16) -> Lanes {
-        #[cfg(target_arch = "wasm32")]
-        return Lanes(super::f16::widen4_finite(src));
-        #[cfg(not(target_arch = "wasm32"))]
-        Lanes(super::f16::widen8_finite(&*src.cast::<[half::f16; 8]>()))
-    }
-
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        half::f16::to_f32(self)
-    }
 }
 
 /// Checks that a buffer `(bb, h, capacity, d)` fits a batch `b` of `h` heads, `len` positions.
@@ -155,7 +99,7 @@ fn for_each_head<T: Stored>(
     {
         /// # Safety
         /// The CPU must support AVX2 and FMA.
-        #[target_feature(enable = "avx2,fma")]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn with_avx2<T: Stored>(
             kernel: &DecodeKernel<'_, T>,
             head: usize,
@@ -163,7 +107,7 @@ fn for_each_head<T: Stored>(
         ) {
             kernel.run(head, rows)
         }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if has_f16c() {
             // SAFETY: AVX2 and FMA were detected just above.
             let run = |(head, mut rows): (usize, Vec<&mut [f32]>)| unsafe {
                 with_avx2(kernel, head, &mut rows)
@@ -174,18 +118,37 @@ fn for_each_head<T: Stored>(
     run_groups(groups, work, |(head, mut rows)| kernel.run(head, &mut rows));
 }
 
-/// Runs `run` on every head's group of rows: on rayon's threads when `work` is at least
-/// [`PARALLEL_WORK`], else in turn on the calling thread (a rayon call would still hand the work
-/// to the pool and wait).
+/// Runs `run` on every head's group of rows: in parallel when `work` is at least
+/// [`PARALLEL_WORK`], else in turn on the calling thread (a parallel call would still hand the
+/// work to the pool and wait). In parallel natively on candle's thread pool, where the step's
+/// products run (on rayon's, that pool's threads spun through attention on the same cores:
+/// 8 ms of a 1,500-token step), and on rayon's threads on wasm32 (candle's pool has none there).
 fn run_groups<'a>(
     groups: Vec<Vec<&'a mut [f32]>>,
     work: usize,
     run: impl Fn((usize, Vec<&'a mut [f32]>)) + Sync + Send,
 ) {
-    if work >= PARALLEL_WORK {
-        groups.into_par_iter().enumerate().for_each(run);
-    } else {
+    if work < PARALLEL_WORK {
         groups.into_iter().enumerate().for_each(run);
+        return;
+    }
+    #[cfg(target_arch = "wasm32")]
+    groups.into_par_iter().enumerate().for_each(run);
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        // Each group taken once by whichever thread reaches its index.
+        let groups: Vec<_> = groups
+            .into_iter()
+            .enumerate()
+            .map(|group| std::sync::Mutex::new(Some(group)))
+            .collect();
+        candle_core::utils::barrier_pool().execute_chunked(groups.len(), |range| {
+            for group in &groups[range] {
+                if let Some(group) = group.lock().ok().and_then(|mut g| g.take()) {
+                    run(group);
+                }
+            }
+        });
     }
 }
 
@@ -251,17 +214,8 @@ impl<T: Stored> DecodeKernel<'_, T> {
             }
         }
         // softmax(scores + slope · j), in f32 as BLOOM does.
-        let slope = self.slopes[head];
         for row in p.chunks_exact_mut(total) {
-            let mut max = f32::NEG_INFINITY;
-            for (j, score) in row.iter_mut().enumerate() {
-                *score += slope * j as f32;
-                max = max.max(*score);
-            }
-            let sum = exp_shifted(row, max);
-            for score in row.iter_mut() {
-                *score /= sum;
-            }
+            tiles::softmax(row, self.slopes[head]);
         }
         for context in contexts.iter_mut() {
             context.fill(0.0);
@@ -289,19 +243,6 @@ impl<T: Stored> DecodeKernel<'_, T> {
     }
 }
 
-/// `row[j] ← e^(row[j] − max)`; returns their sum (four lanes at a time on wasm32, where
-/// `f32::exp` is a scalar library call).
-#[inline(always)]
-fn exp_shifted(row: &mut [f32], max: f32) -> f32 {
-    #[cfg(target_arch = "wasm32")]
-    return super::simd_math::exp_shifted_in_place(row, max);
-    #[cfg(not(target_arch = "wasm32"))]
-    row.iter_mut().fold(0f32, |sum, score| {
-        *score = (*score - max).exp();
-        sum + *score
-    })
-}
-
 /// The CPU storage of a tensor (attention runs on the CPU only).
 fn cpu(guard: &Storage) -> candle_core::Result<&CpuStorage> {
     match guard {
@@ -325,6 +266,8 @@ pub fn decode(q: &Tensor, parts: &[DecodePart<'_>], slopes: &[f32]) -> candle_co
         )
     }
     let out = match parts.first().map(|p| p.k.dtype()) {
+        #[cfg(target_arch = "x86_64")]
+        Some(DType::F16) if has_f16c() => decode_stored::<F16c>(q_data, [b, h, d], parts, slopes)?,
         Some(DType::F16) => decode_stored::<half::f16>(q_data, [b, h, d], parts, slopes)?,
         _ => decode_stored::<f32>(q_data, [b, h, d], parts, slopes)?,
     };
@@ -516,6 +459,50 @@ mod tests {
             values.iter().map(|x| x.to_bits()).collect()
         };
         assert_eq!(bits(&from_f16), bits(&from_f32));
+    }
+
+    /// With F16C, the f16 cache read by the CPU's conversion gives the plain widening's result
+    /// bit for bit.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn decode_with_f16c_matches_the_plain_widening() {
+        if !has_f16c() {
+            eprintln!("skipped: the CPU has no F16C");
+            return;
+        }
+        let device = Device::Cpu;
+        let (b, h, d, capacity) = (3, 2, 64, 40);
+        let half = |dims| {
+            Tensor::randn(0f32, 1.0, dims, &device)
+                .unwrap()
+                .to_dtype(DType::F16)
+                .unwrap()
+        };
+        let q: Vec<f32> = Tensor::randn(0f32, 1.0, b * h * d, &device)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let (k, v) = (half((1, h, capacity, d)), half((1, h, capacity, d)));
+        let (k_own, v_own) = (half((b, h, 4, d)), half((b, h, 4, d)));
+        let parts = [
+            DecodePart {
+                k: &k,
+                v: &v,
+                start: 0,
+                n: 37,
+            },
+            DecodePart {
+                k: &k_own,
+                v: &v_own,
+                start: 37,
+                n: 3,
+            },
+        ];
+        let slopes = [0.5, 0.25];
+        let plain = decode_stored::<half::f16>(&q, [b, h, d], &parts, &slopes).unwrap();
+        let f16c = decode_stored::<F16c>(&q, [b, h, d], &parts, &slopes).unwrap();
+        let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&plain), bits(&f16c));
     }
 
     #[test]

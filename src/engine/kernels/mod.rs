@@ -5,11 +5,12 @@
 //! output projection of q4_0 files), and on wasm32
 //! candle's kernels for other types spread over rayon's threads (`split`), kept awake for a
 //! forward pass (`awake`); and a decode
-//! step's attention read in place from the KV cache's blocks (`attention`), with `exp` and
-//! GELU's `tanh` on wasm SIMD lanes (`simd_math`), and the f16 cache's widening to f32 (`f16`).
+//! step's attention read in place from the KV cache's blocks (`attention`), GELU's `tanh` on
+//! wasm SIMD lanes (`simd_math`), and the f16 cache's widening to f32 (`f16`).
 
 pub mod attention;
 pub mod awake;
+pub mod cephes;
 pub mod f16;
 #[cfg(target_arch = "x86_64")]
 pub mod q4_0_x86;

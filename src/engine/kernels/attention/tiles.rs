@@ -1,34 +1,17 @@
 //! The decode kernel's inner loops as register tiles: the scores of four keys against the
-//! batch's queries at once, and the contexts' chunks held in registers while four values are
-//! added.
+//! batch's queries at once; the softmax of a row of scores a vector at a time (Cephes' `expf`
+//! on lanes, [`Lanes::exp`]); and the contexts' columns held in registers while every value row
+//! is added to them.
 //!
 //! One head's keys and values are rows of `d` values (f32 or f16, see [`Stored`]), cut into
-//! chunks of [`LANES`]: four f32 on wasm32 (explicit simd128; in the `+relaxed-simd` build
-//! relaxed SIMD's multiply-add, which the engine may fuse, so that its results may differ from
-//! the plain build's in rounding), eight natively (plain arrays the compiler
-//! vectorizes inside the AVX2 function of `for_each_head`). A row's values past the last whole
-//! chunk (`d` not a multiple of [`LANES`]) are summed one by one after the chunks.
+//! chunks of [`LANES`] (see `lanes`). A row's values past the last whole chunk (`d` not a
+//! multiple of [`LANES`]) are summed one by one after the chunks.
 //!
 //! Both stored types run the same operations in the same order on the widened values, so an
 //! f16 cache gives bit for bit what its values widened to f32 give.
 
-use super::Stored;
-
-/// f32 lanes of one vector: four in a `v128`.
-#[cfg(target_arch = "wasm32")]
-#[derive(Clone, Copy)]
-pub(crate) struct Lanes(pub(crate) core::arch::wasm32::v128);
-/// f32 lanes of one vector: eight (one AVX register).
-#[cfg(not(target_arch = "wasm32"))]
-#[derive(Clone, Copy)]
-pub(crate) struct Lanes(pub(crate) [f32; 8]);
-
-/// Values of one [`Lanes`].
-#[cfg(target_arch = "wasm32")]
-pub(crate) const LANES: usize = 4;
-/// Values of one [`Lanes`].
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) const LANES: usize = 8;
+use super::lanes::{Lanes, LANES};
+use super::stored::Stored;
 
 /// Keys of one score tile: four accumulators, reduced by one transpose-and-add.
 const KEYS: usize = 4;
@@ -36,112 +19,14 @@ const KEYS: usize = 4;
 /// 4 keys × 3 queries holds 12 accumulators, the three query chunks and a key's chunk, about
 /// the 16 vector registers of x86-64.
 const QUERIES: usize = 3;
-/// Value rows of one pass over the contexts' chunks: consecutive rows (1 KiB of 64 f32 each),
-/// read as one stream, added to the contexts' chunks in registers.
-const VALUE_ROWS: usize = 4;
-
+/// Chunks of a row's columns one pass over the values holds in registers for every context: on
+/// wasm32 four (three contexts' 12, a row's four and the weight: about the 16 vector registers
+/// of x86-64, where wasm engines map `v128` values), natively two of eight lanes (with four,
+/// the compiler kept the accumulators on the stack).
 #[cfg(target_arch = "wasm32")]
-impl Lanes {
-    /// Every lane `x`.
-    #[inline(always)]
-    pub(crate) fn splat(x: f32) -> Self {
-        Self(core::arch::wasm32::f32x4_splat(x))
-    }
-
-    /// [`LANES`] f32 at `src`.
-    ///
-    /// # Safety
-    /// `src` must point to [`LANES`] readable f32.
-    #[inline(always)]
-    pub(crate) unsafe fn load(src: *const f32) -> Self {
-        Self(core::arch::wasm32::v128_load(src.cast()))
-    }
-
-    /// Stores the lanes at `dst`.
-    ///
-    /// # Safety
-    /// `dst` must point to [`LANES`] writable f32.
-    #[inline(always)]
-    unsafe fn store(self, dst: *mut f32) {
-        core::arch::wasm32::v128_store(dst.cast(), self.0)
-    }
-
-    /// `self + a · b` (fused, or not, as the engine's relaxed multiply-add chooses, in the
-    /// `+relaxed-simd` build).
-    #[inline(always)]
-    fn mul_add(self, a: Self, b: Self) -> Self {
-        use core::arch::wasm32::*;
-        #[cfg(target_feature = "relaxed-simd")]
-        return Self(f32x4_relaxed_madd(a.0, b.0, self.0));
-        #[cfg(not(target_feature = "relaxed-simd"))]
-        Self(f32x4_add(self.0, f32x4_mul(a.0, b.0)))
-    }
-
-    /// The sums of four vectors' lanes, each `(x₀ + x₂) + (x₁ + x₃)`: one 4 × 4 transpose
-    /// interleaved with the adds.
-    #[inline(always)]
-    fn sum4([a, b, c, d]: [Self; 4]) -> [f32; 4] {
-        use core::arch::wasm32::*;
-        // [a₀ + a₂, b₀ + b₂, a₁ + a₃, b₁ + b₃], and the same of c and d.
-        let ab = f32x4_add(
-            i32x4_shuffle::<0, 4, 1, 5>(a.0, b.0),
-            i32x4_shuffle::<2, 6, 3, 7>(a.0, b.0),
-        );
-        let cd = f32x4_add(
-            i32x4_shuffle::<0, 4, 1, 5>(c.0, d.0),
-            i32x4_shuffle::<2, 6, 3, 7>(c.0, d.0),
-        );
-        let sums = f32x4_add(
-            i32x4_shuffle::<0, 1, 4, 5>(ab, cd),
-            i32x4_shuffle::<2, 3, 6, 7>(ab, cd),
-        );
-        // SAFETY: a v128 is four f32.
-        unsafe { core::mem::transmute::<v128, [f32; 4]>(sums) }
-    }
-}
-
+const CHUNKS: usize = 4;
 #[cfg(not(target_arch = "wasm32"))]
-impl Lanes {
-    /// Every lane `x`.
-    #[inline(always)]
-    pub(crate) fn splat(x: f32) -> Self {
-        Self([x; 8])
-    }
-
-    /// [`LANES`] f32 at `src`.
-    ///
-    /// # Safety
-    /// `src` must point to [`LANES`] readable f32.
-    #[inline(always)]
-    pub(crate) unsafe fn load(src: *const f32) -> Self {
-        Self(src.cast::<[f32; 8]>().read_unaligned())
-    }
-
-    /// Stores the lanes at `dst`.
-    ///
-    /// # Safety
-    /// `dst` must point to [`LANES`] writable f32.
-    #[inline(always)]
-    unsafe fn store(self, dst: *mut f32) {
-        dst.cast::<[f32; 8]>().write_unaligned(self.0)
-    }
-
-    /// `self + a · b`, lane by lane.
-    #[inline(always)]
-    fn mul_add(self, a: Self, b: Self) -> Self {
-        Self(core::array::from_fn(|i| self.0[i] + a.0[i] * b.0[i]))
-    }
-
-    /// The sums of four vectors' lanes, each `((x₀ + x₄) + (x₂ + x₆)) + ((x₁ + x₅) + (x₃ +
-    /// x₇))`.
-    #[inline(always)]
-    fn sum4(vectors: [Self; 4]) -> [f32; 4] {
-        vectors.map(|Self(x)| {
-            let half: [f32; 4] = core::array::from_fn(|i| x[i] + x[i + 4]);
-            (half[0] + half[2]) + (half[1] + half[3])
-        })
-    }
-}
+const CHUNKS: usize = 2;
 
 /// `out[i][j] = queries[i] · keys[j]` for every query and the `out[i].len()` keys, rows of `d`
 /// (at least `d` values each) in `keys`; the queries in groups of up to three per tile.
@@ -226,7 +111,9 @@ pub(super) fn accumulate<T: Stored>(
     }
 }
 
-/// [`accumulate`] into `Q` contexts, [`VALUE_ROWS`] rows at a time (the last rows one by one).
+/// [`accumulate`] into `Q` contexts: [`CHUNKS`] chunks of columns at a time held in registers
+/// over every value row (then single chunks, then the columns past the last whole chunk one by
+/// one). Each context's element sums its rows in order, `((c + w₀v₀) + w₁v₁) + …`.
 #[inline(always)]
 fn accumulate_tiled<T: Stored, const Q: usize>(
     weights: [&[f32]; Q],
@@ -237,52 +124,204 @@ fn accumulate_tiled<T: Stored, const Q: usize>(
     let n = weights[0].len();
     assert!(weights.iter().all(|w| w.len() == n) && contexts.iter().all(|c| c.len() >= d));
     assert!(values.len() >= n * d);
-    let whole = n - n % VALUE_ROWS;
-    for j in (0..whole).step_by(VALUE_ROWS) {
-        accumulate_rows::<T, Q, VALUE_ROWS>(&weights, values, d, &mut contexts, j);
+    let body = d - d % LANES;
+    let mut c = 0;
+    while c + CHUNKS * LANES <= body {
+        accumulate_columns::<T, Q, CHUNKS>(&weights, values, d, &mut contexts, c);
+        c += CHUNKS * LANES;
     }
-    for j in whole..n {
-        accumulate_rows::<T, Q, 1>(&weights, values, d, &mut contexts, j);
+    while c < body {
+        accumulate_columns::<T, Q, 1>(&weights, values, d, &mut contexts, c);
+        c += LANES;
+    }
+    if body < d {
+        for (j, value) in values.chunks_exact(d).take(n).enumerate() {
+            for (w, context) in weights.iter().zip(contexts.iter_mut()) {
+                for (c, x) in context[body..d].iter_mut().zip(&value[body..]) {
+                    *c += w[j] * x.to_f32();
+                }
+            }
+        }
     }
 }
 
-/// Adds rows `j..j + R` of `values` (`R` · `Q` multiply-adds per chunk): for every chunk of
-/// [`LANES`] dimensions, the `Q` contexts' chunks are loaded into registers, the `R` rows'
-/// chunks loaded (and widened) once for all `Q` contexts and added in order, and the contexts'
-/// chunks stored. The caller checked the lengths: rows below `weights[i].len()`, `values` of
-/// that many rows of `d`, contexts of at least `d`.
+/// Adds every value row's columns `c..c + G · LANES` to the `Q` contexts': the contexts' `Q · G`
+/// chunks stay in registers while the rows stream past, each row's `G` chunks loaded (and
+/// widened) once for all `Q` contexts. The caller checked the lengths: `n` weights per
+/// context, `values` of `n` rows of `d`, contexts of at least `d`, `c + G · LANES ≤ d`.
 #[inline(always)]
-fn accumulate_rows<T: Stored, const Q: usize, const R: usize>(
+fn accumulate_columns<T: Stored, const Q: usize, const G: usize>(
     weights: &[&[f32]; Q],
     values: &[T],
     d: usize,
     contexts: &mut [&mut &mut [f32]; Q],
-    j: usize,
+    c: usize,
 ) {
-    let w: [[f32; R]; Q] = core::array::from_fn(|i| weights[i][j..j + R].try_into().unwrap());
-    let body = d - d % LANES;
-    for c in (0..body).step_by(LANES) {
-        // SAFETY: c + LANES ≤ d: within each context (≥ d), and rows j..j + R are rows of
-        // `values` (checked by the caller).
-        let v: [Lanes; R] =
-            core::array::from_fn(|t| unsafe { T::load(values.as_ptr().add((j + t) * d + c)) });
-        for (context, w) in contexts.iter_mut().zip(&w) {
-            let at = unsafe { context.as_mut_ptr().add(c) };
-            let mut acc = unsafe { Lanes::load(at) };
-            for (&w, &v) in w.iter().zip(&v) {
-                acc = acc.mul_add(Lanes::splat(w), v);
+    let n = weights[0].len();
+    // SAFETY (loads and stores): c + G · LANES ≤ d, within each context and each of the n rows.
+    let mut acc: [[Lanes; G]; Q] = core::array::from_fn(|i| {
+        core::array::from_fn(|g| unsafe { Lanes::load(contexts[i].as_ptr().add(c + g * LANES)) })
+    });
+    for (j, row) in values.chunks_exact(d).take(n).enumerate() {
+        let v: [Lanes; G] =
+            core::array::from_fn(|g| unsafe { T::load(row.as_ptr().add(c + g * LANES)) });
+        for (acc, w) in acc.iter_mut().zip(weights) {
+            let w = Lanes::splat(w[j]);
+            for (a, &v) in acc.iter_mut().zip(&v) {
+                *a = a.mul_add(w, v);
             }
-            unsafe { acc.store(at) };
         }
     }
-    if body < d {
-        for t in 0..R {
-            let value = &values[(j + t) * d..][body..d];
-            for (w, context) in w.iter().zip(contexts.iter_mut()) {
-                for (c, x) in context[body..d].iter_mut().zip(value) {
-                    *c += w[t] * x.to_f32();
+    for (acc, context) in acc.iter().zip(contexts.iter_mut()) {
+        for (g, a) in acc.iter().enumerate() {
+            unsafe { a.store(context.as_mut_ptr().add(c + g * LANES)) };
+        }
+    }
+}
+
+/// Scores this far below their row's largest get weight 0 rather than `e^x` (below 2⁻⁹⁹): a
+/// subnormal weight, or a subnormal product of a weight and a value, costs its multiply-add a
+/// hundredfold on x86 (natively and in the browser alike), and with every weight at least 2⁻⁹⁹
+/// a product is only subnormal for a value below 1e−8. The weights dropped sum to less than
+/// 2⁻⁸⁸ of their row's (rows are shorter than 2¹¹), far below f32's resolution.
+const WEIGHT_FLOOR: f32 = -69.0;
+
+/// The unnormalized softmax weights `e^x` of scores `x` shifted by their row's largest, 0 below
+/// [`WEIGHT_FLOOR`].
+#[inline(always)]
+fn weight(shifted: Lanes) -> Lanes {
+    shifted.exp().zero_where_below(shifted, WEIGHT_FLOOR)
+}
+
+/// `row[j] ← softmax(row[j] + slope · j)` in place, in f32 as BLOOM does, [`LANES`] at a time:
+/// the biases and the maximum, the weights ([`weight`]) and their sum, then the division by
+/// it.
+#[inline(always)]
+pub(super) fn softmax(row: &mut [f32], slope: f32) {
+    let n = row.len();
+    let body = n - n % LANES;
+    let ptr = row.as_mut_ptr();
+    let (slopes, step) = (Lanes::splat(slope), Lanes::splat(LANES as f32));
+    let mut positions = Lanes::positions();
+    let mut max = Lanes::splat(f32::NEG_INFINITY);
+    for c in (0..body).step_by(LANES) {
+        // SAFETY (here and below): c + LANES ≤ body ≤ n.
+        unsafe {
+            let x = Lanes::load(ptr.add(c)).add(slopes.mul(positions));
+            x.store(ptr.add(c));
+            max = max.max(x);
+        }
+        positions = positions.add(step);
+    }
+    let mut max = max.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max);
+    for (j, x) in row.iter_mut().enumerate().skip(body) {
+        *x += slope * j as f32;
+        max = max.max(*x);
+    }
+    let shift = Lanes::splat(max);
+    let mut sum = Lanes::splat(0.0);
+    for c in (0..body).step_by(LANES) {
+        unsafe {
+            let e = weight(Lanes::load(ptr.add(c)).sub(shift));
+            e.store(ptr.add(c));
+            sum = sum.add(e);
+        }
+    }
+    // The last values in one more vector, padded with −∞ (whose exponentials are 0).
+    let rest = &mut row[body..];
+    let mut last = [f32::NEG_INFINITY; LANES];
+    last[..rest.len()].copy_from_slice(rest);
+    // SAFETY: `last` is LANES f32.
+    unsafe {
+        let e = weight(Lanes::load(last.as_ptr()).sub(shift));
+        e.store(last.as_mut_ptr());
+        sum = sum.add(e);
+    }
+    rest.copy_from_slice(&last[..rest.len()]);
+    let sum = Lanes::splat(sum.to_array().into_iter().sum());
+    for c in (0..body).step_by(LANES) {
+        unsafe { Lanes::load(ptr.add(c)).div(sum).store(ptr.add(c)) };
+    }
+    let sum = sum.to_array()[0];
+    for x in &mut row[body..] {
+        *x /= sum;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values spread over `[-scale, scale)`.
+    fn spread(n: usize, scale: f32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as f32 * 0.618_034).fract() * 2.0 - 1.0) * scale)
+            .collect()
+    }
+
+    #[test]
+    fn exp_is_within_an_ulp_or_two_and_never_subnormal() {
+        // −100 … 88 in steps of 1/20, off the whole numbers.
+        let xs: Vec<f32> = (-2000..1760).map(|i| i as f32 * 0.05 + 0.0123).collect();
+        for chunk in xs.chunks_exact(LANES) {
+            // SAFETY: `chunk` is LANES f32.
+            let got = unsafe { Lanes::load(chunk.as_ptr()) }.exp().to_array();
+            for (&x, &e) in chunk.iter().zip(&got) {
+                assert!(e == 0.0 || e.is_normal(), "e^{x} = {e:e}");
+                if x < -87.3 {
+                    assert_eq!(e, 0.0, "e^{x}");
+                } else {
+                    let want = (x as f64).exp();
+                    assert!(
+                        ((e as f64 - want) / want).abs() < 2.5e-7,
+                        "e^{x}: {e:e} vs {want:e}"
+                    );
                 }
             }
         }
+        let minus_infinity = Lanes::splat(f32::NEG_INFINITY).exp().to_array();
+        assert_eq!(minus_infinity, [0.0; LANES]);
+    }
+
+    #[test]
+    fn softmax_is_the_formula_at_every_length_around_the_lanes() {
+        for n in 1..=3 * LANES + 1 {
+            let slope = 0.3;
+            let scores = spread(n, 6.0);
+            let mut row = scores.clone();
+            softmax(&mut row, slope);
+            let biased: Vec<f64> = (0..n)
+                .map(|j| scores[j] as f64 + slope as f64 * j as f64)
+                .collect();
+            let max = biased.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = biased.iter().map(|x| (x - max).exp()).sum();
+            for (j, (&got, x)) in row.iter().zip(&biased).enumerate() {
+                let want = (x - max).exp() / sum;
+                assert!(
+                    (got as f64 - want).abs() < 1e-6,
+                    "n {n}, j {j}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_gives_scores_below_the_floor_zero_weight() {
+        // Scores 60–110 below the largest: e^x of 87.3–103 below is subnormal in f32.
+        let mut row: Vec<f32> = (0..51).map(|j| -60.0 - j as f32).collect();
+        row.push(0.0);
+        softmax(&mut row, 0.0);
+        for (j, &p) in row[..51].iter().enumerate() {
+            let x = -60.0 - j as f32;
+            if x < WEIGHT_FLOOR {
+                assert_eq!(p, 0.0, "weight of {x}");
+            } else {
+                assert!(
+                    p.is_normal() && p >= 2f32.powi(-100),
+                    "weight of {x}: {p:e}"
+                );
+            }
+        }
+        assert_eq!(row[51], 1.0);
     }
 }
