@@ -182,6 +182,9 @@ struct DecodeKernel<'a, T> {
     d: usize,
     /// Key positions in all.
     total: usize,
+    /// Whether the queries are consecutive positions of one sequence, the last keys theirs
+    /// ([`piece`]): query `i` of `b` does not see the last `b − 1 − i` keys.
+    causal: bool,
 }
 
 impl<T: Stored> DecodeKernel<'_, T> {
@@ -213,9 +216,12 @@ impl<T: Stored> DecodeKernel<'_, T> {
                 }
             }
         }
-        // softmax(scores + slope · j), in f32 as BLOOM does.
-        for row in p.chunks_exact_mut(total) {
-            tiles::softmax(row, self.slopes[head]);
+        // softmax(scores + slope · j) over the keys each query sees, in f32 as BLOOM does.
+        for (i, row) in p.chunks_exact_mut(total).enumerate() {
+            let hidden = if self.causal { b - 1 - i } else { 0 };
+            let (seen, hidden) = row.split_at_mut(total - hidden);
+            tiles::softmax(seen, self.slopes[head]);
+            hidden.fill(0.0);
         }
         for context in contexts.iter_mut() {
             context.fill(0.0);
@@ -265,21 +271,65 @@ pub fn decode(q: &Tensor, parts: &[DecodePart<'_>], slopes: &[f32]) -> candle_co
             slopes.len()
         )
     }
-    let out = match parts.first().map(|p| p.k.dtype()) {
-        #[cfg(target_arch = "x86_64")]
-        Some(DType::F16) if has_f16c() => decode_stored::<F16c>(q_data, [b, h, d], parts, slopes)?,
-        Some(DType::F16) => decode_stored::<half::f16>(q_data, [b, h, d], parts, slopes)?,
-        _ => decode_stored::<f32>(q_data, [b, h, d], parts, slopes)?,
-    };
+    let out = attend(q_data, ([b, h, d], parts, slopes), false)?;
     Tensor::from_vec(out, (b, h, 1, d), q.device())
 }
 
-/// [`decode`] over keys and values stored as `T`: the contexts `(b, h, 1, d)`, row-major.
-fn decode_stored<T: Stored>(
+/// The attention context `(1, n_head, s, head_dim)` of a short piece of one sequence (the
+/// words a writer typed before a round), queries `(1, n_head, s, head_dim)` (already scaled):
+/// [`decode`]'s pass with the `s` queries as one batch over shared keys, query `i` seeing the
+/// keys up to its own position, the piece's own the last `s` of `parts`. Every part must be a
+/// single sequence's (batch 1). Cheaper than the running softmax of general pieces for a few
+/// queries over a long story: one pass reads each key and value once for all the queries.
+pub fn piece(q: &Tensor, parts: &[DecodePart<'_>], slopes: &[f32]) -> candle_core::Result<Tensor> {
+    let (one, h, s, d) = q.dims4()?;
+    let total = parts.iter().map(|p| p.n).sum::<usize>();
+    if one != 1
+        || slopes.len() != h
+        || s > total
+        || parts.iter().any(|p| p.k.dim(0).ok() != Some(1))
+    {
+        candle_core::bail!(
+            "piece attention of queries {:?} over {total} keys, {} slopes, batches {:?}",
+            q.shape(),
+            slopes.len(),
+            parts
+                .iter()
+                .map(|p| p.k.dims().first().copied())
+                .collect::<Vec<_>>()
+        )
+    }
+    // (s, h, 1, d): the queries as a batch of one position each.
+    let q = q.transpose(0, 2)?.contiguous()?;
+    let (q_guard, q_layout) = q.storage_and_layout();
+    let (q_data, _) = data_4d::<f32>(cpu(&q_guard)?, q_layout, "queries")?;
+    let out = attend(q_data, ([s, h, d], parts, slopes), true)?;
+    Tensor::from_vec(out, (s, h, 1, d), q.device())?
+        .transpose(0, 2)?
+        .contiguous()
+}
+
+/// [`decode`] (or with `causal`, [`piece`]) over the parts' keys and values as they are
+/// stored: the contexts `(b, h, 1, d)`, row-major.
+fn attend(
     q: &[f32],
-    [b, h, d]: [usize; 3],
-    parts: &[DecodePart<'_>],
-    slopes: &[f32],
+    shape: ([usize; 3], &[DecodePart<'_>], &[f32]),
+    causal: bool,
+) -> candle_core::Result<Vec<f32>> {
+    match shape.1.first().map(|p| p.k.dtype()) {
+        #[cfg(target_arch = "x86_64")]
+        Some(DType::F16) if has_f16c() => attend_stored::<F16c>(q, shape, causal),
+        Some(DType::F16) => attend_stored::<half::f16>(q, shape, causal),
+        _ => attend_stored::<f32>(q, shape, causal),
+    }
+}
+
+/// [`decode`] (or with `causal`, [`piece`]) over keys and values stored as `T`: the contexts
+/// `(b, h, 1, d)`, row-major.
+fn attend_stored<T: Stored>(
+    q: &[f32],
+    ([b, h, d], parts, slopes): ([usize; 3], &[DecodePart<'_>], &[f32]),
+    causal: bool,
 ) -> candle_core::Result<Vec<f32>> {
     let guards: Vec<_> = parts
         .iter()
@@ -312,6 +362,7 @@ fn decode_stored<T: Stored>(
         h,
         d,
         total,
+        causal,
     };
     let mut out = vec![0f32; b * h * d];
     for_each_head(&mut out, (h, d), 2 * b * h * total * d, &kernel);
@@ -319,206 +370,4 @@ fn decode_stored<T: Stored>(
 }
 
 #[cfg(test)]
-mod tests {
-    use candle_core::{Device, Tensor, D};
-
-    use super::*;
-
-    /// One decode step over a shared block (batch 1, a short last tile of keys) and the
-    /// sequences' own block, against candle's ops on the same keys and values laid out whole:
-    /// head sizes of whole chunks of lanes, and with values past the last one.
-    #[test]
-    fn decode_matches_candle_ops() {
-        for d in [64, 68] {
-            matches_candle_ops(d);
-        }
-    }
-
-    /// [`decode_matches_candle_ops`] for head size `d`.
-    fn matches_candle_ops(d: usize) {
-        let device = Device::Cpu;
-        let (b, h) = (3, 4);
-        let (shared_len, own_len, capacity) = (13, 2, 20);
-        let slopes: Vec<f32> = (0..h).map(|i| 0.5f32.powi(i as i32 + 1)).collect();
-        let randn =
-            |dims: (usize, usize, usize, usize)| Tensor::randn(0f32, 1.0, dims, &device).unwrap();
-        let q = randn((b, h, 1, d));
-        let (k_shared, v_shared) = (randn((1, h, capacity, d)), randn((1, h, capacity, d)));
-        let (k_own, v_own) = (randn((b, h, capacity, d)), randn((b, h, capacity, d)));
-        let parts = [
-            DecodePart {
-                k: &k_shared,
-                v: &v_shared,
-                start: 0,
-                n: shared_len,
-            },
-            DecodePart {
-                k: &k_own,
-                v: &v_own,
-                start: shared_len,
-                n: own_len,
-            },
-        ];
-        let got = decode(&q, &parts, &slopes).unwrap();
-
-        let whole = |shared: &Tensor, own: &Tensor| {
-            let shared = shared
-                .narrow(2, 0, shared_len)
-                .unwrap()
-                .broadcast_as((b, h, shared_len, d))
-                .unwrap();
-            Tensor::cat(
-                &[
-                    &shared.contiguous().unwrap(),
-                    &own.narrow(2, 0, own_len).unwrap(),
-                ],
-                2,
-            )
-            .unwrap()
-        };
-        let (k, v) = (whole(&k_shared, &k_own), whole(&v_shared, &v_own));
-        let total = shared_len + own_len;
-        let positions: Vec<f32> = (0..total).map(|j| j as f32).collect();
-        let bias = Tensor::new(slopes.as_slice(), &device)
-            .unwrap()
-            .reshape((1, h, 1, 1))
-            .unwrap()
-            .broadcast_mul(
-                &Tensor::new(positions.as_slice(), &device)
-                    .unwrap()
-                    .reshape((1, 1, 1, total))
-                    .unwrap(),
-            )
-            .unwrap();
-        let scores = q
-            .matmul(&k.t().unwrap())
-            .unwrap()
-            .broadcast_add(&bias)
-            .unwrap();
-        let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
-        let expected = probs.matmul(&v).unwrap();
-        assert_eq!(got.dims(), expected.dims());
-        let diff = (got - expected)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(D::Minus1)
-            .unwrap();
-        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5, "{diff}");
-    }
-
-    /// Over f16 buffers, the result of the same buffers widened to f32 bit for bit: the widening
-    /// is exact and every product is f32.
-    #[test]
-    fn decode_over_an_f16_cache_reads_the_widened_values() {
-        use candle_core::DType;
-        let device = Device::Cpu;
-        let (b, h, d, capacity) = (3, 2, 64, 9);
-        let randn = |dims| Tensor::randn(0f32, 1.0, dims, &device).unwrap();
-        let half = |t: &Tensor| t.to_dtype(DType::F16).unwrap();
-        let q = randn((b, h, 1, d));
-        let (k_shared, v_shared) = (
-            half(&randn((1, h, capacity, d))),
-            half(&randn((1, h, capacity, d))),
-        );
-        let (k_own, v_own) = (
-            half(&randn((b, h, capacity, d))),
-            half(&randn((b, h, capacity, d))),
-        );
-        let widened = |t: &Tensor| crate::engine::kernels::f16::to_f32(t).unwrap();
-        let (k_shared_f32, v_shared_f32) = (widened(&k_shared), widened(&v_shared));
-        let (k_own_f32, v_own_f32) = (widened(&k_own), widened(&v_own));
-        let parts = |ks: &'static str| -> Vec<DecodePart<'_>> {
-            let (shared, own) = if ks == "f16" {
-                ((&k_shared, &v_shared), (&k_own, &v_own))
-            } else {
-                ((&k_shared_f32, &v_shared_f32), (&k_own_f32, &v_own_f32))
-            };
-            vec![
-                DecodePart {
-                    k: shared.0,
-                    v: shared.1,
-                    start: 0,
-                    n: 7,
-                },
-                DecodePart {
-                    k: own.0,
-                    v: own.1,
-                    start: 7,
-                    n: 2,
-                },
-            ]
-        };
-        let slopes = [0.5, 0.25];
-        let from_f16 = decode(&q, &parts("f16"), &slopes).unwrap();
-        let from_f32 = decode(&q, &parts("f32"), &slopes).unwrap();
-        let bits = |t: &Tensor| -> Vec<u32> {
-            let values: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-            values.iter().map(|x| x.to_bits()).collect()
-        };
-        assert_eq!(bits(&from_f16), bits(&from_f32));
-    }
-
-    /// With F16C, the f16 cache read by the CPU's conversion gives the plain widening's result
-    /// bit for bit.
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn decode_with_f16c_matches_the_plain_widening() {
-        if !has_f16c() {
-            eprintln!("skipped: the CPU has no F16C");
-            return;
-        }
-        let device = Device::Cpu;
-        let (b, h, d, capacity) = (3, 2, 64, 40);
-        let half = |dims| {
-            Tensor::randn(0f32, 1.0, dims, &device)
-                .unwrap()
-                .to_dtype(DType::F16)
-                .unwrap()
-        };
-        let q: Vec<f32> = Tensor::randn(0f32, 1.0, b * h * d, &device)
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let (k, v) = (half((1, h, capacity, d)), half((1, h, capacity, d)));
-        let (k_own, v_own) = (half((b, h, 4, d)), half((b, h, 4, d)));
-        let parts = [
-            DecodePart {
-                k: &k,
-                v: &v,
-                start: 0,
-                n: 37,
-            },
-            DecodePart {
-                k: &k_own,
-                v: &v_own,
-                start: 37,
-                n: 3,
-            },
-        ];
-        let slopes = [0.5, 0.25];
-        let plain = decode_stored::<half::f16>(&q, [b, h, d], &parts, &slopes).unwrap();
-        let f16c = decode_stored::<F16c>(&q, [b, h, d], &parts, &slopes).unwrap();
-        let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&plain), bits(&f16c));
-    }
-
-    #[test]
-    fn decode_names_bad_input() {
-        let device = Device::Cpu;
-        let q = Tensor::zeros((1, 2, 1, 8), candle_core::DType::F32, &device).unwrap();
-        let k = Tensor::zeros((1, 2, 4, 8), candle_core::DType::F32, &device).unwrap();
-        let part = |n| DecodePart {
-            k: &k,
-            v: &k,
-            start: 0,
-            n,
-        };
-        let error = decode(&q, &[part(4)], &[1.0]).unwrap_err().to_string();
-        assert!(error.contains("1 slopes"), "{error}");
-        let error = decode(&q, &[part(5)], &[1.0, 0.5]).unwrap_err().to_string();
-        assert!(error.contains("5 positions"), "{error}");
-    }
-}
+mod tests;
