@@ -98,7 +98,7 @@ fn for_each_head<T: Stored>(
     #[cfg(target_arch = "x86_64")]
     {
         /// # Safety
-        /// The CPU must support AVX2 and FMA.
+        /// The CPU must support AVX2, FMA and F16C.
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn with_avx2<T: Stored>(
             kernel: &DecodeKernel<'_, T>,
@@ -108,7 +108,7 @@ fn for_each_head<T: Stored>(
             kernel.run(head, rows)
         }
         if has_f16c() {
-            // SAFETY: AVX2 and FMA were detected just above.
+            // SAFETY: AVX2, FMA and F16C were detected just above.
             let run = |(head, mut rows): (usize, Vec<&mut [f32]>)| unsafe {
                 with_avx2(kernel, head, &mut rows)
             };

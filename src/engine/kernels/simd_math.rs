@@ -3,7 +3,7 @@
 //! and `f32::tanh` are scalar library calls on wasm32 (half of a decode step's attention time
 //! at 750 keys went to `exp`); these are the Cephes single-precision polynomials (about 1 ulp),
 //! branch-free. Natively GELU keeps the library's `tanh` (candle's, bit for bit), and attention
-//! the same `exp` on eight lanes (`attention::tiles`).
+//! the same `exp` on eight lanes (`attention::lanes`).
 
 use core::arch::wasm32::*;
 

@@ -90,13 +90,9 @@ impl Stored for F16c {
     const NAME: &'static str = "f16";
 
     fn data(storage: &CpuStorage) -> Option<&[Self]> {
-        match storage {
-            // SAFETY: F16c is a transparent wrapper of f16.
-            CpuStorage::F16(data) => {
-                Some(unsafe { &*(data.as_slice() as *const [half::f16] as *const [Self]) })
-            }
-            _ => None,
-        }
+        let data = half::f16::data(storage)?;
+        // SAFETY: F16c is a transparent wrapper of f16.
+        Some(unsafe { &*(data as *const [half::f16] as *const [Self]) })
     }
 
     #[inline(always)]

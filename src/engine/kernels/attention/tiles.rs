@@ -198,52 +198,43 @@ fn weight(shifted: Lanes) -> Lanes {
 /// it.
 #[inline(always)]
 pub(super) fn softmax(row: &mut [f32], slope: f32) {
-    let n = row.len();
-    let body = n - n % LANES;
-    let ptr = row.as_mut_ptr();
+    let body = row.len() - row.len() % LANES;
+    let (whole, rest) = row.split_at_mut(body);
+    // SAFETY (every load and store below): a chunk, and `last`, are LANES f32.
     let (slopes, step) = (Lanes::splat(slope), Lanes::splat(LANES as f32));
     let mut positions = Lanes::positions();
     let mut max = Lanes::splat(f32::NEG_INFINITY);
-    for c in (0..body).step_by(LANES) {
-        // SAFETY (here and below): c + LANES ≤ body ≤ n.
-        unsafe {
-            let x = Lanes::load(ptr.add(c)).add(slopes.mul(positions));
-            x.store(ptr.add(c));
-            max = max.max(x);
-        }
+    for chunk in whole.chunks_exact_mut(LANES) {
+        let x = unsafe { Lanes::load(chunk.as_ptr()) }.add(slopes.mul(positions));
+        unsafe { x.store(chunk.as_mut_ptr()) };
+        max = max.max(x);
         positions = positions.add(step);
     }
     let mut max = max.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max);
-    for (j, x) in row.iter_mut().enumerate().skip(body) {
-        *x += slope * j as f32;
+    for (j, x) in rest.iter_mut().enumerate() {
+        *x += slope * (body + j) as f32;
         max = max.max(*x);
     }
     let shift = Lanes::splat(max);
     let mut sum = Lanes::splat(0.0);
-    for c in (0..body).step_by(LANES) {
-        unsafe {
-            let e = weight(Lanes::load(ptr.add(c)).sub(shift));
-            e.store(ptr.add(c));
-            sum = sum.add(e);
-        }
-    }
-    // The last values in one more vector, padded with −∞ (whose exponentials are 0).
-    let rest = &mut row[body..];
-    let mut last = [f32::NEG_INFINITY; LANES];
-    last[..rest.len()].copy_from_slice(rest);
-    // SAFETY: `last` is LANES f32.
-    unsafe {
-        let e = weight(Lanes::load(last.as_ptr()).sub(shift));
-        e.store(last.as_mut_ptr());
+    for chunk in whole.chunks_exact_mut(LANES) {
+        let e = weight(unsafe { Lanes::load(chunk.as_ptr()) }.sub(shift));
+        unsafe { e.store(chunk.as_mut_ptr()) };
         sum = sum.add(e);
     }
+    // The last values in one more vector, padded with −∞ (whose weights are 0).
+    let mut last = [f32::NEG_INFINITY; LANES];
+    last[..rest.len()].copy_from_slice(rest);
+    let e = weight(unsafe { Lanes::load(last.as_ptr()) }.sub(shift));
+    unsafe { e.store(last.as_mut_ptr()) };
     rest.copy_from_slice(&last[..rest.len()]);
-    let sum = Lanes::splat(sum.to_array().into_iter().sum());
-    for c in (0..body).step_by(LANES) {
-        unsafe { Lanes::load(ptr.add(c)).div(sum).store(ptr.add(c)) };
+    let sum: f32 = sum.add(e).to_array().into_iter().sum();
+    let sums = Lanes::splat(sum);
+    for chunk in whole.chunks_exact_mut(LANES) {
+        let p = unsafe { Lanes::load(chunk.as_ptr()) }.div(sums);
+        unsafe { p.store(chunk.as_mut_ptr()) };
     }
-    let sum = sum.to_array()[0];
-    for x in &mut row[body..] {
+    for x in rest {
         *x /= sum;
     }
 }
