@@ -18,9 +18,12 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::engine::kernels::attention::{self, DecodePart};
+use crate::engine::kernels::attention::{self, DecodePart, KeyBounds};
 use crate::engine::kernels::f16;
 use crate::error::{Error, Result};
+use running::{key_bias, piece_attention, Part};
+
+mod running;
 
 /// The most positions a block holds (and so the most queries of one piece of a forward pass).
 pub const BLOCK: usize = 256;
@@ -67,11 +70,31 @@ impl std::str::FromStr for KvDtype {
     }
 }
 
+/// One layer's keys and values in a block.
+#[derive(Debug)]
+struct LayerKv {
+    /// Keys `(batch, n_head, capacity, head_dim)`.
+    k: Tensor,
+    /// Values, shaped as the keys.
+    v: Tensor,
+    /// Bounds on the scores of the keys' whole chunks, computed as attention reads them.
+    bounds: KeyBounds,
+}
+
+impl LayerKv {
+    /// Keys and values `(batch, n_head, capacity, head_dim)`, no bounds computed yet.
+    fn new(k: Tensor, v: Tensor) -> Result<Self> {
+        let (batch, n_head, _, _) = k.dims4()?;
+        let bounds = KeyBounds::new(batch * n_head);
+        Ok(Self { k, v, bounds })
+    }
+}
+
 /// Positions of every layer for a batch of sequences (or one shared sequence).
 #[derive(Debug)]
 struct Block {
-    /// Per layer, keys and values `(batch, n_head, capacity, head_dim)`; `None` until written.
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    /// Per layer, keys and values; `None` until written.
+    layers: Vec<Option<LayerKv>>,
     /// Sequences it holds: 1 (shared by the whole batch) or the cache's batch.
     batch: usize,
     /// Filled positions.
@@ -83,7 +106,7 @@ struct Block {
 impl Block {
     fn new(n_layer: usize, batch: usize, capacity: usize) -> Self {
         Self {
-            layers: vec![None; n_layer],
+            layers: (0..n_layer).map(|_| None).collect(),
             batch,
             len: 0,
             capacity,
@@ -92,7 +115,7 @@ impl Block {
 
     /// Layer `layer`'s filled keys and values, `(batch, n_head, len + extra, head_dim)`.
     fn filled(&self, layer: usize, extra: usize) -> Result<(Tensor, Tensor)> {
-        let (k, v) = self.layers[layer]
+        let LayerKv { k, v, .. } = self.layers[layer]
             .as_ref()
             .ok_or_else(|| Error::Invalid(format!("layer {layer} of the cache is empty")))?;
         let n = self.len + extra;
@@ -113,13 +136,15 @@ impl Block {
             .layers
             .iter()
             .map(|slot| {
-                let Some((k, v)) = slot else { return Ok(None) };
+                let Some(LayerKv { k, v, .. }) = slot else {
+                    return Ok(None);
+                };
                 let mut part = |t: &Tensor| -> Result<Tensor> {
                     let t = f(&t.narrow(2, from, to - from)?)?.contiguous()?;
                     batch = t.dim(0)?;
                     with_capacity(&t, capacity)
                 };
-                Ok(Some((part(k)?, part(v)?)))
+                Ok(Some(LayerKv::new(part(k)?, part(v)?)?))
             })
             .collect::<Result<_>>()?;
         Ok(Self {
@@ -140,100 +165,6 @@ fn with_capacity(t: &Tensor, capacity: usize) -> Result<Tensor> {
     let buf = Tensor::zeros((b, h, capacity, d), t.dtype(), t.device())?;
     buf.slice_set(t, 2, 0)?;
     Ok(buf)
-}
-
-/// `q · kᵀ` for queries `(b, n_head, s, d)` and keys `(1 or b, n_head, n, d)`: `(b, n_head, s, n)`.
-/// Keys of batch 1 are shared: every sequence's queries meet them in one product.
-fn scores(q: &Tensor, k: &Tensor) -> Result<Tensor> {
-    let (b, h, s, d) = q.dims4()?;
-    if k.dim(0)? == b {
-        return Ok(q.matmul(&k.t()?)?);
-    }
-    let n = k.dim(2)?;
-    let q = q.transpose(0, 1)?.contiguous()?.reshape((1, h, b * s, d))?;
-    let product = q.matmul(&k.t()?)?.reshape((h, b, s, n))?;
-    Ok(product.transpose(0, 1)?)
-}
-
-/// `p · v` for weights `(b, n_head, s, n)` and values `(1 or b, n_head, n, d)`: `(b, n_head, s, d)`.
-fn weighted(p: &Tensor, v: &Tensor) -> Result<Tensor> {
-    let (b, h, s, n) = p.dims4()?;
-    if v.dim(0)? == b {
-        return Ok(p.contiguous()?.matmul(v)?);
-    }
-    let d = v.dim(3)?;
-    let p = p.transpose(0, 1)?.contiguous()?.reshape((1, h, b * s, n))?;
-    let product = p.matmul(v)?.reshape((h, b, s, d))?;
-    Ok(product.transpose(0, 1)?)
-}
-
-/// One block's keys and values as a piece's attention reads them: buffers `(1 or b, n_head,
-/// capacity, head_dim)` of which the first `n` positions count.
-struct Part<'a> {
-    k: &'a Tensor,
-    v: &'a Tensor,
-    n: usize,
-}
-
-/// ALiBi biases and the causal mask of keys `start..start + n` for `s` queries after `past`
-/// cached positions: `slope · j` for key j, −∞ where key j lies after query i (`j > past + i`).
-/// `(1, n_head, 1, n)` when every query sees every key, else `(1, n_head, s, n)`. `slopes`: one
-/// per head.
-fn key_bias(
-    (slopes, device): (&[f32], &Device),
-    past: usize,
-    s: usize,
-    start: usize,
-    n: usize,
-) -> Result<Tensor> {
-    let slopes = Tensor::from_slice(slopes, (1, slopes.len(), 1, 1), device)?;
-    let positions: Vec<f32> = (start..start + n).map(|j| j as f32).collect();
-    let positions = Tensor::from_vec(positions, (1, 1, 1, n), device)?;
-    let alibi = slopes.broadcast_mul(&positions)?;
-    if start + n <= past + 1 {
-        return Ok(alibi);
-    }
-    let mask: Vec<f32> = (0..s)
-        .flat_map(|i| {
-            (start..start + n).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })
-        })
-        .collect();
-    let mask = Tensor::from_vec(mask, (1, 1, s, n), device)?;
-    Ok(alibi.broadcast_add(&mask)?)
-}
-
-/// softmax(bias + q · kᵀ) · v for a piece of `s` queries `(b, n_head, s, head_dim)`, one block
-/// at a time with a running softmax (in f32, as BLOOM does): for block j with scores `x_j`,
-/// `m ← max(m, max x_j)`, `l ← l·e^(m_old − m) + Σ e^(x_j − m)`, `o ← o·e^(m_old − m) +
-/// e^(x_j − m) · v_j`, and the context is `o / l`. The first block holds key 0, which every
-/// query sees, so `m` is finite from the start. `biases`: [`key_bias`] of each part's keys.
-fn piece_attention(q: &Tensor, parts: &[Part<'_>], biases: &[Tensor]) -> Result<Tensor> {
-    // (running maximum, running sum, running weighted values)
-    let mut state: Option<(Tensor, Tensor, Tensor)> = None;
-    for (p, bias) in parts.iter().zip(biases) {
-        // (b, n_head, s, n), keys and values widened to f32 from an f16 cache
-        let scores = scores(q, &f16::to_f32(&p.k.narrow(2, 0, p.n)?)?)?.broadcast_add(bias)?;
-        let block_max = scores.max_keepdim(3)?;
-        let max = match &state {
-            Some((max, _, _)) => max.maximum(&block_max)?,
-            None => block_max,
-        };
-        let exp = scores.broadcast_sub(&max)?.exp()?;
-        let sum = exp.sum_keepdim(3)?;
-        let values = weighted(&exp, &f16::to_f32(&p.v.narrow(2, 0, p.n)?)?)?;
-        state = Some(match state {
-            Some((old_max, old_sum, old_values)) => {
-                let rescale = (old_max - &max)?.exp()?;
-                let sum = ((old_sum * &rescale)? + sum)?;
-                let values = (old_values.broadcast_mul(&rescale)? + values)?;
-                (max, sum, values)
-            }
-            None => (max, sum, values),
-        });
-    }
-    let (_, sum, values) =
-        state.ok_or_else(|| Error::Invalid("attention over no positions".into()))?;
-    Ok(values.broadcast_div(&sum)?)
 }
 
 /// The keys and values of every layer for a batch of sequences of equal length.
@@ -299,7 +230,7 @@ impl KvCache {
         self.blocks
             .iter()
             .flat_map(|b| b.layers.iter().flatten())
-            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
+            .map(|l| (l.k.elem_count() + l.v.elem_count()) * l.k.dtype().size_in_bytes())
             .sum()
     }
 
@@ -376,9 +307,11 @@ impl KvCache {
         if slot.is_none() {
             let (b, h, _, d) = k.dims4()?;
             let zeros = || Tensor::zeros((b, h, block.capacity, d), self.dtype, k.device());
-            *slot = Some((zeros()?, zeros()?));
+            *slot = Some(LayerKv::new(zeros()?, zeros()?)?);
         }
-        let (k_buf, v_buf) = slot.as_ref().expect("allocated above");
+        let LayerKv {
+            k: k_buf, v: v_buf, ..
+        } = slot.as_ref().expect("allocated above");
         let stored = |t: &Tensor| -> Result<Tensor> {
             Ok(match self.dtype {
                 DType::F16 => f16::narrow_finite(t)?,
@@ -404,7 +337,6 @@ impl KvCache {
             .map(|block| {
                 block.layers[layer]
                     .as_ref()
-                    .map(|(k, v)| (k, v))
                     .ok_or_else(|| Error::Invalid(format!("layer {layer} of the cache is empty")))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -414,7 +346,13 @@ impl KvCache {
             let parts: Vec<DecodePart<'_>> = buffers
                 .into_iter()
                 .zip(&spans)
-                .map(|((k, v), &(start, n))| DecodePart { k, v, start, n })
+                .map(|(layer, &(start, n))| DecodePart {
+                    k: &layer.k,
+                    v: &layer.v,
+                    start,
+                    n,
+                    bounds: Some(&layer.bounds),
+                })
                 .collect();
             return Ok(if s == 1 {
                 attention::decode(q, &parts, slopes)?
@@ -439,7 +377,11 @@ impl KvCache {
         let parts: Vec<Part<'_>> = buffers
             .into_iter()
             .zip(&key.2)
-            .map(|((k, v), &(_, n))| Part { k, v, n })
+            .map(|(layer, &(_, n))| Part {
+                k: &layer.k,
+                v: &layer.v,
+                n,
+            })
             .collect();
         piece_attention(q, &parts, &biases)
     }
@@ -510,7 +452,12 @@ impl KvCache {
             let keep = (len - start).min(block.len);
             if keep < block.len {
                 match Arc::get_mut(&mut block) {
-                    Some(b) => b.len = keep,
+                    Some(b) => {
+                        b.len = keep;
+                        for layer in b.layers.iter_mut().flatten() {
+                            layer.bounds.truncate(keep);
+                        }
+                    }
                     // Shared with another cache: keep a copy of the part we need.
                     None => match block.copy(0, keep, block.capacity, |t| Ok(t.clone())) {
                         Ok(copy) => block = Arc::new(copy),
@@ -576,7 +523,7 @@ impl KvCache {
                                     .collect();
                                 with_capacity(&Tensor::cat(&ts, 2)?, len)
                             };
-                            Ok(Some((cat(0)?, cat(1)?)))
+                            Ok(Some(LayerKv::new(cat(0)?, cat(1)?)?))
                         })
                         .collect::<Result<_>>()?;
                     merged.push(Arc::new(Block {
@@ -610,6 +557,6 @@ impl KvCache {
             .iter()
             .flat_map(|b| b.layers.iter().flatten())
             .next()
-            .map_or(Device::Cpu, |(k, _)| k.device().clone())
+            .map_or(Device::Cpu, |l| l.k.device().clone())
     }
 }

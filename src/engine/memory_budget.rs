@@ -23,6 +23,7 @@
 //! then fails whatever its shape.
 
 use crate::engine::config::BloomConfig;
+use crate::engine::kernels::attention::CHUNK;
 use crate::engine::kv_cache::BLOCK;
 use crate::engine::weights::OpenedModel;
 
@@ -116,7 +117,8 @@ pub fn kv_cache_bytes(config: &BloomConfig) -> u64 {
 
 /// The most a writing session holds beyond the loaded weights, whatever the story's length: the
 /// keys and values of a full context ([`kv_cache_bytes`]), each of `candidates` candidates'
-/// own positions (a block of [`BLOCK`], f16), and the largest transient work, a prefill piece of
+/// own positions (a block of [`BLOCK`], f16), the bounds attention keeps on their keys' scores
+/// (see `kernels::attention`), and the largest transient work, a prefill piece of
 /// [`BLOCK`] positions (its hidden states through a layer, ~20 rows of `hidden_size` f32 per
 /// position: the layer norm, fused QKV, the heads, the MLP's 4× width and the residuals; its
 /// `BLOCK` × `BLOCK` scores per head, with their exponentials and bias) and the candidates'
@@ -142,8 +144,12 @@ pub fn session_working_set(config: &BloomConfig, candidates: usize) -> u64 {
     let piece_hidden = block * hidden * 20 * f32;
     let piece_scores = heads * block * block * 3 * f32;
     let logits = 2 * candidates * vocab * f32;
+    // A ball of `head_dim + 1` f32 per head and chunk of keys (attention's bounds).
+    let chunks = (config.context_length as u64 + candidates * block) / CHUNK as u64;
+    let key_bounds = chunks * layers * heads * (hidden / heads + 1) * f32;
     kv_cache_bytes(config)
         .saturating_add(own_positions)
+        .saturating_add(key_bounds)
         .saturating_add(piece_hidden)
         .saturating_add(piece_scores)
         .saturating_add(logits)
@@ -218,11 +224,11 @@ mod tests {
     fn a_session_of_bloom_560m_claims_its_full_context_and_a_round_s_work() {
         let config = BloomConfig::bloom_560m();
         let need = session_working_set(&config, 3);
-        // 201 MB of keys and values, 75 MB of the candidates' own positions, 21 + 13 MB for a
-        // prefill piece and 6 MB of logits.
+        // 201 MB of keys and values, 75 MB of the candidates' own positions, 4 MB of bounds on
+        // their keys, 21 + 13 MB for a prefill piece and 6 MB of logits.
         assert_eq!(
             need,
-            201_326_592 + 75_497_472 + 20_971_520 + 12_582_912 + 6_021_120
+            201_326_592 + 75_497_472 + 4_392_960 + 20_971_520 + 12_582_912 + 6_021_120
         );
         // Within what the memory check counts beside the weights.
         assert!(need <= kv_cache_bytes(&config) + HEADROOM);

@@ -378,12 +378,14 @@ fn f16_decode_equals_the_widened_f32_decode() {
                     v: &shared.1,
                     start: 0,
                     n: 10,
+                    bounds: None,
                 },
                 DecodePart {
                     k: &own.0,
                     v: &own.1,
                     start: 10,
                     n: 3,
+                    bounds: None,
                 },
             ];
             let out = decode(&q, &parts, &[0.5, 0.25]).unwrap();
@@ -394,6 +396,71 @@ fn f16_decode_equals_the_widened_f32_decode() {
             run(&shared, &own),
             run(&shared_f32, &own_f32),
             "head size {d}"
+        );
+    }
+}
+
+/// Keys so far in the past that ALiBi gives them weight 0 are not read when the parts carry
+/// their bounds: a decode step and a piece give the contexts computed without bounds bit for
+/// bit, also once those keys are made to outweigh every other and their values NaN under the
+/// bounds already computed. The head of a gentle slope reads every key.
+#[wasm_bindgen_test]
+fn decode_skips_keys_beyond_alibi_s_reach() {
+    use storywriter::engine::kernels::attention::{decode, piece, DecodePart, KeyBounds};
+    let device = Device::Cpu;
+    let (h, d, n, capacity, chunk) = (2, 64, 300, 320, 64);
+    let slopes = [1.0f32, 1e-3];
+    for (b, causal) in [(3, false), (4, true)] {
+        let q = values(b * h * d, 21, 0.3);
+        let (k, v) = (
+            values(h * capacity * d, 22, 0.3),
+            values(h * capacity * d, 23, 0.3),
+        );
+        let shared = |data: &[f32]| Tensor::from_slice(data, (1, h, capacity, d), &device).unwrap();
+        // Head 0's first two chunks, 174 and more positions before the queries (slope 1).
+        let mut k_far = k.clone();
+        for (i, x) in k_far[..2 * chunk * d].iter_mut().enumerate() {
+            *x = 100.0 * q[i % d];
+        }
+        let mut v_nan = v.clone();
+        v_nan[..2 * chunk * d].fill(f32::NAN);
+        let (k, v, k_far, v_nan) = (shared(&k), shared(&v), shared(&k_far), shared(&v_nan));
+        let own = Tensor::from_vec(values(b * h * 4 * d, 24, 0.3), (b, h, 4, d), &device).unwrap();
+        let (shared_bounds, own_bounds) = (KeyBounds::new(h), KeyBounds::new(b * h));
+        let run = |k: &Tensor, v: &Tensor, with_bounds: bool| -> Vec<u32> {
+            let mut parts = vec![DecodePart {
+                k,
+                v,
+                start: 0,
+                n,
+                bounds: with_bounds.then_some(&shared_bounds),
+            }];
+            let out = if causal {
+                // The b queries as consecutive positions of one sequence: (1, h, b, d).
+                let q = Tensor::from_slice(&q, (b, h, 1, d), &device).unwrap();
+                let q = q.transpose(0, 2).unwrap().contiguous().unwrap();
+                piece(&q, &parts, &slopes).unwrap()
+            } else {
+                parts.push(DecodePart {
+                    k: &own,
+                    v: &own,
+                    start: n,
+                    n: 2,
+                    bounds: with_bounds.then_some(&own_bounds),
+                });
+                let q = Tensor::from_slice(&q, (b, h, 1, d), &device).unwrap();
+                decode(&q, &parts, &slopes).unwrap()
+            };
+            let out: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();
+            out.iter().map(|x| x.to_bits()).collect()
+        };
+        let unbounded = run(&k, &v, false);
+        assert_eq!(run(&k, &v, true), unbounded, "causal {causal}");
+        assert_eq!(run(&k_far, &v_nan, true), unbounded, "causal {causal}");
+        let read = run(&k_far, &v_nan, false);
+        assert!(
+            read.iter().any(|x| f32::from_bits(*x).is_nan()),
+            "causal {causal}"
         );
     }
 }

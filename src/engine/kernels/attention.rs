@@ -15,12 +15,22 @@
 //! compiler for AVX2 natively). An f16 cache is widened to f32 in registers as it is read (with
 //! F16C natively); every product and sum is f32. No crate offers attention over candle's
 //! storage without those copies, hence this file.
+//!
+//! The scores go from the newest keys to the oldest, and a chunk of keys so far back that
+//! ALiBi's bias is sure to give them weight 0 (`bounds`) is neither read nor weighed: at 1,500
+//! tokens, 58% of the chunks of the benchmarks' random BLOOM-560m (a trained model's scores
+//! spread wider, so that its bounds leave out fewer).
 
+mod bounds;
 mod lanes;
 mod stored;
 mod tiles;
 
+pub use bounds::KeyBounds;
+
+pub(crate) use bounds::CHUNK;
 use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
+use lanes::LANES;
 #[cfg(target_arch = "wasm32")]
 use rayon::prelude::*;
 use stored::Stored;
@@ -39,6 +49,9 @@ pub struct DecodePart<'a> {
     pub start: usize,
     /// Filled positions.
     pub n: usize,
+    /// The bounds on the scores of the keys' whole chunks, kept with the buffers (see
+    /// [`KeyBounds`]); without them every key is scored.
+    pub bounds: Option<&'a KeyBounds>,
 }
 
 /// The contiguous data of a tensor of element type `T` and its four dimensions.
@@ -94,7 +107,13 @@ fn for_each_head<T: Stored>(
     work: usize,
     kernel: &DecodeKernel<'_, T>,
 ) {
-    let groups = rows_by_head(out, h, row_len);
+    let mut groups: Vec<_> = rows_by_head(out, h, row_len)
+        .into_iter()
+        .enumerate()
+        .collect();
+    // The heads of gentle slopes first: they skip the fewest keys (see `bounds`), so that the
+    // threads taking the cheap heads last end together.
+    groups.sort_by(|(a, _), (b, _)| kernel.slopes[*a].abs().total_cmp(&kernel.slopes[*b].abs()));
     #[cfg(target_arch = "x86_64")]
     {
         /// # Safety
@@ -124,22 +143,21 @@ fn for_each_head<T: Stored>(
 /// products run (on rayon's, that pool's threads spun through attention on the same cores:
 /// 8 ms of a 1,500-token step), and on rayon's threads on wasm32 (candle's pool has none there).
 fn run_groups<'a>(
-    groups: Vec<Vec<&'a mut [f32]>>,
+    groups: Vec<(usize, Vec<&'a mut [f32]>)>,
     work: usize,
     run: impl Fn((usize, Vec<&'a mut [f32]>)) + Sync + Send,
 ) {
     if work < PARALLEL_WORK {
-        groups.into_iter().enumerate().for_each(run);
+        groups.into_iter().for_each(run);
         return;
     }
     #[cfg(target_arch = "wasm32")]
-    groups.into_par_iter().enumerate().for_each(run);
+    groups.into_par_iter().for_each(run);
     #[cfg(not(target_arch = "wasm32"))]
     {
         // Each group taken once by whichever thread reaches its index.
         let groups: Vec<_> = groups
             .into_iter()
-            .enumerate()
             .map(|group| std::sync::Mutex::new(Some(group)))
             .collect();
         candle_core::utils::barrier_pool().execute_chunked(groups.len(), |range| {
@@ -152,12 +170,21 @@ fn run_groups<'a>(
     }
 }
 
-/// Where sequence `seq`'s positions of head `head` start in a buffer `(bb, h, capacity, d)`:
-/// a shared buffer (`bb` = 1) holds one sequence for all.
+/// The row of a buffer `(bb, h, capacity, d)` holding sequence `seq`'s positions of head
+/// `head`: a shared buffer (`bb` = 1) holds one sequence for all.
+fn buffer_row(buffer: [usize; 4], seq: usize, head: usize) -> usize {
+    let [bb, h, ..] = buffer;
+    if bb == 1 {
+        head
+    } else {
+        seq * h + head
+    }
+}
+
+/// Where sequence `seq`'s positions of head `head` start in a buffer `(bb, h, capacity, d)`.
 fn buffer_start(buffer: [usize; 4], seq: usize, head: usize) -> usize {
-    let [bb, h, capacity, d] = buffer;
-    let row = if bb == 1 { head } else { seq * h + head };
-    row * capacity * d
+    let [_, _, capacity, d] = buffer;
+    buffer_row(buffer, seq, head) * capacity * d
 }
 
 /// A [`DecodePart`]'s buffers as slices.
@@ -168,6 +195,33 @@ struct PartData<'a, T> {
     dims: [usize; 4],
     start: usize,
     n: usize,
+    bounds: Option<&'a KeyBounds>,
+}
+
+impl<T> PartData<'_, T> {
+    /// The groups of the batch's sequences that read the same keys: `(first, count)`, all
+    /// of them for a shared buffer, else each alone.
+    fn groups(&self, b: usize) -> Vec<(usize, usize)> {
+        if self.dims[0] == 1 {
+            vec![(0, b)]
+        } else {
+            (0..b).map(|seq| (seq, 1)).collect()
+        }
+    }
+
+    /// The index in [`Self::groups`] of sequence `seq`'s group.
+    fn group_of(&self, seq: usize) -> usize {
+        if self.dims[0] == 1 {
+            0
+        } else {
+            seq
+        }
+    }
+}
+
+thread_local! {
+    /// A decode kernel's scores and probabilities, kept by each thread between calls.
+    static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// One head of [`decode`]: for each sequence, scores `q · kⱼ + slope · j` over every part's
@@ -189,63 +243,145 @@ struct DecodeKernel<'a, T> {
 
 impl<T: Stored> DecodeKernel<'_, T> {
     /// Fills head `head`'s context of each sequence (`contexts[seq]`, `head_dim` long).
+    ///
+    /// The scores go from the newest keys to the oldest, a chunk ([`CHUNK`]) at a time, so that
+    /// the largest biased score computed so far tells which older chunks' weights are sure to
+    /// be 0 (see `bounds`): those keys and values are not read, and their weights not computed.
     #[inline(always)]
     fn run(&self, head: usize, contexts: &mut [&mut [f32]]) {
         let (h, d, total) = (self.h, self.d, self.total);
         let b = contexts.len();
+        let slope = self.slopes[head];
         let queries: Vec<&[f32]> = (0..b)
             .map(|seq| &self.q[(seq * h + head) * d..][..d])
             .collect();
-        // Scores, then probabilities: `(b, total)`.
-        let mut p = vec![0f32; b * total];
-        let mut rows: Vec<&mut [f32]> = p.chunks_exact_mut(total).collect();
-        for &PartData {
-            k, dims, start, n, ..
-        } in &self.parts
-        {
-            let mut scores: Vec<&mut [f32]> =
-                rows.iter_mut().map(|row| &mut row[start..][..n]).collect();
-            if dims[0] == 1 {
-                // Keys shared by the batch: each key is read once for every sequence's query.
-                let keys = &k[buffer_start(dims, 0, head)..][..n * d];
-                tiles::scores(&queries, keys, d, &mut scores);
-            } else {
-                for (seq, scores) in scores.iter_mut().enumerate() {
-                    let keys = &k[buffer_start(dims, seq, head)..][..n * d];
-                    tiles::scores(&queries[seq..=seq], keys, d, std::slice::from_mut(scores));
-                }
-            }
+        // The keys each query sees: all, or in a piece those up to its own position.
+        let seen_len: Vec<usize> = (0..b)
+            .map(|i| total - if self.causal { b - 1 - i } else { 0 })
+            .collect();
+        // Scores, then probabilities: `(b, total)`, every one written below (in a buffer the
+        // thread keeps: its allocation and zeroing cost a long story's step 0.4 ms).
+        let mut scratch = SCRATCH.take();
+        if scratch.len() < b * total {
+            scratch.resize(b * total, 0.0);
         }
-        // softmax(scores + slope · j) over the keys each query sees, in f32 as BLOOM does.
-        for (i, row) in p.chunks_exact_mut(total).enumerate() {
-            let hidden = if self.causal { b - 1 - i } else { 0 };
-            let (seen, hidden) = row.split_at_mut(total - hidden);
-            tiles::softmax(seen, self.slopes[head]);
+        let p = &mut scratch[..b * total];
+        let skipped = self.scores(head, &queries, &seen_len, p);
+        // softmax(scores + slope · j) over the keys each query sees, in f32 as BLOOM does, from
+        // the first key (rounded down to whole lanes) it did not skip.
+        for (i, (row, &len)) in p.chunks_exact_mut(total).zip(&seen_len).enumerate() {
+            let first = self
+                .parts
+                .iter()
+                .zip(&skipped)
+                .find_map(|(part, skipped)| {
+                    let group = part.group_of(i);
+                    let chunk = skipped[group].iter().position(|&skip| !skip)?;
+                    Some(part.start + chunk * CHUNK)
+                })
+                .unwrap_or(len)
+                .min(len);
+            let first = first - first % LANES;
+            let (row, hidden) = row.split_at_mut(len);
+            let (before, seen) = row.split_at_mut(first);
+            before.fill(0.0);
+            tiles::softmax(seen, first, slope);
             hidden.fill(0.0);
         }
         for context in contexts.iter_mut() {
             context.fill(0.0);
         }
-        for &PartData {
-            v, dims, start, n, ..
-        } in &self.parts
-        {
-            let weights: Vec<&[f32]> = p
-                .chunks_exact(total)
-                .map(|row| &row[start..][..n])
-                .collect();
-            if dims[0] == 1 {
-                // Values shared by the batch: each value is read once for every sequence.
-                let values = &v[buffer_start(dims, 0, head)..][..n * d];
-                tiles::accumulate(&weights, values, d, contexts);
-            } else {
-                for (seq, context) in contexts.iter_mut().enumerate() {
-                    let values = &v[buffer_start(dims, seq, head)..][..n * d];
-                    let context = std::slice::from_mut(context);
-                    tiles::accumulate(&weights[seq..=seq], values, d, context);
+        for (part, skipped) in self.parts.iter().zip(&skipped) {
+            for ((first, count), skipped) in part.groups(b).into_iter().zip(skipped) {
+                let values = &part.v[buffer_start(part.dims, first, head)..][..part.n * d];
+                // Runs of chunks not skipped (a skipped key's weight is 0: its product adds
+                // nothing).
+                let mut a = 0;
+                while a < part.n {
+                    let chunk = a / CHUNK;
+                    let run = skipped[chunk..].iter().take_while(|&&s| !s).count();
+                    if run == 0 {
+                        a += CHUNK;
+                        continue;
+                    }
+                    let e = (a + run * CHUNK).min(part.n);
+                    let weights: Vec<&[f32]> = p
+                        .chunks_exact(total)
+                        .skip(first)
+                        .take(count)
+                        .map(|row| &row[part.start + a..part.start + e])
+                        .collect();
+                    let values = &values[a * d..e * d];
+                    tiles::accumulate(&weights, values, d, &mut contexts[first..first + count]);
+                    a = e;
                 }
             }
         }
+        SCRATCH.set(scratch);
+    }
+
+    /// Head `head`'s scores `q · kⱼ` of every query (`queries`, each seeing the first
+    /// `seen_len` keys) into `p` (`(b, total)`), −∞ for the keys of the chunks it skips:
+    /// returns for each part, each of its groups ([`PartData::groups`]) and each chunk
+    /// whether it was skipped.
+    #[inline(always)]
+    fn scores(
+        &self,
+        head: usize,
+        queries: &[&[f32]],
+        seen_len: &[usize],
+        p: &mut [f32],
+    ) -> Vec<Vec<Vec<bool>>> {
+        let (d, total, b) = (self.d, self.total, queries.len());
+        let slope = self.slopes[head];
+        let norms: Vec<f32> = queries
+            .iter()
+            .map(|q| q.iter().map(|x| x * x).sum::<f32>().sqrt())
+            .collect();
+        // The largest biased score computed so far for each query: at most its row's largest.
+        let mut seen = vec![f32::NEG_INFINITY; b];
+        let mut skipped: Vec<Vec<Vec<bool>>> = vec![vec![]; self.parts.len()];
+        for (part, skipped) in self.parts.iter().zip(skipped.iter_mut()).rev() {
+            for (first, count) in part.groups(b) {
+                let group = first..first + count;
+                let keys = &part.k[buffer_start(part.dims, first, head)..][..part.n * d];
+                let mut balls = part
+                    .bounds
+                    .and_then(|bounds| bounds.row(buffer_row(part.dims, first, head)));
+                if let Some(balls) = balls.as_mut() {
+                    balls.extend(keys, part.n, d);
+                }
+                let mut flags = vec![false; part.n.div_ceil(CHUNK)];
+                for (chunk, a) in (0..part.n).step_by(CHUNK).enumerate().rev() {
+                    let e = (a + CHUNK).min(part.n);
+                    let (from, to) = (part.start + a, part.start + e);
+                    let mut rows: Vec<&mut [f32]> = p
+                        .chunks_exact_mut(total)
+                        .skip(first)
+                        .take(count)
+                        .map(|row| &mut row[from..to])
+                        .collect();
+                    let bias = (slope * from as f32).max(slope * (to - 1) as f32);
+                    let skip = balls.as_ref().is_some_and(|balls| {
+                        let group = group.clone();
+                        let queries = group.map(|i| (queries[i], norms[i], seen[i]));
+                        balls.below_floor(chunk, bias, queries)
+                    });
+                    if skip {
+                        rows.iter_mut().for_each(|row| row.fill(f32::NEG_INFINITY));
+                        flags[chunk] = true;
+                        continue;
+                    }
+                    tiles::scores(&queries[group.clone()], &keys[a * d..e * d], d, &mut rows);
+                    for (i, row) in group.clone().zip(&rows) {
+                        let visible = &row[..seen_len[i].clamp(from, to) - from];
+                        seen[i] = seen[i].max(tiles::biased_max(visible, from, slope));
+                    }
+                }
+                skipped.push(flags);
+            }
+        }
+        skipped
     }
 }
 
@@ -349,6 +485,7 @@ fn attend_stored<T: Stored>(
             dims: k_dims,
             start: part.start,
             n: part.n,
+            bounds: part.bounds,
         });
     }
     let total = parts.iter().map(|p| p.n).sum::<usize>();

@@ -165,10 +165,12 @@ impl Lanes {
         dst.cast::<[f32; 8]>().write_unaligned(self.0)
     }
 
-    /// `self + a · b`, lane by lane.
+    /// `self + a · b`, lane by lane, fused (one rounding): one FMA instruction inside the AVX2
+    /// function (half the time of a multiply and an add there: the kernel is bound by its
+    /// arithmetic), libm's `fmaf` on a CPU without FMA.
     #[inline(always)]
     pub(crate) fn mul_add(self, a: Self, b: Self) -> Self {
-        Self(core::array::from_fn(|i| self.0[i] + a.0[i] * b.0[i]))
+        Self(core::array::from_fn(|i| a.0[i].mul_add(b.0[i], self.0[i])))
     }
 
     /// The lanes `0, 1, …, 7`.

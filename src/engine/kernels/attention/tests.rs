@@ -45,12 +45,14 @@ fn matches_candle_ops(d: usize) {
             v: &v_shared,
             start: 0,
             n: shared_len,
+            bounds: None,
         },
         DecodePart {
             k: &k_own,
             v: &v_own,
             start: shared_len,
             n: own_len,
+            bounds: None,
         },
     ];
     let got = decode(&q, &parts, &slopes).unwrap();
@@ -127,12 +129,14 @@ fn decode_over_an_f16_cache_reads_the_widened_values() {
                 v: shared.1,
                 start: 0,
                 n: 7,
+                bounds: None,
             },
             DecodePart {
                 k: own.0,
                 v: own.1,
                 start: 7,
                 n: 2,
+                bounds: None,
             },
         ]
     };
@@ -175,12 +179,14 @@ fn decode_with_f16c_matches_the_plain_widening() {
             v: &v,
             start: 0,
             n: 37,
+            bounds: None,
         },
         DecodePart {
             k: &k_own,
             v: &v_own,
             start: 37,
             n: 3,
+            bounds: None,
         },
     ];
     let slopes = [0.5, 0.25];
@@ -210,12 +216,14 @@ fn piece_matches_candle_ops_with_the_causal_mask() {
             v: &v1,
             start: 0,
             n: first,
+            bounds: None,
         },
         DecodePart {
             k: &k2,
             v: &v2,
             start: first,
             n: second,
+            bounds: None,
         },
     ];
     let got = piece(&q, &parts, &slopes).unwrap();
@@ -259,6 +267,7 @@ fn piece_matches_candle_ops_with_the_causal_mask() {
             v: &batch,
             start: 0,
             n: 16,
+            bounds: None,
         }],
         &slopes,
     )
@@ -277,9 +286,98 @@ fn decode_names_bad_input() {
         v: &k,
         start: 0,
         n,
+        bounds: None,
     };
     let error = decode(&q, &[part(4)], &[1.0]).unwrap_err().to_string();
     assert!(error.contains("1 slopes"), "{error}");
     let error = decode(&q, &[part(5)], &[1.0, 0.5]).unwrap_err().to_string();
     assert!(error.contains("5 positions"), "{error}");
+}
+
+/// Keys so far in the past that ALiBi gives them weight 0 are left out when the parts carry
+/// their bounds: a decode step (a shared block and the sequences' own) and a piece give the
+/// contexts computed without bounds bit for bit, and still do once those keys and values are
+/// NaN under the bounds already computed (so they were not read). The head of a gentle slope
+/// reads every key.
+#[test]
+fn keys_beyond_alibi_s_reach_are_not_read() {
+    for d in [64, 68] {
+        for causal in [false, true] {
+            skips_far_keys(d, causal);
+        }
+    }
+}
+
+/// [`keys_beyond_alibi_s_reach_are_not_read`] for head size `d`, a decode step or a piece.
+fn skips_far_keys(d: usize, causal: bool) {
+    let device = Device::Cpu;
+    let (h, n, capacity) = (2, 300, 320);
+    let b = if causal { 4 } else { 3 };
+    let slopes = [1.0f32, 1e-3];
+    let randn = |dims: (usize, usize, usize, usize)| -> Vec<f32> {
+        let t = (Tensor::randn(0f32, 1.0, dims, &device).unwrap() * 0.3).unwrap();
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    };
+    let q = randn((b, h, 1, d));
+    let tensor = |data: &[f32], dims| Tensor::from_slice(data, dims, &device).unwrap();
+    let (k, v) = (randn((1, h, capacity, d)), randn((1, h, capacity, d)));
+    // Head 0's first two chunks, 174 and more positions before the queries (slope 1): keys
+    // that would outweigh every other for the first query, values NaN.
+    let poison = |data: &[f32], with: &dyn Fn(usize) -> f32| {
+        let mut data = data.to_vec();
+        for (i, x) in data[..2 * bounds::CHUNK * d].iter_mut().enumerate() {
+            *x = with(i % d);
+        }
+        data
+    };
+    let shared_dims = (1, h, capacity, d);
+    let (k, v, k_far, v_nan) = (
+        tensor(&k, shared_dims),
+        tensor(&v, shared_dims),
+        tensor(&poison(&k, &|i| 100.0 * q[i]), shared_dims),
+        tensor(&poison(&v, &|_| f32::NAN), shared_dims),
+    );
+    let own_dims = (b, h, 4, d);
+    let (k_own, v_own) = (
+        tensor(&randn(own_dims), own_dims),
+        tensor(&randn(own_dims), own_dims),
+    );
+    let (shared_bounds, own_bounds) = (KeyBounds::new(h), KeyBounds::new(b * h));
+    let parts = |k, v, with_bounds: bool| {
+        let mut parts = vec![DecodePart {
+            k,
+            v,
+            start: 0,
+            n,
+            bounds: with_bounds.then_some(&shared_bounds),
+        }];
+        if !causal {
+            parts.push(DecodePart {
+                k: &k_own,
+                v: &v_own,
+                start: n,
+                n: 2,
+                bounds: with_bounds.then_some(&own_bounds),
+            });
+        }
+        parts
+    };
+    let run = |parts: &[DecodePart<'_>]| -> Vec<u32> {
+        let out = attend_stored::<f32>(&q, ([b, h, d], parts, &slopes), causal).unwrap();
+        out.iter().map(|x| x.to_bits()).collect()
+    };
+    let unbounded = run(&parts(&k, &v, false));
+    assert_eq!(
+        run(&parts(&k, &v, true)),
+        unbounded,
+        "d {d}, causal {causal}"
+    );
+    assert_eq!(
+        run(&parts(&k_far, &v_nan, true)),
+        unbounded,
+        "d {d}, causal {causal}"
+    );
+    // Read, those keys and values would have shown.
+    let read = run(&parts(&k_far, &v_nan, false));
+    assert!(read.iter().any(|x| f32::from_bits(*x).is_nan()));
 }

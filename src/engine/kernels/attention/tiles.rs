@@ -179,12 +179,14 @@ fn accumulate_columns<T: Stored, const Q: usize, const G: usize>(
     }
 }
 
-/// Scores this far below their row's largest get weight 0 rather than `e^x` (below 2⁻⁹⁹): a
-/// subnormal weight, or a subnormal product of a weight and a value, costs its multiply-add a
-/// hundredfold on x86 (natively and in the browser alike), and with every weight at least 2⁻⁹⁹
-/// a product is only subnormal for a value below 1e−8. The weights dropped sum to less than
-/// 2⁻⁸⁸ of their row's (rows are shorter than 2¹¹), far below f32's resolution.
-const WEIGHT_FLOOR: f32 = -69.0;
+/// Scores this far below their row's largest get weight 0 rather than `e^x` (below 2⁻³⁶): the
+/// weights dropped sum to less than 2⁻²⁵ of their row's largest (rows of BLOOM's context are at
+/// most 2¹¹ long), under half an f32 ulp of the weights' sum, and each product dropped is below
+/// the rounding of the context it would have joined. Nothing subnormal is ever multiplied (that
+/// costs a multiply-add a hundredfold on x86, natively and in the browser alike), and the keys
+/// that ALiBi's bias puts this far down are not even read (`bounds`): at slope 1/16, those over
+/// ~400 positions back.
+pub(super) const WEIGHT_FLOOR: f32 = -25.0;
 
 /// The unnormalized softmax weights `e^x` of scores `x` shifted by their row's largest, 0 below
 /// [`WEIGHT_FLOOR`].
@@ -193,16 +195,35 @@ fn weight(shifted: Lanes) -> Lanes {
     shifted.exp().zero_where_below(shifted, WEIGHT_FLOOR)
 }
 
-/// `row[j] ← softmax(row[j] + slope · j)` in place, in f32 as BLOOM does, [`LANES`] at a time:
-/// the biases and the maximum, the weights ([`weight`]) and their sum, then the division by
-/// it.
+/// The largest `row[j] + slope · (first + j)`: the biased scores of keys `first..` (as
+/// [`softmax`] computes them), [`LANES`] at a time.
 #[inline(always)]
-pub(super) fn softmax(row: &mut [f32], slope: f32) {
+pub(super) fn biased_max(row: &[f32], first: usize, slope: f32) -> f32 {
+    let body = row.len() - row.len() % LANES;
+    let (slopes, step) = (Lanes::splat(slope), Lanes::splat(LANES as f32));
+    let mut positions = Lanes::positions().add(Lanes::splat(first as f32));
+    let mut max = Lanes::splat(f32::NEG_INFINITY);
+    for chunk in row[..body].chunks_exact(LANES) {
+        // SAFETY: a chunk is LANES f32.
+        max = max.max(unsafe { Lanes::load(chunk.as_ptr()) }.add(slopes.mul(positions)));
+        positions = positions.add(step);
+    }
+    let max = max.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max);
+    (body..row.len()).fold(max, |max, j| max.max(row[j] + slope * (first + j) as f32))
+}
+
+/// `row[j] ← softmax(row[j] + slope · (first + j))` in place, in f32 as BLOOM does, [`LANES`]
+/// at a time: the biases and the maximum, the weights ([`weight`]) and their sum, then the
+/// division by it. The row is the end of a row that starts at `first − first mod LANES` and
+/// whose scores before `first` are −∞: the lanes sum the same values in the same order as
+/// over the whole row.
+#[inline(always)]
+pub(super) fn softmax(row: &mut [f32], first: usize, slope: f32) {
     let body = row.len() - row.len() % LANES;
     let (whole, rest) = row.split_at_mut(body);
     // SAFETY (every load and store below): a chunk, and `last`, are LANES f32.
     let (slopes, step) = (Lanes::splat(slope), Lanes::splat(LANES as f32));
-    let mut positions = Lanes::positions();
+    let mut positions = Lanes::positions().add(Lanes::splat(first as f32));
     let mut max = Lanes::splat(f32::NEG_INFINITY);
     for chunk in whole.chunks_exact_mut(LANES) {
         let x = unsafe { Lanes::load(chunk.as_ptr()) }.add(slopes.mul(positions));
@@ -212,7 +233,7 @@ pub(super) fn softmax(row: &mut [f32], slope: f32) {
     }
     let mut max = max.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max);
     for (j, x) in rest.iter_mut().enumerate() {
-        *x += slope * (body + j) as f32;
+        *x += slope * (first + body + j) as f32;
         max = max.max(*x);
     }
     let shift = Lanes::splat(max);
@@ -280,7 +301,7 @@ mod tests {
             let slope = 0.3;
             let scores = spread(n, 6.0);
             let mut row = scores.clone();
-            softmax(&mut row, slope);
+            softmax(&mut row, 0, slope);
             let biased: Vec<f64> = (0..n)
                 .map(|j| scores[j] as f64 + slope as f64 * j as f64)
                 .collect();
@@ -298,19 +319,16 @@ mod tests {
 
     #[test]
     fn softmax_gives_scores_below_the_floor_zero_weight() {
-        // Scores 60–110 below the largest: e^x of 87.3–103 below is subnormal in f32.
-        let mut row: Vec<f32> = (0..51).map(|j| -60.0 - j as f32).collect();
+        // Scores 20–45 below the largest.
+        let mut row: Vec<f32> = (0..51).map(|j| -20.0 - j as f32 / 2.0).collect();
         row.push(0.0);
-        softmax(&mut row, 0.0);
+        softmax(&mut row, 0, 0.0);
         for (j, &p) in row[..51].iter().enumerate() {
-            let x = -60.0 - j as f32;
+            let x = -20.0 - j as f32 / 2.0;
             if x < WEIGHT_FLOOR {
                 assert_eq!(p, 0.0, "weight of {x}");
             } else {
-                assert!(
-                    p.is_normal() && p >= 2f32.powi(-100),
-                    "weight of {x}: {p:e}"
-                );
+                assert!(p.is_normal() && p >= 2f32.powi(-37), "weight of {x}: {p:e}");
             }
         }
         assert_eq!(row[51], 1.0);
