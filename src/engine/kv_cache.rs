@@ -560,3 +560,6 @@ impl KvCache {
             .map_or(Device::Cpu, |l| l.k.device().clone())
     }
 }
+
+#[cfg(test)]
+mod tests;
