@@ -251,7 +251,6 @@ impl<T: Stored> DecodeKernel<'_, T> {
     fn run(&self, head: usize, contexts: &mut [&mut [f32]]) {
         let (h, d, total) = (self.h, self.d, self.total);
         let b = contexts.len();
-        let slope = self.slopes[head];
         let queries: Vec<&[f32]> = (0..b)
             .map(|seq| &self.q[(seq * h + head) * d..][..d])
             .collect();
@@ -266,10 +265,11 @@ impl<T: Stored> DecodeKernel<'_, T> {
             scratch.resize(b * total, 0.0);
         }
         let p = &mut scratch[..b * total];
-        let skipped = self.scores(head, &queries, &seen_len, p);
+        let (skipped, maxima) = self.scores(head, &queries, &seen_len, p);
         // softmax(scores + slope · j) over the keys each query sees, in f32 as BLOOM does, from
         // the first key (rounded down to whole lanes) it did not skip.
-        for (i, (row, &len)) in p.chunks_exact_mut(total).zip(&seen_len).enumerate() {
+        let rows = p.chunks_exact_mut(total).zip(&seen_len).zip(maxima);
+        for (i, ((row, &len), max)) in rows.enumerate() {
             let first = self
                 .parts
                 .iter()
@@ -285,7 +285,7 @@ impl<T: Stored> DecodeKernel<'_, T> {
             let (row, hidden) = row.split_at_mut(len);
             let (before, seen) = row.split_at_mut(first);
             before.fill(0.0);
-            tiles::softmax(seen, first, slope);
+            tiles::softmax(seen, max);
             hidden.fill(0.0);
         }
         for context in contexts.iter_mut() {
@@ -320,10 +320,10 @@ impl<T: Stored> DecodeKernel<'_, T> {
         SCRATCH.set(scratch);
     }
 
-    /// Head `head`'s scores `q · kⱼ` of every query (`queries`, each seeing the first
-    /// `seen_len` keys) into `p` (`(b, total)`), −∞ for the keys of the chunks it skips:
-    /// returns for each part, each of its groups ([`PartData::groups`]) and each chunk
-    /// whether it was skipped.
+    /// Head `head`'s biased scores `q · kⱼ + slope · j` of every query (`queries`, each seeing
+    /// the first `seen_len` keys) into `p` (`(b, total)`), −∞ for the keys of the chunks it
+    /// skips: returns for each part, each of its groups ([`PartData::groups`]) and each chunk
+    /// whether it was skipped, and each query's largest biased score over the keys it sees.
     #[inline(always)]
     fn scores(
         &self,
@@ -331,14 +331,15 @@ impl<T: Stored> DecodeKernel<'_, T> {
         queries: &[&[f32]],
         seen_len: &[usize],
         p: &mut [f32],
-    ) -> Vec<Vec<Vec<bool>>> {
+    ) -> (Vec<Vec<Vec<bool>>>, Vec<f32>) {
         let (d, total, b) = (self.d, self.total, queries.len());
         let slope = self.slopes[head];
         let norms: Vec<f32> = queries
             .iter()
             .map(|q| q.iter().map(|x| x * x).sum::<f32>().sqrt())
             .collect();
-        // The largest biased score computed so far for each query: at most its row's largest.
+        // The largest biased score computed so far for each query: at most its row's largest,
+        // and that largest once every chunk is done.
         let mut seen = vec![f32::NEG_INFINITY; b];
         let mut skipped: Vec<Vec<Vec<bool>>> = vec![vec![]; self.parts.len()];
         for (part, skipped) in self.parts.iter().zip(skipped.iter_mut()).rev() {
@@ -373,15 +374,15 @@ impl<T: Stored> DecodeKernel<'_, T> {
                         continue;
                     }
                     tiles::scores(&queries[group.clone()], &keys[a * d..e * d], d, &mut rows);
-                    for (i, row) in group.clone().zip(&rows) {
-                        let visible = &row[..seen_len[i].clamp(from, to) - from];
-                        seen[i] = seen[i].max(tiles::biased_max(visible, from, slope));
+                    for (i, row) in group.clone().zip(rows.iter_mut()) {
+                        let visible = &mut row[..seen_len[i].clamp(from, to) - from];
+                        seen[i] = seen[i].max(tiles::add_biases(visible, from, slope));
                     }
                 }
                 skipped.push(flags);
             }
         }
-        skipped
+        (skipped, seen)
     }
 }
 

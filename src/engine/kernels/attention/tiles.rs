@@ -195,37 +195,17 @@ fn weight(shifted: Lanes) -> Lanes {
     shifted.exp().zero_where_below(shifted, WEIGHT_FLOOR)
 }
 
-/// The largest `row[j] + slope · (first + j)`: the biased scores of keys `first..` (as
-/// [`softmax`] computes them), [`LANES`] at a time.
+/// `row[j] ← row[j] + slope · (first + j)`: ALiBi's biases on the scores of keys `first..`,
+/// [`LANES`] at a time; returns the largest biased score.
 #[inline(always)]
-pub(super) fn biased_max(row: &[f32], first: usize, slope: f32) -> f32 {
-    let body = row.len() - row.len() % LANES;
-    let (slopes, step) = (Lanes::splat(slope), Lanes::splat(LANES as f32));
-    let mut positions = Lanes::positions().add(Lanes::splat(first as f32));
-    let mut max = Lanes::splat(f32::NEG_INFINITY);
-    for chunk in row[..body].chunks_exact(LANES) {
-        // SAFETY: a chunk is LANES f32.
-        max = max.max(unsafe { Lanes::load(chunk.as_ptr()) }.add(slopes.mul(positions)));
-        positions = positions.add(step);
-    }
-    let max = max.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max);
-    (body..row.len()).fold(max, |max, j| max.max(row[j] + slope * (first + j) as f32))
-}
-
-/// `row[j] ← softmax(row[j] + slope · (first + j))` in place, in f32 as BLOOM does, [`LANES`]
-/// at a time: the biases and the maximum, the weights ([`weight`]) and their sum, then the
-/// division by it. The row is the end of a row that starts at `first − first mod LANES` and
-/// whose scores before `first` are −∞: the lanes sum the same values in the same order as
-/// over the whole row.
-#[inline(always)]
-pub(super) fn softmax(row: &mut [f32], first: usize, slope: f32) {
+pub(super) fn add_biases(row: &mut [f32], first: usize, slope: f32) -> f32 {
     let body = row.len() - row.len() % LANES;
     let (whole, rest) = row.split_at_mut(body);
-    // SAFETY (every load and store below): a chunk, and `last`, are LANES f32.
     let (slopes, step) = (Lanes::splat(slope), Lanes::splat(LANES as f32));
     let mut positions = Lanes::positions().add(Lanes::splat(first as f32));
     let mut max = Lanes::splat(f32::NEG_INFINITY);
     for chunk in whole.chunks_exact_mut(LANES) {
+        // SAFETY: a chunk is LANES f32.
         let x = unsafe { Lanes::load(chunk.as_ptr()) }.add(slopes.mul(positions));
         unsafe { x.store(chunk.as_mut_ptr()) };
         max = max.max(x);
@@ -236,6 +216,19 @@ pub(super) fn softmax(row: &mut [f32], first: usize, slope: f32) {
         *x += slope * (first + body + j) as f32;
         max = max.max(*x);
     }
+    max
+}
+
+/// `row[j] ← softmax(row)[j]` in place for biased scores ([`add_biases`]) whose largest is
+/// `max`, in f32 as BLOOM does, [`LANES`] at a time: the weights ([`weight`]) and their sum,
+/// then the division by it. The row may be the end of a row that starts at a multiple of
+/// [`LANES`] and whose scores before it are −∞: the lanes sum the same values in the same order
+/// as over the whole row.
+#[inline(always)]
+pub(super) fn softmax(row: &mut [f32], max: f32) {
+    let body = row.len() - row.len() % LANES;
+    let (whole, rest) = row.split_at_mut(body);
+    // SAFETY (every load and store below): a chunk, and `last`, are LANES f32.
     let shift = Lanes::splat(max);
     let mut sum = Lanes::splat(0.0);
     for chunk in whole.chunks_exact_mut(LANES) {
@@ -301,7 +294,8 @@ mod tests {
             let slope = 0.3;
             let scores = spread(n, 6.0);
             let mut row = scores.clone();
-            softmax(&mut row, 0, slope);
+            let max = add_biases(&mut row, 0, slope);
+            softmax(&mut row, max);
             let biased: Vec<f64> = (0..n)
                 .map(|j| scores[j] as f64 + slope as f64 * j as f64)
                 .collect();
@@ -322,7 +316,8 @@ mod tests {
         // Scores 20–45 below the largest.
         let mut row: Vec<f32> = (0..51).map(|j| -20.0 - j as f32 / 2.0).collect();
         row.push(0.0);
-        softmax(&mut row, 0, 0.0);
+        let max = add_biases(&mut row, 0, 0.0);
+        softmax(&mut row, max);
         for (j, &p) in row[..51].iter().enumerate() {
             let x = -20.0 - j as f32 / 2.0;
             if x < WEIGHT_FLOOR {
