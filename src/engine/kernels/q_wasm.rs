@@ -185,22 +185,14 @@ impl SimdMatrix {
         let row_bytes = k / BLOCK * self.kind.block_bytes();
         let row = |column: usize| &data[column * row_bytes..(column + 1) * row_bytes];
         match self.path {
-            Path::Simd128 => for_each_unit(n, y, |column, row0, sums| {
+            Path::Simd128 => for_each_unit(n, y, &self.epilogue, |column, row0, sums| {
                 let ahead = rows_after(&data, row_bytes, column, 1);
                 self.dot_rows(row(column), ahead, &act, row0, sums);
-                for sum in sums {
-                    self.epilogue.apply(column, std::slice::from_mut(sum));
-                }
             }),
             #[cfg(target_feature = "relaxed-simd")]
-            Path::Relaxed => for_each_column_group(n, y, |columns, row0, sums| {
+            Path::Relaxed => for_each_column_group(n, y, &self.epilogue, |columns, row0, sums| {
                 let ahead = rows_after(&data, row_bytes, columns[COLUMNS - 1], COLUMNS);
                 self.dot_columns(&columns.map(row), ahead, &act, row0, sums);
-                for sums in sums {
-                    for (&column, sum) in columns.iter().zip(sums) {
-                        self.epilogue.apply(column, std::slice::from_mut(sum));
-                    }
-                }
             }),
         }
     }
@@ -253,10 +245,12 @@ impl SimdMatrix {
 
 /// Fills `y` (m × n, row-major) in units of [`ROWS_PER_UNIT`] output columns on rayon's threads:
 /// `dot(column, row0, sums)` computes column `column` of activation rows `row0..row0 +
-/// sums.len()` (at most [`MAX_ROWS`]) into `sums`. Shared by the wasm32 matrix kernels.
+/// sums.len()` (at most [`MAX_ROWS`]) into `sums`; then `epilogue` finishes each row's run of
+/// the unit's columns at once (GELU on SIMD lanes). Shared by the wasm32 matrix kernels.
 pub(super) fn for_each_unit(
     n: usize,
     y: &mut [f32],
+    epilogue: &Epilogue,
     dot: impl Fn(usize, usize, &mut [f32]) + Sync,
 ) {
     let m = y.len() / n.max(1);
@@ -276,8 +270,30 @@ pub(super) fn for_each_unit(
                         unsafe { *out.at((row0 + i) * n + column) = *sum };
                     }
                 }
+                finish_rows(out, n, row0..row0 + rows, columns.clone(), epilogue);
             }
         });
+}
+
+/// Applies `epilogue` to columns `columns` of rows `rows` of the output (`n` columns a row),
+/// each row's run at once: one call per run, not per value, so that GELU runs on SIMD lanes.
+fn finish_rows(
+    out: OutPtr,
+    n: usize,
+    rows: std::ops::Range<usize>,
+    columns: std::ops::Range<usize>,
+    epilogue: &Epilogue,
+) {
+    if epilogue.is_identity() {
+        return;
+    }
+    for row in rows {
+        // SAFETY: as in `for_each_unit`: these values are this unit's alone, all written.
+        let run = unsafe {
+            std::slice::from_raw_parts_mut(out.at(row * n + columns.start), columns.len())
+        };
+        epilogue.apply(columns.start, run);
+    }
 }
 
 /// Output columns computed together: the lanes of one f32x4.
@@ -338,10 +354,11 @@ pub(super) fn touch(ahead: &[u8], at: usize) -> u8 {
 
 /// Like [`for_each_unit`], [`COLUMNS`] output columns at a time: `dot(columns, row0, sums)`
 /// computes `columns` (consecutive; past `n`, the last column again, its results dropped) of
-/// activation rows `row0..row0 + sums.len()` into `sums[row][column]`.
+/// activation rows `row0..row0 + sums.len()` into `sums[row][column]`; then `epilogue` as there.
 pub(super) fn for_each_column_group(
     n: usize,
     y: &mut [f32],
+    epilogue: &Epilogue,
     dot: impl Fn([usize; COLUMNS], usize, &mut [[f32; COLUMNS]]) + Sync,
 ) {
     let m = y.len() / n.max(1);
@@ -363,6 +380,13 @@ pub(super) fn for_each_column_group(
                         }
                     }
                 }
+                finish_rows(
+                    out,
+                    n,
+                    row0..row0 + rows,
+                    unit * ROWS_PER_UNIT..end,
+                    epilogue,
+                );
             }
         });
 }
