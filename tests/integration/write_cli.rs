@@ -158,3 +158,30 @@ fn a_session_logs_every_candidate_and_resumes() {
     assert!(Story::from_records(&story.id, &lines).is_some());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `write` keeps the story's keys and values in f16 unless told otherwise, as the web app does:
+/// with the same seed the default writes what `--kv-cache f16` writes, log-probability for
+/// log-probability, and `--kv-cache f32` writes other log-probabilities.
+#[test]
+fn the_cache_is_f16_unless_told() {
+    let dir = std::env::temp_dir().join(format!("storywriter-write-kv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let outputs = |extra: &[&str]| {
+        let log = dir.join(format!("{}.jsonl", extra.join("-")));
+        let args = [&["--prompt", "Once upon a time", "--seed", "5"], extra].concat();
+        write(&log, &args, "1\nq\n");
+        let candidates: Vec<_> = log_lines(&log)
+            .into_iter()
+            .map(|r| (r.output_ids, r.logprobs))
+            .collect();
+        assert!(candidates.len() >= 6, "two rounds of three candidates");
+        candidates
+    };
+    let default = outputs(&[]);
+    assert_eq!(default, outputs(&["--kv-cache", "f16"]));
+    let f32 = outputs(&["--kv-cache", "f32"]);
+    let logprobs =
+        |o: &[(Vec<u32>, Vec<f32>)]| o.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>();
+    assert_ne!(logprobs(&default), logprobs(&f32));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -102,8 +102,10 @@ enum Command {
         /// (attention, MLP, matmuls, output projection, sampling).
         #[arg(long)]
         profile: bool,
-        /// What the KV cache stores keys and values as: f32, or f16 (the web app's).
-        #[arg(long, default_value = "f32")]
+        /// What the KV cache stores keys and values as: f16 (the web app's: half the memory, and a
+        /// round over a long story barely slower than over a short one) or f32 (the logits of
+        /// transformers to f32 rounding).
+        #[arg(long, default_value = "f16")]
         kv_cache: KvDtype,
     },
     /// Sampling parameters of each candidate of a story step, from a step table and policies.
@@ -249,7 +251,8 @@ fn run(command: Command) -> Result<()> {
         Command::Serve(args) => crate::serve::run(args),
         Command::Picker { command } => crate::picker_cmd::run(command),
         Command::Auto(args) => {
-            let loaded = model_cmds::load(&args.model)?;
+            let mut loaded = model_cmds::load(&args.model)?;
+            loaded.model.set_kv_dtype(args.kv_cache);
             crate::auto::run(args, &loaded)
         }
     }

@@ -47,9 +47,10 @@ pub struct WriteArgs {
     /// Seed of the candidates' parameters and RNG seeds (default: random).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// What the KV cache stores keys and values as: f32, or f16 (half the memory, the web
-    /// app's).
-    #[arg(long, default_value = "f32")]
+    /// What the KV cache stores keys and values as: f16 (the web app's: half the memory, and a
+    /// round over a long story barely slower than over a short one) or f32 (the logits of
+    /// transformers to f32 rounding).
+    #[arg(long, default_value = "f16")]
     pub kv_cache: storywriter::model::KvDtype,
 }
 
