@@ -60,11 +60,8 @@ pub struct AutoArgs {
     /// core). Every story is the same whatever this is; only the log's line order changes.
     #[arg(long)]
     jobs: Option<usize>,
-    /// What the KV cache stores keys and values as: f16 (the web app's: half the memory, and a
-    /// round over a long story barely slower than over a short one) or f32 (the logits of
-    /// transformers to f32 rounding).
-    #[arg(long, default_value = "f16")]
-    pub kv_cache: storywriter::model::KvDtype,
+    #[command(flatten)]
+    pub cache: crate::model_cmds::CacheArgs,
 }
 
 fn parse_shard(spec: &str) -> Result<(u64, u64)> {

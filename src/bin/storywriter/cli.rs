@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use storywriter::engine::profile::{self, SpanTimes};
-use storywriter::model::KvDtype;
 
 use crate::model_cmds;
 
@@ -102,11 +101,8 @@ enum Command {
         /// (attention, MLP, matmuls, output projection, sampling).
         #[arg(long)]
         profile: bool,
-        /// What the KV cache stores keys and values as: f16 (the web app's: half the memory, and a
-        /// round over a long story barely slower than over a short one) or f32 (the logits of
-        /// transformers to f32 rounding).
-        #[arg(long, default_value = "f16")]
-        kv_cache: KvDtype,
+        #[command(flatten)]
+        cache: model_cmds::CacheArgs,
     },
     /// Sampling parameters of each candidate of a story step, from a step table and policies.
     Params(model_cmds::ParamsArgs),
@@ -210,7 +206,7 @@ fn run(command: Command) -> Result<()> {
             rounds,
             json,
             profile,
-            kv_cache,
+            cache,
         } => {
             let times = if profile {
                 Some(SpanTimes::install().context("a tracing subscriber is installed already")?)
@@ -219,7 +215,13 @@ fn run(command: Command) -> Result<()> {
             };
             if story_tokens.is_empty() {
                 let sizes = (prompt_tokens, new_tokens, candidates);
-                model_cmds::bench(&model, sizes, (threads, kv_cache), json, times.as_ref())?;
+                model_cmds::bench(
+                    &model,
+                    sizes,
+                    (threads, cache.kv_cache),
+                    json,
+                    times.as_ref(),
+                )?;
             } else {
                 model_cmds::bench_stories(
                     &model,
@@ -227,7 +229,7 @@ fn run(command: Command) -> Result<()> {
                     rounds,
                     new_tokens,
                     candidates,
-                    (threads, kv_cache),
+                    (threads, cache.kv_cache),
                 )?;
             }
             if let Some(times) = times {
@@ -238,7 +240,7 @@ fn run(command: Command) -> Result<()> {
         Command::Params(args) => model_cmds::run_params(&args),
         Command::Write(args) => {
             let mut loaded = model_cmds::load(&args.model)?;
-            loaded.model.set_kv_dtype(args.kv_cache);
+            loaded.model.set_kv_dtype(args.cache.kv_cache);
             crate::write::run(args, &loaded)
         }
         Command::Stats(args) => crate::stats::run(args),
@@ -252,7 +254,7 @@ fn run(command: Command) -> Result<()> {
         Command::Picker { command } => crate::picker_cmd::run(command),
         Command::Auto(args) => {
             let mut loaded = model_cmds::load(&args.model)?;
-            loaded.model.set_kv_dtype(args.kv_cache);
+            loaded.model.set_kv_dtype(args.cache.kv_cache);
             crate::auto::run(args, &loaded)
         }
     }

@@ -19,6 +19,16 @@ use web_time::Instant;
 
 use crate::output::print_json;
 
+/// The KV cache option of the commands that write (`write`, `auto`, `bench`).
+#[derive(Args, Clone, Copy)]
+pub struct CacheArgs {
+    /// What the KV cache stores keys and values as: f16 (the web app's: half the memory, and a
+    /// round over a long story barely slower than over a short one) or f32 (the logits of
+    /// transformers to f32 rounding).
+    #[arg(long, default_value = "f16")]
+    pub kv_cache: KvDtype,
+}
+
 /// Arguments of `storywriter params`.
 #[derive(Args)]
 pub struct ParamsArgs {

@@ -47,11 +47,8 @@ pub struct WriteArgs {
     /// Seed of the candidates' parameters and RNG seeds (default: random).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// What the KV cache stores keys and values as: f16 (the web app's: half the memory, and a
-    /// round over a long story barely slower than over a short one) or f32 (the logits of
-    /// transformers to f32 rounding).
-    #[arg(long, default_value = "f16")]
-    pub kv_cache: storywriter::model::KvDtype,
+    #[command(flatten)]
+    pub cache: crate::model_cmds::CacheArgs,
 }
 
 const HELP: &str = "1/2/3… pick · r regenerate · u undo · + TEXT add your own text · q quit";
