@@ -66,11 +66,6 @@ impl Epilogue {
         Self { gelu: true, ..self }
     }
 
-    /// Whether [`apply`](Self::apply) leaves its values as they are (no bias, no GELU).
-    pub fn is_identity(&self) -> bool {
-        self.bias.is_none() && !self.gelu
-    }
-
     /// Finishes outputs `first..first + y.len()` of a product row.
     pub fn apply(&self, first: usize, y: &mut [f32]) {
         if let Some(bias) = &self.bias {

@@ -284,9 +284,6 @@ fn finish_rows(
     columns: std::ops::Range<usize>,
     epilogue: &Epilogue,
 ) {
-    if epilogue.is_identity() {
-        return;
-    }
     for row in rows {
         // SAFETY: as in `for_each_unit`: these values are this unit's alone, all written.
         let run = unsafe {
