@@ -2,7 +2,7 @@
 //! dot-product path this build has (plain simd128 always; relaxed SIMD in the `+relaxed-simd`
 //! build), at small and model-sized shapes.
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
 use storywriter::engine::kernels::q4k_wasm::Q4kMatrix;
 use storywriter::engine::kernels::q_wasm::{Path, SimdMatrix};
@@ -31,6 +31,12 @@ fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
             (state as f32 / u32::MAX as f32 * 2.0 - 1.0) * scale
         })
         .collect()
+}
+
+/// candle's `QMatMul` product `x · qᵀ`, flattened.
+fn candle_product(q: std::sync::Arc<QTensor>, x: &Tensor) -> Vec<f32> {
+    let y = QMatMul::from_arc(q).unwrap().forward(x).unwrap();
+    y.flatten_all().unwrap().to_vec1().unwrap()
 }
 
 /// Compares every path with candle's `QMatMul` (then bias and GELU as candle ops) for an
@@ -170,6 +176,55 @@ fn as_a_candle_op_keeps_leading_dims() {
     assert!(same, "leading dims change the product");
 }
 
+/// q4_0 scales of every kind of f16 (the relaxed build widens them on SIMD lanes, the plain
+/// one through a table): subnormal, the largest, negative and −0 give candle's products; ∞
+/// gives non-finite ones and NaN gives NaN, as in candle. 20 rows: a tile and a padded one.
+#[wasm_bindgen_test]
+fn every_kind_of_f16_scale_converts_exactly() {
+    let device = Device::Cpu;
+    let (m, k, n) = (3, 64, 20);
+    let w = Tensor::from_vec(values(n * k, 21, 1.0), (n, k), &device).unwrap();
+    let mut bytes = QTensor::quantize(&w, GgmlDType::Q4_0)
+        .unwrap()
+        .data()
+        .unwrap()
+        .to_vec();
+    // Row r's second block's scale: finite kinds, then ∞, −∞, NaN.
+    let scales: [u16; 8] = [
+        0x0001, 0x03FF, 0x7BFF, 0x8400, 0x8000, 0x7C00, 0xFC00, 0x7E00,
+    ];
+    let row_bytes = k / 32 * 18;
+    for (r, scale) in scales.iter().enumerate() {
+        bytes[r * row_bytes + 18..][..2].copy_from_slice(&scale.to_le_bytes());
+    }
+    let stored = || {
+        let storage = QStorage::from_data(
+            std::borrow::Cow::Borrowed(&bytes[..]),
+            &device,
+            GgmlDType::Q4_0,
+        )
+        .unwrap();
+        std::sync::Arc::new(QTensor::new(storage, (n, k)).unwrap())
+    };
+    let x = Tensor::from_vec(values(m * k, 22, 1.0), (m, k), &device).unwrap();
+    let want = candle_product(stored(), &x);
+    let x: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+    for path in paths() {
+        let matrix = SimdMatrix::new(stored(), path).unwrap().unwrap();
+        let mut got = vec![0.0; m * n];
+        matrix.matmul(&x, &mut got);
+        for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+            let column = i % n;
+            let ok = match scales.get(column) {
+                Some(0x7C00 | 0xFC00) => !got.is_finite() && !want.is_finite(),
+                Some(0x7E00) => got.is_nan() && want.is_nan(),
+                _ => (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+            };
+            assert!(ok, "{path:?} y[{}][{column}] = {got}, candle {want}", i / n);
+        }
+    }
+}
+
 #[wasm_bindgen_test]
 fn rejects_other_types_and_bad_biases() {
     let w = Tensor::zeros((16, 256), candle_core::DType::F32, &Device::Cpu).unwrap();
@@ -216,14 +271,7 @@ fn q4k_equals_candle_to_rounding() {
         let matrix = Q4kMatrix::new(q.clone()).unwrap().expect("q4_k");
         for m in 1..=5 {
             let x = Tensor::from_vec(values(m * k, 9 + m as u32, 2.0), (m, k), &device).unwrap();
-            let expected: Vec<f32> = QMatMul::from_arc(q.clone())
-                .unwrap()
-                .forward(&x)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let expected = candle_product(q.clone(), &x);
             let typical = expected.iter().map(|v| v.abs()).sum::<f32>() / expected.len() as f32;
             let x: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
             let mut y = vec![f32::NAN; m * n];

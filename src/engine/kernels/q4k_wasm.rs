@@ -29,8 +29,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::q_wasm::{
-    f16_lanes, f16_table, for_each_column_group, for_row_count, rows_after, store_lanes, touch,
-    transpose_sum, COLUMNS, MAX_ROWS,
+    f16_lanes, f16_table, for_each_column_group, for_row_count, group_columns, rows_after,
+    store_lanes, touch, transpose_sum, COLUMNS, MAX_ROWS,
 };
 use super::Epilogue;
 use crate::error::{Error, Result};
@@ -128,7 +128,8 @@ impl Q4kMatrix {
         let act = Q8kRows::new(x, k);
         let data = self.weights.data().expect("a CPU tensor's bytes");
         let row_bytes = k / QK_K * BLOCK_BYTES;
-        for_each_column_group(n, y, &Epilogue::default(), |columns, row0, sums| {
+        for_each_column_group(n, y, &Epilogue::default(), |first, row0, sums| {
+            let columns = group_columns(first, n);
             let rows = columns.map(|c| &data[c * row_bytes..(c + 1) * row_bytes]);
             let ahead = rows_after(&data, row_bytes, columns[COLUMNS - 1], COLUMNS);
             for_row_count!(sums.len(), columns_dot(&rows, ahead, &act, row0, sums));

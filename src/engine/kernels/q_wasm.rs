@@ -11,12 +11,12 @@
 //! is candle's: activations are quantized to q8_0 ([`QuantizedRows`], candle's rounding), each
 //! 32-value block's products are summed exactly in integers and scaled by the two scales in
 //! f32. The plain simd128 path even sums in candle's lane order, so its results are candle's
-//! bit for bit; the relaxed path (`q_wasm_relaxed`: four output columns at a time, one f32x4
-//! lane each) converts each block's whole integer sum, so it differs by f32 rounding.
+//! bit for bit; the relaxed path (`q_wasm_relaxed`: one output column per f32x4 lane)
+//! converts each block's whole integer sum, so it differs by f32 rounding.
 //!
-//! Weights are read in place from candle's tensor (no copy: the output projection may share its
-//! tensor with the embedding table), f16 scales through a 65536-entry table (wasm has no f16
-//! conversion instruction, and software conversion per block would cost more). One unit
+//! The plain path and relaxed q8_0 read the weights in place from candle's tensor, f16 scales
+//! through a 65536-entry table (wasm has no f16 conversion instruction); relaxed q4_0 repacks
+//! them at load time into tiles of 16 rows (`q_wasm_relaxed::Q4_0Tiles`, as large). One unit
 //! of work is [`ROWS_PER_UNIT`] weight rows against every activation row, up to [`MAX_ROWS`] at
 //! a time, so three candidates decoded together read each weight once. Units run on rayon's
 //! pool: the threads of the threaded web build, or the current thread when there is none.
@@ -39,7 +39,7 @@ use rayon::prelude::*;
 
 use super::q8_act::{QuantizedRows, BLOCK};
 #[cfg(target_feature = "relaxed-simd")]
-use super::q_wasm_relaxed::{columns_q4_0, columns_q8_0};
+use super::q_wasm_relaxed::{columns_q8_0, Q4_0Tiles, TILE_ROWS};
 use super::Epilogue;
 use crate::error::{Error, Result};
 
@@ -115,10 +115,19 @@ pub struct SimdMatrix {
     k: usize,
     kind: Kind,
     path: Path,
-    /// The stored matrix: `[row][block]` of f16 scale + quants.
-    weights: Arc<QTensor>,
+    /// The weights, as the kernels of `path` read them.
+    weights: Stored,
     /// The bias and GELU fused into the product.
     epilogue: Epilogue,
+}
+
+/// Where a [`SimdMatrix`]'s kernels read its weights.
+enum Stored {
+    /// candle's tensor, `[row][block]` of f16 scale + quants, read in place.
+    Rows(Arc<QTensor>),
+    /// q4_0 repacked into tiles of 16 rows for the relaxed-SIMD kernel (the tensor dropped).
+    #[cfg(target_feature = "relaxed-simd")]
+    Tiles(Q4_0Tiles),
 }
 
 impl fmt::Debug for SimdMatrix {
@@ -148,12 +157,17 @@ impl SimdMatrix {
                 q.shape()
             )));
         }
+        let weights = match (kind, path) {
+            #[cfg(target_feature = "relaxed-simd")]
+            (Kind::Q4_0, Path::Relaxed) => Stored::Tiles(Q4_0Tiles::new(&q.data()?, n, k / BLOCK)),
+            _ => Stored::Rows(q),
+        };
         Ok(Some(Self {
             n,
             k,
             kind,
             path,
-            weights: q,
+            weights,
             epilogue: Epilogue::default(),
         }))
     }
@@ -181,7 +195,15 @@ impl SimdMatrix {
         let m = x.len() / k;
         assert_eq!((x.len(), y.len()), (m * k, m * n), "matmul operand sizes");
         let act = QuantizedRows::new(x, k);
-        let data = self.weights.data().expect("a CPU tensor's bytes");
+        let data = match &self.weights {
+            Stored::Rows(q) => q.data().expect("a CPU tensor's bytes"),
+            #[cfg(target_feature = "relaxed-simd")]
+            Stored::Tiles(tiles) => {
+                return for_each_column_group(n, y, &self.epilogue, |first, row0, sums| {
+                    tiles.dot(first / TILE_ROWS, &act, row0, sums)
+                });
+            }
+        };
         let row_bytes = k / BLOCK * self.kind.block_bytes();
         let row = |column: usize| &data[column * row_bytes..(column + 1) * row_bytes];
         match self.path {
@@ -189,34 +211,17 @@ impl SimdMatrix {
                 let ahead = rows_after(&data, row_bytes, column, 1);
                 self.dot_rows(row(column), ahead, &act, row0, sums);
             }),
+            // q8_0: relaxed q4_0 is stored as tiles.
             #[cfg(target_feature = "relaxed-simd")]
-            Path::Relaxed => for_each_column_group(n, y, &self.epilogue, |columns, row0, sums| {
+            Path::Relaxed => for_each_column_group(n, y, &self.epilogue, |first, row0, sums| {
+                let columns = group_columns(first, n);
                 let ahead = rows_after(&data, row_bytes, columns[COLUMNS - 1], COLUMNS);
-                self.dot_columns(&columns.map(row), ahead, &act, row0, sums);
+                let (rows, table) = (columns.map(row), f16_table());
+                for_row_count!(
+                    sums.len(),
+                    columns_q8_0(&rows, ahead, table, &act, row0, sums)
+                );
             }),
-        }
-    }
-
-    /// Four stored weight rows times activation rows `row0..row0 + out.len()` (at most 4),
-    /// with relaxed SIMD.
-    #[cfg(target_feature = "relaxed-simd")]
-    fn dot_columns(
-        &self,
-        rows: &[&[u8]; COLUMNS],
-        ahead: &[u8],
-        act: &QuantizedRows,
-        row0: usize,
-        out: &mut [[f32; COLUMNS]],
-    ) {
-        let table = f16_table();
-        macro_rules! with_rows {
-            ($kernel:ident) => {
-                for_row_count!(out.len(), $kernel(rows, ahead, table, act, row0, out))
-            };
-        }
-        match self.kind {
-            Kind::Q4_0 => with_rows!(columns_q4_0),
-            Kind::Q8_0 => with_rows!(columns_q8_0),
         }
     }
 
@@ -349,27 +354,28 @@ pub(super) fn touch(ahead: &[u8], at: usize) -> u8 {
     ahead.get(at).copied().unwrap_or(0) ^ ahead.get(at + 64).copied().unwrap_or(0)
 }
 
-/// Like [`for_each_unit`], [`COLUMNS`] output columns at a time: `dot(columns, row0, sums)`
-/// computes `columns` (consecutive; past `n`, the last column again, its results dropped) of
-/// activation rows `row0..row0 + sums.len()` into `sums[row][column]`; then `epilogue` as there.
-pub(super) fn for_each_column_group(
+/// Like [`for_each_unit`], `W` output columns at a time (a unit's columns in groups of `W`,
+/// `W` dividing [`ROWS_PER_UNIT`]): `dot(first, row0, sums)` computes columns `first..first +
+/// W` (past `n`: anything, its results dropped) of activation rows `row0..row0 + sums.len()`
+/// into `sums[row][column − first]`; then `epilogue` as there.
+pub(super) fn for_each_column_group<const W: usize>(
     n: usize,
     y: &mut [f32],
     epilogue: &Epilogue,
-    dot: impl Fn([usize; COLUMNS], usize, &mut [[f32; COLUMNS]]) + Sync,
+    dot: impl Fn(usize, usize, &mut [[f32; W]]) + Sync,
 ) {
+    const { assert!(ROWS_PER_UNIT.is_multiple_of(W)) };
     let m = y.len() / n.max(1);
     let out = OutPtr(y.as_mut_ptr());
     (0..n.div_ceil(ROWS_PER_UNIT))
         .into_par_iter()
         .for_each(|unit| {
             let end = n.min((unit + 1) * ROWS_PER_UNIT);
-            let mut sums = [[0f32; COLUMNS]; MAX_ROWS];
+            let mut sums = [[0f32; W]; MAX_ROWS];
             for row0 in (0..m).step_by(MAX_ROWS) {
                 let rows = (m - row0).min(MAX_ROWS);
-                for first in (unit * ROWS_PER_UNIT..end).step_by(COLUMNS) {
-                    let columns = std::array::from_fn(|i| (first + i).min(end - 1));
-                    dot(columns, row0, &mut sums[..rows]);
+                for first in (unit * ROWS_PER_UNIT..end).step_by(W) {
+                    dot(first, row0, &mut sums[..rows]);
                     for (r, row) in sums[..rows].iter().enumerate() {
                         for (i, sum) in row.iter().enumerate().take(end - first) {
                             // SAFETY: as in `for_each_unit`.
@@ -386,6 +392,12 @@ pub(super) fn for_each_column_group(
                 );
             }
         });
+}
+
+/// The [`COLUMNS`] stored rows a four-column kernel reads for the group starting at `first`:
+/// past `n`, the last one again (its results dropped).
+pub(super) fn group_columns(first: usize, n: usize) -> [usize; COLUMNS] {
+    std::array::from_fn(|i| (first + i).min(n - 1))
 }
 
 /// The output pointer, shared by the units (each writes its own elements).
