@@ -15,12 +15,17 @@ import { connect, createServer } from 'node:net';
 /**
  * Starts a proxy in front of the server of `target` (a URL) on a free port of 127.0.0.1. Returns
  * `url` (`target` on the proxy's origin), `goOffline()`, `refused` (the request lines of the
- * connections refused since, "(no request)" for one closed before it sent any) and `close()`.
+ * connections refused since, "(no request)" for one closed before it sent any), `relayed(line)`
+ * (whether a line of the server's log is a request this proxy passed on) and `close()`.
  */
 export async function startOfflineProxy(target) {
   const upstream = new URL(target);
   const sockets = new Set();
   const refused = [];
+  // The local ports of the proxy's connections to the server: the server logs them as the
+  // requests' remote addresses, which tells the proxy's requests from other pages' (another
+  // test's page still open in the same browser checks its service worker for updates too).
+  const upstreamPorts = new Set();
   let online = true;
 
   const track = (socket) => {
@@ -45,6 +50,7 @@ export async function startOfflineProxy(target) {
 
   const relay = (client) => {
     const server = connect(Number(upstream.port), upstream.hostname);
+    server.once('connect', () => upstreamPorts.add(server.localPort));
     track(server);
     client.on('close', () => server.destroy());
     server.on('close', () => client.destroy());
@@ -65,6 +71,8 @@ export async function startOfflineProxy(target) {
   return {
     url: url.href,
     refused,
+    /** Whether the server's log line `line` ("host:port METHOD path status") came through here. */
+    relayed: (line) => upstreamPorts.has(Number(line.split(' ', 1)[0].split(':').pop())),
     /** Cuts the connections under way; every later one is refused. */
     goOffline() {
       online = false;
