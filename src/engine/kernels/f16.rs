@@ -37,14 +37,6 @@ pub fn widen(src: &[f16], dst: &mut [f32]) {
 #[cfg(target_arch = "wasm32")]
 fn widen_simd128(src: &[f16], dst: &mut [f32]) {
     use core::arch::wasm32::*;
-    #[inline(always)]
-    fn four(h: v128) -> v128 {
-        let magnitude = i32x4_shl(v128_and(h, i32x4_splat(0x7fff)), 13);
-        let value = f32x4_mul(magnitude, f32x4_splat(TWO_POW_112));
-        let special = i32x4_ge(magnitude, i32x4_splat(0x7c00 << 13));
-        let value = v128_bitselect(v128_or(magnitude, i32x4_splat(0x7f80_0000)), value, special);
-        v128_or(value, i32x4_shl(v128_and(h, i32x4_splat(0x8000)), 16))
-    }
     let mut src_chunks = src.chunks_exact(8);
     let mut dst_chunks = dst.chunks_exact_mut(8);
     for (s, d) in (&mut src_chunks).zip(&mut dst_chunks) {
@@ -52,10 +44,10 @@ fn widen_simd128(src: &[f16], dst: &mut [f32]) {
         // stores are allowed.
         unsafe {
             let h = v128_load(s.as_ptr().cast());
-            v128_store(d.as_mut_ptr().cast(), four(u32x4_extend_low_u16x8(h)));
+            v128_store(d.as_mut_ptr().cast(), widen4(u32x4_extend_low_u16x8(h)));
             v128_store(
                 d.as_mut_ptr().add(4).cast(),
-                four(u32x4_extend_high_u16x8(h)),
+                widen4(u32x4_extend_high_u16x8(h)),
             );
         }
     }
@@ -66,6 +58,19 @@ fn widen_simd128(src: &[f16], dst: &mut [f32]) {
     {
         *d = s.to_f32();
     }
+}
+
+/// Four halves, their bits in the low 16 bits of each u32 lane, widened to f32 lanes exactly
+/// for every half (see [`widen`]'s wasm32 path; the q4_0 tiles' scales too).
+#[cfg(target_arch = "wasm32")]
+#[inline(always)]
+pub fn widen4(h: core::arch::wasm32::v128) -> core::arch::wasm32::v128 {
+    use core::arch::wasm32::*;
+    let magnitude = i32x4_shl(v128_and(h, i32x4_splat(0x7fff)), 13);
+    let value = f32x4_mul(magnitude, f32x4_splat(TWO_POW_112));
+    let special = i32x4_ge(magnitude, i32x4_splat(0x7c00 << 13));
+    let value = v128_bitselect(v128_or(magnitude, i32x4_splat(0x7f80_0000)), value, special);
+    v128_or(value, i32x4_shl(v128_and(h, i32x4_splat(0x8000)), 16))
 }
 
 /// Four halves at `src` widened to f32 lanes, exact for every finite half (the decode kernel's

@@ -30,90 +30,77 @@
 
 use std::arch::wasm32::*;
 
+use super::f16::widen4;
 use super::q8_act::{QuantizedRows, BLOCK};
 use super::q_wasm::{
     f16_lanes, for_row_count, store_lanes, touch, transpose_sum, COLUMNS, MAX_ROWS,
 };
 
-/// Shape of the four-column kernels: for each block `b`, `$unpack(quants_ptr)` unpacks one
-/// stored row's block once, then `$sum(w, a0, a1)` gives a column's i32x4 partial sums with
-/// the activation block's two halves; `$offset · Σa` is taken off each total.
-macro_rules! columns_kernel {
-    ($name:ident, $bytes:expr, $offset:expr, |$q:ident| $unpack:expr, |$w:ident, $a0:ident, $a1:ident| $sum:expr) => {
-        /// Four stored weight rows times activation rows `row0..row0 + R`: `out[r]` holds the
-        /// four columns of row `row0 + r`.
-        pub(super) fn $name<const R: usize>(
-            rows: &[&[u8]; COLUMNS],
-            ahead: &[u8],
-            table: &[f32],
-            act: &QuantizedRows,
-            row0: usize,
-            out: &mut [[f32; COLUMNS]],
-        ) {
-            assert!(rows.iter().all(|row| row.len() == act.blocks * $bytes));
-            assert!((row0 + R) * act.blocks <= act.scales.len() && out.len() >= R);
-            let mut acc = [f32x4_splat(0.0); R];
-            let mut touched = 0;
-            for b in 0..act.blocks {
-                touched ^= touch(ahead, b * COLUMNS * $bytes);
-                let weight_scales = f16_lanes(table, rows, b * $bytes);
-                // SAFETY: each row holds `act.blocks` blocks of `$bytes` (asserted), the
-                // quants after the 2-byte scale.
-                let w = rows.map(|row| unsafe {
-                    let $q = row.as_ptr().add(b * $bytes + 2);
-                    $unpack
-                });
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let j = (row0 + r) * act.blocks + b;
-                    // SAFETY: activation block `j` (in range, asserted) holds 32 quants.
-                    let ($a0, $a1) = unsafe {
-                        let a = act.quants.as_ptr().add(j * BLOCK);
-                        (v128_load(a.cast()), v128_load(a.add(16).cast()))
-                    };
-                    let sums = w.map(|$w| $sum);
-                    let total = i32x4_sub(transpose_sum(sums), i32x4_splat($offset * act.sums[j]));
-                    let scale = f32x4_mul(weight_scales, f32x4_splat(act.scales[j]));
-                    *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(total), scale));
-                }
-            }
-            std::hint::black_box(touched);
-            store_lanes(&acc, out);
-        }
-    };
-}
+/// Bytes of a stored q8_0 block: the f16 scale, then 32 signed quants.
+const Q8_0_BYTES: usize = 2 + BLOCK;
 
-// q8_0: `w + 128 = 16 · hi + lo`, both nibbles 7-bit; 128 · Σa is taken off.
-columns_kernel!(
-    columns_q8_0,
-    2 + BLOCK,
-    128,
-    |q| {
-        let flip = u8x16_splat(0x80);
-        let first = v128_xor(v128_load(q.cast()), flip);
-        let second = v128_xor(v128_load(q.add(16).cast()), flip);
-        let low4 = u8x16_splat(0x0F);
-        [
-            v128_and(first, low4),
-            v128_and(second, low4),
-            u8x16_shr(first, 4),
-            u8x16_shr(second, 4),
-        ]
-    },
-    |w, a0, a1| {
-        let low = i16x8_add(
-            i16x8_relaxed_dot_i8x16_i7x16(a0, w[0]),
-            i16x8_relaxed_dot_i8x16_i7x16(a1, w[1]),
-        );
-        let high = i16x8_add(
-            i16x8_relaxed_dot_i8x16_i7x16(a0, w[2]),
-            i16x8_relaxed_dot_i8x16_i7x16(a1, w[3]),
-        );
-        i32x4_add(
-            i32x4_dot_i16x8(high, i16x8_splat(16)),
-            i32x4_extadd_pairwise_i16x8(low),
-        )
+/// Four stored q8_0 weight rows times activation rows `row0..row0 + R`: `out[r]` holds the four
+/// columns of row `row0 + r`. Each weight byte is split as `w + 128 = 16 · hi + lo`, both
+/// nibbles 7-bit, so `Σ a·w = 16 · Σ a·hi + Σ a·lo − 128 · Σa`.
+pub(super) fn columns_q8_0<const R: usize>(
+    rows: &[&[u8]; COLUMNS],
+    ahead: &[u8],
+    table: &[f32],
+    act: &QuantizedRows,
+    row0: usize,
+    out: &mut [[f32; COLUMNS]],
+) {
+    assert!(rows.iter().all(|row| row.len() == act.blocks * Q8_0_BYTES));
+    assert!((row0 + R) * act.blocks <= act.scales.len() && out.len() >= R);
+    let mut acc = [f32x4_splat(0.0); R];
+    let mut touched = 0;
+    for b in 0..act.blocks {
+        touched ^= touch(ahead, b * COLUMNS * Q8_0_BYTES);
+        let weight_scales = f16_lanes(table, rows, b * Q8_0_BYTES);
+        // SAFETY: each row holds `act.blocks` blocks of `Q8_0_BYTES` (asserted), the quants
+        // after the 2-byte scale.
+        let w = rows.map(|row| unsafe {
+            let q = row.as_ptr().add(b * Q8_0_BYTES + 2);
+            let flip = u8x16_splat(0x80);
+            let first = v128_xor(v128_load(q.cast()), flip);
+            let second = v128_xor(v128_load(q.add(16).cast()), flip);
+            let low4 = u8x16_splat(0x0F);
+            [
+                v128_and(first, low4),
+                v128_and(second, low4),
+                u8x16_shr(first, 4),
+                u8x16_shr(second, 4),
+            ]
+        });
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let j = (row0 + r) * act.blocks + b;
+            // SAFETY: activation block `j` (in range, asserted) holds 32 quants.
+            let (a0, a1) = unsafe {
+                let a = act.quants.as_ptr().add(j * BLOCK);
+                (v128_load(a.cast()), v128_load(a.add(16).cast()))
+            };
+            let sums = w.map(|w| {
+                let low = i16x8_add(
+                    i16x8_relaxed_dot_i8x16_i7x16(a0, w[0]),
+                    i16x8_relaxed_dot_i8x16_i7x16(a1, w[1]),
+                );
+                let high = i16x8_add(
+                    i16x8_relaxed_dot_i8x16_i7x16(a0, w[2]),
+                    i16x8_relaxed_dot_i8x16_i7x16(a1, w[3]),
+                );
+                i32x4_add(
+                    i32x4_dot_i16x8(high, i16x8_splat(16)),
+                    i32x4_extadd_pairwise_i16x8(low),
+                )
+            });
+            let total = i32x4_sub(transpose_sum(sums), i32x4_splat(128 * act.sums[j]));
+            let scale = f32x4_mul(weight_scales, f32x4_splat(act.scales[j]));
+            *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(total), scale));
+        }
     }
-);
+    std::hint::black_box(touched);
+    store_lanes(&acc, out);
+}
 
 /// Weight rows of a tile: four i32x4 lanes' worth.
 pub(super) const TILE_ROWS: usize = 16;
@@ -189,7 +176,9 @@ fn tile_dot<const R: usize>(
         for group in 0..TILE_ROWS / 4 {
             // SAFETY: `tile` holds TILE_BYTES bytes: 32 of scales, then 4 × 16 rows × 4 quants.
             let (scales, weights) = unsafe {
-                let scales = f16x4_to_f32x4(v128_load64_zero(tile.add(8 * group).cast()));
+                let scales = widen4(u32x4_extend_low_u16x8(v128_load64_zero(
+                    tile.add(8 * group).cast(),
+                )));
                 let weights: [v128; 4] = std::array::from_fn(|g| {
                     v128_load(
                         tile.add(2 * TILE_ROWS + (g * TILE_ROWS + 4 * group) * 4)
@@ -222,19 +211,4 @@ fn tile_dot<const R: usize>(
         // SAFETY: four f32x4s are 16 f32s.
         *out = unsafe { std::mem::transmute::<[v128; TILE_ROWS / 4], [f32; TILE_ROWS]>(*acc) };
     }
-}
-
-/// The four f16 values in the low 64 bits of `h` as f32, exactly (subnormals, infinities and
-/// NaNs included): wasm has no f16 conversion, and a table lookup per value costs more. The
-/// magnitude's bits shifted into an f32 are the value times 2⁻¹¹², so multiplying by 2¹¹²
-/// restores it (exactly: a power of two, no overflow); exponent 31 (∞, NaN) maps to 255.
-#[inline(always)]
-fn f16x4_to_f32x4(h: v128) -> v128 {
-    let bits = u32x4_extend_low_u16x8(h);
-    let sign = i32x4_shl(v128_and(bits, u32x4_splat(0x8000)), 16);
-    let magnitude = i32x4_shl(v128_and(bits, u32x4_splat(0x7FFF)), 13);
-    let finite = f32x4_mul(magnitude, f32x4_splat(f32::from_bits((127 + 112) << 23)));
-    let special = v128_or(magnitude, u32x4_splat(0x7F80_0000));
-    let is_special = u32x4_ge(magnitude, u32x4_splat(0x1F << 23));
-    v128_or(v128_bitselect(special, finite, is_special), sign)
 }
