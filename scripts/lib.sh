@@ -151,7 +151,24 @@ build_threaded_worker() {
         CARGO_TARGET_DIR="$target" cargo +"$NIGHTLY_TOOLCHAIN" rustc --release --target "$WASM_TARGET" \
         --bin worker --features threads -Z build-std=panic_abort,std -- "${link_args[@]}" || return 1
     wasm-bindgen --target web --out-dir "$dist/threads" --out-name worker \
-        "$target/$WASM_TARGET/release/worker.wasm"
+        "$target/$WASM_TARGET/release/worker.wasm" && start_pool_from_own_url "$dist"
+}
+
+# start_pool_from_own_url DIST: makes rayon's pool start its Web Workers from their script's own
+# address. wasm-bindgen-rayon (no-bundler) starts each from a copy of the script in a blob: URL,
+# so that a script on another origin (a CDN) can start them; in Firefox ESR a `new Worker` of a
+# blob: URL inside the model worker now and then never returns (about 1 start in 25 on the
+# 2-core VM, none in 138 from the script's own address), which hangs the model worker before its
+# own timer can fire. The app serves its scripts from its own origin, so the address works.
+start_pool_from_own_url() {
+    local dist="$1" helpers
+    helpers=("$dist"/threads/snippets/wasm-bindgen-rayon-*/src/workerHelpers.no-bundler.js)
+    if [[ ${#helpers[@]} -ne 1 || ! -f ${helpers[0]} ]] || ! grep -q 'new Worker(url, {' "${helpers[0]}"; then
+        echo "error: $dist/threads/snippets/ has no wasm-bindgen-rayon workerHelpers.no-bundler.js" >&2
+        echo "       starting its workers with \`new Worker(url, {\`: see start_pool_from_own_url" >&2
+        return 1
+    fi
+    sed -i 's/new Worker(url, {/new Worker(import.meta.url, {/' "${helpers[0]}"
 }
 
 # build_relaxed_worker DIST: the single-threaded model worker with relaxed SIMD into

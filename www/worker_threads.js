@@ -4,7 +4,7 @@
 // come up in time (a thread's worker that cannot start never answers), is reported to the page
 // as a load error before `started`, and the page starts the single-threaded worker instead.
 const threads = Number(new URL(self.location.href).searchParams.get('threads'));
-const POOL_TIMEOUT_MS = 30000;
+const POOL_TIMEOUT_MS = 15000;
 
 try {
   if (!(threads >= 1)) throw new Error(`bad thread count ${threads}`);

@@ -30,6 +30,8 @@ pub struct ThreadPlan {
     pub relaxed: bool,
     /// Why fewer threads than asked run, when they do.
     pub note: Option<String>,
+    /// Whether this start is a threaded build's second (its first did not come up).
+    pub retry: bool,
 }
 
 impl ThreadPlan {
@@ -39,14 +41,24 @@ impl ThreadPlan {
             threads: 1,
             relaxed: has_relaxed_simd(),
             note,
+            retry: false,
         }
     }
 
     /// What to start when a worker of this plan fails to start with `message`: a threaded
-    /// worker gives way to one thread, the relaxed single-threaded build to the simd128 one.
+    /// worker is started once more (in Firefox ESR a worker's `new Worker` for rayon's pool now
+    /// and then never returns, mostly while other workers of the page start or stop; README
+    /// "Browsers"), then gives way to one thread; the relaxed single-threaded build gives way
+    /// to the simd128 one.
     pub fn fallback(&self, message: &str) -> Option<Self> {
-        if self.threads > 1 {
-            let note = format!("single-threaded: the threaded build did not start: {message}");
+        if self.threads > 1 && !self.retry {
+            Some(Self {
+                retry: true,
+                ..self.clone()
+            })
+        } else if self.threads > 1 {
+            let note =
+                format!("single-threaded: the threaded build did not start, twice: {message}");
             Some(Self::single(Some(note)))
         } else if self.relaxed {
             Some(Self {
@@ -136,6 +148,7 @@ pub fn plan() -> ThreadPlan {
         threads,
         relaxed: true,
         note,
+        retry: false,
     }
 }
 
@@ -150,6 +163,7 @@ pub fn current() -> ThreadPlan {
         threads: 1,
         relaxed: false,
         note: None,
+        retry: false,
     })
 }
 

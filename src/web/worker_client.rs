@@ -169,11 +169,12 @@ fn spawn(state: &Rc<RefCell<State>>, plan: ThreadPlan, on_event: Handler) -> Res
     Ok(())
 }
 
-/// How long the page waits for a threaded worker to start before it gives way to one thread.
-/// Longer than `worker_threads.js`'s own 30 s limit, which reports a pool that does not come up;
-/// this one catches a worker that cannot even report it (in Firefox ESR, now and then, a thread's
-/// worker never starts and the worker's own timer never fires).
-const THREADED_START_TIMEOUT_MS: i32 = 40_000;
+/// How long the page waits for a threaded worker to start (0.5–2 s in Chromium and Firefox on
+/// the 2-core VM) before it starts another, then one thread ([`ThreadPlan::fallback`]). Longer
+/// than `worker_threads.js`'s own 15 s limit, which reports a pool that does not come up; this
+/// one catches a worker that cannot even report it (in Firefox ESR, now and then, the worker's
+/// `new Worker` for a thread never returns, so that its own timer never fires).
+const THREADED_START_TIMEOUT_MS: i32 = 20_000;
 
 /// Falls back (`fall_back`) to one thread unless `worker`, the one in `state`, has started within
 /// [`THREADED_START_TIMEOUT_MS`].

@@ -192,3 +192,39 @@ fn getrandom_has_a_browser_backend() {
     getrandom::fill(&mut b).unwrap();
     assert_ne!(a, b);
 }
+
+/// A threaded worker that does not start is started once more, then gives way to one thread
+/// (saying why), and the relaxed single-threaded build to the simd128 one; simd128 alone has
+/// nothing left to fall back to.
+#[wasm_bindgen_test]
+fn a_threaded_start_that_fails_is_tried_again_then_falls_back_to_one_thread() {
+    use storywriter::web::threads::ThreadPlan;
+
+    let threaded = ThreadPlan {
+        threads: 2,
+        relaxed: true,
+        note: None,
+        retry: false,
+    };
+    let again = threaded.fallback("hung").expect("a second start");
+    assert_eq!(
+        again,
+        ThreadPlan {
+            retry: true,
+            ..threaded
+        }
+    );
+    let single = again.fallback("hung again").expect("one thread");
+    assert_eq!(single.threads, 1);
+    assert_eq!(
+        single.note.as_deref(),
+        Some("single-threaded: the threaded build did not start, twice: hung again")
+    );
+    let relaxed = ThreadPlan {
+        relaxed: true,
+        ..single
+    };
+    let plain = relaxed.fallback("no relaxed").expect("the simd128 build");
+    assert!(!plain.relaxed && plain.threads == 1);
+    assert!(plain.fallback("broken").is_none());
+}
