@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The web app's speed in headless Chromium on bloom-560m-shaped models with random weights (q8_0
 # and q4_0): first load and load from the browser's cache, prefill and decode tok/s with 1 and 3
-# candidates, the round time as the story grows (openings of 50 to 3,000 characters; three
+# candidates, the round time as the story grows (openings of ~50 to 1,500 tokens; three
 # candidates after a pick), the worker's wasm memory, and the bundle size
 # (tests/e2e/bench_web.mjs, node + playwright-core); then wllama on the same files in the same
 # Chromium (tests/e2e/bench_wllama.mjs), and native `storywriter bench`. Builds the app (trunk, release, simd128) and the CLI, makes the models in
@@ -15,8 +15,8 @@
 # BENCH_THREADS (default "1 2": single-sequence rounds at these thread counts, in the browser
 # and with native `storywriter bench` on the same file), BASELINE_DIST=DIR (another build, e.g.
 # main's, benchmarked in the same run as "DTYPE baseline"), BENCH_STORY_CHARS (default
-# "50 500 1500 3000": openings of that many characters for the rounds as the story grows; empty
-# skips them), BENCH_STORY_TOKENS (default "50 500 1500": the same natively, in tokens),
+# "68 680 2025": openings of that many characters, ~50, 500 and 1,500 tokens, for the rounds as
+# the story grows; empty skips them), BENCH_STORY_TOKENS (default "50 500 1500": the same natively, in tokens),
 # BENCH_PROFILE=1 (the time per engine span of each round, in the browser and natively).
 set -euo pipefail
 

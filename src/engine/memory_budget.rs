@@ -9,6 +9,8 @@
 //! - its weights: the GGUF file's tensors as they are stored, plus what loading adds (the
 //!   largest tensor read once more, small tensors widened to f32): measured at 1.05× the file
 //!   for both bloom-560m files (BENCHMARKS.md, "Hub loader memory"); counted as 1/16 more.
+//!   (The relaxed-SIMD builds hold a q4_k output projection twice while they repack it: 144 MB
+//!   more for a moment with bloom-560m, taken from the headroom, then reused by the session.)
 //!   Once the file's type is known ([`MemoryNeed::with_weight_type`]), an f16 or bf16 file
 //!   counts twice: candle widens those matrices to f32 when the model is built;
 //! - the keys and values of a full context (f16, as the worker keeps them; one sequence of
@@ -159,6 +161,13 @@ pub fn session_working_set(config: &BloomConfig, candidates: usize) -> u64 {
 /// settings offer 1 to 3): what the claim at load counts.
 pub const MOST_CANDIDATES: usize = 3;
 
+/// The pieces [`claim_session_memory`] takes its claim in: the free blocks loading left (the
+/// stored output projection, freed once the relaxed-SIMD build repacked it: 144 MB for
+/// bloom-560m) take as many as fit, and the heap grows only by the rest (one block of the whole
+/// claim fit in none of them, and grew the heap by all of it). The session's own blocks (a
+/// cache block, a round's logits) are far smaller.
+const CLAIM_PIECE: u64 = 16 << 20;
+
 /// Grows the heap, once, by what a writing session of rounds of up to `candidates` candidates on
 /// the model `name` of shape `config` will hold at its peak ([`session_working_set`]), and frees
 /// it for the session to use: in a wasm worker the memory then stays flat however long the story
@@ -170,15 +179,22 @@ pub fn claim_session_memory(
     candidates: usize,
 ) -> Result<(), String> {
     let bytes = session_working_set(config, candidates);
-    let mut claim: Vec<u8> = Vec::new();
-    claim.try_reserve_exact(bytes as usize).map_err(|_| {
-        format!(
-            "{name}: the browser could not give the worker the {} a full story needs beside the \
-             model's weights (its keys and values and a round's work). Close other tabs, or \
-             choose a smaller model or quantization (q4_0).",
-            human_bytes(bytes)
-        )
-    })?;
+    let mut claim: Vec<Vec<u8>> = Vec::new();
+    let mut left = bytes;
+    while left > 0 {
+        let size = left.min(CLAIM_PIECE);
+        let mut piece: Vec<u8> = Vec::new();
+        piece.try_reserve_exact(size as usize).map_err(|_| {
+            format!(
+                "{name}: the browser could not give the worker the {} a full story needs beside \
+                 the model's weights (its keys and values and a round's work). Close other tabs, \
+                 or choose a smaller model or quantization (q4_0).",
+                human_bytes(bytes)
+            )
+        })?;
+        claim.push(piece);
+        left -= size;
+    }
     // Freed at once: the allocator keeps the grown memory for the session's own blocks.
     drop(std::hint::black_box(claim));
     Ok(())

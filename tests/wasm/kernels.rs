@@ -5,6 +5,7 @@
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
 use storywriter::engine::kernels::q4k_wasm::Q4kMatrix;
+use storywriter::engine::kernels::q8_act::{Q8kRows, QK_K};
 use storywriter::engine::kernels::q_wasm::{Path, SimdMatrix};
 use storywriter::engine::kernels::split::RowSplit;
 use storywriter::engine::kernels::{gelu, simd_math};
@@ -292,6 +293,71 @@ fn q4k_equals_candle_to_rounding() {
     )
     .unwrap();
     assert!(Q4kMatrix::new(q8.into()).unwrap().is_none());
+}
+
+/// One column of a q4_k product as the kernels define it, one value at a time: per super-block
+/// the exact integers `Σₛ scaleₛ · Σ q·a` and `Σₛ minₛ · Σ a`, then `acc += total · (d · d_a) −
+/// minimum · (dmin · d_a)` in f32. `row` is the column's stored q4_k bytes.
+fn q4k_column_reference(row: &[u8], act: &Q8kRows, act_row: usize) -> f32 {
+    let half = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+    let mut acc = 0f32;
+    for (b, block) in row.chunks_exact(144).enumerate() {
+        let i = act_row * act.blocks + b;
+        let (d, dmin, packed, nibbles) =
+            (half(block), half(&block[2..]), &block[4..16], &block[16..]);
+        let (mut total, mut minimum) = (0i32, 0i32);
+        for s in 0..8 {
+            // llama.cpp's `get_scale_min_k4`.
+            let (scale, min) = if s < 4 {
+                (packed[s] & 63, packed[s + 4] & 63)
+            } else {
+                (
+                    (packed[s + 4] & 0x0F) | ((packed[s - 4] >> 6) << 4),
+                    (packed[s + 4] >> 4) | ((packed[s] >> 6) << 4),
+                )
+            };
+            let dot: i32 = (0..32)
+                .map(|v| {
+                    let byte = nibbles[32 * (s / 2) + v];
+                    let q = if s % 2 == 0 { byte & 0x0F } else { byte >> 4 };
+                    q as i32 * act.quants[i * QK_K + 32 * s + v] as i32
+                })
+                .sum();
+            total += scale as i32 * dot;
+            minimum += min as i32 * act.sub_sums[i * 8 + s] as i32;
+        }
+        let scale = act.scales[i];
+        acc += total as f32 * (d * scale) - minimum as f32 * (dmin * scale);
+    }
+    acc
+}
+
+/// The q4_k kernel of this build (stored rows with simd128, tiles of 16 rows with relaxed SIMD)
+/// gives the one-value-at-a-time reference bit for bit, for 1 to 5 activation rows and a
+/// column count that leaves a tile part empty; so both builds' kernels agree bit for bit.
+#[wasm_bindgen_test]
+fn q4k_equals_its_reference_bit_for_bit() {
+    let device = Device::Cpu;
+    let (k, n) = (512, 37);
+    let w = Tensor::from_vec(values(n * k, 21, 1.0), (n, k), &device).unwrap();
+    let q = std::sync::Arc::new(QTensor::quantize(&w, GgmlDType::Q4K).unwrap());
+    let data = q.data().unwrap().to_vec();
+    let matrix = Q4kMatrix::new(q).unwrap().expect("q4_k");
+    for m in 1..=5 {
+        let x = values(m * k, 30 + m as u32, 3.0);
+        let act = Q8kRows::new(&x, k);
+        let mut y = vec![f32::NAN; m * n];
+        matrix.matmul(&x, &mut y);
+        for (at, got) in y.iter().enumerate() {
+            let (r, c) = (at / n, at % n);
+            let want = q4k_column_reference(&data[c * 288..(c + 1) * 288], &act, r);
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "m={m}: y[{r}][{c}] = {got}, reference {want}"
+            );
+        }
+    }
 }
 
 /// The softmax sum over a vocabulary (`portable_math::sum_exp`) on two SIMD lanes gives the

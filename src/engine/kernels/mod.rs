@@ -2,7 +2,8 @@
 //! generic ones are slow: q4_0 weights times q8_0 activations on x86-64 (AVX2 / VNNI), and q4_0
 //! and q8_0 weights times q8_0 activations on wasm32 (simd128; relaxed SIMD four output columns
 //! at a time, `q_wasm_relaxed`), q4_k weights times q8_k activations on wasm32 (`q4k_wasm`, the
-//! output projection of q4_0 files), and on wasm32
+//! output projection of q4_0 files; in tiles of 16 rows with relaxed SIMD, `q4k_wasm_relaxed`),
+//! and on wasm32
 //! candle's kernels for other types spread over rayon's threads (`split`), kept awake for a
 //! forward pass (`awake`); and a decode
 //! step's attention read in place from the KV cache's blocks (`attention`), GELU's `tanh` on
@@ -16,6 +17,8 @@ pub mod f16;
 pub mod q4_0_x86;
 #[cfg(target_arch = "wasm32")]
 pub mod q4k_wasm;
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+mod q4k_wasm_relaxed;
 pub mod q8_act;
 #[cfg(target_arch = "wasm32")]
 pub mod q_wasm;

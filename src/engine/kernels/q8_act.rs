@@ -1,5 +1,6 @@
 //! Activations quantized to q8_0 blocks exactly as candle's (and llama.cpp's) reference does,
-//! for the wasm kernels; plain Rust, so the arithmetic is also checked natively.
+//! for the wasm kernels; plain Rust, so the arithmetic is also checked natively. And on wasm32,
+//! activations quantized to q8_k super-blocks by candle itself, for the q4_k kernels.
 
 /// Values per q4_0 / q8_0 block.
 pub const BLOCK: usize = 32;
@@ -46,6 +47,66 @@ impl QuantizedRows {
             }
             rows.scales[i] = half::f16::from_f32(d).to_f32();
             rows.sums[i] = sum;
+        }
+        rows
+    }
+}
+
+/// Values per q8_k (and q4_k) super-block.
+#[cfg(target_arch = "wasm32")]
+pub const QK_K: usize = 256;
+
+/// Rows of activations as q8_k super-blocks: per super-block `d`, 256 quants and the sums of
+/// its eight 32-value sub-blocks.
+#[cfg(target_arch = "wasm32")]
+pub struct Q8kRows {
+    /// Super-blocks per row (k / 256).
+    pub blocks: usize,
+    /// `[row][super-block]`: the super-block's scale `d`.
+    pub scales: Vec<f32>,
+    /// `[row][super-block][256]`.
+    pub quants: Vec<i8>,
+    /// `[row][super-block][8]`: `Σ quants` of each 32-value sub-block (at most 4,096).
+    pub sub_sums: Vec<i16>,
+}
+
+#[cfg(target_arch = "wasm32")]
+impl Q8kRows {
+    /// Quantizes the rows of `x` (`k` values each, `k` a multiple of 256) as candle does for
+    /// its q4_k products (candle's own `BlockQ8K::from_float`).
+    pub fn new(x: &[f32], k: usize) -> Self {
+        use candle_core::quantized::k_quants::{BlockQ8K, GgmlType};
+        assert!(
+            k.is_multiple_of(QK_K) && x.len().is_multiple_of(k),
+            "q8_k rows of whole super-blocks"
+        );
+        /// Bytes of candle's `BlockQ8K` (`#[repr(C)]`: f32 `d`, 256 i8 quants, 16 i16 sums of
+        /// 16; its fields are candle's own).
+        const Q8K_BYTES: usize = 4 + QK_K + 2 * QK_K / 16;
+        let total = x.len() / QK_K;
+        let mut q8 = vec![BlockQ8K::zeros(); total];
+        BlockQ8K::from_float(x, &mut q8);
+        // SAFETY: `BlockQ8K` is `#[repr(C)]` and `Q8K_BYTES` long (candle asserts its size); the
+        // bytes are read, never written.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(q8.as_ptr().cast::<u8>(), total * Q8K_BYTES) };
+        let mut rows = Self {
+            blocks: k / QK_K,
+            scales: Vec::with_capacity(total),
+            quants: Vec::with_capacity(total * QK_K),
+            sub_sums: Vec::with_capacity(total * 8),
+        };
+        for block in bytes.chunks_exact(Q8K_BYTES) {
+            let (d, rest) = block.split_at(4);
+            let (quants, sums) = rest.split_at(QK_K);
+            rows.scales
+                .push(f32::from_le_bytes([d[0], d[1], d[2], d[3]]));
+            rows.quants.extend(quants.iter().map(|&q| q as i8));
+            // Two sums of 16 (each at most 2,048 in magnitude) per sub-block.
+            rows.sub_sums.extend(
+                sums.chunks_exact(4)
+                    .map(|s| i16::from_le_bytes([s[0], s[1]]) + i16::from_le_bytes([s[2], s[3]])),
+            );
         }
         rows
     }

@@ -126,20 +126,18 @@ pub struct Q4_0Tiles {
 impl Q4_0Tiles {
     /// Repacks the stored q4_0 rows `data` (n rows of `blocks` blocks).
     pub fn new(data: &[u8], n: usize, blocks: usize) -> Self {
-        assert_eq!(data.len(), n * blocks * Q4_0_BYTES, "q4_0 matrix bytes");
-        let columns = n.div_ceil(TILE_ROWS);
-        let mut bytes = vec![0u8; columns * blocks * TILE_BYTES];
-        for (row, stored) in data.chunks_exact(blocks * Q4_0_BYTES).enumerate() {
-            let (column, r) = (row / TILE_ROWS, row % TILE_ROWS);
-            for (b, block) in stored.chunks_exact(Q4_0_BYTES).enumerate() {
-                let tile = &mut bytes[(column * blocks + b) * TILE_BYTES..][..TILE_BYTES];
+        let bytes = repack_in_tiles(
+            data,
+            (n, blocks, Q4_0_BYTES),
+            TILE_BYTES,
+            |tile, r, block| {
                 tile[2 * r..2 * r + 2].copy_from_slice(&block[..2]);
                 for (g, word) in block[2..].chunks_exact(4).enumerate() {
                     let at = 2 * TILE_ROWS + (g * TILE_ROWS + r) * 4;
                     tile[at..at + 4].copy_from_slice(word);
                 }
-            }
-        }
+            },
+        );
         Self { blocks, bytes }
     }
 
@@ -155,6 +153,35 @@ impl Q4_0Tiles {
     ) {
         for_row_count!(out.len(), tile_dot(self, column, act, row0, out));
     }
+}
+
+/// Stored rows `data` (n rows of `blocks` blocks of `block_bytes`) repacked into tiles of
+/// [`TILE_ROWS`] rows × one block, `tile_bytes` each, `[tile column][block]` (rows past `n`
+/// zero): `place(tile, r, block)` writes the stored block `block` of the tile's row `r` into
+/// its tile.
+pub(super) fn repack_in_tiles(
+    data: &[u8],
+    (n, blocks, block_bytes): (usize, usize, usize),
+    tile_bytes: usize,
+    place: impl Fn(&mut [u8], usize, &[u8]),
+) -> Vec<u8> {
+    assert_eq!(
+        data.len(),
+        n * blocks * block_bytes,
+        "quantized matrix bytes"
+    );
+    let mut bytes = vec![0u8; n.div_ceil(TILE_ROWS) * blocks * tile_bytes];
+    for (row, stored) in data.chunks_exact(blocks * block_bytes).enumerate() {
+        let (column, r) = (row / TILE_ROWS, row % TILE_ROWS);
+        for (b, block) in stored.chunks_exact(block_bytes).enumerate() {
+            place(
+                &mut bytes[(column * blocks + b) * tile_bytes..][..tile_bytes],
+                r,
+                block,
+            );
+        }
+    }
+    bytes
 }
 
 /// [`Q4_0Tiles::dot`] for `R` activation rows.
