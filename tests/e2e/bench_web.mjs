@@ -22,7 +22,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync }
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, byTestId, median, openingOf } from './lib.mjs';
+import { CHROMIUM_FLAGS, byTestId, median, openingOf, watch } from './lib.mjs';
 
 const TARGETS = JSON.parse(process.env.BENCH_TARGETS ?? '[]');
 const DIST = process.env.BENCH_DIST ?? 'dist';
@@ -214,50 +214,69 @@ async function writeRounds(page, problems, candidates) {
 }
 
 /**
- * The round time as the story grows: for each length of STORY_CHARS, a new story of that many
- * characters, its first round (the whole story prefilled), then REPEATS rounds each after a pick of
- * the first card (the kept caches run only the picked candidate's last token): three
- * candidates of NEW_TOKENS tokens, wall time from the click to the round's end.
+ * The round time as the story grows: for each length of STORY_CHARS a page of its own (a
+ * browser context each: its own worker and storage), a new story of that many characters and
+ * its first round (the whole story prefilled); then REPEATS turns in which each page in turn
+ * picks the first card and runs a round (the kept caches run only the picked candidate's last
+ * token): three candidates of NEW_TOKENS tokens, wall time from the click to the round's end.
+ * The lengths take their rounds in turn, not one length after the other, so that the machine's
+ * drift over minutes (±15% on the project's VM) stays out of their ratios.
  */
-async function storyRounds(page, problems) {
-  await page.locator(byTestId('settings-toggle')).click();
-  await page.locator(byTestId('candidates-per-step')).selectOption('3');
-  await page.locator(byTestId('override-max-new-tokens')).fill(String(NEW_TOKENS));
-  await page.locator(byTestId('settings-toggle')).click();
-  const rows = [];
-  for (const chars of STORY_CHARS) {
-    await page.locator(byTestId('new-story')).click();
-    await page.locator(byTestId('prompt')).fill(openingOf(chars));
-    const timed = async () => {
-      const start = Date.now();
-      const stats = await round(page, problems, 'write');
-      return { ...stats, wall_s: (Date.now() - start) / 1000 };
-    };
-    const first = await timed();
-    const rounds = [];
-    for (let i = 0; i < REPEATS; i += 1) {
-      await page.locator(byTestId('candidate-1')).click();
-      // The pick is saved and shown before the next round starts from it.
-      await page.waitForSelector(`${byTestId('candidate-1')}.empty`);
-      rounds.push(await timed());
+async function storyRounds(url, problems) {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: CHROMIUM_FLAGS,
+  });
+  const timed = async (page) => {
+    const start = Date.now();
+    const stats = await round(page, problems, 'write');
+    return { ...stats, wall_s: (Date.now() - start) / 1000 };
+  };
+  try {
+    const stories = [];
+    for (const chars of STORY_CHARS) {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      page.setDefaultTimeout(TIMEOUT);
+      watch(page, problems);
+      await page.goto(PROFILE ? `${url}?profile` : url);
+      await waitFor(page, problems, () =>
+        /\bready\b/i.test(document.querySelector('[data-testid="model-status"]')?.textContent ?? ''),
+      );
+      await page.locator(byTestId('settings-toggle')).click();
+      await page.locator(byTestId('candidates-per-step')).selectOption('3');
+      await page.locator(byTestId('override-max-new-tokens')).fill(String(NEW_TOKENS));
+      await page.locator(byTestId('settings-toggle')).click();
+      await page.locator(byTestId('new-story')).click();
+      await page.locator(byTestId('prompt')).fill(openingOf(chars));
+      stories.push({ page, first: await timed(page), rounds: [] });
     }
-    const row = {
-      // The new story's opening may start with what an earlier story's cache holds.
-      story_tokens: first.reused_tokens + first.prompt_tokens,
-      first,
-      rounds,
-      round_wall_s: median(rounds.map((r) => r.wall_s)),
-      prefill_s: median(rounds.map((r) => r.prefill_s)),
-      decode_s: median(rounds.map((r) => r.decode_s)),
-      threads: rounds.at(-1)?.threads ?? null,
-    };
-    console.log(
-      `  story of ${row.story_tokens} tokens: first round ${first.wall_s.toFixed(1)} s; after a pick ${row.round_wall_s.toFixed(1)} s ` +
-        `(prefill ${rounds.map((r) => r.prompt_tokens).join(', ')} tokens in ${row.prefill_s.toFixed(2)} s, decode ${row.decode_s.toFixed(2)} s)`,
-    );
-    rows.push(row);
+    for (let i = 0; i < REPEATS; i += 1) {
+      for (const { page, rounds } of stories) {
+        await page.locator(byTestId('candidate-1')).click();
+        // The pick is saved and shown before the next round starts from it.
+        await page.waitForSelector(`${byTestId('candidate-1')}.empty`);
+        rounds.push(await timed(page));
+      }
+    }
+    return stories.map(({ first, rounds }) => {
+      const row = {
+        story_tokens: first.reused_tokens + first.prompt_tokens,
+        first,
+        rounds,
+        round_wall_s: median(rounds.map((r) => r.wall_s)),
+        prefill_s: median(rounds.map((r) => r.prefill_s)),
+        decode_s: median(rounds.map((r) => r.decode_s)),
+        threads: rounds.at(-1)?.threads ?? null,
+      };
+      console.log(
+        `  story of ${row.story_tokens} tokens: first round ${first.wall_s.toFixed(1)} s; after a pick ${row.round_wall_s.toFixed(1)} s ` +
+          `(rounds ${rounds.map((r) => r.wall_s.toFixed(2)).join(', ')} s; prefill ${rounds.map((r) => r.prompt_tokens).join(', ')} tokens in ${row.prefill_s.toFixed(2)} s, decode ${row.decode_s.toFixed(2)} s)`,
+      );
+      return row;
+    });
+  } finally {
+    await browser.close();
   }
-  return rows;
 }
 
 async function benchTarget({ label, url }, index) {
@@ -326,7 +345,7 @@ async function benchTarget({ label, url }, index) {
       }
     }
     console.log(`${label}: rounds as the story grows`);
-    const stories = STORY_CHARS.length ? await storyRounds(page, problems) : [];
+    const stories = STORY_CHARS.length ? await storyRounds(url, problems) : [];
     return { label, url, model, first_load: first, cached_load: cached, write: [one, three], threaded, stories, problems };
   } finally {
     await context.close();
