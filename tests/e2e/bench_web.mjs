@@ -22,7 +22,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync }
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, byTestId, median, openingOf, watch } from './lib.mjs';
+import { CHROMIUM_FLAGS, byTestId, median, modelReady, openingOf, watch } from './lib.mjs';
 
 const TARGETS = JSON.parse(process.env.BENCH_TARGETS ?? '[]');
 const DIST = process.env.BENCH_DIST ?? 'dist';
@@ -180,12 +180,17 @@ async function round(page, problems, button) {
 const describeSpans = (spans) =>
   spans.map((s) => `${s.name} ${s.calls}× ${s.seconds.toFixed(3)} s`).join(', ');
 
-/** One warm-up round and REPEATS measured rounds of `candidates` candidates (a new story). */
-async function writeRounds(page, problems, candidates) {
+/** Sets the page's rounds to `candidates` candidates of NEW_TOKENS tokens. */
+async function roundSettings(page, candidates) {
   await page.locator(byTestId('settings-toggle')).click();
   await page.locator(byTestId('candidates-per-step')).selectOption(String(candidates));
   await page.locator(byTestId('override-max-new-tokens')).fill(String(NEW_TOKENS));
   await page.locator(byTestId('settings-toggle')).click();
+}
+
+/** One warm-up round and REPEATS measured rounds of `candidates` candidates (a new story). */
+async function writeRounds(page, problems, candidates) {
+  await roundSettings(page, candidates);
   await page.locator(byTestId('new-story')).click();
   await page.locator(byTestId('prompt')).fill(PROMPT);
   const warmup = await round(page, problems, 'write');
@@ -239,13 +244,8 @@ async function storyRounds(url, problems) {
       page.setDefaultTimeout(TIMEOUT);
       watch(page, problems);
       await page.goto(PROFILE ? `${url}?profile` : url);
-      await waitFor(page, problems, () =>
-        /\bready\b/i.test(document.querySelector('[data-testid="model-status"]')?.textContent ?? ''),
-      );
-      await page.locator(byTestId('settings-toggle')).click();
-      await page.locator(byTestId('candidates-per-step')).selectOption('3');
-      await page.locator(byTestId('override-max-new-tokens')).fill(String(NEW_TOKENS));
-      await page.locator(byTestId('settings-toggle')).click();
+      await modelReady(page, TIMEOUT);
+      await roundSettings(page, 3);
       await page.locator(byTestId('new-story')).click();
       await page.locator(byTestId('prompt')).fill(openingOf(chars));
       stories.push({ page, first: await timed(page), rounds: [] });

@@ -24,8 +24,8 @@ use std::arch::wasm32::*;
 use super::f16::widen4;
 use super::q8_act::{Q8kRows, QK_K};
 use super::q_wasm::{for_row_count, transpose_sum, MAX_ROWS};
-use super::q_wasm_relaxed::repack_in_tiles;
-pub(super) use super::q_wasm_relaxed::TILE_ROWS;
+use super::q_wasm_relaxed::{repack_in_tiles, TILE_ROWS};
+
 /// Groups of four rows (one i32x4 lane each) in a tile.
 const GROUPS: usize = TILE_ROWS / 4;
 /// Bytes of a stored q4_k super-block: f16 `d`, f16 `dmin`, 12 bytes of 6-bit scales and mins,
