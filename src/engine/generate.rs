@@ -435,7 +435,8 @@ impl Round<'_> {
     }
 
     /// Each active candidate's next token and its log-probability, drawn from its row of
-    /// logits; the candidates on rayon's threads (each one's sampler is its own).
+    /// logits; the candidates on rayon's threads (each one's sampler is its own), kept awake
+    /// for the log-probabilities' sums over the vocabulary, which they share out too.
     fn sample(&mut self) -> Result<Vec<(u32, f32)>> {
         let _span = tracing::trace_span!("sample").entered();
         let active = &self.active;
@@ -443,13 +444,16 @@ impl Round<'_> {
             .filter(|(i, _)| active.contains(i))
             .map(|(_, run)| run)
             .collect();
-        runs.into_par_iter()
-            .zip(&self.rows)
-            .map(|(run, row)| {
-                let id = run.sampler.sample(row, &run.context)?;
-                Ok((id, log_prob(row, id)))
-            })
-            .collect()
+        let rows = &self.rows;
+        with_threads_awake(|| {
+            runs.into_par_iter()
+                .zip(rows)
+                .map(|(run, row)| {
+                    let id = run.sampler.sample(row, &run.context)?;
+                    Ok((id, log_prob(row, id)))
+                })
+                .collect()
+        })
     }
 
     /// The candidates (one per spec, in order) and the timings.

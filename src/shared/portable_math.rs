@@ -151,11 +151,27 @@ pub fn exp_nonpositive(x: f64) -> f64 {
     }
 }
 
+/// Terms of one piece of [`sum_exp`] (a multiple of 4: every piece's partial sums start on
+/// lane 0); a vocabulary of 250,880 is 16 pieces, summed on rayon's threads.
+pub const SUM_PIECE: usize = 16_384;
+
 /// `Σ e^(x_i − max)` over `xs` in `f64`, `max` their largest value (so that every term is at
-/// most 1 and one of them is exactly 1), summed in four interleaved partial sums (`i mod 4`),
-/// then `(s0 + s2) + (s1 + s3)`: the same number on every platform, two lanes at a time in wasm
-/// SIMD. Terms are [`exp_nonpositive`]'s.
+/// most 1 and one of them is exactly 1). `xs` is cut into pieces of [`SUM_PIECE`] terms; each
+/// piece is summed in four interleaved partial sums (`i mod 4`), then `(s0 + s2) + (s1 + s3)`,
+/// and the pieces' sums are added in order. The same number on every platform and for any
+/// number of threads: the pieces run on rayon's threads, two lanes at a time in wasm SIMD
+/// (four with AVX2). Terms are [`exp_nonpositive`]'s.
 pub fn sum_exp(xs: &[f32], max: f32) -> f64 {
+    use rayon::prelude::*;
+    let pieces: Vec<f64> = xs
+        .par_chunks(SUM_PIECE)
+        .map(|piece| piece_sum_exp(piece, max))
+        .collect();
+    pieces.into_iter().fold(0.0, |sum, piece| sum + piece)
+}
+
+/// One piece of [`sum_exp`], on this platform's SIMD lanes.
+fn piece_sum_exp(xs: &[f32], max: f32) -> f64 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return simd::sum_exp(xs, max as f64);
     #[cfg(target_arch = "x86_64")]
@@ -164,11 +180,19 @@ pub fn sum_exp(xs: &[f32], max: f32) -> f64 {
         return unsafe { avx2::sum_exp(xs, max as f64) };
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    sum_exp_scalar(xs, max)
+    piece_sum_exp_scalar(xs, max)
 }
 
-/// [`sum_exp`] one term at a time (the reference the SIMD version is tested against).
+/// [`sum_exp`] one term at a time, on the calling thread (the reference the SIMD version is
+/// tested against).
 pub fn sum_exp_scalar(xs: &[f32], max: f32) -> f64 {
+    xs.chunks(SUM_PIECE)
+        .map(|piece| piece_sum_exp_scalar(piece, max))
+        .fold(0.0, |sum, piece| sum + piece)
+}
+
+/// One piece of [`sum_exp_scalar`].
+fn piece_sum_exp_scalar(xs: &[f32], max: f32) -> f64 {
     let mut partial = [0.0f64; 4];
     for (i, &x) in xs.iter().enumerate() {
         partial[i % 4] += exp_nonpositive(x as f64 - max as f64);
@@ -224,7 +248,7 @@ mod simd {
         (f64x2_sub(low, max), f64x2_sub(high, max))
     }
 
-    /// [`super::sum_exp`]: lanes of `even` hold the partial sums of `i mod 4` = 0 and 1, lanes
+    /// A piece of [`super::sum_exp`]: lanes of `even` hold the partial sums of `i mod 4` = 0 and 1, lanes
     /// of `odd` those of 2 and 3.
     pub fn sum_exp(xs: &[f32], max: f64) -> f64 {
         let max = f64x2_splat(max);
@@ -291,7 +315,7 @@ mod avx2 {
         _mm256_and_pd(result, _mm256_cmp_pd::<_CMP_GE_OQ>(x, splat(EXP_FLOOR)))
     }
 
-    /// [`super::sum_exp`]: lane `j` holds the partial sum of the terms `i mod 4 = j`.
+    /// A piece of [`super::sum_exp`]: lane `j` holds the partial sum of the terms `i mod 4 = j`.
     ///
     /// # Safety
     /// The CPU must have AVX2.

@@ -121,3 +121,54 @@ pub fn fixed_candidate(max_new_tokens: usize, seed: u64) -> PlannedCandidate {
         design: None,
     }
 }
+
+/// Checks that activations quantized to q8_0 (`QuantizedRows`: on wasm32 on SIMD lanes, else
+/// one value at a time) give candle's own quantization bit for bit: exact halves round away
+/// from zero at scale 1, and NaN, infinities, a subnormal maximum (whose inverse scale
+/// overflows) and zero blocks give what candle's scalar loop gives.
+pub fn check_activations_quantize_like_candle() {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+    use storywriter::engine::kernels::q8_act::{QuantizedRows, BLOCK};
+
+    let mut x: Vec<f32> = vec![127.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 126.5, -126.5, -0.0];
+    x.resize(BLOCK, 0.25);
+    x.extend(values(40 * BLOCK, 9, 3.0));
+    let specials = [f32::NAN, f32::INFINITY, -f32::INFINITY, 1e-40, -1e-40, 0.0];
+    for (b, special) in specials.into_iter().enumerate() {
+        let mut block = values(BLOCK, 10 + b as u32, 1e-40);
+        block[b] = special;
+        x.extend(block);
+    }
+    x.extend([0.0; BLOCK]);
+    let k = x.len();
+    let ours = QuantizedRows::new(&x, k);
+    let tensor = Tensor::from_vec(x, (1, k), &Device::Cpu).unwrap();
+    let candle = QTensor::quantize(&tensor, GgmlDType::Q8_0).unwrap();
+    for (b, block) in candle.data().unwrap().chunks_exact(2 + BLOCK).enumerate() {
+        let scale = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+        let quants: Vec<i8> = block[2..].iter().map(|&q| q as i8).collect();
+        assert_eq!(ours.scales[b].to_bits(), scale.to_bits(), "block {b} scale");
+        assert_eq!(
+            &ours.quants[b * BLOCK..(b + 1) * BLOCK],
+            quants,
+            "block {b}"
+        );
+        let sum: i32 = quants.iter().map(|&q| q as i32).sum();
+        assert_eq!(ours.sums[b], sum, "block {b} sum");
+    }
+    assert_eq!(ours.quants[1..9], [1, -1, 2, -2, 3, -3, 127, -127]);
+}
+
+/// Deterministic pseudo-random values in [-1, 1] (xorshift, no RNG crate needed), scaled.
+pub fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state as f32 / u32::MAX as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}

@@ -8,9 +8,11 @@ use storywriter::engine::kernels::q4k_wasm::Q4kMatrix;
 use storywriter::engine::kernels::q8_act::{Q8kRows, QK_K};
 use storywriter::engine::kernels::q_wasm::{Path, SimdMatrix};
 use storywriter::engine::kernels::split::RowSplit;
-use storywriter::engine::kernels::{gelu, simd_math};
+use storywriter::engine::kernels::{f16, gelu, simd_math};
 use storywriter::shared::portable_math::{sum_exp, sum_exp_scalar};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test};
+
+use crate::common::values;
 
 /// Every path this build can run.
 fn paths() -> Vec<Path> {
@@ -19,19 +21,6 @@ fn paths() -> Vec<Path> {
         paths.push(Path::best());
     }
     paths
-}
-
-/// Deterministic pseudo-random values in [-1, 1] (no RNG crate needed), scaled.
-fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state as f32 / u32::MAX as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
 }
 
 /// candle's `QMatMul` product `x · qᵀ`, flattened.
@@ -357,6 +346,58 @@ fn q4k_equals_its_reference_bit_for_bit() {
                 "m={m}: y[{r}][{c}] = {got}, reference {want}"
             );
         }
+    }
+}
+
+/// Activations quantized to q8_0 on SIMD lanes give candle's own quantization bit for bit
+/// (see the check).
+#[wasm_bindgen_test]
+fn activations_quantize_like_candle_q8_0() {
+    crate::common::check_activations_quantize_like_candle();
+}
+
+/// Keys and values rounded to f16 for the cache on SIMD lanes give candle's `clamp` then
+/// `to_dtype` bit for bit: every 4,099th f32 bit pattern (both signs, every exponent), each
+/// half's neighbours and the ties between halves (normal and subnormal), and the clamp's
+/// edges; a length that leaves a remainder past the lanes.
+#[wasm_bindgen_test]
+fn keys_narrow_to_f16_like_candle() {
+    let mut x: Vec<f32> = (0..=u32::MAX)
+        .step_by(4_099)
+        .map(f32::from_bits)
+        .filter(|v| !v.is_nan())
+        .collect();
+    for h in (0..0x7c00u16).step_by(7) {
+        let v = half::f16::from_bits(h).to_f32();
+        let next = half::f16::from_bits(h + 1).to_f32();
+        let tie = (v as f64 + next as f64) / 2.0;
+        for y in [v, tie as f32, f32::from_bits((tie as f32).to_bits() + 1)] {
+            x.extend([y, -y]);
+        }
+    }
+    x.extend([
+        65_504.0,
+        65_519.0,
+        65_520.0,
+        1e9,
+        f32::INFINITY,
+        -f32::INFINITY,
+        6e-8,
+        3e-8,
+    ]);
+    x.push(0.1);
+    let device = Device::Cpu;
+    let t = Tensor::from_vec(x.clone(), x.len(), &device).unwrap();
+    let ours: Vec<half::f16> = f16::narrow_finite(&t).unwrap().to_vec1().unwrap();
+    let candle: Vec<half::f16> = t
+        .clamp(-65_504f32, 65_504f32)
+        .unwrap()
+        .to_dtype(candle_core::DType::F16)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    for ((v, a), b) in x.iter().zip(&ours).zip(&candle) {
+        assert_eq!(a.to_bits(), b.to_bits(), "{v:e} ({:#010x})", v.to_bits());
     }
 }
 

@@ -31,8 +31,6 @@ pub use bounds::KeyBounds;
 pub(crate) use bounds::CHUNK;
 use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
 use lanes::LANES;
-#[cfg(target_arch = "wasm32")]
-use rayon::prelude::*;
 use stored::Stored;
 #[cfg(target_arch = "x86_64")]
 use stored::{has_f16c, F16c};
@@ -141,7 +139,8 @@ fn for_each_head<T: Stored>(
 /// [`PARALLEL_WORK`], else in turn on the calling thread (a parallel call would still hand the
 /// work to the pool and wait). In parallel natively on candle's thread pool, where the step's
 /// products run (on rayon's, that pool's threads spun through attention on the same cores:
-/// 8 ms of a 1,500-token step), and on rayon's threads on wasm32 (candle's pool has none there).
+/// 8 ms of a 1,500-token step), and on rayon's threads on wasm32 (candle's pool has none there),
+/// shared out as the products are (`awake::share_units`).
 fn run_groups<'a>(
     groups: Vec<(usize, Vec<&'a mut [f32]>)>,
     work: usize,
@@ -151,23 +150,20 @@ fn run_groups<'a>(
         groups.into_iter().for_each(run);
         return;
     }
+    // Each group taken once by whichever thread reaches its index.
+    let groups: Vec<_> = groups
+        .into_iter()
+        .map(|group| std::sync::Mutex::new(Some(group)))
+        .collect();
+    let take = |i: usize| {
+        if let Some(group) = groups[i].lock().ok().and_then(|mut g| g.take()) {
+            run(group);
+        }
+    };
     #[cfg(target_arch = "wasm32")]
-    groups.into_par_iter().for_each(run);
+    super::awake::share_units(groups.len(), take);
     #[cfg(not(target_arch = "wasm32"))]
-    {
-        // Each group taken once by whichever thread reaches its index.
-        let groups: Vec<_> = groups
-            .into_iter()
-            .map(|group| std::sync::Mutex::new(Some(group)))
-            .collect();
-        candle_core::utils::barrier_pool().execute_chunked(groups.len(), |range| {
-            for group in &groups[range] {
-                if let Some(group) = group.lock().ok().and_then(|mut g| g.take()) {
-                    run(group);
-                }
-            }
-        });
-    }
+    candle_core::utils::barrier_pool().execute_chunked(groups.len(), |range| range.for_each(take));
 }
 
 /// The row of a buffer `(bb, h, capacity, d)` holding sequence `seq`'s positions of head

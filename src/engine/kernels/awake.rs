@@ -10,7 +10,7 @@
 //! pass returns. Built on rayon's own jobs (no second pool): the pieces are still rayon's,
 //! stolen as usual. Natively the pass runs where it is called (see [`with_threads_awake`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// On wasm32, [`keep_threads_awake`]; natively `op` where it is called: there the x86 kernels
 /// and candle's own matmuls run on candle's thread pool beside rayon's, and a spinning rayon
@@ -52,6 +52,62 @@ pub fn keep_threads_awake<R: Send>(op: impl FnOnce() -> R + Send) -> R {
     })
 }
 
+/// Claims per thread a [`share_units`] call's units are handed out in: enough for the threads
+/// to end together, few enough that claiming (one atomic addition the threads contend for)
+/// costs nothing next to the units.
+const CLAIMS_PER_THREAD: usize = 8;
+
+/// Runs `unit(i)` for every `i` in `0..count`, on the calling thread and on every other thread
+/// of rayon's pool, each claiming runs of units from a shared counter until none is left; the
+/// caller returns once every unit is done.
+///
+/// Why not a parallel iterator: at the end of one, a thread whose half is done and whose other
+/// half was taken waits on a latch, and on wasm32 rayon soon puts it to sleep there
+/// (`Atomics.wait`); the thread that ends last must wake it. A decode step runs ~100 products of
+/// a fraction of a millisecond, and in the page that sleep and wake cost tens of microseconds
+/// each. Here the caller spins on the counter of units done instead, which is only ever short:
+/// the units still running when it runs out are the only ones left. The other threads take
+/// their share as rayon jobs (at once inside [`keep_threads_awake`]); one that starts late finds
+/// nothing left.
+pub fn share_units(count: usize, unit: impl Fn(usize) + Sync) {
+    let threads = rayon::current_num_threads().min(count);
+    if threads <= 1 {
+        (0..count).for_each(unit);
+        return;
+    }
+    let run = count.div_ceil(threads * CLAIMS_PER_THREAD);
+    let (next, done) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let work = || loop {
+        let first = next.fetch_add(run, Ordering::Relaxed);
+        if first >= count {
+            break;
+        }
+        let units = first..count.min(first + run);
+        // Counted done even if a unit panics, so that the caller's wait ends and the scope
+        // passes the panic on.
+        let _counted = Counted(&done, units.len());
+        units.for_each(&unit);
+    };
+    rayon::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(|_| work());
+        }
+        work();
+        while done.load(Ordering::Acquire) < count {
+            std::hint::spin_loop();
+        }
+    });
+}
+
+/// Adds its units to the counter of units done when dropped.
+struct Counted<'a>(&'a AtomicUsize, usize);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(self.1, Ordering::Release);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rayon::prelude::*;
@@ -71,5 +127,30 @@ mod tests {
         // Nested: a pass inside a pass still returns.
         let nested = pool.install(|| keep_threads_awake(|| keep_threads_awake(|| sum(1000))));
         assert_eq!(nested, sum(1000));
+    }
+
+    #[test]
+    fn shared_units_each_run_once_inside_and_outside_a_pass() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use super::share_units;
+
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for count in [0, 1, 2, 5, 24, 1000, 15_680] {
+            let runs: Vec<AtomicUsize> = (0..count).map(|_| AtomicUsize::new(0)).collect();
+            let unit = |i: usize| {
+                runs[i].fetch_add(1, Ordering::Relaxed);
+            };
+            pool.install(|| share_units(count, unit));
+            pool.install(|| keep_threads_awake(|| share_units(count, unit)));
+            share_units(count, unit);
+            assert!(
+                runs.iter().all(|r| r.load(Ordering::Relaxed) == 3),
+                "{count} units"
+            );
+        }
     }
 }

@@ -37,19 +37,80 @@ impl QuantizedRows {
             .chunks_exact(BLOCK)
             .zip(rows.quants.chunks_exact_mut(BLOCK));
         for (i, (values, quants)) in blocks.enumerate() {
-            let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let inverse = if d != 0.0 { 1.0 / d } else { 0.0 };
-            let mut sum = 0;
-            for (q, &v) in quants.iter_mut().zip(values) {
-                *q = f32::round(v * inverse) as i8;
-                sum += *q as i32;
-            }
+            let (d, sum) = quantize_block(values.try_into().expect("a block"), quants);
             rows.scales[i] = half::f16::from_f32(d).to_f32();
             rows.sums[i] = sum;
         }
         rows
     }
+}
+
+/// One block as candle's `BlockQ8_0::from_float`: `d = amax / 127`, `q = round(x · (1 / d))`
+/// (half away from zero, saturated to i8); returns `d` and `Σ q`.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn quantize_block(values: &[f32; BLOCK], quants: &mut [i8]) -> (f32, i32) {
+    let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let inverse = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut sum = 0;
+    for (q, &v) in quants.iter_mut().zip(values) {
+        *q = f32::round(v * inverse) as i8;
+        sum += *q as i32;
+    }
+    (d, sum)
+}
+
+/// [`quantize_block`] on simd128 lanes, the same numbers: wasm has no instruction for
+/// `f32::round` (half away from zero), and its library call per value made quantizing a
+/// 4096-value row cost as much as a small matrix product. Here `round(x) = t + (|x − t| ≥ ½ ?
+/// ±1 : 0)` with `t = trunc(x)`, every step exact; `pmax` skips NaN like `f32::max`; the
+/// saturating conversion and narrowings saturate like `as i8`.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn quantize_block(values: &[f32; BLOCK], quants: &mut [i8]) -> (f32, i32) {
+    use std::arch::wasm32::*;
+    assert_eq!(quants.len(), BLOCK);
+    // SAFETY: `values` holds 32 f32s: eight 16-byte loads.
+    let v: [v128; 8] =
+        std::array::from_fn(|i| unsafe { v128_load(values.as_ptr().add(4 * i).cast()) });
+    // The accumulator first: `pmax(m, NaN)` is `m`.
+    let lanes = v
+        .iter()
+        .fold(f32x4_splat(0.0), |m, &x| f32x4_pmax(m, f32x4_abs(x)));
+    // SAFETY: an f32x4 is four f32s.
+    let amax = unsafe { std::mem::transmute::<v128, [f32; 4]>(lanes) }
+        .into_iter()
+        .fold(0f32, f32::max);
+    let d = amax / 127.0;
+    let inverse = f32x4_splat(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let ints = v.map(|x| {
+        let x = f32x4_mul(x, inverse);
+        let t = f32x4_trunc(x);
+        let away = f32x4_ge(f32x4_abs(f32x4_sub(x, t)), f32x4_splat(0.5));
+        let step = v128_and(
+            away,
+            v128_or(f32x4_splat(1.0), v128_and(x, f32x4_splat(-0.0))),
+        );
+        i32x4_trunc_sat_f32x4(f32x4_add(t, step))
+    });
+    let bytes = [0, 1].map(|half| {
+        let at = 4 * half;
+        i8x16_narrow_i16x8(
+            i16x8_narrow_i32x4(ints[at], ints[at + 1]),
+            i16x8_narrow_i32x4(ints[at + 2], ints[at + 3]),
+        )
+    });
+    // The sum of the saturated quants, as stored.
+    let sums = bytes.map(|b| i32x4_extadd_pairwise_i16x8(i16x8_extadd_pairwise_i8x16(b)));
+    // SAFETY: an i32x4 is four i32s.
+    let sum: i32 = unsafe { std::mem::transmute::<v128, [i32; 4]>(i32x4_add(sums[0], sums[1])) }
+        .iter()
+        .sum();
+    // SAFETY: `quants` holds 32 bytes (asserted): two 16-byte stores.
+    unsafe {
+        v128_store(quants.as_mut_ptr().cast(), bytes[0]);
+        v128_store(quants.as_mut_ptr().add(16).cast(), bytes[1]);
+    }
+    (d, sum)
 }
 
 /// Values per q8_k (and q4_k) super-block.
@@ -109,39 +170,5 @@ impl Q8kRows {
             );
         }
         rows
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::quantized::{GgmlDType, QTensor};
-    use candle_core::{Device, Tensor};
-
-    #[test]
-    fn quantizes_like_candle_q8_0() {
-        // Scale 1 (amax 127): exact halves must round away from zero, like f32::round.
-        let mut values: Vec<f32> = vec![127.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 126.5, -126.5];
-        values.resize(BLOCK, 0.25);
-        let random = Tensor::randn(0f32, 3.0, 31 * BLOCK, &Device::Cpu).unwrap();
-        values.extend(random.to_vec1::<f32>().unwrap());
-        values.extend([0.0; BLOCK]);
-        let k = values.len();
-        let ours = QuantizedRows::new(&values, k);
-        let tensor = Tensor::from_vec(values, (1, k), &Device::Cpu).unwrap();
-        let candle = QTensor::quantize(&tensor, GgmlDType::Q8_0).unwrap();
-        for (b, block) in candle.data().unwrap().chunks_exact(2 + BLOCK).enumerate() {
-            let scale = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
-            let quants: Vec<i8> = block[2..].iter().map(|&q| q as i8).collect();
-            assert_eq!(ours.scales[b], scale, "block {b} scale");
-            assert_eq!(
-                &ours.quants[b * BLOCK..(b + 1) * BLOCK],
-                quants,
-                "block {b}"
-            );
-            let sum: i32 = quants.iter().map(|&q| q as i32).sum();
-            assert_eq!(ours.sums[b], sum, "block {b} sum");
-        }
-        assert_eq!(ours.quants[1..9], [1, -1, 2, -2, 3, -3, 127, -127]);
     }
 }

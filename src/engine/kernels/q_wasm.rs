@@ -35,8 +35,8 @@ use std::sync::{Arc, OnceLock};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use half::f16;
-use rayon::prelude::*;
 
+use super::awake::share_units;
 use super::q8_act::{QuantizedRows, BLOCK};
 #[cfg(target_feature = "relaxed-simd")]
 use super::q_wasm_relaxed::{columns_q8_0, Q4_0Tiles, TILE_ROWS};
@@ -248,7 +248,8 @@ impl SimdMatrix {
     }
 }
 
-/// Fills `y` (m × n, row-major) in units of [`ROWS_PER_UNIT`] output columns on rayon's threads:
+/// Fills `y` (m × n, row-major) in units of [`ROWS_PER_UNIT`] output columns on rayon's threads
+/// ([`share_units`]):
 /// `dot(column, row0, sums)` computes column `column` of activation rows `row0..row0 +
 /// sums.len()` (at most [`MAX_ROWS`]) into `sums`; then `epilogue` finishes each row's run of
 /// the unit's columns at once (GELU on SIMD lanes). Shared by the wasm32 matrix kernels.
@@ -260,24 +261,22 @@ pub(super) fn for_each_unit(
 ) {
     let m = y.len() / n.max(1);
     let out = OutPtr(y.as_mut_ptr());
-    (0..n.div_ceil(ROWS_PER_UNIT))
-        .into_par_iter()
-        .for_each(|unit| {
-            let columns = unit * ROWS_PER_UNIT..n.min((unit + 1) * ROWS_PER_UNIT);
-            let mut sums = [0f32; MAX_ROWS];
-            for row0 in (0..m).step_by(MAX_ROWS) {
-                let rows = (m - row0).min(MAX_ROWS);
-                for column in columns.clone() {
-                    dot(column, row0, &mut sums[..rows]);
-                    for (i, sum) in sums[..rows].iter().enumerate() {
-                        // SAFETY: `y` holds m × n values and outlives the parallel loop;
-                        // every (row, column) is written by exactly one unit.
-                        unsafe { *out.at((row0 + i) * n + column) = *sum };
-                    }
+    share_units(n.div_ceil(ROWS_PER_UNIT), |unit| {
+        let columns = unit * ROWS_PER_UNIT..n.min((unit + 1) * ROWS_PER_UNIT);
+        let mut sums = [0f32; MAX_ROWS];
+        for row0 in (0..m).step_by(MAX_ROWS) {
+            let rows = (m - row0).min(MAX_ROWS);
+            for column in columns.clone() {
+                dot(column, row0, &mut sums[..rows]);
+                for (i, sum) in sums[..rows].iter().enumerate() {
+                    // SAFETY: `y` holds m × n values and outlives the parallel loop;
+                    // every (row, column) is written by exactly one unit.
+                    unsafe { *out.at((row0 + i) * n + column) = *sum };
                 }
-                finish_rows(out, n, row0..row0 + rows, columns.clone(), epilogue);
             }
-        });
+            finish_rows(out, n, row0..row0 + rows, columns.clone(), epilogue);
+        }
+    });
 }
 
 /// Applies `epilogue` to columns `columns` of rows `rows` of the output (`n` columns a row),
@@ -367,31 +366,29 @@ pub(super) fn for_each_column_group<const W: usize>(
     const { assert!(ROWS_PER_UNIT.is_multiple_of(W)) };
     let m = y.len() / n.max(1);
     let out = OutPtr(y.as_mut_ptr());
-    (0..n.div_ceil(ROWS_PER_UNIT))
-        .into_par_iter()
-        .for_each(|unit| {
-            let end = n.min((unit + 1) * ROWS_PER_UNIT);
-            let mut sums = [[0f32; W]; MAX_ROWS];
-            for row0 in (0..m).step_by(MAX_ROWS) {
-                let rows = (m - row0).min(MAX_ROWS);
-                for first in (unit * ROWS_PER_UNIT..end).step_by(W) {
-                    dot(first, row0, &mut sums[..rows]);
-                    for (r, row) in sums[..rows].iter().enumerate() {
-                        for (i, sum) in row.iter().enumerate().take(end - first) {
-                            // SAFETY: as in `for_each_unit`.
-                            unsafe { *out.at((row0 + r) * n + first + i) = *sum };
-                        }
+    share_units(n.div_ceil(ROWS_PER_UNIT), |unit| {
+        let end = n.min((unit + 1) * ROWS_PER_UNIT);
+        let mut sums = [[0f32; W]; MAX_ROWS];
+        for row0 in (0..m).step_by(MAX_ROWS) {
+            let rows = (m - row0).min(MAX_ROWS);
+            for first in (unit * ROWS_PER_UNIT..end).step_by(W) {
+                dot(first, row0, &mut sums[..rows]);
+                for (r, row) in sums[..rows].iter().enumerate() {
+                    for (i, sum) in row.iter().enumerate().take(end - first) {
+                        // SAFETY: as in `for_each_unit`.
+                        unsafe { *out.at((row0 + r) * n + first + i) = *sum };
                     }
                 }
-                finish_rows(
-                    out,
-                    n,
-                    row0..row0 + rows,
-                    unit * ROWS_PER_UNIT..end,
-                    epilogue,
-                );
             }
-        });
+            finish_rows(
+                out,
+                n,
+                row0..row0 + rows,
+                unit * ROWS_PER_UNIT..end,
+                epilogue,
+            );
+        }
+    });
 }
 
 /// The [`COLUMNS`] stored rows a four-column kernel reads for the group starting at `first`:

@@ -264,21 +264,29 @@ fn temperature(scores: &mut [f32], temperature: f32) {
 fn top_k(scores: &[f32], top_k: usize) -> Kept {
     let k = top_k.max(1).min(scores.len());
     let kth = kth_largest(scores, k);
-    let (ids, scores) = scores
-        .iter()
-        .enumerate()
-        .filter(|&(_, &s)| s.partial_cmp(&kth) != Some(std::cmp::Ordering::Less)) // NaN kept, as HF
-        .map(|(i, &s)| (i as u32, s))
-        .unzip();
+    let (mut ids, mut kept) = (vec![], vec![]);
+    for (p, piece) in scores.chunks(PIECE).enumerate() {
+        if !any_not_below(piece, kth) {
+            continue;
+        }
+        // NaN kept, as HF.
+        for (i, &s) in piece.iter().enumerate() {
+            if not_below(s, kth) {
+                ids.push((p * PIECE + i) as u32);
+                kept.push(s);
+            }
+        }
+    }
     Kept {
         ids: Some(ids),
-        scores,
+        scores: kept,
     }
 }
 
 /// The `k`-th largest score (`total_cmp` order, duplicates counted), `1 ≤ k ≤ scores.len()`.
 /// For a small `k` (the usual top-k) one pass keeps the `k` largest so far in a heap, most
-/// scores costing one comparison with its smallest; a larger `k` selects in a copy.
+/// pieces of [`PIECE`] scores costing one comparison on SIMD lanes with its smallest (see
+/// [`any_not_below`]); a larger `k` selects in a copy.
 fn kth_largest(scores: &[f32], k: usize) -> f32 {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
@@ -292,14 +300,43 @@ fn kth_largest(scores: &[f32], k: usize) -> f32 {
     }
     let mut largest: BinaryHeap<Reverse<Total<f32>>> =
         scores[..k].iter().map(|&s| Reverse(Total(s))).collect();
-    for &s in &scores[k..] {
+    let offer = |largest: &mut BinaryHeap<Reverse<Total<f32>>>, s: f32| {
         let smallest = largest.peek().expect("k ≥ 1").0 .0;
         if s.total_cmp(&smallest).is_gt() {
             largest.pop();
             largest.push(Reverse(Total(s)));
         }
+    };
+    let mut pieces = scores[k..].chunks_exact(PIECE);
+    for piece in &mut pieces {
+        let smallest = largest.peek().expect("k ≥ 1").0 .0;
+        if any_not_below(piece, smallest) {
+            piece.iter().for_each(|&s| offer(&mut largest, s));
+        }
     }
+    (pieces.remainder().iter()).for_each(|&s| offer(&mut largest, s));
     largest.peek().expect("k ≥ 1").0 .0
+}
+
+/// Scores a scan over the vocabulary checks at once (see [`any_not_below`]).
+const PIECE: usize = 16;
+
+/// Whether some score of `piece` is [`not_below`] `bound` (NaN counts, and so does
+/// a zero of either sign against a zero): a test every score that [`f32::total_cmp`] puts at
+/// or above `bound` passes, counted without branches so that the compiler checks a piece on
+/// SIMD lanes. The scans over 250,880 scores skip the pieces that fail it.
+fn any_not_below(piece: &[f32], bound: f32) -> bool {
+    piece
+        .iter()
+        .map(|&s| u32::from(not_below(s, bound)))
+        .sum::<u32>()
+        > 0
+}
+
+/// `!(s < bound)`: true for NaN too.
+#[inline(always)]
+fn not_below(s: f32, bound: f32) -> bool {
+    s.partial_cmp(&bound) != Some(std::cmp::Ordering::Less)
 }
 
 /// `TopPLogitsWarper`: sort ascending, cumulative softmax, remove entries whose cumulative
@@ -380,8 +417,12 @@ fn check_logits(logits: &[f32]) -> Result<()> {
     if logits.is_empty() {
         return Err(invalid("logits are empty (vocabulary of 0 tokens)".into()));
     }
-    if logits.iter().all(|l| l.is_finite()) {
-        return Ok(()); // the usual case, in one pass
+    let finite = |piece: &[f32]| piece.iter().map(|l| u32::from(l.is_finite())).sum::<u32>();
+    if logits
+        .chunks(PIECE)
+        .all(|piece| finite(piece) as usize == piece.len())
+    {
+        return Ok(()); // the usual case, in one pass (a piece at a time, on SIMD lanes)
     }
     if let Some(i) = logits.iter().position(|l| l.is_nan()) {
         return Err(invalid(format!("logits contain NaN (first at index {i})")));

@@ -142,3 +142,10 @@ fn quantized_round_trip_of_a_tame_model_is_tight() {
         assert!(error <= tolerance, "{dtype:?}: {error} > {tolerance}");
     }
 }
+
+/// Activations quantized to q8_0 for the kernels give candle's own quantization bit for bit
+/// (the wasm tests run the same check on SIMD lanes).
+#[test]
+fn activations_quantize_like_candle_q8_0() {
+    crate::common::check_activations_quantize_like_candle();
+}
