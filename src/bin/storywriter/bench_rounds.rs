@@ -16,6 +16,8 @@ const TYPED_TOKENS: u32 = 5;
 /// For each story length: a first round on a story of that many tokens (nothing cached: the
 /// whole story runs), then `rounds` rounds that each continue the first candidate plus a few
 /// typed tokens (only those run). Candidates decode `new_tokens` tokens each (no early end).
+/// The lengths take their rounds in turn (every length's round before anyone's next), so that
+/// the machine's drift over the run falls on every length alike, not on the last ones.
 pub fn story_rounds(
     loaded: &LoadedModel,
     story_tokens: &[usize],
@@ -47,21 +49,29 @@ pub fn story_rounds(
             seed: i as u64,
         })
         .collect();
-    let mut rows = vec![];
-    for &length in story_tokens {
-        let mut pool = CachePool::default();
-        let mut story: Vec<u32> = (0..length as u32).map(pseudo).collect();
-        let mut times = vec![];
-        for round in 0..=rounds {
+    let mut stories: Vec<BenchStory> = story_tokens
+        .iter()
+        .map(|&length| BenchStory {
+            length,
+            pool: CachePool::default(),
+            ids: (0..length as u32).map(pseudo).collect(),
+            times: vec![],
+        })
+        .collect();
+    for round in 0..=rounds {
+        for story in &mut stories {
             let start = Instant::now();
-            let generation =
-                pool.generate(&loaded.model, &loaded.tokenizer, &story, &specs, |_| {
-                    ControlFlow::Continue(())
-                })?;
+            let generation = (story.pool).generate(
+                &loaded.model,
+                &loaded.tokenizer,
+                &story.ids,
+                &specs,
+                |_| ControlFlow::Continue(()),
+            )?;
             let seconds = start.elapsed().as_secs_f64();
-            times.push(json!({
+            story.times.push(json!({
                 "round": round,
-                "story_tokens": story.len(),
+                "story_tokens": story.ids.len(),
                 "prompt_tokens_run": generation.stats.prompt_tokens,
                 "reused_tokens": generation.stats.reused_tokens,
                 "generated_tokens": generation.stats.generated_tokens,
@@ -70,23 +80,38 @@ pub fn story_rounds(
                 "decode_s": generation.stats.decode_s,
             }));
             let chosen = &generation.candidates[0].ids;
-            story.extend(chosen.iter().filter(|&&id| id != eos));
-            let at = story.len() as u32;
-            story.extend((0..TYPED_TOKENS).map(|i| pseudo(at + i)));
+            story.ids.extend(chosen.iter().filter(|&&id| id != eos));
+            let at = story.ids.len() as u32;
+            story.ids.extend((0..TYPED_TOKENS).map(|i| pseudo(at + i)));
         }
-        let steady: Vec<f64> = times[1..]
-            .iter()
-            .filter_map(|t| t["round_s"].as_f64())
-            .collect();
-        let median = median(&steady);
-        rows.push(json!({
-            "story_tokens": length,
-            "first_round_s": times[0]["round_s"],
-            "kept_cache_round_s_median": median,
-            "rounds": times,
-        }));
     }
-    Ok(rows)
+    Ok(stories
+        .into_iter()
+        .map(|story| {
+            let steady: Vec<f64> = story.times[1..]
+                .iter()
+                .filter_map(|t| t["round_s"].as_f64())
+                .collect();
+            json!({
+                "story_tokens": story.length,
+                "first_round_s": story.times[0]["round_s"],
+                "kept_cache_round_s_median": median(&steady),
+                "rounds": story.times,
+            })
+        })
+        .collect())
+}
+
+/// One story length's state between its rounds.
+struct BenchStory {
+    /// The length asked for.
+    length: usize,
+    /// The caches kept between its rounds.
+    pool: CachePool,
+    /// Its ids so far.
+    ids: Vec<u32>,
+    /// Each round's figures.
+    times: Vec<Value>,
 }
 
 fn median(values: &[f64]) -> Option<f64> {
