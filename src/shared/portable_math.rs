@@ -153,7 +153,7 @@ pub fn exp_nonpositive(x: f64) -> f64 {
 
 /// Terms of one piece of [`sum_exp`] (a multiple of 4: every piece's partial sums start on
 /// lane 0); a vocabulary of 250,880 is 16 pieces, summed on rayon's threads.
-pub const SUM_PIECE: usize = 16_384;
+const SUM_PIECE: usize = 16_384;
 
 /// `Σ e^(x_i − max)` over `xs` in `f64`, `max` their largest value (so that every term is at
 /// most 1 and one of them is exactly 1). `xs` is cut into pieces of [`SUM_PIECE`] terms; each

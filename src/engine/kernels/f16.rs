@@ -9,7 +9,7 @@
 //! natively), exactly for every finite half (the cache stores no infinities: [`narrow_finite`]
 //! clamps to f16's range).
 
-use candle_core::{CpuStorage, DType, Storage, Tensor};
+use candle_core::{DType, Storage, Tensor};
 use half::f16;
 #[cfg(not(target_arch = "wasm32"))]
 use half::slice::HalfFloatSliceExt;
@@ -114,29 +114,30 @@ pub fn narrow_finite(t: &Tensor) -> candle_core::Result<Tensor> {
 /// conversion: ~15 µs for a layer's 1,024 keys, 0.7 ms a decode step). NaN becomes ±65,504.
 #[cfg(target_arch = "wasm32")]
 pub fn narrow_finite(t: &Tensor) -> candle_core::Result<Tensor> {
-    let t = t.contiguous()?;
-    let (guard, layout) = t.storage_and_layout();
-    let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
-        (&*guard, layout.contiguous_offsets())
-    else {
-        candle_core::bail!("f16 narrowing needs a contiguous f32 CPU tensor")
-    };
-    let data = &data[start..end];
-    let mut out = vec![f16::ZERO; data.len()];
-    let mut src = data.chunks_exact(4);
-    let mut dst = out.chunks_exact_mut(4);
-    for (s, d) in (&mut src).zip(&mut dst) {
+    convert_contiguous(t, "f16 narrowing", narrow_finite_simd128)
+}
+
+/// [`narrow_finite`]'s values: `dst[i] ← src[i]` clamped and rounded to f16; `dst` as long as
+/// `src`.
+#[cfg(target_arch = "wasm32")]
+fn narrow_finite_simd128(src: &[f32], dst: &mut [f16]) {
+    use core::arch::wasm32::*;
+    let mut src_chunks = src.chunks_exact(4);
+    let mut dst_chunks = dst.chunks_exact_mut(4);
+    for (s, d) in (&mut src_chunks).zip(&mut dst_chunks) {
         // SAFETY: `s` is four f32 (16 bytes), `d` four f16 (8 bytes); unaligned access is allowed.
         unsafe {
-            use core::arch::wasm32::*;
             let halves = narrow4_finite(v128_load(s.as_ptr().cast()));
             v128_store64_lane::<0>(u16x8_narrow_i32x4(halves, halves), d.as_mut_ptr().cast());
         }
     }
-    for (s, d) in src.remainder().iter().zip(dst.into_remainder()) {
+    for (s, d) in src_chunks
+        .remainder()
+        .iter()
+        .zip(dst_chunks.into_remainder())
+    {
         *d = f16::from_f32(s.clamp(-65_504.0, 65_504.0));
     }
-    Tensor::from_vec(out, t.shape(), t.device())
 }
 
 /// Four f32 lanes clamped to ±65,504 and rounded to the nearest half (ties to even), the halves'
@@ -177,15 +178,33 @@ pub fn to_f32(t: &Tensor) -> candle_core::Result<Tensor> {
     if t.dtype() == DType::F32 {
         return Ok(t.clone());
     }
+    convert_contiguous(t, "f16 widening", widen)
+}
+
+/// A tensor of `t`'s shape holding `convert`'s output for `t`'s values, `t` (made contiguous)
+/// a CPU tensor of `S` (else an error naming `what`).
+fn convert_contiguous<S, D>(
+    t: &Tensor,
+    what: &str,
+    convert: impl Fn(&[S], &mut [D]),
+) -> candle_core::Result<Tensor>
+where
+    S: candle_core::WithDType,
+    D: candle_core::WithDType,
+{
     let t = t.contiguous()?;
     let (guard, layout) = t.storage_and_layout();
-    let (Storage::Cpu(CpuStorage::F16(data)), Some((start, end))) =
-        (&*guard, layout.contiguous_offsets())
-    else {
-        candle_core::bail!("f16 widening needs a contiguous f16 CPU tensor")
+    let data = match (&*guard, layout.contiguous_offsets()) {
+        (Storage::Cpu(storage), Some((start, end))) => S::cpu_storage_as_slice(storage)
+            .ok()
+            .map(|data| &data[start..end]),
+        _ => None,
     };
-    let mut out = vec![0f32; end - start];
-    widen(&data[start..end], &mut out);
+    let Some(data) = data else {
+        candle_core::bail!("{what} needs a contiguous {} CPU tensor", S::DTYPE.as_str())
+    };
+    let mut out = vec![D::zero(); data.len()];
+    convert(data, &mut out);
     Tensor::from_vec(out, t.shape(), t.device())
 }
 

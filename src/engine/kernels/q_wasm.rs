@@ -207,9 +207,10 @@ impl SimdMatrix {
         let row_bytes = k / BLOCK * self.kind.block_bytes();
         let row = |column: usize| &data[column * row_bytes..(column + 1) * row_bytes];
         match self.path {
-            Path::Simd128 => for_each_unit(n, y, &self.epilogue, |column, row0, sums| {
+            Path::Simd128 => for_each_column_group(n, y, &self.epilogue, |column, row0, sums| {
                 let ahead = rows_after(&data, row_bytes, column, 1);
-                self.dot_rows(row(column), ahead, &act, row0, sums);
+                let sums: &mut [[f32; 1]] = sums;
+                self.dot_rows(row(column), ahead, &act, row0, sums.as_flattened_mut());
             }),
             // q8_0: relaxed q4_0 is stored as tiles.
             #[cfg(target_feature = "relaxed-simd")]
@@ -248,37 +249,6 @@ impl SimdMatrix {
     }
 }
 
-/// Fills `y` (m × n, row-major) in units of [`ROWS_PER_UNIT`] output columns on rayon's threads
-/// ([`share_units`]):
-/// `dot(column, row0, sums)` computes column `column` of activation rows `row0..row0 +
-/// sums.len()` (at most [`MAX_ROWS`]) into `sums`; then `epilogue` finishes each row's run of
-/// the unit's columns at once (GELU on SIMD lanes). Shared by the wasm32 matrix kernels.
-pub(super) fn for_each_unit(
-    n: usize,
-    y: &mut [f32],
-    epilogue: &Epilogue,
-    dot: impl Fn(usize, usize, &mut [f32]) + Sync,
-) {
-    let m = y.len() / n.max(1);
-    let out = OutPtr(y.as_mut_ptr());
-    share_units(n.div_ceil(ROWS_PER_UNIT), |unit| {
-        let columns = unit * ROWS_PER_UNIT..n.min((unit + 1) * ROWS_PER_UNIT);
-        let mut sums = [0f32; MAX_ROWS];
-        for row0 in (0..m).step_by(MAX_ROWS) {
-            let rows = (m - row0).min(MAX_ROWS);
-            for column in columns.clone() {
-                dot(column, row0, &mut sums[..rows]);
-                for (i, sum) in sums[..rows].iter().enumerate() {
-                    // SAFETY: `y` holds m × n values and outlives the parallel loop;
-                    // every (row, column) is written by exactly one unit.
-                    unsafe { *out.at((row0 + i) * n + column) = *sum };
-                }
-            }
-            finish_rows(out, n, row0..row0 + rows, columns.clone(), epilogue);
-        }
-    });
-}
-
 /// Applies `epilogue` to columns `columns` of rows `rows` of the output (`n` columns a row),
 /// each row's run at once: one call per run, not per value, so that GELU runs on SIMD lanes.
 fn finish_rows(
@@ -289,7 +259,7 @@ fn finish_rows(
     epilogue: &Epilogue,
 ) {
     for row in rows {
-        // SAFETY: as in `for_each_unit`: these values are this unit's alone, all written.
+        // SAFETY: as in `for_each_column_group`: these values are this unit's alone, all written.
         let run = unsafe {
             std::slice::from_raw_parts_mut(out.at(row * n + columns.start), columns.len())
         };
@@ -353,10 +323,12 @@ pub(super) fn touch(ahead: &[u8], at: usize) -> u8 {
     ahead.get(at).copied().unwrap_or(0) ^ ahead.get(at + 64).copied().unwrap_or(0)
 }
 
-/// Like [`for_each_unit`], `W` output columns at a time (a unit's columns in groups of `W`,
-/// `W` dividing [`ROWS_PER_UNIT`]): `dot(first, row0, sums)` computes columns `first..first +
-/// W` (past `n`: anything, its results dropped) of activation rows `row0..row0 + sums.len()`
-/// into `sums[row][column − first]`; then `epilogue` as there.
+/// Fills `y` (m × n, row-major) in units of [`ROWS_PER_UNIT`] output columns on rayon's threads
+/// ([`share_units`]), `W` output columns at a time (a unit's columns in groups of `W`, `W`
+/// dividing [`ROWS_PER_UNIT`]): `dot(first, row0, sums)` computes columns `first..first + W`
+/// (past `n`: anything, its results dropped) of activation rows `row0..row0 + sums.len()` (at
+/// most [`MAX_ROWS`]) into `sums[row][column − first]`; then `epilogue` finishes each row's run
+/// of the unit's columns at once (GELU on SIMD lanes). Shared by the wasm32 matrix kernels.
 pub(super) fn for_each_column_group<const W: usize>(
     n: usize,
     y: &mut [f32],
@@ -375,7 +347,8 @@ pub(super) fn for_each_column_group<const W: usize>(
                 dot(first, row0, &mut sums[..rows]);
                 for (r, row) in sums[..rows].iter().enumerate() {
                     for (i, sum) in row.iter().enumerate().take(end - first) {
-                        // SAFETY: as in `for_each_unit`.
+                        // SAFETY: `y` holds m × n values and outlives the parallel loop;
+                        // every (row, column) is written by exactly one unit.
                         unsafe { *out.at((row0 + r) * n + first + i) = *sum };
                     }
                 }
