@@ -5,7 +5,7 @@
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
 use storywriter::engine::kernels::q4k_wasm::Q4kMatrix;
-use storywriter::engine::kernels::q8_act::{Q8kRows, QK_K};
+use storywriter::engine::kernels::q8_act::{Q8kRows, QuantizedRows, QK_K};
 use storywriter::engine::kernels::q_wasm::{Path, SimdMatrix};
 use storywriter::engine::kernels::split::RowSplit;
 use storywriter::engine::kernels::{f16, gelu, simd_math};
@@ -169,48 +169,51 @@ fn as_a_candle_op_keeps_leading_dims() {
 /// q4_0 scales of every kind of f16 (the relaxed build widens them on SIMD lanes, the plain
 /// one through a table): subnormal, the largest, negative and −0 give candle's products; ∞
 /// gives non-finite ones and NaN gives NaN, as in candle. 20 rows: a tile and a padded one.
+/// Twice: with the finite kinds only (the relaxed tiles' fast widening) and with all.
 #[wasm_bindgen_test]
 fn every_kind_of_f16_scale_converts_exactly() {
     let device = Device::Cpu;
     let (m, k, n) = (3, 64, 20);
     let w = Tensor::from_vec(values(n * k, 21, 1.0), (n, k), &device).unwrap();
-    let mut bytes = QTensor::quantize(&w, GgmlDType::Q4_0)
-        .unwrap()
-        .data()
-        .unwrap()
-        .to_vec();
     // Row r's second block's scale: finite kinds, then ∞, −∞, NaN.
-    let scales: [u16; 8] = [
+    let all_kinds: [u16; 8] = [
         0x0001, 0x03FF, 0x7BFF, 0x8400, 0x8000, 0x7C00, 0xFC00, 0x7E00,
     ];
-    let row_bytes = k / 32 * 18;
-    for (r, scale) in scales.iter().enumerate() {
-        bytes[r * row_bytes + 18..][..2].copy_from_slice(&scale.to_le_bytes());
-    }
-    let stored = || {
-        let storage = QStorage::from_data(
-            std::borrow::Cow::Borrowed(&bytes[..]),
-            &device,
-            GgmlDType::Q4_0,
-        )
-        .unwrap();
-        std::sync::Arc::new(QTensor::new(storage, (n, k)).unwrap())
-    };
-    let x = Tensor::from_vec(values(m * k, 22, 1.0), (m, k), &device).unwrap();
-    let want = candle_product(stored(), &x);
-    let x: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
-    for path in paths() {
-        let matrix = SimdMatrix::new(stored(), path).unwrap().unwrap();
-        let mut got = vec![0.0; m * n];
-        matrix.matmul(&x, &mut got);
-        for (i, (got, want)) in got.iter().zip(&want).enumerate() {
-            let column = i % n;
-            let ok = match scales.get(column) {
-                Some(0x7C00 | 0xFC00) => !got.is_finite() && !want.is_finite(),
-                Some(0x7E00) => got.is_nan() && want.is_nan(),
-                _ => (got - want).abs() <= 1e-4 * want.abs().max(1.0),
-            };
-            assert!(ok, "{path:?} y[{}][{column}] = {got}, candle {want}", i / n);
+    for scales in [&all_kinds[..5], &all_kinds[..]] {
+        let mut bytes = QTensor::quantize(&w, GgmlDType::Q4_0)
+            .unwrap()
+            .data()
+            .unwrap()
+            .to_vec();
+        let row_bytes = k / 32 * 18;
+        for (r, scale) in scales.iter().enumerate() {
+            bytes[r * row_bytes + 18..][..2].copy_from_slice(&scale.to_le_bytes());
+        }
+        let stored = || {
+            let storage = QStorage::from_data(
+                std::borrow::Cow::Borrowed(&bytes[..]),
+                &device,
+                GgmlDType::Q4_0,
+            )
+            .unwrap();
+            std::sync::Arc::new(QTensor::new(storage, (n, k)).unwrap())
+        };
+        let x = Tensor::from_vec(values(m * k, 22, 1.0), (m, k), &device).unwrap();
+        let want = candle_product(stored(), &x);
+        let x: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+        for path in paths() {
+            let matrix = SimdMatrix::new(stored(), path).unwrap().unwrap();
+            let mut got = vec![0.0; m * n];
+            matrix.matmul(&x, &mut got);
+            for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+                let column = i % n;
+                let ok = match scales.get(column) {
+                    Some(0x7C00 | 0xFC00) => !got.is_finite() && !want.is_finite(),
+                    Some(0x7E00) => got.is_nan() && want.is_nan(),
+                    _ => (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                };
+                assert!(ok, "{path:?} y[{}][{column}] = {got}, candle {want}", i / n);
+            }
         }
     }
 }
@@ -345,6 +348,76 @@ fn q4k_equals_its_reference_bit_for_bit() {
                 want.to_bits(),
                 "m={m}: y[{r}][{c}] = {got}, reference {want}"
             );
+        }
+    }
+}
+
+/// One column of a relaxed-SIMD q4_0 product as that kernel defines it, one value at a time:
+/// per block the exact integer `Σ (q − 8) · a`, then `acc += total · (d_w · d_a)` in f32.
+/// `row` is the column's stored q4_0 bytes.
+fn q4_0_column_reference(row: &[u8], act: &QuantizedRows, act_row: usize) -> f32 {
+    let mut acc = 0f32;
+    for (b, block) in row.chunks_exact(18).enumerate() {
+        let i = act_row * act.blocks + b;
+        let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+        let total: i32 = (0..32)
+            .map(|v| {
+                let byte = block[2 + v % 16];
+                let q = if v < 16 { byte & 0x0F } else { byte >> 4 };
+                (q as i32 - 8) * act.quants[i * 32 + v] as i32
+            })
+            .sum();
+        acc += total as f32 * (d * act.scales[i]);
+    }
+    acc
+}
+
+/// The relaxed-SIMD q4_0 tiles give the one-value-at-a-time reference bit for bit, for 1 to 5
+/// activation rows, scales from subnormal to the largest half (the scales' fast widening is
+/// exact) and a column count that leaves a tile part empty. The plain build has no tiles.
+#[wasm_bindgen_test]
+fn q4_0_tiles_equal_their_reference_bit_for_bit() {
+    if Path::best() == Path::Simd128 {
+        return;
+    }
+    let device = Device::Cpu;
+    let (k, n) = (256, 37);
+    let w = Tensor::from_vec(values(n * k, 23, 1.0), (n, k), &device).unwrap();
+    let mut data = QTensor::quantize(&w, GgmlDType::Q4_0)
+        .unwrap()
+        .data()
+        .unwrap()
+        .to_vec();
+    for (c, scale) in [0x0001u16, 0x03FF, 0x0400, 0x7BFF, 0x8001, 0x8000]
+        .iter()
+        .enumerate()
+    {
+        data[c * 144 + 18 * c..][..2].copy_from_slice(&scale.to_le_bytes());
+    }
+    let storage = QStorage::from_data(
+        std::borrow::Cow::Borrowed(&data[..]),
+        &device,
+        GgmlDType::Q4_0,
+    )
+    .unwrap();
+    let q = std::sync::Arc::new(QTensor::new(storage, (n, k)).unwrap());
+    let matrix = SimdMatrix::new(q, Path::best()).unwrap().unwrap();
+    for m in 1..=5 {
+        // Activations up to 3 and up to 3 · 10⁴: activation scales of both signs of exponent.
+        for spread in [3.0, 3.0e4] {
+            let x = values(m * k, 40 + m as u32, spread);
+            let act = QuantizedRows::new(&x, k);
+            let mut y = vec![f32::NAN; m * n];
+            matrix.matmul(&x, &mut y);
+            for (at, got) in y.iter().enumerate() {
+                let (r, c) = (at / n, at % n);
+                let want = q4_0_column_reference(&data[c * 144..(c + 1) * 144], &act, r);
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "m={m}, spread {spread}: y[{r}][{c}] = {got}, reference {want}"
+                );
+            }
         }
     }
 }

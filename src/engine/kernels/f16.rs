@@ -15,7 +15,7 @@ use half::f16;
 use half::slice::HalfFloatSliceExt;
 
 /// 2¹¹²: the product that turns a half's bits, shifted into an f32's place, into its value.
-const TWO_POW_112: f32 = f32::from_bits(0x7780_0000);
+pub(crate) const TWO_POW_112: f32 = f32::from_bits(0x7780_0000);
 
 /// The bits of a half as an i16, sign-extended and shifted left by 13, keep its sign and its
 /// exponent and mantissa under this mask (the sign extension's other bits cleared).
@@ -74,9 +74,7 @@ pub fn widen4(h: core::arch::wasm32::v128) -> core::arch::wasm32::v128 {
 }
 
 /// Four halves at `src` widened to f32 lanes, exact for every finite half (the decode kernel's
-/// loads): the bits of h as an i16, sign-extended and shifted into an f32's place with the
-/// exponent's top bits cleared, are `h · 2⁻¹¹²` (for subnormal halves too); one product by 2¹¹²
-/// gives h.
+/// loads): [`widen4_finite_down`], then its product by 2¹¹².
 ///
 /// # Safety
 /// `src` must point to four readable halves.
@@ -84,9 +82,22 @@ pub fn widen4(h: core::arch::wasm32::v128) -> core::arch::wasm32::v128 {
 #[inline(always)]
 pub unsafe fn widen4_finite(src: *const f16) -> core::arch::wasm32::v128 {
     use core::arch::wasm32::*;
+    f32x4_mul(widen4_finite_down(src), f32x4_splat(TWO_POW_112))
+}
+
+/// Four halves at `src` as f32 lanes times 2⁻¹¹², exact for every finite half (subnormal ones
+/// too): the bits of h as an i16, sign-extended and shifted into an f32's place with the
+/// exponent's top bits cleared. A kernel that multiplies the lanes by some `s` anyway multiplies
+/// by `s · 2¹¹²` ([`TWO_POW_112`]) instead: the same exact product, so the same rounding.
+///
+/// # Safety
+/// `src` must point to four readable halves.
+#[cfg(target_arch = "wasm32")]
+#[inline(always)]
+pub(crate) unsafe fn widen4_finite_down(src: *const f16) -> core::arch::wasm32::v128 {
+    use core::arch::wasm32::*;
     let h = i32x4_load_extend_i16x4(src.cast());
-    let scaled = v128_and(i32x4_shl(h, 13), i32x4_splat(SHIFTED_HALF_BITS as i32));
-    f32x4_mul(scaled, f32x4_splat(TWO_POW_112))
+    v128_and(i32x4_shl(h, 13), i32x4_splat(SHIFTED_HALF_BITS as i32))
 }
 
 /// Eight halves widened to f32 as `widen4_finite` does on wasm32, in plain integer and float

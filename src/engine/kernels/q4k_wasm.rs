@@ -126,8 +126,8 @@ mod rows {
     use std::arch::wasm32::*;
 
     use super::super::q_wasm::{
-        f16_lanes, f16_table, for_row_count, group_columns, rows_after, store_lanes, touch,
-        transpose_sum, COLUMNS, MAX_ROWS,
+        f16_lanes, f16_table, for_row_count, group_columns, high_nibbles, rows_after, store_lanes,
+        touch, transpose_sum, COLUMNS, MAX_ROWS,
     };
     use super::{Q8kRows, QK_K};
 
@@ -232,7 +232,7 @@ mod rows {
             let q = blocks[c].add(16 + 32 * J);
             let packed = [v128_load(q.cast()), v128_load(q.add(16).cast())];
             let low = packed.map(|p| v128_and(p, low4));
-            let high = packed.map(|p| u8x16_shr(p, 4));
+            let high = packed.map(high_nibbles);
             let sum = i32x4_add(
                 scaled_sub_block(&low_a, low, splat_scale::<LOW>(scales[c])),
                 scaled_sub_block(&high_a, high, splat_scale::<HIGH>(scales[c])),

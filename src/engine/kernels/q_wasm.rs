@@ -75,14 +75,15 @@ pub(super) fn f16_table() -> &'static [f32] {
 }
 
 /// `$kernel::<R>(args)` with the const `R` = `$rows` (1 to 3, else [`MAX_ROWS`]): the kernels
-/// keep a row's accumulators in registers, so their row count is a constant.
+/// keep a row's accumulators in registers, so their row count is a constant. A kernel with a
+/// second const parameter names it after `R`: `$kernel::<{ value }>(args)`.
 macro_rules! for_row_count {
-    ($rows:expr, $kernel:ident($($arg:expr),*)) => {
+    ($rows:expr, $kernel:ident $(::<$extra:tt>)? ($($arg:expr),*)) => {
         match $rows {
-            1 => $kernel::<1>($($arg),*),
-            2 => $kernel::<2>($($arg),*),
-            3 => $kernel::<3>($($arg),*),
-            _ => $kernel::<MAX_ROWS>($($arg),*),
+            1 => $kernel::<1 $(, $extra)?>($($arg),*),
+            2 => $kernel::<2 $(, $extra)?>($($arg),*),
+            3 => $kernel::<3 $(, $extra)?>($($arg),*),
+            _ => $kernel::<MAX_ROWS $(, $extra)?>($($arg),*),
         }
     };
 }
@@ -306,6 +307,15 @@ pub(super) fn f16_lanes(table: &[f32], rows: &[&[u8]; COLUMNS], at: usize) -> v1
     )
 }
 
+/// The high nibble of every byte of `v`. `u8x16_shr` would say it in one operation, but x86 has
+/// no byte shift: V8 turns it into a 16-bit shift, then builds a byte mask and applies it (five
+/// instructions, in the kernels' innermost loops); a 16-bit shift and the low-nibble mask, kept
+/// in a register, are two.
+#[inline(always)]
+pub(super) fn high_nibbles(v: v128) -> v128 {
+    v128_and(u16x8_shr(v, 4), u8x16_splat(0x0F))
+}
+
 /// Writes each row's accumulator lanes (one per column) to `out`.
 #[inline(always)]
 pub(super) fn store_lanes(acc: &[v128], out: &mut [[f32; COLUMNS]]) {
@@ -468,7 +478,7 @@ row_kernel!(
     |w| {
         let packed = v128_load(w.cast());
         let low = i8x16_sub(v128_and(packed, u8x16_splat(0x0F)), i8x16_splat(8));
-        let high = i8x16_sub(u8x16_shr(packed, 4), i8x16_splat(8));
+        let high = i8x16_sub(high_nibbles(packed), i8x16_splat(8));
         [
             i16x8_extend_low_i8x16(low),
             i16x8_extend_high_i8x16(low),
