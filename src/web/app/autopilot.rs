@@ -3,8 +3,13 @@
 //! trained on the writer's choices), every pick
 //! recorded as the chooser's (`chosen_by`), not the writer's. Any key or click stops it (and
 //! the round being written, of which nothing is recorded); the click does nothing else.
+//!
+//! A click stops it as the pointer goes down, not at the click: the cards' text is replaced at
+//! every token, and Firefox sends no click at all when the node under the pointer at the press
+//! is gone at the release, so a click while tokens stream in could be lost. The click that
+//! follows such a press is swallowed.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use wasm_bindgen::closure::Closure;
@@ -19,6 +24,9 @@ use crate::web::dom::{by_testid, document, input, set_text};
 
 /// Steps one start may ask for at most.
 const MAX_STEPS: u32 = 1000;
+/// How long after a press that stopped a run its click is swallowed, in ms (a press without a
+/// click, dragged off, must not swallow a click made later, e.g. by the keyboard).
+const CLICK_AFTER_STOP_MS: f64 = 2_000.0;
 
 /// An autopilot run in progress.
 struct Run {
@@ -38,6 +46,8 @@ pub(super) struct Autopilot {
     button: HtmlButtonElement,
     status: HtmlElement,
     run: RefCell<Option<Run>>,
+    /// When (`Date.now()`) a press of the pointer last stopped a run: its click is swallowed.
+    stopped_by_press: Cell<Option<f64>>,
 }
 
 impl Autopilot {
@@ -49,32 +59,50 @@ impl Autopilot {
             button: by_testid("autopilot").unchecked_into(),
             status: by_testid("autopilot-status"),
             run: RefCell::default(),
+            stopped_by_press: Cell::default(),
         }
     }
 
-    /// Installs the start button and the page-wide click that stops a run.
+    /// Installs the start button, and the page-wide press of the pointer that stops a run and
+    /// swallows its click.
     pub(super) fn wire(&self, app: &Rc<App>) {
         click(app, &self.button, |app| app.autopilot.start(app));
-        // Captured before any element sees it: while a run goes, a click only stops it.
+        // Captured before any element sees them: while a run goes, a click only stops it.
         let weak = Rc::downgrade(app);
-        let stop_on_click =
+        let stop_on_press = Closure::<dyn FnMut(web_sys::Event)>::new(move |_: web_sys::Event| {
+            if let Some(app) = weak.upgrade() {
+                let stopped = app.autopilot.interrupt(&app);
+                let now = js_sys::Date::now();
+                app.autopilot.stopped_by_press.set(stopped.then_some(now));
+            }
+        });
+        let weak = Rc::downgrade(app);
+        let swallow_click =
             Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
-                if let Some(app) = weak.upgrade() {
-                    if app.autopilot.interrupt(&app) {
-                        event.stop_propagation();
-                        event.prevent_default();
-                    }
+                let Some(app) = weak.upgrade() else {
+                    return;
+                };
+                let pressed = app.autopilot.stopped_by_press.take();
+                let after_stop =
+                    pressed.is_some_and(|at| js_sys::Date::now() - at < CLICK_AFTER_STOP_MS);
+                // A click with no press (from the keyboard) stops a run too.
+                if after_stop || app.autopilot.interrupt(&app) {
+                    event.stop_propagation();
+                    event.prevent_default();
                 }
             });
-        document()
-            .add_event_listener_with_callback_and_bool(
-                "click",
-                stop_on_click.as_ref().unchecked_ref(),
-                true,
-            )
-            .expect("adding an event listener works");
+        for (kind, listener) in [("pointerdown", &stop_on_press), ("click", &swallow_click)] {
+            document()
+                .add_event_listener_with_callback_and_bool(
+                    kind,
+                    listener.as_ref().unchecked_ref(),
+                    true,
+                )
+                .expect("adding an event listener works");
+        }
         // Installed once, for the page's lifetime.
-        stop_on_click.forget();
+        stop_on_press.forget();
+        swallow_click.forget();
     }
 
     /// Whether a run is in progress.
