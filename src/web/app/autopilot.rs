@@ -5,9 +5,9 @@
 //! the round being written, of which nothing is recorded); the click does nothing else.
 //!
 //! A click stops it as the pointer goes down, not at the click: the cards' text is replaced at
-//! every token, and Firefox sends no click at all when the node under the pointer at the press
-//! is gone at the release, so a click while tokens stream in could be lost. The click that
-//! follows such a press is swallowed.
+//! every token, and browsers (Firefox and Chromium alike) send no click at all when the node
+//! under the pointer at the press is gone at the release, so a click while tokens stream in
+//! could be lost. The click that follows such a press is swallowed.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
