@@ -29,6 +29,30 @@ fn candle_product(q: std::sync::Arc<QTensor>, x: &Tensor) -> Vec<f32> {
     y.flatten_all().unwrap().to_vec1().unwrap()
 }
 
+/// The stored q4_0 bytes `bytes` (n rows of k values) as a tensor, as a file would give them.
+fn q4_0_tensor(bytes: &[u8], n: usize, k: usize) -> std::sync::Arc<QTensor> {
+    let storage = QStorage::from_data(
+        std::borrow::Cow::Borrowed(bytes),
+        &Device::Cpu,
+        GgmlDType::Q4_0,
+    )
+    .unwrap();
+    std::sync::Arc::new(QTensor::new(storage, (n, k)).unwrap())
+}
+
+/// Asserts that every value of `y` (rows of `n`) has the bits of `reference(row, column)`.
+fn assert_bits_equal(y: &[f32], n: usize, case: &str, reference: impl Fn(usize, usize) -> f32) {
+    for (at, got) in y.iter().enumerate() {
+        let (r, c) = (at / n, at % n);
+        let want = reference(r, c);
+        assert_eq!(
+            got.to_bits(),
+            want.to_bits(),
+            "{case}: y[{r}][{c}] = {got}, reference {want}"
+        );
+    }
+}
+
 /// Compares every path with candle's `QMatMul` (then bias and GELU as candle ops) for an
 /// n × k matrix of `dtype` and m activation rows. The plain path sums in candle's lane order and
 /// must match it bit for bit (before a fused GELU, whose tanh is `simd_math`'s); relaxed SIMD
@@ -189,15 +213,7 @@ fn every_kind_of_f16_scale_converts_exactly() {
         for (r, scale) in scales.iter().enumerate() {
             bytes[r * row_bytes + 18..][..2].copy_from_slice(&scale.to_le_bytes());
         }
-        let stored = || {
-            let storage = QStorage::from_data(
-                std::borrow::Cow::Borrowed(&bytes[..]),
-                &device,
-                GgmlDType::Q4_0,
-            )
-            .unwrap();
-            std::sync::Arc::new(QTensor::new(storage, (n, k)).unwrap())
-        };
+        let stored = || q4_0_tensor(&bytes, n, k);
         let x = Tensor::from_vec(values(m * k, 22, 1.0), (m, k), &device).unwrap();
         let want = candle_product(stored(), &x);
         let x: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
@@ -340,15 +356,9 @@ fn q4k_equals_its_reference_bit_for_bit() {
         let act = Q8kRows::new(&x, k);
         let mut y = vec![f32::NAN; m * n];
         matrix.matmul(&x, &mut y);
-        for (at, got) in y.iter().enumerate() {
-            let (r, c) = (at / n, at % n);
-            let want = q4k_column_reference(&data[c * 288..(c + 1) * 288], &act, r);
-            assert_eq!(
-                got.to_bits(),
-                want.to_bits(),
-                "m={m}: y[{r}][{c}] = {got}, reference {want}"
-            );
-        }
+        assert_bits_equal(&y, n, &format!("m={m}"), |r, c| {
+            q4k_column_reference(&data[c * 288..(c + 1) * 288], &act, r)
+        });
     }
 }
 
@@ -394,14 +404,9 @@ fn q4_0_tiles_equal_their_reference_bit_for_bit() {
     {
         data[c * 144 + 18 * c..][..2].copy_from_slice(&scale.to_le_bytes());
     }
-    let storage = QStorage::from_data(
-        std::borrow::Cow::Borrowed(&data[..]),
-        &device,
-        GgmlDType::Q4_0,
-    )
-    .unwrap();
-    let q = std::sync::Arc::new(QTensor::new(storage, (n, k)).unwrap());
-    let matrix = SimdMatrix::new(q, Path::best()).unwrap().unwrap();
+    let matrix = SimdMatrix::new(q4_0_tensor(&data, n, k), Path::best())
+        .unwrap()
+        .unwrap();
     for m in 1..=5 {
         // Activations up to 3 and up to 3 · 10⁴: activation scales of both signs of exponent.
         for spread in [3.0, 3.0e4] {
@@ -409,15 +414,9 @@ fn q4_0_tiles_equal_their_reference_bit_for_bit() {
             let act = QuantizedRows::new(&x, k);
             let mut y = vec![f32::NAN; m * n];
             matrix.matmul(&x, &mut y);
-            for (at, got) in y.iter().enumerate() {
-                let (r, c) = (at / n, at % n);
-                let want = q4_0_column_reference(&data[c * 144..(c + 1) * 144], &act, r);
-                assert_eq!(
-                    got.to_bits(),
-                    want.to_bits(),
-                    "m={m}, spread {spread}: y[{r}][{c}] = {got}, reference {want}"
-                );
-            }
+            assert_bits_equal(&y, n, &format!("m={m}, spread {spread}"), |r, c| {
+                q4_0_column_reference(&data[c * 144..(c + 1) * 144], &act, r)
+            });
         }
     }
 }
