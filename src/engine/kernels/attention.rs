@@ -12,8 +12,9 @@
 //! pool, on wasm32 on rayon's), in register tiles (`tiles`: four keys' scores against the
 //! batch's queries at once, the softmax a vector at a time, the contexts' columns held in
 //! registers while every value row is added; explicit simd128 on wasm32, vectorized by the
-//! compiler for AVX2 natively). An f16 cache is widened to f32 in registers as it is read (with
-//! F16C natively); every product and sum is f32. No crate offers attention over candle's
+//! compiler for AVX2 natively, and for an f16 cache on x86 written by hand with AVX2, or with
+//! AVX-512 where the CPU has it: `x86`). An f16 cache is widened to f32 in registers as it is
+//! read (with F16C natively); every product and sum is f32. No crate offers attention over candle's
 //! storage without those copies, hence this file.
 //!
 //! The scores go from the newest keys to the oldest, and a chunk of keys so far back that
@@ -25,6 +26,8 @@ mod bounds;
 mod lanes;
 mod stored;
 mod tiles;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub use bounds::KeyBounds;
 
@@ -33,7 +36,7 @@ use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
 use lanes::LANES;
 use stored::Stored;
 #[cfg(target_arch = "x86_64")]
-use stored::{has_f16c, F16c};
+use stored::{has_avx512, has_f16c, F16c, F16cAvx512, X86Loops};
 
 /// One block of the cache as [`decode`] reads it: key and value buffers `(1 or b, n_head,
 /// capacity, head_dim)` of which the first `n` positions count, the first at key position
@@ -123,6 +126,24 @@ fn for_each_head<T: Stored>(
             rows: &mut [&mut [f32]],
         ) {
             kernel.run(head, rows)
+        }
+        /// # Safety
+        /// The CPU must support AVX-512F and VL, AVX2, FMA and F16C.
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
+        unsafe fn with_avx512<T: Stored>(
+            kernel: &DecodeKernel<'_, T>,
+            head: usize,
+            rows: &mut [&mut [f32]],
+        ) {
+            kernel.run(head, rows)
+        }
+        if T::X86 == X86Loops::Avx512 {
+            // SAFETY: a type read by the AVX-512 loops is only used where the CPU has them
+            // (see `attend`).
+            let run = |(head, mut rows): (usize, Vec<&mut [f32]>)| unsafe {
+                with_avx512(kernel, head, &mut rows)
+            };
+            return run_groups(groups, work, run);
         }
         if has_f16c() {
             // SAFETY: AVX2, FMA and F16C were detected just above.
@@ -450,6 +471,8 @@ fn attend(
     causal: bool,
 ) -> candle_core::Result<Vec<f32>> {
     match shape.1.first().map(|p| p.k.dtype()) {
+        #[cfg(target_arch = "x86_64")]
+        Some(DType::F16) if has_avx512() => attend_stored::<F16cAvx512>(q, shape, causal),
         #[cfg(target_arch = "x86_64")]
         Some(DType::F16) if has_f16c() => attend_stored::<F16c>(q, shape, causal),
         Some(DType::F16) => attend_stored::<half::f16>(q, shape, causal),

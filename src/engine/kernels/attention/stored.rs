@@ -20,6 +20,28 @@ pub(crate) trait Stored: Copy + Send + Sync + 'static {
     unsafe fn load(src: *const Self) -> Lanes;
     /// One value as f32.
     fn to_f32(self) -> f32;
+    /// Which of the hand-written x86 loops (`super::x86`) read this type: none, or those the
+    /// CPU has the instructions for.
+    #[cfg(target_arch = "x86_64")]
+    const X86: X86Loops = X86Loops::None;
+    /// The values as f16, for the x86 loops (only called when [`Self::X86`] is not `None`).
+    #[cfg(target_arch = "x86_64")]
+    fn as_f16(values: &[Self]) -> &[half::f16] {
+        let _ = values;
+        unreachable!("{} is read by the portable loops only", Self::NAME)
+    }
+}
+
+/// The hand-written x86 loops a [`Stored`] type is read by (`super::x86`).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum X86Loops {
+    /// The portable loops of `tiles`.
+    None,
+    /// The scores' loop (AVX2, FMA and F16C).
+    Avx2,
+    /// The scores' loop, and the values' in 512-bit registers (AVX-512F).
+    Avx512,
 }
 
 impl Stored for f32 {
@@ -85,27 +107,58 @@ pub(super) fn has_f16c() -> bool {
         && is_x86_feature_detected!("f16c")
 }
 
+/// An f16 of the cache as [`F16c`] reads it, on a CPU that also has AVX-512F ([`has_avx512`]):
+/// the values' loop then holds a whole 64-wide row in 512-bit registers.
 #[cfg(target_arch = "x86_64")]
-impl Stored for F16c {
-    const NAME: &'static str = "f16";
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub(super) struct F16cAvx512(half::f16);
 
-    fn data(storage: &CpuStorage) -> Option<&[Self]> {
-        let data = half::f16::data(storage)?;
-        // SAFETY: F16c is a transparent wrapper of f16.
-        Some(unsafe { &*(data as *const [half::f16] as *const [Self]) })
-    }
-
-    #[inline(always)]
-    unsafe fn load(src: *const Self) -> Lanes {
-        use std::arch::x86_64::{_mm256_cvtph_ps, _mm_loadu_si128};
-        // SAFETY: the caller gives eight readable values; the CPU has F16C (see the type).
-        let wide = unsafe { _mm256_cvtph_ps(_mm_loadu_si128(src.cast())) };
-        // SAFETY: an __m256 is eight f32.
-        Lanes(unsafe { core::mem::transmute::<std::arch::x86_64::__m256, [f32; 8]>(wide) })
-    }
-
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        self.0.to_f32()
-    }
+/// Whether the CPU has what [`F16cAvx512`] and the AVX-512 kernels need.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn has_avx512() -> bool {
+    has_f16c() && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl")
 }
+
+/// [`Stored`] for a transparent wrapper of f16 read with F16C, `$loops` its x86 loops.
+#[cfg(target_arch = "x86_64")]
+macro_rules! stored_with_f16c {
+    ($type:ty, $loops:expr) => {
+        impl Stored for $type {
+            const NAME: &'static str = "f16";
+            const X86: X86Loops = $loops;
+
+            fn data(storage: &CpuStorage) -> Option<&[Self]> {
+                let data = half::f16::data(storage)?;
+                // SAFETY: the type is a transparent wrapper of f16.
+                Some(unsafe { &*(data as *const [half::f16] as *const [Self]) })
+            }
+
+            #[inline(always)]
+            unsafe fn load(src: *const Self) -> Lanes {
+                use std::arch::x86_64::{_mm256_cvtph_ps, _mm_loadu_si128};
+                // SAFETY: the caller gives eight readable values; the CPU has F16C (see the
+                // type).
+                let wide = unsafe { _mm256_cvtph_ps(_mm_loadu_si128(src.cast())) };
+                // SAFETY: an __m256 is eight f32.
+                Lanes(unsafe { core::mem::transmute::<std::arch::x86_64::__m256, [f32; 8]>(wide) })
+            }
+
+            #[inline(always)]
+            fn to_f32(self) -> f32 {
+                self.0.to_f32()
+            }
+
+            #[inline(always)]
+            fn as_f16(values: &[Self]) -> &[half::f16] {
+                // SAFETY: the type is a transparent wrapper of f16.
+                unsafe { &*(values as *const [Self] as *const [half::f16]) }
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+stored_with_f16c!(F16c, X86Loops::Avx2);
+#[cfg(target_arch = "x86_64")]
+stored_with_f16c!(F16cAvx512, X86Loops::Avx512);

@@ -150,8 +150,10 @@ fn decode_over_an_f16_cache_reads_the_widened_values() {
     assert_eq!(bits(&from_f16), bits(&from_f32));
 }
 
-/// With F16C, the f16 cache read by the CPU's conversion gives the plain widening's result
-/// bit for bit.
+/// With F16C (and with AVX-512 where the CPU has it), the f16 cache read by the CPU's
+/// conversion and the hand-written x86 loops (`x86`) gives the portable loops' plain widening
+/// result bit for bit: batches of 1 to 3 (tiles of 1, 2 and 3 queries), lengths around the
+/// four-key tiles, heads of 64 (both x86 loops) and of 40 and 72 (the scores' loop only).
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn decode_with_f16c_matches_the_plain_widening() {
@@ -160,41 +162,57 @@ fn decode_with_f16c_matches_the_plain_widening() {
         return;
     }
     let device = Device::Cpu;
-    let (b, h, d, capacity) = (3, 2, 64, 40);
+    let h = 2;
     let half = |dims| {
         Tensor::randn(0f32, 1.0, dims, &device)
             .unwrap()
             .to_dtype(DType::F16)
             .unwrap()
     };
-    let q: Vec<f32> = Tensor::randn(0f32, 1.0, b * h * d, &device)
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let (k, v) = (half((1, h, capacity, d)), half((1, h, capacity, d)));
-    let (k_own, v_own) = (half((b, h, 4, d)), half((b, h, 4, d)));
-    let parts = [
-        DecodePart {
-            k: &k,
-            v: &v,
-            start: 0,
-            n: 37,
-            bounds: None,
-        },
-        DecodePart {
-            k: &k_own,
-            v: &v_own,
-            start: 37,
-            n: 3,
-            bounds: None,
-        },
-    ];
-    let slopes = [0.5, 0.25];
-    let shape = ([b, h, d], &parts[..], &slopes[..]);
-    let plain = attend_stored::<half::f16>(&q, shape, false).unwrap();
-    let f16c = attend_stored::<F16c>(&q, shape, false).unwrap();
     let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&plain), bits(&f16c));
+    let mut compared = 0;
+    for d in [64, 40, 72] {
+        for b in 1..=3 {
+            for shared in [1, 4, 37, 130] {
+                let q: Vec<f32> = Tensor::randn(0f32, 1.0, b * h * d, &device)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let (k, v) = (half((1, h, shared + 3, d)), half((1, h, shared + 3, d)));
+                let (k_own, v_own) = (half((b, h, 4, d)), half((b, h, 4, d)));
+                let parts = [
+                    DecodePart {
+                        k: &k,
+                        v: &v,
+                        start: 0,
+                        n: shared,
+                        bounds: None,
+                    },
+                    DecodePart {
+                        k: &k_own,
+                        v: &v_own,
+                        start: shared,
+                        n: 3,
+                        bounds: None,
+                    },
+                ];
+                let slopes = [0.5, 0.0625];
+                let shape = ([b, h, d], &parts[..], &slopes[..]);
+                let case = format!("d {d}, batch {b}, {shared} shared keys");
+                let plain = attend_stored::<half::f16>(&q, shape, false).unwrap();
+                let f16c = attend_stored::<F16c>(&q, shape, false).unwrap();
+                assert_eq!(bits(&plain), bits(&f16c), "F16C, {case}");
+                if has_avx512() {
+                    let wide = attend_stored::<F16cAvx512>(&q, shape, false).unwrap();
+                    assert_eq!(bits(&plain), bits(&wide), "AVX-512, {case}");
+                    compared += 1;
+                }
+            }
+        }
+    }
+    if compared == 0 {
+        eprintln!("the AVX-512 loops not compared: the CPU has no AVX-512F and VL");
+    }
 }
 
 /// A piece of five queries over a story's keys (two blocks) and its own, against candle's

@@ -1,7 +1,8 @@
 //! The decode kernel's inner loops as register tiles: the scores of four keys against the
 //! batch's queries at once; the softmax of a row of scores a vector at a time (Cephes' `expf`
 //! on lanes, [`Lanes::exp`]); and the contexts' columns held in registers while every value row
-//! is added to them.
+//! is added to them. Natively, an f16 cache's scores and values go through the same loops
+//! written for x86 by hand (`x86`), with the same results.
 //!
 //! One head's keys and values are rows of `d` values (f32 or f16, see [`Stored`]), cut into
 //! chunks of [`LANES`] (see `lanes`). A row's values past the last whole chunk (`d` not a
@@ -12,6 +13,8 @@
 
 use super::lanes::{Lanes, LANES};
 use super::stored::Stored;
+#[cfg(target_arch = "x86_64")]
+use super::{stored::X86Loops, x86};
 
 /// Keys of one score tile: four accumulators, reduced by one transpose-and-add.
 const KEYS: usize = 4;
@@ -32,6 +35,22 @@ const CHUNKS: usize = 2;
 /// (at least `d` values each) in `keys`; the queries in groups of up to three per tile.
 #[inline(always)]
 pub(super) fn scores<T: Stored>(queries: &[&[f32]], keys: &[T], d: usize, out: &mut [&mut [f32]]) {
+    #[cfg(target_arch = "x86_64")]
+    if T::X86 != X86Loops::None && d.is_multiple_of(LANES) {
+        let keys = T::as_f16(keys);
+        for (queries, out) in queries.chunks(QUERIES).zip(out.chunks_mut(QUERIES)) {
+            // SAFETY: `T::X86` says the CPU has AVX2, FMA and F16C.
+            unsafe {
+                match (queries, out) {
+                    ([a], [x]) => x86::scores::<1>([a], keys, d, [x]),
+                    ([a, b], [x, y]) => x86::scores::<2>([a, b], keys, d, [x, y]),
+                    ([a, b, c], [x, y, z]) => x86::scores::<3>([a, b, c], keys, d, [x, y, z]),
+                    _ => unreachable!("as many queries as rows of scores"),
+                }
+            }
+        }
+        return;
+    }
     for (queries, out) in queries.chunks(QUERIES).zip(out.chunks_mut(QUERIES)) {
         match (queries, out) {
             ([a], [x]) => scores_tiled::<T, 1>([a], keys, d, [x]),
@@ -101,6 +120,22 @@ pub(super) fn accumulate<T: Stored>(
     d: usize,
     contexts: &mut [&mut [f32]],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if T::X86 == X86Loops::Avx512 && d == x86::ACCUMULATED_COLUMNS {
+        let values = T::as_f16(values);
+        for (weights, contexts) in weights.chunks(QUERIES).zip(contexts.chunks_mut(QUERIES)) {
+            // SAFETY: `T::X86` says the CPU has AVX-512F.
+            unsafe {
+                match (weights, contexts) {
+                    ([a], [x]) => x86::accumulate::<1>([a], values, [x]),
+                    ([a, b], [x, y]) => x86::accumulate::<2>([a, b], values, [x, y]),
+                    ([a, b, c], [x, y, z]) => x86::accumulate::<3>([a, b, c], values, [x, y, z]),
+                    _ => unreachable!("as many weight rows as contexts"),
+                }
+            }
+        }
+        return;
+    }
     for (weights, contexts) in weights.chunks(QUERIES).zip(contexts.chunks_mut(QUERIES)) {
         match (weights, contexts) {
             ([a], [x]) => accumulate_tiled::<T, 1>([a], values, d, [x]),
