@@ -17,7 +17,9 @@
 # main's, benchmarked in the same run as "DTYPE baseline"), BENCH_STORY_CHARS (default
 # "68 680 2025": openings of that many characters, ~50, 500 and 1,500 tokens, for the rounds as
 # the story grows; empty skips them), BENCH_STORY_TOKENS (default "50 500 1500": the same natively, in tokens),
-# BENCH_PROFILE=1 (the time per engine span of each round, in the browser and natively).
+# BENCH_PROFILE=1 (the time per engine span of each round, in the browser and natively),
+# BENCH_PAIRS (default 8: at each thread count, that many single-sequence rounds in the page
+# each followed by native `storywriter bench` on the same file: their ratio, paired; 0 skips).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -46,17 +48,17 @@ for dtype in ${DTYPES:-q8_0 q4_0}; do
     write_model_index "$dir" >/dev/null
     start_serve "$CLI" "$DIST" "$dir" "$WORK/serve-$dtype.log"
     echo "serving $DIST and $dir at $SERVE_URL"
-    TARGETS+="${TARGETS:+,}{\"label\":\"$dtype\",\"url\":\"$SERVE_URL\"}"
+    TARGETS+="${TARGETS:+,}{\"label\":\"$dtype\",\"url\":\"$SERVE_URL\",\"model\":\"$model\"}"
     if [[ -n "${BASELINE_DIST:-}" ]]; then
         start_serve "$CLI" "$BASELINE_DIST" "$dir" "$WORK/serve-$dtype-baseline.log"
         echo "serving $BASELINE_DIST and $dir at $SERVE_URL (baseline)"
-        TARGETS+=",{\"label\":\"$dtype baseline\",\"url\":\"$SERVE_URL\"}"
+        TARGETS+=",{\"label\":\"$dtype baseline\",\"url\":\"$SERVE_URL\",\"model\":\"$model\"}"
     fi
 done
 
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 BENCH_TARGETS="[$TARGETS]" BENCH_DIST="$DIST" BENCH_OUT="$WORK/result.json" \
-    BENCH_PROFILES="$WORK/profiles" node tests/e2e/bench_web.mjs
+    BENCH_PROFILES="$WORK/profiles" BENCH_CLI="$CLI" node tests/e2e/bench_web.mjs
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # The peer in the same browser: wllama (llama.cpp in wasm) on the same files, same thread

@@ -17,7 +17,11 @@
 // default "68 680 2025": 54, 504 and 1,499 tokens with the random models' tokenizer, the story
 // lengths of issue #9's goal; the table gives the tokens they make; empty skips it),
 // BENCH_PROFILE (set: the page runs with `?profile`, and each round's time per engine span —
-// attention, MLP, matmuls, output projection, sampling — is printed and kept in the JSON).
+// attention, MLP, matmuls, output projection, sampling — is printed and kept in the JSON),
+// BENCH_CLI and BENCH_PAIRS (the `storywriter` binary, and how many paired single-sequence
+// decodes, page then native on the target's `model` file, to run at each thread count; default
+// 8, 0 or no BENCH_CLI skips them).
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -33,6 +37,8 @@ const NEW_TOKENS = Number(process.env.BENCH_NEW_TOKENS ?? 32);
 const THREADS = (process.env.BENCH_THREADS ?? '1 2').split(/\s+/).filter(Boolean).map(Number);
 const PROFILE = Boolean(process.env.BENCH_PROFILE);
 const STORY_CHARS = (process.env.BENCH_STORY_CHARS ?? '68 680 2025').split(/\s+/).filter(Boolean).map(Number);
+const CLI = process.env.BENCH_CLI;
+const PAIRS = CLI ? Number(process.env.BENCH_PAIRS ?? 8) : 0;
 if (!TARGETS.length) throw new Error('BENCH_TARGETS is empty: run scripts/bench_web.sh');
 // 32 tokens with the random models' byte-level tokenizer (`storywriter tokenize`).
 const PROMPT = 'The lighthouse keeper woke up at noon';
@@ -219,6 +225,32 @@ async function writeRounds(page, problems, candidates) {
 }
 
 /**
+ * The page's single-sequence decode against native `storywriter bench` on the same `model` file
+ * at the same thread count, paired: PAIRS times a round in the page (regenerate: the story's
+ * PROMPT kept in cache, NEW_TOKENS new tokens) then a native prefill of as many tokens and a
+ * decode of as many. A ratio of two runs seconds apart is what the machine's drift over minutes
+ * (±25% on the project's VM) leaves alone; returns the pairs and the ratios' median.
+ */
+async function pairedWithNative(page, problems, threads, model) {
+  const pairs = [];
+  for (let i = 0; i < PAIRS; i += 1) {
+    const ours = await round(page, problems, 'regenerate');
+    const out = execFileSync(CLI, [
+      'bench', '--model', model, '--prompt-tokens', String(ours.reused_tokens + ours.prompt_tokens),
+      '--new-tokens', String(NEW_TOKENS), '--candidates', '1', '--threads', String(threads), '--json',
+    ]);
+    const page_tok_s = ours.generated_tokens / ours.decode_s;
+    const native_tok_s = JSON.parse(out).decode_tok_s;
+    pairs.push({ page_tok_s, native_tok_s, ratio: page_tok_s / native_tok_s });
+    console.log(
+      `  pair ${i + 1}/${PAIRS}: page ${page_tok_s.toFixed(1)} tok/s, native ${native_tok_s.toFixed(1)} tok/s: ${pairs.at(-1).ratio.toFixed(2)}`,
+    );
+  }
+  const ratios = pairs.map((p) => p.ratio);
+  return { pairs, median_ratio: median(ratios), min_ratio: Math.min(...ratios), max_ratio: Math.max(...ratios) };
+}
+
+/**
  * The round time as the story grows: for each length of STORY_CHARS a page of its own (a
  * browser context each: its own worker and storage), a new story of that many characters and
  * its first round (the whole story prefilled); then REPEATS turns in which each page in turn
@@ -279,7 +311,7 @@ async function storyRounds(url, problems) {
   }
 }
 
-async function benchTarget({ label, url }, index) {
+async function benchTarget({ label, url, model: modelFile }, index) {
   const profile = join(PROFILES, `profile-${index}`);
   rmSync(profile, { recursive: true, force: true });
   const context = await chromium.launchPersistentContext(profile, {
@@ -331,6 +363,7 @@ async function benchTarget({ label, url }, index) {
         const result = await writeRounds(page, problems, 1);
         const line = await page.locator(byTestId('round-stats')).innerText();
         console.log(`  ${line}`);
+        const paired = PAIRS > 0 && modelFile ? await pairedWithNative(page, problems, threads, modelFile) : null;
         // Prefill of one sequence: a new story whose opening is ~300 tokens, the whole of it run.
         await page.locator(byTestId('new-story')).click();
         await page.locator(byTestId('prompt')).fill(openingOf(300));
@@ -341,7 +374,7 @@ async function benchTarget({ label, url }, index) {
           tok_s: long.prompt_tokens / long.prefill_s,
         };
         console.log(`  prefill of a ${long.prompt_tokens}-token opening: ${story_prefill.tok_s.toFixed(1)} tok/s`);
-        threaded.push({ asked: threads, ...result, story_prefill });
+        threaded.push({ asked: threads, ...result, story_prefill, paired });
       }
     }
     console.log(`${label}: rounds as the story grows`);
@@ -398,11 +431,18 @@ function markdown(results, bundle) {
     }
   }
   lines.push('');
-  lines.push('| model | threads asked · running | prefill tok/s (opening of ~300 tokens) | decode tok/s, 1 candidate |');
-  lines.push('|---|---|---|---|');
+  lines.push(
+    '| model | threads asked · running | prefill tok/s (opening of ~300 tokens) | decode tok/s, 1 candidate | decode ÷ native, paired: median (range) |',
+  );
+  lines.push('|---|---|---|---|---|');
   for (const r of results) {
     for (const t of r.threaded) {
-      lines.push(`| ${r.label} | ${t.asked} · ${t.threads ?? '?'} | ${fixed(t.story_prefill?.tok_s, 1)} | ${fixed(t.decode_tok_s, 2)} |`);
+      const paired = t.paired
+        ? `${fixed(t.paired.median_ratio, 2)} (${fixed(t.paired.min_ratio, 2)}–${fixed(t.paired.max_ratio, 2)}, ${t.paired.pairs.length} pairs)`
+        : '–';
+      lines.push(
+        `| ${r.label} | ${t.asked} · ${t.threads ?? '?'} | ${fixed(t.story_prefill?.tok_s, 1)} | ${fixed(t.decode_tok_s, 2)} | ${paired} |`,
+      );
     }
   }
   lines.push('');
