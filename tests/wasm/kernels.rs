@@ -564,7 +564,9 @@ fn f16_widening_is_exact_for_every_half() {
 /// The decode kernel widens f16 in registers, four halves at a time: exactly, for every finite
 /// half (subnormals included); and its result over an f16 cache is bit for bit its result over
 /// the same values widened to f32 (shared and own blocks, a short last tile of keys, head
-/// sizes with and without values past the last whole chunk).
+/// sizes with and without values past the last whole chunk, keys and values with subnormal
+/// halves and negative zeros). That holds both where the kernel reads the halves times 2⁻¹¹²
+/// and scales the queries by 2¹¹² (queries below 2¹⁶) and where it does not (larger ones).
 #[wasm_bindgen_test]
 fn f16_decode_equals_the_widened_f32_decode() {
     use candle_core::DType;
@@ -583,14 +585,29 @@ fn f16_decode_equals_the_widened_f32_decode() {
         }
     }
     let device = Device::Cpu;
-    for d in [64, 66] {
+    for (d, q_scale) in [(64, 2.0), (66, 2.0), (64, 70_000.0)] {
         let (b, h, capacity) = (3, 2, 11);
-        let tensor = |dims: (usize, usize, usize, usize), seed| {
+        let tensor = |dims: (usize, usize, usize, usize), seed, scale| {
             let n = dims.0 * dims.1 * dims.2 * dims.3;
-            Tensor::from_vec(values(n, seed, 2.0), dims, &device).unwrap()
+            Tensor::from_vec(values(n, seed, scale), dims, &device).unwrap()
         };
-        let half = |t: Tensor| t.to_dtype(DType::F16).unwrap();
-        let q = tensor((b, h, 1, d), 7);
+        // Keys and values with a subnormal half every 7th value and −0 every 11th.
+        let half = |t: Tensor| {
+            let mut data: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            for (i, x) in data.iter_mut().enumerate() {
+                if i % 7 == 3 {
+                    *x = if i % 2 == 0 { 3e-6 } else { -4.5e-7 };
+                } else if i % 11 == 5 {
+                    *x = -0.0;
+                }
+            }
+            Tensor::from_vec(data, t.dims(), &device)
+                .unwrap()
+                .to_dtype(DType::F16)
+                .unwrap()
+        };
+        let tensor = |dims, seed| tensor(dims, seed, 2.0);
+        let q = Tensor::from_vec(values(b * h * d, 7, q_scale), (b, h, 1, d), &device).unwrap();
         let shared = (
             half(tensor((1, h, capacity, d), 8)),
             half(tensor((1, h, capacity, d), 9)),
@@ -625,7 +642,7 @@ fn f16_decode_equals_the_widened_f32_decode() {
         assert_eq!(
             run(&shared, &own),
             run(&shared_f32, &own_f32),
-            "head size {d}"
+            "head size {d}, queries up to {q_scale}"
         );
     }
 }

@@ -256,6 +256,22 @@ struct DecodeKernel<'a, T> {
     /// Whether the queries are consecutive positions of one sequence, the last keys theirs
     /// ([`piece`]): query `i` of `b` does not see the last `b − 1 − i` keys.
     causal: bool,
+    /// The queries times [`Stored::DOWN`] when the keys and values are read by
+    /// [`Stored::load_down`] (see [`down_scaled`]).
+    scaled_q: Option<Vec<f32>>,
+}
+
+/// The queries times `T::DOWN`, so that the kernel may read the keys and values by
+/// [`Stored::load_down`] (for an f16 cache on wasm32, three operations for four halves instead
+/// of four) and weigh them by probabilities times `T::DOWN`: every product then has the same
+/// exact value, so every sum the same f32. `None` when there is nothing to leave out, when a
+/// query times `T::DOWN` would overflow (at 2¹⁶ and more, or not finite), or when `d` leaves
+/// values past the last whole chunk of lanes (summed one by one from [`Stored::to_f32`]).
+fn down_scaled<T: Stored>(q: &[f32], d: usize) -> Option<Vec<f32>> {
+    const BELOW_OVERFLOW: f32 = 65_536.0;
+    let scalable =
+        T::DOWN != 1.0 && d.is_multiple_of(LANES) && q.iter().all(|x| x.abs() < BELOW_OVERFLOW);
+    scalable.then(|| q.iter().map(|x| x * T::DOWN).collect())
 }
 
 impl<T: Stored> DecodeKernel<'_, T> {
@@ -266,11 +282,32 @@ impl<T: Stored> DecodeKernel<'_, T> {
     /// be 0 (see `bounds`): those keys and values are not read, and their weights not computed.
     #[inline(always)]
     fn run(&self, head: usize, contexts: &mut [&mut [f32]]) {
+        match &self.scaled_q {
+            Some(scaled) => self.run_loaded::<true>(head, contexts, scaled),
+            None => self.run_loaded::<false>(head, contexts, self.q),
+        }
+    }
+
+    /// [`Self::run`], the keys and values read by [`Stored::load`], or with `DOWN` by
+    /// [`Stored::load_down`]; `tile_q`: the queries the score tiles multiply them by (`self.q`,
+    /// or with `DOWN` those times [`Stored::DOWN`]).
+    #[inline(always)]
+    fn run_loaded<const DOWN: bool>(
+        &self,
+        head: usize,
+        contexts: &mut [&mut [f32]],
+        tile_q: &[f32],
+    ) {
         let (h, d, total) = (self.h, self.d, self.total);
         let b = contexts.len();
-        let queries: Vec<&[f32]> = (0..b)
-            .map(|seq| &self.q[(seq * h + head) * d..][..d])
-            .collect();
+        // Each sequence's query of this head.
+        fn head_rows(q: &[f32], b: usize, (h, d, head): (usize, usize, usize)) -> Vec<&[f32]> {
+            (0..b).map(|seq| &q[(seq * h + head) * d..][..d]).collect()
+        }
+        let (queries, tile_queries) = (
+            head_rows(self.q, b, (h, d, head)),
+            head_rows(tile_q, b, (h, d, head)),
+        );
         // The keys each query sees: all, or in a piece those up to its own position.
         let seen_len: Vec<usize> = (0..b)
             .map(|i| total - if self.causal { b - 1 - i } else { 0 })
@@ -282,7 +319,7 @@ impl<T: Stored> DecodeKernel<'_, T> {
             scratch.resize(b * total, 0.0);
         }
         let p = &mut scratch[..b * total];
-        let (skipped, maxima) = self.scores(head, &queries, &seen_len, p);
+        let (skipped, maxima) = self.scores::<DOWN>(head, (&queries, &tile_queries), &seen_len, p);
         // softmax(scores + slope · j) over the keys each query sees, in f32 as BLOOM does, from
         // the first key (rounded down to whole lanes) it did not skip.
         let rows = p.chunks_exact_mut(total).zip(&seen_len).zip(maxima);
@@ -302,7 +339,7 @@ impl<T: Stored> DecodeKernel<'_, T> {
             let (row, hidden) = row.split_at_mut(len);
             let (before, seen) = row.split_at_mut(first);
             before.fill(0.0);
-            tiles::softmax(seen, max);
+            tiles::softmax(seen, max, if DOWN { T::DOWN } else { 1.0 });
             hidden.fill(0.0);
         }
         for context in contexts.iter_mut() {
@@ -329,7 +366,8 @@ impl<T: Stored> DecodeKernel<'_, T> {
                         .map(|row| &row[part.start + a..part.start + e])
                         .collect();
                     let values = &values[a * d..e * d];
-                    tiles::accumulate(&weights, values, d, &mut contexts[first..first + count]);
+                    let contexts = &mut contexts[first..first + count];
+                    tiles::accumulate::<T, DOWN>(&weights, values, d, contexts);
                     a = e;
                 }
             }
@@ -338,14 +376,15 @@ impl<T: Stored> DecodeKernel<'_, T> {
     }
 
     /// Head `head`'s biased scores `q · kⱼ + slope · j` of every query (`queries`, each seeing
-    /// the first `seen_len` keys) into `p` (`(b, total)`), −∞ for the keys of the chunks it
+    /// the first `seen_len` keys; the score tiles take `tile_queries`, see
+    /// [`Self::run_loaded`]) into `p` (`(b, total)`), −∞ for the keys of the chunks it
     /// skips: returns for each part, each of its groups ([`PartData::groups`]) and each chunk
     /// whether it was skipped, and each query's largest biased score over the keys it sees.
     #[inline(always)]
-    fn scores(
+    fn scores<const DOWN: bool>(
         &self,
         head: usize,
-        queries: &[&[f32]],
+        (queries, tile_queries): (&[&[f32]], &[&[f32]]),
         seen_len: &[usize],
         p: &mut [f32],
     ) -> (Vec<Vec<Vec<bool>>>, Vec<f32>) {
@@ -390,7 +429,8 @@ impl<T: Stored> DecodeKernel<'_, T> {
                         flags[chunk] = true;
                         continue;
                     }
-                    tiles::scores(&queries[group.clone()], &keys[a * d..e * d], d, &mut rows);
+                    let keys = &keys[a * d..e * d];
+                    tiles::scores::<T, DOWN>(&tile_queries[group.clone()], keys, d, &mut rows);
                     for (i, row) in group.clone().zip(rows.iter_mut()) {
                         let visible = &mut row[..seen_len[i].clamp(from, to) - from];
                         seen[i] = seen[i].max(tiles::add_biases(visible, from, slope));
@@ -520,6 +560,7 @@ fn attend_stored<T: Stored>(
         d,
         total,
         causal,
+        scaled_q: down_scaled::<T>(q, d),
     };
     let mut out = vec![0f32; b * h * d];
     for_each_head(&mut out, (h, d), 2 * b * h * total * d, &kernel);

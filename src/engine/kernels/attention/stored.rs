@@ -18,6 +18,19 @@ pub(crate) trait Stored: Copy + Send + Sync + 'static {
     /// # Safety
     /// `src` must point to [`super::lanes::LANES`] readable values.
     unsafe fn load(src: *const Self) -> Lanes;
+    /// The factor [`Self::load_down`] leaves out of the values it widens: 1, or for f16 on
+    /// wasm32 2¹¹².
+    const DOWN: f32 = 1.0;
+    /// [`Self::load`]'s lanes divided by [`Self::DOWN`], exactly (a power of two): for f16 on
+    /// wasm32 the widening without its last multiplication. A kernel that multiplies the lanes
+    /// by some `s` multiplies by `s · DOWN` instead: the same exact product, so the same f32.
+    ///
+    /// # Safety
+    /// As [`Self::load`].
+    #[inline(always)]
+    unsafe fn load_down(src: *const Self) -> Lanes {
+        Self::load(src)
+    }
     /// One value as f32.
     fn to_f32(self) -> f32;
     /// Which of the hand-written x86 loops (`super::x86`) read this type: none, or those the
@@ -73,6 +86,15 @@ impl Stored for half::f16 {
             CpuStorage::F16(data) => Some(data),
             _ => None,
         }
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    const DOWN: f32 = crate::engine::kernels::f16::TWO_POW_112;
+
+    #[cfg(target_arch = "wasm32")]
+    #[inline(always)]
+    unsafe fn load_down(src: *const half::f16) -> Lanes {
+        Lanes(crate::engine::kernels::f16::widen4_finite_down(src))
     }
 
     #[inline(always)]

@@ -31,10 +31,30 @@ const CHUNKS: usize = 4;
 #[cfg(not(target_arch = "wasm32"))]
 const CHUNKS: usize = 2;
 
-/// `out[i][j] = queries[i] · keys[j]` for every query and the `out[i].len()` keys, rows of `d`
-/// (at least `d` values each) in `keys`; the queries in groups of up to three per tile.
+/// `LANES` values at `src` as f32 lanes: [`Stored::load`], or with `DOWN` [`Stored::load_down`].
+///
+/// # Safety
+/// As [`Stored::load`].
 #[inline(always)]
-pub(super) fn scores<T: Stored>(queries: &[&[f32]], keys: &[T], d: usize, out: &mut [&mut [f32]]) {
+unsafe fn load<T: Stored, const DOWN: bool>(src: *const T) -> Lanes {
+    if DOWN {
+        T::load_down(src)
+    } else {
+        T::load(src)
+    }
+}
+
+/// `out[i][j] = queries[i] · keys[j]` for every query and the `out[i].len()` keys, rows of `d`
+/// (at least `d` values each) in `keys`; the queries in groups of up to three per tile. With
+/// `DOWN`, the keys are read by [`Stored::load_down`] (the queries scaled by [`Stored::DOWN`],
+/// and `d` a multiple of `LANES`).
+#[inline(always)]
+pub(super) fn scores<T: Stored, const DOWN: bool>(
+    queries: &[&[f32]],
+    keys: &[T],
+    d: usize,
+    out: &mut [&mut [f32]],
+) {
     #[cfg(target_arch = "x86_64")]
     if T::X86 != X86Loops::None && d.is_multiple_of(LANES) {
         let keys = T::as_f16(keys);
@@ -53,9 +73,9 @@ pub(super) fn scores<T: Stored>(queries: &[&[f32]], keys: &[T], d: usize, out: &
     }
     for (queries, out) in queries.chunks(QUERIES).zip(out.chunks_mut(QUERIES)) {
         match (queries, out) {
-            ([a], [x]) => scores_tiled::<T, 1>([a], keys, d, [x]),
-            ([a, b], [x, y]) => scores_tiled::<T, 2>([a, b], keys, d, [x, y]),
-            ([a, b, c], [x, y, z]) => scores_tiled::<T, 3>([a, b, c], keys, d, [x, y, z]),
+            ([a], [x]) => scores_tiled::<T, 1, DOWN>([a], keys, d, [x]),
+            ([a, b], [x, y]) => scores_tiled::<T, 2, DOWN>([a, b], keys, d, [x, y]),
+            ([a, b, c], [x, y, z]) => scores_tiled::<T, 3, DOWN>([a, b, c], keys, d, [x, y, z]),
             _ => unreachable!("as many queries as rows of scores"),
         }
     }
@@ -65,7 +85,7 @@ pub(super) fn scores<T: Stored>(queries: &[&[f32]], keys: &[T], d: usize, out: &
 /// [`LANES`] partial sums per key and query, each chunk of a key loaded (and widened) once
 /// for all `Q` queries, each chunk of a query once for the four keys.
 #[inline(always)]
-fn scores_tiled<T: Stored, const Q: usize>(
+fn scores_tiled<T: Stored, const Q: usize, const DOWN: bool>(
     queries: [&[f32]; Q],
     keys: &[T],
     d: usize,
@@ -85,7 +105,7 @@ fn scores_tiled<T: Stored, const Q: usize>(
             // SAFETY: rows j..j + rows are below n, and c + LANES ≤ d: within `keys` (≥ n · d)
             // and each query (≥ d).
             let k: [Lanes; KEYS] = core::array::from_fn(|t| unsafe {
-                T::load(keys.as_ptr().add((j + t.min(rows - 1)) * d + c))
+                load::<T, DOWN>(keys.as_ptr().add((j + t.min(rows - 1)) * d + c))
             });
             for (acc, query) in acc.iter_mut().zip(&queries) {
                 let x = unsafe { Lanes::load(query.as_ptr().add(c)) };
@@ -112,9 +132,9 @@ fn scores_tiled<T: Stored, const Q: usize>(
 
 /// `contexts[i] += Σⱼ weights[i][j] · values[j]` for every context and the `weights[i].len()`
 /// value rows of `d` (at least `d` values each) in `values`; the contexts in groups of up to
-/// three per pass.
+/// three per pass. With `DOWN`, as [`scores`] (the weights scaled).
 #[inline(always)]
-pub(super) fn accumulate<T: Stored>(
+pub(super) fn accumulate<T: Stored, const DOWN: bool>(
     weights: &[&[f32]],
     values: &[T],
     d: usize,
@@ -138,9 +158,11 @@ pub(super) fn accumulate<T: Stored>(
     }
     for (weights, contexts) in weights.chunks(QUERIES).zip(contexts.chunks_mut(QUERIES)) {
         match (weights, contexts) {
-            ([a], [x]) => accumulate_tiled::<T, 1>([a], values, d, [x]),
-            ([a, b], [x, y]) => accumulate_tiled::<T, 2>([a, b], values, d, [x, y]),
-            ([a, b, c], [x, y, z]) => accumulate_tiled::<T, 3>([a, b, c], values, d, [x, y, z]),
+            ([a], [x]) => accumulate_tiled::<T, 1, DOWN>([a], values, d, [x]),
+            ([a, b], [x, y]) => accumulate_tiled::<T, 2, DOWN>([a, b], values, d, [x, y]),
+            ([a, b, c], [x, y, z]) => {
+                accumulate_tiled::<T, 3, DOWN>([a, b, c], values, d, [x, y, z])
+            }
             _ => unreachable!("as many weight rows as contexts"),
         }
     }
@@ -150,7 +172,7 @@ pub(super) fn accumulate<T: Stored>(
 /// over every value row (then single chunks, then the columns past the last whole chunk one by
 /// one). Each context's element sums its rows in order, `((c + w₀v₀) + w₁v₁) + …`.
 #[inline(always)]
-fn accumulate_tiled<T: Stored, const Q: usize>(
+fn accumulate_tiled<T: Stored, const Q: usize, const DOWN: bool>(
     weights: [&[f32]; Q],
     values: &[T],
     d: usize,
@@ -162,11 +184,11 @@ fn accumulate_tiled<T: Stored, const Q: usize>(
     let body = d - d % LANES;
     let mut c = 0;
     while c + CHUNKS * LANES <= body {
-        accumulate_columns::<T, Q, CHUNKS>(&weights, values, d, &mut contexts, c);
+        accumulate_columns::<T, Q, CHUNKS, DOWN>(&weights, values, d, &mut contexts, c);
         c += CHUNKS * LANES;
     }
     while c < body {
-        accumulate_columns::<T, Q, 1>(&weights, values, d, &mut contexts, c);
+        accumulate_columns::<T, Q, 1, DOWN>(&weights, values, d, &mut contexts, c);
         c += LANES;
     }
     if body < d {
@@ -185,7 +207,7 @@ fn accumulate_tiled<T: Stored, const Q: usize>(
 /// widened) once for all `Q` contexts. The caller checked the lengths: `n` weights per
 /// context, `values` of `n` rows of `d`, contexts of at least `d`, `c + G · LANES ≤ d`.
 #[inline(always)]
-fn accumulate_columns<T: Stored, const Q: usize, const G: usize>(
+fn accumulate_columns<T: Stored, const Q: usize, const G: usize, const DOWN: bool>(
     weights: &[&[f32]; Q],
     values: &[T],
     d: usize,
@@ -199,7 +221,7 @@ fn accumulate_columns<T: Stored, const Q: usize, const G: usize>(
     });
     for (j, row) in values.chunks_exact(d).take(n).enumerate() {
         let v: [Lanes; G] =
-            core::array::from_fn(|g| unsafe { T::load(row.as_ptr().add(c + g * LANES)) });
+            core::array::from_fn(|g| unsafe { load::<T, DOWN>(row.as_ptr().add(c + g * LANES)) });
         for (acc, w) in acc.iter_mut().zip(weights) {
             let w = Lanes::splat(w[j]);
             for (a, &v) in acc.iter_mut().zip(&v) {
@@ -254,13 +276,14 @@ pub(super) fn add_biases(row: &mut [f32], first: usize, slope: f32) -> f32 {
     max
 }
 
-/// `row[j] ← softmax(row)[j]` in place for biased scores ([`add_biases`]) whose largest is
-/// `max`, in f32 as BLOOM does, [`LANES`] at a time: the weights ([`weight`]) and their sum,
-/// then the division by it. The row may be the end of a row that starts at a multiple of
+/// `row[j] ← softmax(row)[j] · scale` in place for biased scores ([`add_biases`]) whose largest
+/// is `max`, in f32 as BLOOM does, [`LANES`] at a time: the weights ([`weight`]) and their sum,
+/// then the division by `sum / scale`. `scale` is 1 or [`Stored::DOWN`], a power of two: the
+/// probabilities' own f32 times it, exactly (they lie between 2⁻⁵⁰ and 1). The row may be the end of a row that starts at a multiple of
 /// [`LANES`] and whose scores before it are −∞: the lanes sum the same values in the same order
 /// as over the whole row.
 #[inline(always)]
-pub(super) fn softmax(row: &mut [f32], max: f32) {
+pub(super) fn softmax(row: &mut [f32], max: f32, scale: f32) {
     let body = row.len() - row.len() % LANES;
     let (whole, rest) = row.split_at_mut(body);
     // SAFETY (every load and store below): a chunk, and `last`, are LANES f32.
@@ -277,7 +300,7 @@ pub(super) fn softmax(row: &mut [f32], max: f32) {
     let e = weight(unsafe { Lanes::load(last.as_ptr()) }.sub(shift));
     unsafe { e.store(last.as_mut_ptr()) };
     rest.copy_from_slice(&last[..rest.len()]);
-    let sum: f32 = sum.add(e).to_array().into_iter().sum();
+    let sum = sum.add(e).to_array().into_iter().sum::<f32>() / scale;
     let sums = Lanes::splat(sum);
     for chunk in whole.chunks_exact_mut(LANES) {
         let p = unsafe { Lanes::load(chunk.as_ptr()) }.div(sums);
@@ -330,7 +353,7 @@ mod tests {
             let scores = spread(n, 6.0);
             let mut row = scores.clone();
             let max = add_biases(&mut row, 0, slope);
-            softmax(&mut row, max);
+            softmax(&mut row, max, 1.0);
             let biased: Vec<f64> = (0..n)
                 .map(|j| scores[j] as f64 + slope as f64 * j as f64)
                 .collect();
@@ -352,7 +375,7 @@ mod tests {
         let mut row: Vec<f32> = (0..51).map(|j| -20.0 - j as f32 / 2.0).collect();
         row.push(0.0);
         let max = add_biases(&mut row, 0, 0.0);
-        softmax(&mut row, max);
+        softmax(&mut row, max, 1.0);
         for (j, &p) in row[..51].iter().enumerate() {
             let x = -20.0 - j as f32 / 2.0;
             if x < WEIGHT_FLOOR {
