@@ -14,8 +14,8 @@
 //! registers while every value row is added; explicit simd128 on wasm32, vectorized by the
 //! compiler for AVX2 natively, and for an f16 cache on x86 written by hand with AVX2, or with
 //! AVX-512 where the CPU has it: `x86`). An f16 cache is widened to f32 in registers as it is
-//! read (with F16C natively); every product and sum is f32. No crate offers attention over candle's
-//! storage without those copies, hence this file.
+//! read (with F16C natively); every product and sum is f32. No crate offers attention over
+//! candle's storage without those copies, hence this file.
 //!
 //! The scores go from the newest keys to the oldest, and a chunk of keys so far back that
 //! ALiBi's bias is sure to give them weight 0 (`bounds`) is neither read nor weighed: at 1,500

@@ -279,9 +279,9 @@ pub(super) fn add_biases(row: &mut [f32], first: usize, slope: f32) -> f32 {
 /// `row[j] ← softmax(row)[j] · scale` in place for biased scores ([`add_biases`]) whose largest
 /// is `max`, in f32 as BLOOM does, [`LANES`] at a time: the weights ([`weight`]) and their sum,
 /// then the division by `sum / scale`. `scale` is 1 or [`Stored::DOWN`], a power of two: the
-/// probabilities' own f32 times it, exactly (they lie between 2⁻⁵⁰ and 1). The row may be the end of a row that starts at a multiple of
-/// [`LANES`] and whose scores before it are −∞: the lanes sum the same values in the same order
-/// as over the whole row.
+/// probabilities' own f32 times it, exactly (they lie between 2⁻⁵⁰ and 1). The row may be the
+/// end of a row that starts at a multiple of [`LANES`] and whose scores before it are −∞: the
+/// lanes sum the same values in the same order as over the whole row.
 #[inline(always)]
 pub(super) fn softmax(row: &mut [f32], max: f32, scale: f32) {
     let body = row.len() - row.len() % LANES;
