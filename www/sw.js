@@ -34,11 +34,16 @@ self.addEventListener('install', (event) => {
   );
 });
 
+// No `clients.claim()`: the page that registered this worker stays uncontrolled, and the next
+// visit is controlled. In Firefox a claim waits on every worker of the page, and rayon's pool
+// workers never return to their event loop: the claim never ended, this worker stayed
+// "activating", and every request of the page waited on it (the pool's next `new Worker` hung,
+// the model's download failed after a minute). A new version still takes over the pages the
+// old one controls (`skipWaiting` above), which does not wait on their workers.
 self.addEventListener('activate', (event) => {
   event.waitUntil(
     caches.keys()
-      .then((keys) => Promise.all(keys.filter((k) => k !== CACHE).map((k) => caches.delete(k))))
-      .then(() => self.clients.claim()),
+      .then((keys) => Promise.all(keys.filter((k) => k !== CACHE).map((k) => caches.delete(k)))),
   );
 });
 

@@ -325,10 +325,9 @@ test('offline: after one visit the page, the cached model and a round of writing
     // them, does not control this first visit).
     assert.equal(await tab.evaluate(() => crossOriginIsolated), true, 'the proxy passes COOP/COEP on');
     await waitForModel(tab);
-    // The service worker has cached the app shell (its install step) and controls the page.
-    await tab.waitForFunction(() => navigator.serviceWorker?.controller?.state === 'activated', null, {
-      timeout: SLOW,
-    });
+    // The service worker has cached the app shell (its install step) and is active: it controls
+    // the next visit (not this one: see the next test).
+    await serviceWorkerActive(tab, (url) => url.endsWith('/sw.js'));
     assert.equal(await probe(), 'answered 404');
 
     network.goOffline();
@@ -385,6 +384,64 @@ test('offline: after one visit the page, the cached model and a round of writing
     tabProblems.filter((line) => !line.includes('offline-probe-')),
     [],
   );
+});
+
+/**
+ * Waits (20 s at most) until `tab`'s service worker registration has an activated worker whose
+ * script URL `isScript` accepts; fails naming the states it saw.
+ */
+async function serviceWorkerActive(tab, isScript) {
+  const state = () =>
+    tab.evaluate(async () => {
+      const registration = await navigator.serviceWorker.getRegistration();
+      const { installing, waiting, active } = registration ?? {};
+      return { installing: installing?.state, waiting: waiting?.state, active: active?.state, script: active?.scriptURL };
+    });
+  let seen;
+  for (const until = Date.now() + 20_000; Date.now() < until; ) {
+    seen = await state();
+    if (seen.active === 'activated' && isScript(seen.script ?? '')) return;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  assert.fail(`the service worker did not activate within 20 s: ${JSON.stringify(seen)}`);
+}
+
+test('the service worker activates beside a running threaded build, and so does a new version of it', {
+  timeout: TEST_TIMEOUT,
+}, async () => {
+  // It claimed the open page once (`clients.claim()`). In Firefox that waits on every worker of
+  // the page, and rayon's pool workers never return to their event loop: the service worker
+  // stayed "activating" for good, and every request of the page waited on it (the pool's next
+  // `new Worker` hung, the model's download failed after a minute). Now it controls the next
+  // visit, and a new version takes over the pages it controls (`skipWaiting`).
+  const { isolated, tab, tabProblems } = await freshTab();
+  try {
+    await tab.goto(BASE);
+    // The threaded build's count (as in the threads test below).
+    const threads = Math.min(4, await tab.evaluate(() => navigator.hardwareConcurrency));
+    await waitForModel(tab);
+    const first = await roundThreads(tab, 'Service worker one');
+    assert.equal(first.threads, threads, first.line);
+    await serviceWorkerActive(tab, (url) => url.endsWith('/sw.js'));
+    assert.equal(await tab.evaluate(() => navigator.serviceWorker.controller), null);
+    await tab.reload();
+    await waitForModel(tab);
+    assert.equal(await tab.evaluate(() => navigator.serviceWorker.controller?.state), 'activated');
+    const controlled = await roundThreads(tab, 'Service worker two');
+    assert.equal(controlled.threads, threads, controlled.line);
+    // A new version (another script URL), installed and activated beside the running pool; the
+    // page's requests still answered.
+    await tab.evaluate(() => navigator.serviceWorker.register('./sw.js?version=2'));
+    await serviceWorkerActive(tab, (url) => url.endsWith('/sw.js?version=2'));
+    assert.equal(await tab.evaluate(() => fetch('models/index.json').then((r) => r.status)), 200);
+    await tab.reload();
+    await waitForModel(tab);
+    const updated = await roundThreads(tab, 'Service worker three');
+    assert.equal(updated.threads, threads, updated.line);
+  } finally {
+    await isolated.close();
+  }
+  assert.deepEqual(tabProblems, []);
 });
 
 /**
