@@ -1,7 +1,9 @@
 // End-to-end tests of the page as a whole, each on its own (the story session is
 // app.test.mjs): the model cache, HTML shown as text, a responsive page while the worker
 // generates, the web manifest, offline use (through a proxy that the test switches off), the
-// embedded view in another site's iframe, threads, and corrupt model files. Run by
+// service worker (beside a running pool; isolating a static host's page, through a relay that
+// drops the server's isolation headers), the embedded view in another site's iframe, threads,
+// and corrupt model files. Run by
 // tests/e2e/run.sh, which serves the built app and a test model directory and passes E2E_URL,
 // E2E_MODELS (demo-tiny-q8_0.gguf listed in index.json, corrupt.gguf not listed), E2E_OUT
 // (screenshots) and E2E_SERVE_LOG (the server's request log).
@@ -28,6 +30,7 @@ import {
   writeEmbedder,
 } from './lib.mjs';
 import { startOfflineProxy } from './offline_proxy.mjs';
+import { startStaticHost } from './static_host.mjs';
 
 const BASE = process.env.E2E_URL;
 const MODELS = process.env.E2E_MODELS;
@@ -440,6 +443,32 @@ test('the service worker activates beside a running threaded build, and so does 
     assert.equal(updated.threads, threads, updated.line);
   } finally {
     await isolated.close();
+  }
+  assert.deepEqual(tabProblems, []);
+});
+
+test('a static host without isolation headers: one thread on the first visit, the threaded build from the next (the service worker isolates the page)', {
+  timeout: TEST_TIMEOUT,
+}, async () => {
+  const host = await startStaticHost(BASE);
+  const { isolated, tab, tabProblems } = await freshTab();
+  try {
+    await tab.goto(host.url);
+    assert.equal(await tab.evaluate(() => crossOriginIsolated), false, 'the relay drops COOP/COEP');
+    const threads = Math.min(4, await tab.evaluate(() => navigator.hardwareConcurrency));
+    await waitForModel(tab);
+    const first = await roundThreads(tab, 'Static host one');
+    assert.equal(first.threads, 1, first.line);
+    assert.match(first.line, /not cross-origin isolated/);
+    await serviceWorkerActive(tab, (url) => url.endsWith('/sw.js'));
+    await tab.reload();
+    assert.equal(await tab.evaluate(() => crossOriginIsolated), true, 'the service worker adds COOP/COEP');
+    await waitForModel(tab);
+    const next = await roundThreads(tab, 'Static host two');
+    assert.equal(next.threads, threads, next.line);
+  } finally {
+    await isolated.close();
+    await host.close();
   }
   assert.deepEqual(tabProblems, []);
 });
