@@ -2,8 +2,8 @@
 // app.test.mjs): the model cache, HTML shown as text, a responsive page while the worker
 // generates, the web manifest, offline use (through a proxy that the test switches off), the
 // service worker (beside a running pool; isolating a static host's page, through a relay that
-// drops the server's isolation headers), the embedded view in another site's iframe, threads,
-// and corrupt model files. Run by
+// drops the server's isolation headers), story changes asked while one is being saved, the
+// embedded view in another site's iframe, threads, and corrupt model files. Run by
 // tests/e2e/run.sh, which serves the built app and a test model directory and passes E2E_URL,
 // E2E_MODELS (demo-tiny-q8_0.gguf listed in index.json, corrupt.gguf not listed), E2E_OUT
 // (screenshots) and E2E_SERVE_LOG (the server's request log).
@@ -387,6 +387,69 @@ test('offline: after one visit the page, the cached model and a round of writing
     tabProblems.filter((line) => !line.includes('offline-probe-')),
     [],
   );
+});
+
+/** Writes rounds in `tab` until none of the three candidates is blank (the random model may end
+ * one at once); returns their texts. */
+async function nonBlankRound(tab) {
+  for (let round = 0; round < 10; round += 1) {
+    await tab.locator(byTestId('write')).click();
+    await waitForCandidates(tab);
+    const texts = await candidateTexts(tab);
+    if (texts.every((text) => text.trim() !== '')) return texts;
+  }
+  assert.fail('ten rounds in a row had a blank candidate');
+}
+
+test('a change asked while another is being saved applies after it: a pick then undo at once leave the story as before the pick; a key pressed twice picks once', {
+  timeout: TEST_TIMEOUT,
+}, async () => {
+  const { isolated, tab, tabProblems } = await freshTab();
+  try {
+    await tab.goto(BASE);
+    await waitForModel(tab);
+    await tab.locator(byTestId('prompt')).fill('Quick hands');
+    const [first] = await nonBlankRound(tab);
+    await tab.locator(byTestId('candidate-1')).click();
+    const picked = `Quick hands${first}`;
+    await waitForStory(picked, tab);
+    const second = await nonBlankRound(tab);
+    // Every text the story shows from now on.
+    await tab.evaluate(() => {
+      const story = document.querySelector('[data-testid="story"]');
+      window.shownStories = [];
+      new MutationObserver(() => window.shownStories.push(story.textContent)).observe(story, {
+        childList: true,
+        subtree: true,
+        characterData: true,
+      });
+    });
+    // The pick and the undo in one task: the undo is asked while the pick is being saved.
+    await tab.evaluate(() => {
+      document.querySelector('[data-testid="candidate-2"]').click();
+      document.dispatchEvent(new KeyboardEvent('keydown', { key: 'u', bubbles: true }));
+    });
+    // The pick is shown once saved; then the undo applies to it (it once applied to the story
+    // before the pick, and undid the first pick as well).
+    await tab.waitForFunction((text) => window.shownStories.includes(text), `${picked}${second[1]}`);
+    await waitForStory(picked, tab);
+    await tab.waitForTimeout(1000);
+    assert.equal(await tab.locator(byTestId('story')).textContent(), picked);
+    assert.deepEqual(await candidateTexts(tab), second, 'the second round waits for a choice again');
+    // A key pressed twice before the first pick is saved: one pick, no error.
+    await tab.evaluate(() => {
+      for (let i = 0; i < 2; i += 1) {
+        document.dispatchEvent(new KeyboardEvent('keydown', { key: '1', bubbles: true }));
+      }
+    });
+    await waitForStory(`${picked}${second[0]}`, tab);
+    await tab.waitForTimeout(1000);
+    assert.equal(await tab.locator(byTestId('story')).textContent(), `${picked}${second[0]}`);
+    assert.equal(await tab.locator(byTestId('notice')).textContent(), '');
+  } finally {
+    await isolated.close();
+  }
+  assert.deepEqual(tabProblems, []);
 });
 
 /**

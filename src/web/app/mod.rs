@@ -28,7 +28,8 @@ mod transfer;
 mod tree_view;
 mod writing;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use wasm_bindgen::{JsCast, JsValue};
@@ -73,6 +74,10 @@ struct State {
 /// The page: the shared state, the model worker and the panels.
 struct App {
     state: RefCell<State>,
+    /// A story change is being saved ([`App::change_story_and`]).
+    changing: Cell<bool>,
+    /// The changes asked meanwhile, run in order once it is saved.
+    waiting_changes: RefCell<VecDeque<Box<dyn FnOnce()>>>,
     worker: RefCell<Option<WorkerClient>>,
     notice: HtmlElement,
     models: Models,
@@ -109,6 +114,8 @@ pub fn run() {
     console_error_panic_hook::set_once();
     let app = Rc::new(App {
         state: RefCell::default(),
+        changing: Cell::new(false),
+        waiting_changes: RefCell::default(),
         worker: RefCell::default(),
         notice: by_testid("notice"),
         models: Models::new(),
@@ -319,16 +326,34 @@ impl App {
     }
 
     /// Applies `change` to the open story, saves it, then shows it (unless a round is running).
-    fn change_story(self: &Rc<Self>, change: impl FnOnce(&mut Story) -> crate::Result<()>) {
+    fn change_story(
+        self: &Rc<Self>,
+        change: impl FnOnce(&mut Story) -> crate::Result<()> + 'static,
+    ) {
         self.change_story_and(change, |_| {});
     }
 
     /// Like [`App::change_story`], then calls `then` once the change is saved and shown.
+    ///
+    /// One change at a time: a change asked while another is being saved waits for it, then
+    /// applies to the story that one left (not to the story before it, which a later save would
+    /// put back), if that story is still the open one.
     fn change_story_and(
         self: &Rc<Self>,
-        change: impl FnOnce(&mut Story) -> crate::Result<()>,
+        change: impl FnOnce(&mut Story) -> crate::Result<()> + 'static,
         then: impl FnOnce(&Rc<App>) + 'static,
     ) {
+        if self.changing.get() {
+            let (app, story) = (self.clone(), self.current_id());
+            self.waiting_changes
+                .borrow_mut()
+                .push_back(Box::new(move || {
+                    if app.current_id() == story {
+                        app.change_story_and(change, then);
+                    }
+                }));
+            return;
+        }
         if self.writing.running() {
             return;
         }
@@ -345,24 +370,37 @@ impl App {
             Err(e) => return self.notice(&e.to_string()),
         };
         changed.updated_at = timestamp_now();
+        self.changing.set(true);
         let app = self.clone();
         spawn_local(async move {
             if app.save(&changed).await {
-                let revision = app
-                    .state
-                    .borrow()
+                let mut state = app.state.borrow_mut();
+                // Unless another story was opened meanwhile.
+                if let Some(current) = state
                     .current
-                    .as_ref()
-                    .map_or(0, |c| c.revision);
-                changed.revision = changed.revision.max(revision);
-                let saved = app.state.borrow().db.is_some();
-                app.state.borrow_mut().current = Some(changed);
+                    .as_mut()
+                    .filter(|c| c.story.id == changed.story.id)
+                {
+                    changed.revision = changed.revision.max(current.revision);
+                    *current = changed;
+                }
+                let saved = state.db.is_some();
+                drop(state);
                 if saved {
                     app.notice("");
                 }
             }
             app.render_all();
             then(&app);
+            app.changing.set(false);
+            // The next waiting change that starts a save (one refused or dropped does not).
+            while !app.changing.get() {
+                let next = app.waiting_changes.borrow_mut().pop_front();
+                match next {
+                    Some(next) => next(),
+                    None => break,
+                }
+            }
         });
     }
 

@@ -334,7 +334,13 @@ impl Writing {
                 None => return,
             }
         };
-        app.change_story(move |story| story.choose(&record_id, "human").map(drop));
+        app.change_story(move |story| {
+            // Asked twice before the first was saved (a key pressed twice): chosen already.
+            if story.path.last() == Some(&record_id) {
+                return Ok(());
+            }
+            story.choose(&record_id, "human").map(drop)
+        });
     }
 
     /// Saves the title field once typing pauses for [`TITLE_SAVE_DELAY_MS`], as the title of
