@@ -347,3 +347,16 @@ export function examplePage(name, timeout, problems, setup = async () => {}) {
   after(async () => browser?.close());
   return { base, url: new URL(`examples/${name}`, base).href, page: () => page };
 }
+
+/**
+ * Starts `server` (a `node:net` or `node:http` server standing in front of the one at `target`)
+ * on a free port of 127.0.0.1; returns `target` on the server's origin, as a string.
+ */
+export async function listenInFrontOf(server, target) {
+  server.listen(0, '127.0.0.1');
+  await new Promise((resolve, reject) => server.once('listening', resolve).once('error', reject));
+  const url = new URL(target);
+  url.hostname = '127.0.0.1';
+  url.port = String(server.address().port);
+  return url.href;
+}

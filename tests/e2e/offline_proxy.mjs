@@ -12,6 +12,8 @@
 
 import { connect, createServer } from 'node:net';
 
+import { listenInFrontOf } from './lib.mjs';
+
 /**
  * Starts a proxy in front of the server of `target` (a URL) on a free port of 127.0.0.1. Returns
  * `url` (`target` on the proxy's origin), `goOffline()`, `refused` (the request lines of the
@@ -62,14 +64,9 @@ export async function startOfflineProxy(target) {
     if (online) relay(client);
     else refuse(client);
   });
-  proxy.listen(0, '127.0.0.1');
-  await new Promise((resolve, reject) => proxy.once('listening', resolve).once('error', reject));
-
-  const url = new URL(target);
-  url.hostname = '127.0.0.1';
-  url.port = String(proxy.address().port);
+  const url = await listenInFrontOf(proxy, target);
   return {
-    url: url.href,
+    url,
     refused,
     /** Whether the server's log line `line` ("host:port METHOD path status") came through here. */
     relayed: (line) => upstreamPorts.has(Number(line.split(' ', 1)[0].split(':').pop())),

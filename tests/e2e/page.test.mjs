@@ -64,6 +64,9 @@ const serverRequests = () => readServerRequests(SERVE_LOG);
 
 /** Waits until element `id`'s text matches `pattern`, and returns it. */
 const waitForText = (id, pattern, target = page) => textMatching(target, id, pattern, SLOW);
+/** The threaded build's default thread count in `target` (a page or frame): min(4, cores). */
+const defaultThreads = async (target) =>
+  Math.min(4, await target.evaluate(() => navigator.hardwareConcurrency));
 
 before(async () => {
   browser = await launchBrowser();
@@ -357,8 +360,7 @@ test('offline: after one visit the page, the cached model and a round of writing
     assert.doesNotMatch(await stats.textContent(), /bad thread count/);
     if (!IN_FIREFOX) {
       // (In Firefox rayon's pool at times does not start at all; see the threads test.)
-      const cores = await tab.evaluate(() => navigator.hardwareConcurrency);
-      assert.equal(Number(await stats.getAttribute('data-threads')), Math.min(4, cores), await stats.textContent());
+      assert.equal(Number(await stats.getAttribute('data-threads')), await defaultThreads(tab), await stats.textContent());
     }
     await tab.locator(byTestId('candidate-1')).click();
     await waitForStory(`Far from any network${first}`, tab);
@@ -483,8 +485,7 @@ test('the service worker activates beside a running threaded build, and so does 
   const { isolated, tab, tabProblems } = await freshTab();
   try {
     await tab.goto(BASE);
-    // The threaded build's count (as in the threads test below).
-    const threads = Math.min(4, await tab.evaluate(() => navigator.hardwareConcurrency));
+    const threads = await defaultThreads(tab);
     await waitForModel(tab);
     const first = await roundThreads(tab, 'Service worker one');
     assert.equal(first.threads, threads, first.line);
@@ -518,7 +519,7 @@ test('a static host without isolation headers: one thread on the first visit, th
   try {
     await tab.goto(host.url);
     assert.equal(await tab.evaluate(() => crossOriginIsolated), false, 'the relay drops COOP/COEP');
-    const threads = Math.min(4, await tab.evaluate(() => navigator.hardwareConcurrency));
+    const threads = await defaultThreads(tab);
     await waitForModel(tab);
     const first = await roundThreads(tab, 'Static host one');
     assert.equal(first.threads, 1, first.line);
@@ -609,9 +610,8 @@ test('?embed=1 gives the compact view, and a round can be written in an iframe o
     if (IN_FIREFOX) {
       // Firefox isolates a cross-site frame of an isolated page: the threaded build runs there.
       const threads = Number(await stats.getAttribute('data-threads'));
-      const cores = await frame.evaluate(() => navigator.hardwareConcurrency);
       assert.equal(await frame.evaluate(() => crossOriginIsolated), true);
-      assert.equal(threads, Math.min(4, cores), line);
+      assert.equal(threads, await defaultThreads(frame), line);
     } else {
       // The frame of a page that is not isolated cannot share memory: one thread, and it says why.
       assert.equal(await stats.getAttribute('data-threads'), '1');
@@ -657,7 +657,7 @@ test('threads: the isolated page runs the threaded build, the Threads setting pi
     assert.match(poolStarter, /new Worker\(import\.meta\.url, \{/);
     assert.doesNotMatch(poolStarter, /new Worker\(url/);
     const cores = await tab.evaluate(() => navigator.hardwareConcurrency);
-    const expected = Math.min(4, cores);
+    const expected = await defaultThreads(tab);
     await waitForModel(tab);
     const first = await roundThreads(tab, 'Threads one');
     assert.equal(first.threads, expected, first.line);

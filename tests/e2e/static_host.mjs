@@ -5,6 +5,8 @@
 
 import { createServer, request } from 'node:http';
 
+import { listenInFrontOf } from './lib.mjs';
+
 /** The headers the relay drops. */
 const ISOLATION = ['cross-origin-opener-policy', 'cross-origin-embedder-policy', 'cross-origin-resource-policy'];
 
@@ -33,13 +35,9 @@ export async function startStaticHost(target) {
     forwarded.on('error', () => answer.destroy());
     incoming.pipe(forwarded);
   });
-  relay.listen(0, '127.0.0.1');
-  await new Promise((resolve, reject) => relay.once('listening', resolve).once('error', reject));
-  const url = new URL(target);
-  url.hostname = '127.0.0.1';
-  url.port = String(relay.address().port);
+  const url = await listenInFrontOf(relay, target);
   return {
-    url: url.href,
+    url,
     close: () => {
       relay.closeAllConnections();
       return new Promise((resolve) => relay.close(resolve));
