@@ -135,7 +135,7 @@ type Matmul = Box<dyn Fn(&[f32], &mut [f32])>;
 #[wasm_bindgen_test]
 fn a_row_alone_equals_the_row_among_others() {
     let device = Device::Cpu;
-    let (k, n, m) = (256, 37, 6);
+    let (k, n, m) = (256, 149, 6);
     let w = Tensor::from_vec(values(n * k, 11, 1.0), (n, k), &device).unwrap();
     let x = values(m * k, 12, 1.0);
     for dtype in [GgmlDType::Q4_0, GgmlDType::Q8_0, GgmlDType::Q4K] {
@@ -341,24 +341,27 @@ fn q4k_column_reference(row: &[u8], act: &Q8kRows, act_row: usize) -> f32 {
 }
 
 /// The q4_k kernel of this build (stored rows with simd128, tiles of 16 rows with relaxed SIMD)
-/// gives the one-value-at-a-time reference bit for bit, for 1 to 5 activation rows and a
-/// column count that leaves a tile part empty; so both builds' kernels agree bit for bit.
+/// gives the one-value-at-a-time reference bit for bit, for 1 to 5 activation rows and column
+/// counts that leave a tile part empty; so both builds' kernels agree bit for bit. 149 columns
+/// are 10 tiles: a single row's product reads them four at a time, the last set short of two.
 #[wasm_bindgen_test]
 fn q4k_equals_its_reference_bit_for_bit() {
     let device = Device::Cpu;
-    let (k, n) = (512, 37);
-    let w = Tensor::from_vec(values(n * k, 21, 1.0), (n, k), &device).unwrap();
-    let q = std::sync::Arc::new(QTensor::quantize(&w, GgmlDType::Q4K).unwrap());
-    let data = q.data().unwrap().to_vec();
-    let matrix = Q4kMatrix::new(q).unwrap().expect("q4_k");
-    for m in 1..=5 {
-        let x = values(m * k, 30 + m as u32, 3.0);
-        let act = Q8kRows::new(&x, k);
-        let mut y = vec![f32::NAN; m * n];
-        matrix.matmul(&x, &mut y);
-        assert_bits_equal(&y, n, &format!("m={m}"), |r, c| {
-            q4k_column_reference(&data[c * 288..(c + 1) * 288], &act, r)
-        });
+    let k = 512;
+    for n in [37, 149] {
+        let w = Tensor::from_vec(values(n * k, 21, 1.0), (n, k), &device).unwrap();
+        let q = std::sync::Arc::new(QTensor::quantize(&w, GgmlDType::Q4K).unwrap());
+        let data = q.data().unwrap().to_vec();
+        let matrix = Q4kMatrix::new(q).unwrap().expect("q4_k");
+        for m in 1..=5 {
+            let x = values(m * k, 30 + m as u32, 3.0);
+            let act = Q8kRows::new(&x, k);
+            let mut y = vec![f32::NAN; m * n];
+            matrix.matmul(&x, &mut y);
+            assert_bits_equal(&y, n, &format!("n={n}, m={m}"), |r, c| {
+                q4k_column_reference(&data[c * 288..(c + 1) * 288], &act, r)
+            });
+        }
     }
 }
 
@@ -384,14 +387,22 @@ fn q4_0_column_reference(row: &[u8], act: &QuantizedRows, act_row: usize) -> f32
 
 /// The relaxed-SIMD q4_0 tiles give the one-value-at-a-time reference bit for bit, for 1 to 5
 /// activation rows, scales from subnormal to the largest half (the scales' fast widening is
-/// exact) and a column count that leaves a tile part empty. The plain build has no tiles.
+/// exact) and column counts that leave a tile part empty (149: 10 tiles, which a single row's
+/// product reads four at a time, the last set short of two). The plain build has no tiles.
 #[wasm_bindgen_test]
 fn q4_0_tiles_equal_their_reference_bit_for_bit() {
     if Path::best() == Path::Simd128 {
         return;
     }
+    for n in [37, 149] {
+        q4_0_tiles_equal_their_reference(n);
+    }
+}
+
+/// [`q4_0_tiles_equal_their_reference_bit_for_bit`] for `n` columns.
+fn q4_0_tiles_equal_their_reference(n: usize) {
     let device = Device::Cpu;
-    let (k, n) = (256, 37);
+    let k = 256;
     let w = Tensor::from_vec(values(n * k, 23, 1.0), (n, k), &device).unwrap();
     let mut data = QTensor::quantize(&w, GgmlDType::Q4_0)
         .unwrap()
@@ -414,7 +425,7 @@ fn q4_0_tiles_equal_their_reference_bit_for_bit() {
             let act = QuantizedRows::new(&x, k);
             let mut y = vec![f32::NAN; m * n];
             matrix.matmul(&x, &mut y);
-            assert_bits_equal(&y, n, &format!("m={m}, spread {spread}"), |r, c| {
+            assert_bits_equal(&y, n, &format!("n={n}, m={m}, spread {spread}"), |r, c| {
                 q4_0_column_reference(&data[c * 144..(c + 1) * 144], &act, r)
             });
         }

@@ -29,7 +29,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::q8_act::{Q8kRows, QK_K};
+#[cfg(not(target_feature = "relaxed-simd"))]
 use super::q_wasm::for_each_column_group;
+#[cfg(target_feature = "relaxed-simd")]
+use super::q_wasm::for_each_column_set;
 use super::Epilogue;
 #[cfg(target_feature = "relaxed-simd")]
 use super::{q4k_wasm_relaxed::Q4kTiles, q_wasm_relaxed::TILE_ROWS};
@@ -89,8 +92,9 @@ impl Q4kMatrix {
         assert_eq!((x.len(), y.len()), (m * k, m * n), "matmul operand sizes");
         let act = Q8kRows::new(x, k);
         #[cfg(target_feature = "relaxed-simd")]
-        for_each_column_group(n, y, &Epilogue::default(), |first, row0, sums| {
-            self.tiles.dot(first / TILE_ROWS, &act, row0, sums)
+        for_each_column_set(n, y, &Epilogue::default(), |firsts, row0, sums| {
+            self.tiles
+                .dot(firsts.map(|first| first / TILE_ROWS), &act, row0, sums)
         });
         #[cfg(not(target_feature = "relaxed-simd"))]
         {

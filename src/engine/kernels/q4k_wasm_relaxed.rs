@@ -12,7 +12,8 @@
 //! stream of weight bytes per tile where the row kernel (`q4k_wasm`) read four rows side by side.
 //! A sub-block's products are summed in i16 lanes (`pmaddubsw` then an add: each add waits one
 //! cycle for the last, where the i32 form's `vpdpbusd` waits five), and `i32x4.dot_i16x8_s` with
-//! the rows' scales widens each lane pair.
+//! the rows' scales widens each lane pair. A product reads [`STREAMS`] tile columns far apart
+//! at once, as the q4_0 tiles do.
 //!
 //! Each lane keeps the row kernel's arithmetic: per super-block the exact integers
 //! `Σₛ scaleₛ · Σ q·a` and `Σₛ minₛ · Σ a`, then `acc += total · (d · d_a) − minimum ·
@@ -24,7 +25,7 @@ use std::arch::wasm32::*;
 use super::f16::widen4;
 use super::q8_act::{Q8kRows, QK_K};
 use super::q_wasm::{for_row_count, transpose_sum, MAX_ROWS};
-use super::q_wasm_relaxed::{repack_in_tiles, TILE_ROWS};
+use super::q_wasm_relaxed::{lanes_to_values, repack_in_tiles, STREAMS, TILE_ROWS};
 
 /// Groups of four rows (one i32x4 lane each) in a tile.
 const GROUPS: usize = TILE_ROWS / 4;
@@ -83,11 +84,18 @@ impl Q4kTiles {
         Self { blocks, bytes }
     }
 
-    /// Tile column `column` (weight rows `16 · column..`) times activation rows
-    /// `row0..row0 + out.len()` (at most [`MAX_ROWS`]): `out[r][i]` is row `row0 + r`, output
-    /// column `16 · column + i`.
-    pub fn dot(&self, column: usize, act: &Q8kRows, row0: usize, out: &mut [[f32; TILE_ROWS]]) {
-        for_row_count!(out.len(), tile_dot(self, column, act, row0, out));
+    /// Tile columns `columns` times activation rows `row0..row0 + out.len()` (at most
+    /// [`MAX_ROWS`]), the columns' nibbles read in turn (why:
+    /// [`Q4_0Tiles::dot`](super::q_wasm_relaxed::Q4_0Tiles::dot)): `out[r][s][i]`
+    /// is row `row0 + r`, output column `16 · columns[s] + i`.
+    pub fn dot(
+        &self,
+        columns: [usize; STREAMS],
+        act: &Q8kRows,
+        row0: usize,
+        out: &mut [[[f32; TILE_ROWS]; STREAMS]],
+    ) {
+        for_row_count!(out.len(), tile_dot(self, columns, act, row0, out));
     }
 }
 
@@ -124,19 +132,36 @@ fn scale_pairs(bytes: v128, t: usize) -> v128 {
 /// [`Q4kTiles::dot`] for `R` activation rows.
 fn tile_dot<const R: usize>(
     tiles: &Q4kTiles,
-    column: usize,
+    columns: [usize; STREAMS],
     act: &Q8kRows,
     row0: usize,
-    out: &mut [[f32; TILE_ROWS]],
+    out: &mut [[[f32; TILE_ROWS]; STREAMS]],
 ) {
+    assert!(out.len() >= R);
+    let sums = tile_sums::<R>(tiles, columns, act, row0);
+    for (out, sums) in out.iter_mut().zip(sums) {
+        *out = sums.map(lanes_to_values);
+    }
+}
+
+/// The sums of tile columns `columns` times activation rows `row0..row0 + R`, `[row][column]
+/// [lane group]` (output columns `4 · group + lane`), the columns' nibbles read in turn.
+fn tile_sums<const R: usize>(
+    tiles: &Q4kTiles,
+    columns: [usize; STREAMS],
+    act: &Q8kRows,
+    row0: usize,
+) -> [[[v128; GROUPS]; STREAMS]; R] {
     let blocks = tiles.blocks;
     assert_eq!(act.blocks, blocks, "activation rows of k values");
-    assert!((row0 + R) * blocks <= act.scales.len() && out.len() >= R && R <= MAX_ROWS);
-    let column_bytes = &tiles.bytes[column * blocks * TILE_BYTES..][..blocks * TILE_BYTES];
-    // [lane group][row]: output columns 4 · group + lane of each row.
-    let mut acc = [[f32x4_splat(0.0); R]; GROUPS];
-    for (b, tile) in column_bytes.chunks_exact(TILE_BYTES).enumerate() {
-        let tile = tile.as_ptr();
+    assert!((row0 + R) * blocks <= act.scales.len() && R <= MAX_ROWS);
+    let column_starts = columns
+        .map(|column| tiles.bytes[column * blocks * TILE_BYTES..][..blocks * TILE_BYTES].as_ptr());
+    // [lane group][row][column]: output columns 4 · group + lane of each row.
+    let mut acc = [[[f32x4_splat(0.0); STREAMS]; R]; GROUPS];
+    for b in 0..blocks {
+        // SAFETY: each column holds `blocks` tiles of TILE_BYTES (sliced above).
+        let tiles = column_starts.map(|start| unsafe { start.add(b * TILE_BYTES) });
         // Activation super-block `b` of each row: its index, and its sub-blocks' sums Σa.
         let index: [usize; R] = std::array::from_fn(|r| (row0 + r) * blocks + b);
         // SAFETY: super-block `index[r]` (in range, asserted) has SUB_BLOCKS sums.
@@ -144,81 +169,87 @@ fn tile_dot<const R: usize>(
             v128_load(act.sub_sums.as_ptr().add(index[r] * SUB_BLOCKS).cast())
         });
         for (group, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: `tile` holds TILE_BYTES bytes laid out as `Q4kTiles` says; each
+            // SAFETY: each tile holds TILE_BYTES bytes laid out as `Q4kTiles` says; each
             // activation super-block `index[r]` holds QK_K quants.
             unsafe {
-                let d = widen4(u32x4_extend_low_u16x8(v128_load64_zero(
-                    tile.add(8 * group).cast(),
-                )));
-                let dmin = widen4(u32x4_extend_low_u16x8(v128_load64_zero(
-                    tile.add(2 * TILE_ROWS + 8 * group).cast(),
-                )));
-                let scales = tile.add(SCALES_AT + group * SUB_BLOCKS * 4);
-                let scales = [v128_load(scales.cast()), v128_load(scales.add(16).cast())];
-                let mins = tile.add(MINS_AT + group * SUB_BLOCKS * 4);
-                let mins = [v128_load(mins.cast()), v128_load(mins.add(16).cast())];
-                // Each lane's eight mins as i16, for `i32x4.dot_i16x8_s` with the sums.
-                let mins = [
-                    u16x8_extend_low_u8x16(mins[0]),
-                    u16x8_extend_high_u8x16(mins[0]),
-                    u16x8_extend_low_u8x16(mins[1]),
-                    u16x8_extend_high_u8x16(mins[1]),
-                ];
-                let quants = tile.add(QUANTS_AT + group * GROUP_QUANTS);
-                let mut totals = [i32x4_splat(0); R];
+                let quants = tiles.map(|tile| tile.add(QUANTS_AT + group * GROUP_QUANTS));
+                let mut totals = [[i32x4_splat(0); STREAMS]; R];
                 for j in 0..QK_K / 64 {
                     // Sub-blocks 2j (low nibbles) and 2j + 1 (high): each lane pair of an i16x8
                     // sums one row's products (at most 8 · 2 · 128 · 15 = 30,720).
-                    let mut low = [i16x8_splat(0); R];
-                    let mut high = [i16x8_splat(0); R];
+                    let mut low = [[i16x8_splat(0); STREAMS]; R];
+                    let mut high = [[i16x8_splat(0); STREAMS]; R];
                     for i in 0..8 {
-                        let packed = v128_load(quants.add((8 * j + i) * 16).cast());
-                        let low_nibbles = v128_and(packed, u8x16_splat(0x0F));
-                        let high_nibbles = v128_and(u16x8_shr(packed, 4), u8x16_splat(0x0F));
-                        for r in 0..R {
+                        let words: [(v128, v128); R] = std::array::from_fn(|r| {
                             let a = act.quants.as_ptr().add(index[r] * QK_K + 64 * j + 4 * i);
-                            low[r] = i16x8_add(
-                                low[r],
-                                i16x8_relaxed_dot_i8x16_i7x16(
-                                    v128_load32_splat(a.cast()),
-                                    low_nibbles,
-                                ),
-                            );
-                            high[r] = i16x8_add(
-                                high[r],
-                                i16x8_relaxed_dot_i8x16_i7x16(
-                                    v128_load32_splat(a.add(32).cast()),
-                                    high_nibbles,
+                            (
+                                v128_load32_splat(a.cast()),
+                                v128_load32_splat(a.add(32).cast()),
+                            )
+                        });
+                        for (s, quants) in quants.iter().enumerate() {
+                            let packed = v128_load(quants.add((8 * j + i) * 16).cast());
+                            let low_nibbles = v128_and(packed, u8x16_splat(0x0F));
+                            let high_nibbles = v128_and(u16x8_shr(packed, 4), u8x16_splat(0x0F));
+                            for (r, (low_word, high_word)) in words.iter().enumerate() {
+                                low[r][s] = i16x8_add(
+                                    low[r][s],
+                                    i16x8_relaxed_dot_i8x16_i7x16(*low_word, low_nibbles),
+                                );
+                                high[r][s] = i16x8_add(
+                                    high[r][s],
+                                    i16x8_relaxed_dot_i8x16_i7x16(*high_word, high_nibbles),
+                                );
+                            }
+                        }
+                    }
+                    // Each lane pair's sum times its row's scale, widened to i32.
+                    for (s, tile) in tiles.iter().enumerate() {
+                        let scales = v128_load(
+                            tile.add(SCALES_AT + group * SUB_BLOCKS * 4 + 16 * (j / 2))
+                                .cast(),
+                        );
+                        let scale_low = scale_pairs(scales, (2 * j) % 4);
+                        let scale_high = scale_pairs(scales, (2 * j + 1) % 4);
+                        for r in 0..R {
+                            totals[r][s] = i32x4_add(
+                                totals[r][s],
+                                i32x4_add(
+                                    i32x4_dot_i16x8(low[r][s], scale_low),
+                                    i32x4_dot_i16x8(high[r][s], scale_high),
                                 ),
                             );
                         }
                     }
-                    // Each lane pair's sum times its row's scale, widened to i32.
-                    let scale_low = scale_pairs(scales[j / 2], (2 * j) % 4);
-                    let scale_high = scale_pairs(scales[j / 2], (2 * j + 1) % 4);
-                    for r in 0..R {
-                        totals[r] = i32x4_add(
-                            totals[r],
-                            i32x4_add(
-                                i32x4_dot_i16x8(low[r], scale_low),
-                                i32x4_dot_i16x8(high[r], scale_high),
-                            ),
-                        );
-                    }
                 }
-                for r in 0..R {
-                    let minimum = transpose_sum(mins.map(|m| i32x4_dot_i16x8(m, sums[r])));
-                    let scale = f32x4_splat(act.scales[index[r]]);
-                    let products = f32x4_mul(f32x4_convert_i32x4(totals[r]), f32x4_mul(d, scale));
-                    let offsets = f32x4_mul(f32x4_convert_i32x4(minimum), f32x4_mul(dmin, scale));
-                    acc[r] = f32x4_add(acc[r], f32x4_sub(products, offsets));
+                for (s, tile) in tiles.iter().enumerate() {
+                    let d = widen4(u32x4_extend_low_u16x8(v128_load64_zero(
+                        tile.add(8 * group).cast(),
+                    )));
+                    let dmin = widen4(u32x4_extend_low_u16x8(v128_load64_zero(
+                        tile.add(2 * TILE_ROWS + 8 * group).cast(),
+                    )));
+                    let mins = tile.add(MINS_AT + group * SUB_BLOCKS * 4);
+                    let mins = [v128_load(mins.cast()), v128_load(mins.add(16).cast())];
+                    // Each lane's eight mins as i16, for `i32x4.dot_i16x8_s` with the sums.
+                    let mins = [
+                        u16x8_extend_low_u8x16(mins[0]),
+                        u16x8_extend_high_u8x16(mins[0]),
+                        u16x8_extend_low_u8x16(mins[1]),
+                        u16x8_extend_high_u8x16(mins[1]),
+                    ];
+                    for r in 0..R {
+                        let minimum = transpose_sum(mins.map(|m| i32x4_dot_i16x8(m, sums[r])));
+                        let scale = f32x4_splat(act.scales[index[r]]);
+                        let products =
+                            f32x4_mul(f32x4_convert_i32x4(totals[r][s]), f32x4_mul(d, scale));
+                        let offsets =
+                            f32x4_mul(f32x4_convert_i32x4(minimum), f32x4_mul(dmin, scale));
+                        acc[r][s] = f32x4_add(acc[r][s], f32x4_sub(products, offsets));
+                    }
                 }
             }
         }
     }
-    for (r, out) in out.iter_mut().take(R).enumerate() {
-        let row = acc.map(|group| group[r]);
-        // SAFETY: four f32x4s are 16 f32s.
-        *out = unsafe { std::mem::transmute::<[v128; GROUPS], [f32; TILE_ROWS]>(row) };
-    }
+    std::array::from_fn(|r| std::array::from_fn(|s| acc.map(|group| group[r][s])))
 }

@@ -18,7 +18,8 @@
 //! through a 65536-entry table (wasm has no f16 conversion instruction); relaxed q4_0 repacks
 //! them at load time into tiles of 16 rows (`q_wasm_relaxed::Q4_0Tiles`, as large). One unit
 //! of work is [`ROWS_PER_UNIT`] weight rows against every activation row, up to [`MAX_ROWS`] at
-//! a time, so three candidates decoded together read each weight once. Units run on rayon's
+//! a time, so three candidates decoded together read each weight once; with tiles, a unit is
+//! `STREAMS` such runs far apart, read at once. Units run on rayon's
 //! pool: the threads of the threaded web build, or the current thread when there is none.
 //!
 //! Relaxed SIMD (`i16x8.relaxed_dot_i8x16_i7x16`) is only deterministic when its second
@@ -39,7 +40,7 @@ use half::f16;
 use super::awake::share_units;
 use super::q8_act::{QuantizedRows, BLOCK};
 #[cfg(target_feature = "relaxed-simd")]
-use super::q_wasm_relaxed::{columns_q8_0, Q4_0Tiles, TILE_ROWS};
+use super::q_wasm_relaxed::{columns_q8_0, Q4_0Tiles, STREAMS, TILE_ROWS};
 use super::Epilogue;
 use crate::error::{Error, Result};
 
@@ -200,8 +201,8 @@ impl SimdMatrix {
             Stored::Rows(q) => q.data().expect("a CPU tensor's bytes"),
             #[cfg(target_feature = "relaxed-simd")]
             Stored::Tiles(tiles) => {
-                return for_each_column_group(n, y, &self.epilogue, |first, row0, sums| {
-                    tiles.dot(first / TILE_ROWS, &act, row0, sums)
+                return for_each_column_set(n, y, &self.epilogue, |firsts, row0, sums| {
+                    tiles.dot(firsts.map(|first| first / TILE_ROWS), &act, row0, sums)
                 });
             }
         };
@@ -370,6 +371,48 @@ pub(super) fn for_each_column_group<const W: usize>(
                 unit * ROWS_PER_UNIT..end,
                 epilogue,
             );
+        }
+    });
+}
+
+/// Fills `y` (m × n) as [`for_each_column_group`] does, a unit being [`STREAMS`] runs of
+/// [`ROWS_PER_UNIT`] columns far apart (the product's runs cut in [`STREAMS`] spans, a unit the
+/// same run of each), computed at once: `dot(firsts, row0, sums)` computes columns
+/// `firsts[s]..firsts[s] + ROWS_PER_UNIT` (past `n`: anything, its results dropped) of
+/// activation rows `row0..row0 + sums.len()` (at most [`MAX_ROWS`]) into
+/// `sums[row][s][column − firsts[s]]`.
+#[cfg(target_feature = "relaxed-simd")]
+pub(super) fn for_each_column_set(
+    n: usize,
+    y: &mut [f32],
+    epilogue: &Epilogue,
+    dot: impl Fn([usize; STREAMS], usize, &mut [[[f32; ROWS_PER_UNIT]; STREAMS]]) + Sync,
+) {
+    let m = y.len() / n.max(1);
+    let runs = n.div_ceil(ROWS_PER_UNIT);
+    let span = runs.div_ceil(STREAMS);
+    let out = OutPtr(y.as_mut_ptr());
+    share_units(span, |unit| {
+        let firsts = std::array::from_fn(|s| (unit + s * span).min(runs - 1) * ROWS_PER_UNIT);
+        let mut sums = [[[0f32; ROWS_PER_UNIT]; STREAMS]; MAX_ROWS];
+        for row0 in (0..m).step_by(MAX_ROWS) {
+            let rows = (m - row0).min(MAX_ROWS);
+            dot(firsts, row0, &mut sums[..rows]);
+            for s in 0..STREAMS {
+                let run = unit + s * span;
+                if run >= runs {
+                    break;
+                }
+                let columns = run * ROWS_PER_UNIT..n.min((run + 1) * ROWS_PER_UNIT);
+                for (r, row) in sums[..rows].iter().enumerate() {
+                    for (column, sum) in columns.clone().zip(&row[s]) {
+                        // SAFETY: `y` holds m × n values and outlives the parallel loop; every
+                        // (row, column) is written by exactly one unit.
+                        unsafe { *out.at((row0 + r) * n + column) = *sum };
+                    }
+                }
+                finish_rows(out, n, row0..row0 + rows, columns, epilogue);
+            }
         }
     });
 }
