@@ -159,8 +159,8 @@ impl Q4_0Tiles {
     /// Why several columns: a product is bound by the cache misses in flight, and the CPU's
     /// prefetchers run ahead of each stream of addresses on their own, so [`STREAMS`]
     /// far-apart streams keep more memory on its way than one (in the page, one thread
-    /// streaming 100 MB from memory for one activation row: 5.0–6.4 GB/s for one stream,
-    /// 6.9–10.3 GB/s for four).
+    /// streaming 236 MB from memory for one activation row: 4.8–6.5 GB/s for one stream,
+    /// 7.0–10.3 GB/s for four).
     pub fn dot(
         &self,
         columns: [usize; STREAMS],
