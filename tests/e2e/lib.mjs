@@ -180,7 +180,8 @@ export async function modelReady(target, timeout) {
 /**
  * Waits until a round is over (Stop disabled, Write enabled) and the three cards show finished
  * candidates (their line "N tokens · reason · press N"; the text may be empty when a candidate
- * drew the end-of-sequence token first, which the random demo model sometimes does).
+ * drew the end-of-sequence token first or wrote only tokens with no text of their own, which the
+ * random demo model sometimes does).
  */
 export async function candidatesReady(target, timeout) {
   await target.waitForFunction(
