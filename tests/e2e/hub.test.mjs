@@ -13,7 +13,15 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startHubStandIn } from './hub_standin.mjs';
-import { byTestId, chromiumOnly, launchBrowser, modelErrorShown, watch } from './lib.mjs';
+import {
+  byTestId,
+  candidatesReady,
+  explainedCardTexts,
+  chromiumOnly,
+  launchBrowser,
+  modelErrorShown,
+  watch,
+} from './lib.mjs';
 
 const BASE = process.env.E2E_URL;
 const REFERENCES = process.env.E2E_HUB_REFERENCES;
@@ -163,18 +171,8 @@ test('the quantized hub model writes a round of three candidates', { timeout: TE
   if (!hubLoaded) return t.skip('the hub model did not load');
   await page.locator(byTestId('prompt')).fill('The lighthouse keeper');
   await page.locator(byTestId('write')).click();
-  await page.waitForFunction(
-    () => {
-      const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
-      const idle = $('stop')?.disabled !== false && $('write')?.disabled === false;
-      return idle && [1, 2, 3].every((i) => {
-        const card = $(`candidate-${i}`);
-        return (card?.querySelector('.text') ?? card)?.textContent.trim().length > 0;
-      });
-    },
-    null,
-    { timeout: SLOW, polling: 100 },
-  );
+  await candidatesReady(page, SLOW);
+  await explainedCardTexts(page);
 });
 
 test('the hub model loads from the cache the next time', { timeout: TEST_TIMEOUT }, async (t) => {

@@ -2,6 +2,7 @@
 // with E2E_BROWSER=firefox) is started, how page
 // problems are collected, and how a test waits for the model and for a round.
 
+import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -213,9 +214,34 @@ export async function cardText(target, index) {
   }, `candidate-${index}`);
 }
 
+/** The text of part `part` (`source`, `params`, `text`, `meta`) of each of the three cards of
+ * `target`. */
+export async function cardParts(target, part) {
+  return target.evaluate(
+    (cls) =>
+      [1, 2, 3].map(
+        (i) => document.querySelector(`[data-testid="candidate-${i}"] .${cls}`)?.textContent ?? '',
+      ),
+    part,
+  );
+}
+
 /** The generated texts of the three candidate cards of `target`. */
 export async function cardTexts(target) {
   return Promise.all([1, 2, 3].map((i) => cardText(target, i)));
+}
+
+/**
+ * The generated texts of the three finished cards of `target`, after asserting that a card with
+ * no text says why: a random model may end a candidate at once (eos) or write only tokens with no
+ * text of their own ("no text").
+ */
+export async function explainedCardTexts(target) {
+  const [texts, metas] = await Promise.all([cardTexts(target), cardParts(target, 'meta')]);
+  texts.forEach((text, i) => {
+    if (text === '') assert.match(metas[i], /\beos\b|\bno text\b/, `candidate ${i + 1} is blank: ${metas[i]}`);
+  });
+  return texts;
 }
 
 /** Waits until the story text of `target` is `expected`; on a timeout the error shows both. */
