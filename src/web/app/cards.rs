@@ -8,6 +8,7 @@ use std::cell::Cell;
 
 use web_sys::{Element, HtmlElement, ScrollBehavior, ScrollToOptions};
 
+use crate::data::records::CandidateRecord;
 use crate::data::story::PlannedCandidate;
 use crate::shared::SamplingParams;
 use crate::web::dom::{append, by_testid, clear, set_text, text_el, toggle_class, window};
@@ -67,6 +68,38 @@ impl Cards {
         );
         append(card, &text_el("div", "text", text));
         append(card, &text_el("div", "meta", meta));
+    }
+
+    /// Shows a finished candidate waiting for a choice: its plan, its text, and a line with
+    /// the round's speed (if known), its length, why it ended and its key.
+    pub(super) fn fill_record(&self, index: usize, record: &CandidateRecord, speed: Option<f64>) {
+        let planned = PlannedCandidate {
+            params: record.params.clone(),
+            policy: record.policy.clone(),
+            param_table: record.param_table.clone(),
+            seed: record.seed,
+            design: None,
+        };
+        let speed = speed
+            .map(|s| format!("{s:.1} tok/s (round) · "))
+            .unwrap_or_default();
+        let finish = serde_json::to_value(record.finish_reason)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        // Tokens with no text of their own (unused entries of the vocabulary, which a model
+        // with random weights may write) leave the card blank: its line says why.
+        let textless = if record.output_text.is_empty() && !record.output_ids.is_empty() {
+            " · no text"
+        } else {
+            ""
+        };
+        let meta = format!(
+            "{speed}{} tokens · {finish}{textless} · press {}",
+            record.output_ids.len(),
+            index + 1
+        );
+        self.fill(index, &planned, &record.output_text, &meta);
     }
 
     /// Adds a line under card `index`'s text (the picker's chance).

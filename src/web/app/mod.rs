@@ -1,9 +1,10 @@
 //! The page, as one component per panel: `models` (the header's status, the demo notices,
 //! model sources, loading, the cache), `story_list`, `story_view` (the story by author, and its
-//! counts), `token_view` (a passage's tokens, their probabilities and alternatives), `writing` (the title, editor and writing buttons) with `cards` (the candidate
-//! cards, kept in view while a round streams), `tree_view`, `branches`, `settings_panel`
-//! (settings and the chart), `transfer` (export and import) and `tabs` (other tabs of the app
-//! on the same story).
+//! counts), `token_view` (a passage's tokens, their probabilities and alternatives), `writing`
+//! (the title, editor and writing buttons) with `cards` (the candidate cards, kept in view while
+//! a round streams) and `round_stats` (the last round's timings), `tree_view`, `branches`,
+//! `settings_panel` (settings and the chart), `transfer` (export and import) and `tabs` (other
+//! tabs of the app on the same story).
 //!
 //! Each component holds its DOM nodes and its slice of state; what several of them read — the
 //! database, the loaded model's identity and the open story — is the app's `State`. The model
@@ -19,6 +20,7 @@ mod branches;
 mod cards;
 mod models;
 mod picker_panel;
+mod round_stats;
 mod settings_panel;
 mod story_list;
 mod story_view;

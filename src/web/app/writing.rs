@@ -13,13 +13,14 @@ use web_sys::{
 };
 
 use super::cards::{Cards, Reveal};
+use super::round_stats::RoundStats;
 use super::{click, default_title, with_app, App};
 use crate::data::records::{new_seed, timestamp_now};
 use crate::data::story::{PlannedCandidate, Story, TokenPrefix};
 use crate::data::text_field::edited_text;
-use crate::engine::generate::{Generation, GenerationStats};
+use crate::engine::generate::Generation;
 use crate::session::candidate_specs;
-use crate::web::dom::{by_testid, document, input, now_ms, on, set_text, show, textarea, window};
+use crate::web::dom::{by_testid, document, input, now_ms, on, show, textarea, window};
 use crate::web::idb::StoredStory;
 use crate::web::protocol::Request;
 
@@ -45,11 +46,9 @@ pub(super) struct Writing {
     undo: HtmlButtonElement,
     edit: HtmlButtonElement,
     cards: Cards,
-    round_stats: HtmlElement,
+    round_stats: RoundStats,
     running: RefCell<Option<Running>>,
     next_round: Cell<u64>,
-    /// Speed of the last finished round, shown on its cards.
-    last_speed: Cell<Option<f64>>,
     /// Whether the cards are to be followed at the next frame (streamed tokens since).
     follow_pending: Cell<bool>,
     /// The pending save of a title being typed (a timeout's handle).
@@ -78,10 +77,9 @@ impl Writing {
             undo: button("undo"),
             edit: button("edit-story"),
             cards: Cards::new(),
-            round_stats: by_testid("round-stats"),
+            round_stats: RoundStats::new(),
             running: RefCell::default(),
             next_round: Cell::new(1),
-            last_speed: Cell::default(),
             follow_pending: Cell::default(),
             title_timer: Cell::default(),
         }
@@ -148,7 +146,7 @@ impl Writing {
 
     /// Forgets the speed of the last round (another story is opened).
     pub(super) fn forget_speed(&self) {
-        self.last_speed.set(None);
+        self.round_stats.forget_speed();
     }
 
     /// Moves the focus to the prompt.
@@ -442,14 +440,13 @@ impl Writing {
         input_ids: &[u32],
         generation: &Generation,
     ) {
-        self.show_round_stats(round, generation.candidates.len(), &generation.stats);
+        let stats = &generation.stats;
+        self.round_stats
+            .show(round, generation.candidates.len(), stats);
         let Some(running) = self.running.take().filter(|r| r.round == round) else {
             return;
         };
-        let tokens = generation.stats.generated_tokens as f64;
-        let seconds = generation.stats.prefill_s + generation.stats.decode_s;
-        self.last_speed
-            .set((seconds > 0.0).then(|| tokens / seconds));
+        self.round_stats.round_finished(stats);
         let stored = {
             let mut state = app.state.borrow_mut();
             let super::State { model, current, .. } = &mut *state;
@@ -486,60 +483,6 @@ impl Writing {
         app.notice(&format!("Generation failed: {message}"));
         self.update_buttons(app);
         self.render_cards(app);
-    }
-
-    /// Shows how long a round's prompt and decoding took; the figures are also in `data-*`
-    /// attributes (round, candidates, prompt-tokens, prefill-s, generated-tokens, decode-steps,
-    /// decode-s, threads) for benchmarks; the worker's threads end the line.
-    fn show_round_stats(&self, round: u64, candidates: usize, stats: &GenerationStats) {
-        let rate = |tokens: usize, seconds: f64| {
-            if seconds > 0.0 {
-                tokens as f64 / seconds
-            } else {
-                0.0
-            }
-        };
-        let (threads, threads_text) = crate::web::threads::describe();
-        let simd = if crate::web::threads::current().relaxed {
-            "relaxed"
-        } else {
-            "simd128"
-        };
-        let line = format!(
-            "Last round: prompt {} tokens in {:.2} s ({:.1} tok/s) · {} {}, {} tokens in {:.2} s ({:.1} tok/s, {:.1} per candidate) · {}",
-            stats.prompt_tokens,
-            stats.prefill_s,
-            rate(stats.prompt_tokens, stats.prefill_s),
-            candidates,
-            if candidates == 1 { "candidate" } else { "candidates" },
-            stats.generated_tokens,
-            stats.decode_s,
-            rate(stats.generated_tokens, stats.decode_s),
-            rate(stats.generated_tokens, stats.decode_s) / candidates.max(1) as f64,
-            threads_text,
-        );
-        set_text(&self.round_stats, &line);
-        for (name, value) in [
-            ("round", round.to_string()),
-            ("candidates", candidates.to_string()),
-            ("prompt-tokens", stats.prompt_tokens.to_string()),
-            ("reused-tokens", stats.reused_tokens.to_string()),
-            ("prefill-s", stats.prefill_s.to_string()),
-            ("generated-tokens", stats.generated_tokens.to_string()),
-            ("decode-steps", stats.decode_steps.to_string()),
-            ("decode-s", stats.decode_s.to_string()),
-            ("threads", threads.to_string()),
-            ("simd", simd.to_string()),
-        ] {
-            let _ = self
-                .round_stats
-                .set_attribute(&format!("data-{name}"), &value);
-        }
-        // With `?profile`: the time per engine span, as JSON, for the benchmarks.
-        if !stats.spans.is_empty() {
-            let spans = serde_json::to_string(&stats.spans).unwrap_or_default();
-            let _ = self.round_stats.set_attribute("data-spans", &spans);
-        }
     }
 
     /// Shows the open story's title (unless the writer is typing one), the cards and the
@@ -607,35 +550,7 @@ impl Writing {
                 cards.empty(index);
                 continue;
             };
-            let planned = PlannedCandidate {
-                params: record.params.clone(),
-                policy: record.policy.clone(),
-                param_table: record.param_table.clone(),
-                seed: record.seed,
-                design: None,
-            };
-            let speed = self
-                .last_speed
-                .get()
-                .map(|s| format!("{s:.1} tok/s (round) · "))
-                .unwrap_or_default();
-            let finish = serde_json::to_value(record.finish_reason)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            // Tokens with no text of their own (unused entries of the vocabulary, which a model
-            // with random weights may write) leave the card blank: its line says why.
-            let textless = if record.output_text.is_empty() && !record.output_ids.is_empty() {
-                " · no text"
-            } else {
-                ""
-            };
-            let meta = format!(
-                "{speed}{} tokens · {finish}{textless} · press {}",
-                record.output_ids.len(),
-                index + 1
-            );
-            cards.fill(index, &planned, &record.output_text, &meta);
+            cards.fill_record(index, record, self.round_stats.last_speed());
             if let Some(chance) = chances.as_ref().and_then(|c| c.get(index)) {
                 let line = format!("Picker: {:.0}% chance you pick this", 100.0 * chance);
                 cards.add_line(index, "chance", &line);
