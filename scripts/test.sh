@@ -256,7 +256,7 @@ fi
 # e2e step built and the package it built (tests/e2e/lib.mjs, firefox_bidi.mjs; about 5 minutes
 # on a 2-core machine); the heavy soak and benchmark files, storage (CDP heap) and layout (media
 # and font emulation Firefox ESR's BiDi lacks) stay Chromium's.
-E2E_FIREFOX_TESTS="app page hub tabs import crash autopilot view pkg element"
+E2E_FIREFOX_TESTS="app page isolation hub tabs import crash autopilot view pkg element"
 if [[ "${SKIP_WASM:-0}" == 1 && "${CI:-}" != true ]]; then
     skip_step pkg-build "SKIP_WASM=1"
     skip_step e2e "SKIP_WASM=1"

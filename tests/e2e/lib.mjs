@@ -143,6 +143,30 @@ export async function freshPage(browser, timeout, problems = []) {
   return { context, page, problems };
 }
 
+/** The threaded build's default thread count in `target` (a page or frame): min(4, cores). */
+export const defaultThreads = async (target) =>
+  Math.min(4, await target.evaluate(() => navigator.hardwareConcurrency));
+
+/**
+ * Waits (20 s at most) until `tab`'s service worker registration has an activated worker whose
+ * script URL `isScript` accepts; fails naming the states it saw.
+ */
+export async function serviceWorkerActive(tab, isScript) {
+  const state = () =>
+    tab.evaluate(async () => {
+      const registration = await navigator.serviceWorker.getRegistration();
+      const { installing, waiting, active } = registration ?? {};
+      return { installing: installing?.state, waiting: waiting?.state, active: active?.state, script: active?.scriptURL };
+    });
+  let seen;
+  for (const until = Date.now() + 20_000; Date.now() < until; ) {
+    seen = await state();
+    if (seen.active === 'activated' && isScript(seen.script ?? '')) return;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  assert.fail(`the service worker did not activate within 20 s: ${JSON.stringify(seen)}`);
+}
+
 /**
  * Clicks `trigger` (a locator of `page`) and returns the text of the file named `name` it makes
  * the browser download, decoded as a whole (a chunk boundary may fall inside a character). The

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end tests of the web app in headless Chromium and Firefox ESR (tests/e2e/app.test.mjs,
-# page.test.mjs, hub.test.mjs, storage.test.mjs, autopilot.test.mjs, view.test.mjs, tabs.test.mjs, crash.test.mjs,
+# page.test.mjs, isolation.test.mjs, hub.test.mjs, storage.test.mjs, autopilot.test.mjs, view.test.mjs, tabs.test.mjs, crash.test.mjs,
 # import.test.mjs and layout.test.mjs, node + playwright-core), and of the JavaScript package pkg/
 # (pkg.test.mjs and element.test.mjs: examples/ served from the repository's root; pkg/ must have
 # been built by scripts/build_pkg.sh). Installs what
@@ -64,7 +64,7 @@ URL="$SERVE_URL"
 echo "serving $DIST and $MODELS at $URL"
 
 TESTS=()
-for name in ${E2E_TESTS:-app page hub storage autopilot view tabs crash import layout pkg element}; do
+for name in ${E2E_TESTS:-app page isolation hub storage autopilot view tabs crash import layout pkg element}; do
     TESTS+=("tests/e2e/$name.test.mjs")
 done
 # The package's examples (pkg.test.mjs, element.test.mjs) as a site would serve them: the

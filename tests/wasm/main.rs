@@ -10,3 +10,4 @@ mod common;
 mod kernels;
 mod model;
 mod smoke;
+mod vector_math;
