@@ -1,6 +1,9 @@
 //! The wasm simd128 kernels (`engine::kernels::q_wasm`) against candle's `QMatMul`, for every
 //! dot-product path this build has (plain simd128 always; relaxed SIMD in the `+relaxed-simd`
-//! build), at small and model-sized shapes.
+//! build), at small and model-sized shapes; `vector_math`, the SIMD code that is not a product.
+//! The relaxed-SIMD build runs this module (`kernels`) again.
+
+mod vector_math;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};

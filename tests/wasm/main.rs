@@ -10,4 +10,3 @@ mod common;
 mod kernels;
 mod model;
 mod smoke;
-mod vector_math;
