@@ -115,6 +115,14 @@ pub struct CandidateRecord {
 }
 
 impl CandidateRecord {
+    /// Whether the candidate wrote tokens but no text: every id it wrote besides a final
+    /// end-of-sequence has no text of its own (an unused entry of the vocabulary, which a model
+    /// with random weights may pick). Its text is empty for another reason than ending at once.
+    pub fn wrote_no_text(&self) -> bool {
+        let end = usize::from(self.finish_reason == FinishReason::Eos);
+        self.output_text.is_empty() && self.output_ids.len() > end
+    }
+
     /// What the next step's input continues: this record's input followed by its output,
     /// sharing the input's storage.
     pub fn continued(&self) -> (SharedText, SharedIds) {
@@ -180,5 +188,27 @@ mod tests {
         assert_eq!(millis_between("2026-12-03T10:00:02.000Z", &end), None);
         assert_eq!(millis_between("garbage", &end), None);
         assert_eq!(millis_between("2026-12-03T10:00:00.000Z", &None), None);
+    }
+
+    #[test]
+    fn no_text_is_told_apart_from_ending_at_once() {
+        let sample = include_str!("../../tests/fixtures/records_sample.jsonl");
+        let first = sample.lines().next().expect("a record");
+        let mut record: CandidateRecord = serde_json::from_str(first).expect("a record");
+        let set = |record: &mut CandidateRecord, text: &str, ids: &[u32], finish| {
+            record.output_text = text.to_string();
+            record.output_ids = ids.to_vec();
+            record.finish_reason = finish;
+        };
+        set(&mut record, "", &[2], FinishReason::Eos);
+        assert!(!record.wrote_no_text(), "ended at once on eos");
+        set(&mut record, "", &[], FinishReason::Stopped);
+        assert!(!record.wrote_no_text(), "stopped before a token");
+        set(&mut record, "", &[7, 7, 2], FinishReason::Eos);
+        assert!(record.wrote_no_text(), "two tokens without text, then eos");
+        set(&mut record, "", &[7; 29], FinishReason::Length);
+        assert!(record.wrote_no_text(), "29 tokens without text");
+        set(&mut record, " a", &[7, 30], FinishReason::Length);
+        assert!(!record.wrote_no_text(), "a token with text");
     }
 }

@@ -202,7 +202,7 @@ fn show(story: &Story) {
     for (i, record) in story.pending_records().iter().enumerate() {
         let p = &record.params;
         println!(
-            "\n[{}] {} · temperature {:.2} · top_k {} · top_p {:.2} · typical_p {:.2} · repetition {:.2} · {} tokens{}\n    {}",
+            "\n[{}] {} · temperature {:.2} · top_k {} · top_p {:.2} · typical_p {:.2} · repetition {:.2} · {} tokens{}{}\n    {}",
             i + 1,
             record.policy,
             p.temperature,
@@ -211,6 +211,7 @@ fn show(story: &Story) {
             p.typical_p,
             p.repetition_penalty,
             record.output_ids.len(),
+            if record.wrote_no_text() { " · no text" } else { "" },
             if record.chosen { " (chosen before)" } else { "" },
             terminal_safe(&record.output_text).replace('\n', "\n    "),
         );

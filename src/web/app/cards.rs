@@ -87,9 +87,8 @@ impl Cards {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        // Tokens with no text of their own (unused entries of the vocabulary, which a model
-        // with random weights may write) leave the card blank: its line says why.
-        let textless = if record.output_text.is_empty() && !record.output_ids.is_empty() {
+        // Tokens with no text of their own leave the card blank: its line says why.
+        let textless = if record.wrote_no_text() {
             " · no text"
         } else {
             ""
