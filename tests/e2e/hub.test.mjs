@@ -16,8 +16,8 @@ import { startHubStandIn } from './hub_standin.mjs';
 import {
   byTestId,
   candidatesReady,
-  explainedCardTexts,
   chromiumOnly,
+  explainedCardTexts,
   launchBrowser,
   modelErrorShown,
   watch,

@@ -43,8 +43,9 @@ impl RoundStats {
     }
 
     /// Shows how long a round's prompt and decoding took; the figures are also in `data-*`
-    /// attributes (round, candidates, prompt-tokens, prefill-s, generated-tokens, decode-steps,
-    /// decode-s, threads) for benchmarks; the worker's threads end the line.
+    /// attributes (round, candidates, prompt-tokens, reused-tokens, prefill-s, generated-tokens,
+    /// decode-steps, decode-s, threads, simd, and spans with `?profile`) for benchmarks; the
+    /// worker's threads end the line.
     pub(super) fn show(&self, round: u64, candidates: usize, stats: &GenerationStats) {
         let rate = |tokens: usize, seconds: f64| {
             if seconds > 0.0 {
